@@ -1,0 +1,31 @@
+//! Test-only helpers that stand up the real components WiseHosting's tests use.
+//!
+//! This crate is a dev-dependency only: nothing in a shipped binary links it.
+//!
+//! # Layout
+//! - [`postgres`]: a throwaway PostgreSQL cluster per test process (or `DATABASE_URL`), the
+//!   workspace's `migrations/` applied once into a template, and a fresh database per test.
+//! - [`podman`]: Podman with this machine's runtime settings, a local busybox base image built
+//!   without any registry, and containers/images that are labelled and removed afterwards.
+//! - [`pebble`]: Let's Encrypt's ACME test server and its mock DNS on free ports.
+//! - [`http`]: a minimal HTTP(S) client for tests (plain TCP or rustls with explicit roots).
+//! - [`reaper`]: cleanup that runs after the test process exits, however it exits.
+//! - [`net`]: free loopback ports and waiting for a port to accept.
+//!
+//! Everything here fails loudly with an [`Error`] that says what to install or what went wrong:
+//! a test that cannot get its component must fail, never skip silently.
+
+pub mod http;
+pub mod net;
+pub mod pebble;
+pub mod podman;
+pub mod postgres;
+pub mod reaper;
+
+mod error;
+mod process;
+
+pub use error::Error;
+
+/// Result alias for the testkit.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,170 @@
+//! Podman for tests: this machine's runtime settings, a local base image, labelled cleanup.
+//!
+//! No container registry is reachable, so the base image is made here: a rootfs holding Debian's
+//! static busybox (`sh`, `httpd` and the usual applets as links) is piped into `podman import`.
+//! Every container and image this module creates carries the label `wh.testkit.run=<id>` for this
+//! test process; a [`reaper`](crate::reaper) removes all of them when the process exits, and
+//! [`Container`] also removes its container on drop.
+//!
+//! Runtime settings default to what this machine needs (`--runtime runc`, explicit `nofile` and
+//! `nproc` ulimits: crun fails on cgroup v1 hybrid hosts) and can be overridden with
+//! `WH_PODMAN_RUNTIME` (empty for Podman's default) and `WH_PODMAN_ULIMITS` (space-separated).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::process::{run, which};
+use crate::reaper;
+use crate::{Error, Result};
+
+/// Label key carried by everything the testkit creates.
+pub const LABEL: &str = "wh.testkit.run";
+
+/// Where Debian's busybox-static installs its binary.
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Podman invocation settings for this machine.
+#[derive(Debug, Clone)]
+pub struct Podman {
+    runtime: Option<String>,
+    ulimits: Vec<String>,
+    run_id: String,
+}
+
+static PODMAN: OnceLock<Result<Podman, String>> = OnceLock::new();
+static BASE: OnceLock<Result<String, String>> = OnceLock::new();
+
+impl Podman {
+    /// The process-wide instance; registers the cleanup of everything labelled for this process.
+    pub fn get() -> Result<&'static Podman> {
+        PODMAN
+            .get_or_init(|| Self::init().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::Other(e.clone()))
+    }
+
+    fn init() -> Result<Podman> {
+        which("podman").ok_or_else(|| Error::Missing {
+            program: "podman".into(),
+            hint: "apt-get install podman runc".into(),
+        })?;
+        let runtime = match std::env::var("WH_PODMAN_RUNTIME") {
+            Ok(r) if r.is_empty() => None,
+            Ok(r) => Some(r),
+            Err(_) => Some("runc".to_owned()),
+        };
+        let ulimits = std::env::var("WH_PODMAN_ULIMITS")
+            .unwrap_or_else(|_| "nofile=1024:1024 nproc=1024:1024".into())
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let run_id = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        );
+        let filter = format!("label={LABEL}={run_id}");
+        reaper::after_exit(&format!(
+            "podman rm -f -t 0 --filter {f} >/dev/null 2>&1; \
+             podman images -q --filter {f} | xargs -r podman rmi -f >/dev/null 2>&1",
+            f = reaper::sh_quote(&filter)
+        ))?;
+        Ok(Podman { runtime, ulimits, run_id })
+    }
+
+    /// This process's run id, the value of [`LABEL`] on everything it creates.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// A `podman <sub>` command with the runtime settings that `run` and `build` need.
+    pub fn command(&self, sub: &str) -> Command {
+        let mut c = Command::new("podman");
+        c.arg(sub);
+        if matches!(sub, "run" | "build" | "create") {
+            if let Some(rt) = &self.runtime {
+                c.args(["--runtime", rt]);
+            }
+            for u in &self.ulimits {
+                c.args(["--ulimit", u]);
+            }
+            c.args(["--label", &format!("{LABEL}={}", self.run_id)]);
+        }
+        c
+    }
+
+    /// The local busybox base image, built once per process; returns its name.
+    pub fn base_image(&self) -> Result<String> {
+        BASE.get_or_init(|| self.import_base().map_err(|e| e.to_string()))
+            .clone()
+            .map_err(Error::Other)
+    }
+
+    fn import_base(&self) -> Result<String> {
+        if !Path::new(BUSYBOX).is_file() {
+            return Err(Error::Missing {
+                program: BUSYBOX.into(),
+                hint: "apt-get install busybox-static".into(),
+            });
+        }
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("rootfs");
+        for d in ["bin", "etc", "tmp", "www", "proc", "sys", "dev"] {
+            std::fs::create_dir_all(root.join(d))?;
+        }
+        std::fs::copy(BUSYBOX, root.join("bin/busybox"))?;
+        let list = run(Command::new(BUSYBOX).arg("--list"))?;
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" && !applet.is_empty() {
+                std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
+            }
+        }
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        )?;
+        std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+        let tar = dir.path().join("rootfs.tar");
+        run(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg("."))?;
+        let name = format!("localhost/wh-testkit-base:{}", self.run_id);
+        run(Command::new("podman")
+            .arg("import")
+            .args(["--change", &format!("LABEL {LABEL}={}", self.run_id)])
+            .args(["--change", "ENV PATH=/bin"])
+            .args(["--change", "CMD [\"/bin/sh\"]"])
+            .arg(&tar)
+            .arg(&name))?;
+        Ok(name)
+    }
+
+    /// Builds `context` (with its `Containerfile`) into an image tagged `name`, labelled for cleanup.
+    pub fn build(&self, context: &Path, name: &str) -> Result<String> {
+        let tag = format!("localhost/{name}:{}", self.run_id);
+        run(self.command("build").args(["--network", "none", "-t", &tag]).arg(context))?;
+        Ok(tag)
+    }
+
+    /// Starts a detached container; `args` go between `run -d` and the image (ports, env, ...).
+    pub fn run_detached(&self, args: &[&str], image: &str, cmd: &[&str]) -> Result<Container> {
+        let out = run(self.command("run").arg("-d").args(args).arg(image).args(cmd))?;
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok(Container { id })
+    }
+}
+
+/// A running container, force-removed on drop.
+#[derive(Debug)]
+pub struct Container {
+    /// The container id.
+    pub id: String,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rm", "-f", "-t", "0", &self.id]).output();
+    }
+}

@@ -1,0 +1,168 @@
+//! `cargo xtask <task>`: project chores that are more than one command.
+//!
+//! - `test`: the README's test command and the whole of CI. Installs the Debian packages the
+//!   tests need when it can (root with apt-get), otherwise names exactly what is missing and how
+//!   to install it; then `cargo fmt --check`, `cargo clippy -D warnings` and the whole test suite;
+//!   then checks that the suite left no PostgreSQL, pebble or Podman container behind.
+//!
+//! It deliberately uses only the standard library, so it builds in seconds on a cold cache.
+
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// Debian packages the test suite needs, each with a file that proves it is installed.
+const PACKAGES: &[(&str, &str)] = &[
+    ("postgresql", "/usr/lib/postgresql"),
+    ("podman", "/usr/bin/podman"),
+    ("runc", "/usr/sbin/runc"),
+    ("pebble", "/usr/bin/pebble"),
+    ("busybox-static", "/bin/busybox"),
+    ("git", "/usr/bin/git"),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("deps") => ensure_packages(),
+        _ => {
+            eprintln!("usage: cargo xtask test [-- <cargo test args>] | cargo xtask deps");
+            return ExitCode::from(64);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    ensure_packages()?;
+    let started = Instant::now();
+    step("cargo", &["fmt", "--all", "--", "--check"])?;
+    step("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    let mut args = vec!["test", "--workspace", "--no-fail-fast"];
+    args.extend(extra.iter().map(String::as_str));
+    let tests = step("cargo", &args);
+    let leftovers = check_leftovers();
+    tests?;
+    leftovers?;
+    eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn step(program: &str, args: &[&str]) -> Result<(), String> {
+    eprintln!("xtask: running {program} {}", args.join(" "));
+    let status =
+        Command::new(program).args(args).status().map_err(|e| format!("{program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    PACKAGES
+        .iter()
+        .filter(|(_, proof)| !std::path::Path::new(proof).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn ensure_packages() -> Result<(), String> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let have_apt = std::path::Path::new("/usr/bin/apt-get").exists();
+    if !(is_root() && have_apt) {
+        return Err(format!(
+            "missing Debian packages: {m}. Install them with:\n    sudo apt-get update && sudo apt-get install -y {m}\n\
+             (this command installs them itself when it runs as root on a Debian machine)",
+            m = missing.join(" ")
+        ));
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("apt-get: {e}"))
+            .and_then(|s| {
+                if s.success() {
+                    Ok(())
+                } else {
+                    Err(format!("apt-get {} failed ({s})", args.join(" ")))
+                }
+            })
+    };
+    apt(&["update", "-q"])?;
+    let mut install = vec!["install", "-y", "-q"];
+    install.extend(&missing);
+    apt(&install)?;
+    // Debian may start the packaged default cluster and nginx-like services; the tests start
+    // their own servers on free ports, so nothing is touched here.
+    let still = missing_packages();
+    if still.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("still missing after apt-get install: {}", still.join(" ")))
+    }
+}
+
+/// Every test component is cleaned up by a reaper when its test process exits; give those a
+/// moment, then fail the run if anything is left.
+fn check_leftovers() -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = leftovers();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the test suite left these behind: {}", left.join("; ")));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn leftovers() -> Vec<String> {
+    let mut left = Vec::new();
+    for (what, pattern) in [
+        ("postgres", "wh-testkit-pg-"),
+        ("pebble", "wh-testkit-pebble-"),
+        ("challtestsrv", "pebble-challtestsrv"),
+    ] {
+        if let Ok(out) = Command::new("pgrep").args(["-f", pattern]).output() {
+            let pids = String::from_utf8_lossy(&out.stdout).split_whitespace().count();
+            if pids > 0 {
+                left.push(format!("{pids} {what} process(es)"));
+            }
+        }
+    }
+    if let Ok(out) =
+        Command::new("podman").args(["ps", "-aq", "--filter", "label=wh.testkit.run"]).output()
+    {
+        let n = String::from_utf8_lossy(&out.stdout).split_whitespace().count();
+        if n > 0 {
+            left.push(format!("{n} podman container(s) labelled wh.testkit.run"));
+        }
+    }
+    left
+}
