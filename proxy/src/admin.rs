@@ -1,0 +1,79 @@
+//! The admin listener (loopback by default): `/metrics` (Prometheus), `/healthz`, `/routes`.
+//! Never on the public listener, so the route list does not leak to the internet.
+
+use std::sync::Arc;
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::RespBody;
+use crate::forward::Proxy;
+
+/// Serves the admin endpoints until `stop`.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+        };
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&proxy, req)) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<RespBody> {
+    let (status, ctype, body) = match req.uri().path() {
+        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", proxy.metrics.render()),
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/routes" => (StatusCode::OK, "application/json", routes_json(proxy)),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+    };
+    let mut resp = Response::new(RespBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp
+}
+
+fn routes_json(proxy: &Proxy) -> String {
+    let table = proxy.table.load();
+    let now = crate::service::now_ms();
+    let routes: Vec<_> = table
+        .routes()
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": &*r.name,
+                "rule": &*r.rule,
+                "priority": r.priority,
+                "tls": r.tls,
+                "service": &*r.service.name,
+                "servers": r.service.servers.iter().map(|s| serde_json::json!({
+                    "url": &*s.url,
+                    "available": s.health.is_available(now),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "generation": table.generation,
+        "routes": routes,
+        "warnings": &*table.warnings,
+    })
+    .to_string()
+}

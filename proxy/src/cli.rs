@@ -1,0 +1,268 @@
+//! Command line, environment (`WH_PROXY_*`) and optional TOML file, resolved into [`Settings`].
+//!
+//! Precedence: command line, then environment, then the TOML file, then defaults. Every
+//! problem is reported as one message naming the setting; `main` exits with 64 on it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::config::duration;
+use crate::headers::TrustedProxies;
+
+/// A secret string that never prints.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// wh-proxy: WiseHosting's ingress proxy.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(name = "wh-proxy", version, about)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Args {
+    /// Optional TOML file with any of these settings (kebab-case keys).
+    #[arg(long, env = "WH_PROXY_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Where routes come from: file, http (poll) or watch (long-poll).
+    #[arg(long, env = "WH_PROXY_PROVIDER")]
+    pub provider: Option<String>,
+    /// Routes file (JSON or YAML) for --provider file.
+    #[arg(long, env = "WH_PROXY_ROUTES")]
+    pub routes: Option<PathBuf>,
+    /// Control plane proxy-config URL for --provider http|watch.
+    #[arg(long, env = "WH_PROXY_CONFIG_URL")]
+    pub config_url: Option<String>,
+    /// Bearer token for --config-url.
+    #[arg(long, env = "WH_PROXY_CONFIG_TOKEN", hide_env_values = true)]
+    pub config_token: Option<Secret>,
+    /// File holding the bearer token.
+    #[arg(long, env = "WH_PROXY_CONFIG_TOKEN_FILE")]
+    pub config_token_file: Option<PathBuf>,
+    /// Public HTTP listener [default: 0.0.0.0:80].
+    #[arg(long, env = "WH_PROXY_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Admin listener: /metrics, /healthz, /routes [default: 127.0.0.1:8082].
+    #[arg(long, env = "WH_PROXY_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// State directory: last-known-good config [default: /var/lib/wh-proxy].
+    #[arg(long, env = "WH_PROXY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Poll interval of the http provider [default: 5s].
+    #[arg(long, env = "WH_PROXY_POLL_INTERVAL")]
+    pub poll_interval: Option<String>,
+    /// Runtime worker threads [default: one per core].
+    #[arg(long, env = "WH_PROXY_THREADS")]
+    pub threads: Option<usize>,
+    /// Log output: json, plain or off [default: plain].
+    #[arg(long, env = "WH_PROXY_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// One line per request: on or off [default: on].
+    #[arg(long, env = "WH_PROXY_ACCESS_LOG")]
+    pub access_log: Option<String>,
+    /// Peers whose X-Forwarded-* headers are trusted (CIDRs, comma-separated).
+    #[arg(long, env = "WH_PROXY_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Maximum concurrent client connections [default: 100000].
+    #[arg(long, env = "WH_PROXY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Time a client has to send its request headers [default: 10s].
+    #[arg(long, env = "WH_PROXY_HEADER_TIMEOUT")]
+    pub header_timeout: Option<String>,
+    /// Largest request header block in bytes [default: 65536].
+    #[arg(long, env = "WH_PROXY_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Drain time for in-flight requests on SIGTERM [default: 30s].
+    #[arg(long, env = "WH_PROXY_GRACE_PERIOD")]
+    pub grace_period: Option<String>,
+    /// Apply configs even when they remove most routes.
+    #[arg(long, env = "WH_PROXY_ALLOW_MASS_REMOVAL")]
+    pub allow_mass_removal: Option<bool>,
+    /// Largest fraction of routes one update may remove [default: 0.5].
+    #[arg(long, env = "WH_PROXY_MAX_REMOVAL_FRACTION")]
+    pub max_removal_fraction: Option<f64>,
+}
+
+/// Where routes come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Http { url: String, token: Option<Secret>, watch: bool },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Plain,
+    Off,
+}
+
+/// Fully resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: Source,
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state_dir: PathBuf,
+    pub poll_interval: Duration,
+    pub threads: Option<usize>,
+    pub log_format: LogFormat,
+    pub access_log: bool,
+    pub trusted: TrustedProxies,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub grace_period: Duration,
+    pub allow_mass_removal: bool,
+    pub max_removal_fraction: f64,
+}
+
+impl Settings {
+    /// Resolves the command line (and environment) plus the TOML file it names.
+    pub fn from_args(args: Args) -> Result<Settings, String> {
+        let file: Args = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--config {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))?
+            }
+            None => Args::default(),
+        };
+        macro_rules! pick {
+            ($f:ident) => {
+                args.$f.clone().or(file.$f.clone())
+            };
+        }
+        let dur = |v: Option<String>, name: &str, default: u64| -> Result<Duration, String> {
+            match v {
+                Some(s) => duration::parse(&s)
+                    .ok_or_else(|| format!("--{name}: invalid duration `{s}` (e.g. 5s, 250ms)")),
+                None => Ok(Duration::from_secs(default)),
+            }
+        };
+        let provider = pick!(provider).unwrap_or_else(|| "file".into());
+        let source = match provider.as_str() {
+            "file" => Source::File(pick!(routes).ok_or("--provider file needs --routes FILE")?),
+            "http" | "watch" => {
+                let url = pick!(config_url)
+                    .ok_or_else(|| format!("--provider {provider} needs --config-url URL"))?;
+                let token = match (pick!(config_token), pick!(config_token_file)) {
+                    (Some(t), _) => Some(t),
+                    (None, Some(path)) => Some(Secret(
+                        std::fs::read_to_string(&path)
+                            .map_err(|e| format!("--config-token-file {}: {e}", path.display()))?
+                            .trim()
+                            .to_owned(),
+                    )),
+                    (None, None) => None,
+                };
+                Source::Http { url, token, watch: provider == "watch" }
+            }
+            other => return Err(format!("--provider must be file, http or watch, not `{other}`")),
+        };
+        let log_format = match pick!(log_format).as_deref().unwrap_or("plain") {
+            "json" => LogFormat::Json,
+            "plain" => LogFormat::Plain,
+            "off" => LogFormat::Off,
+            other => return Err(format!("--log-format must be json, plain or off, not `{other}`")),
+        };
+        let access_log = match pick!(access_log).as_deref().unwrap_or("on") {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            other => return Err(format!("--access-log must be on or off, not `{other}`")),
+        };
+        let max_removal_fraction = pick!(max_removal_fraction).unwrap_or(0.5);
+        if !(0.0..=1.0).contains(&max_removal_fraction) {
+            return Err("--max-removal-fraction must be between 0 and 1".into());
+        }
+        let threads = pick!(threads);
+        if threads == Some(0) {
+            return Err("--threads must be at least 1".into());
+        }
+        Ok(Settings {
+            source,
+            http_addr: pick!(http_addr).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 80))),
+            admin_addr: pick!(admin_addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8082))),
+            state_dir: pick!(state_dir).unwrap_or_else(|| PathBuf::from("/var/lib/wh-proxy")),
+            poll_interval: dur(pick!(poll_interval), "poll-interval", 5)?,
+            threads,
+            log_format,
+            access_log,
+            trusted: TrustedProxies::parse(&pick!(trusted_proxies).unwrap_or_default())
+                .map_err(|e| format!("--trusted-proxies: {e}"))?,
+            max_connections: pick!(max_connections).unwrap_or(100_000).max(1),
+            header_timeout: dur(pick!(header_timeout), "header-timeout", 10)?,
+            max_header_bytes: pick!(max_header_bytes).unwrap_or(64 * 1024).max(1024),
+            grace_period: dur(pick!(grace_period), "grace-period", 30)?,
+            allow_mass_removal: pick!(allow_mass_removal).unwrap_or(false),
+            max_removal_fraction,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, String> {
+        let mut full = vec!["wh-proxy"];
+        full.extend(args);
+        Settings::from_args(Args::try_parse_from(full).map_err(|e| e.to_string())?)
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let s = parse(&["--routes", "r.json"]).unwrap();
+        assert_eq!(s.http_addr.port(), 80);
+        assert_eq!(s.poll_interval, Duration::from_secs(5));
+        assert!(parse(&[]).unwrap_err().contains("--routes"));
+        assert!(parse(&["--provider", "http"]).unwrap_err().contains("--config-url"));
+        assert!(parse(&["--routes", "r", "--poll-interval", "soon"])
+            .unwrap_err()
+            .contains("poll-interval"));
+        assert!(parse(&["--routes", "r", "--log-format", "xml"])
+            .unwrap_err()
+            .contains("log-format"));
+        assert!(parse(&["--routes", "r", "--trusted-proxies", "x"])
+            .unwrap_err()
+            .contains("trusted"));
+    }
+
+    #[test]
+    fn toml_file_fills_in_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(&path, "provider = \"http\"\nconfig-url = \"http://127.0.0.1:1/x\"\nconfig-token = \"s3cret\"\nhttp-addr = \"127.0.0.1:8000\"\n").unwrap();
+        let s =
+            parse(&["--config", path.to_str().unwrap(), "--http-addr", "127.0.0.1:9000"]).unwrap();
+        assert_eq!(s.http_addr.port(), 9000);
+        assert!(matches!(&s.source, Source::Http { watch: false, .. }));
+        assert!(!format!("{s:?}").contains("s3cret"), "token leaked into Debug output");
+        std::fs::write(&path, "nonsense = 1\n").unwrap();
+        assert!(parse(&["--config", path.to_str().unwrap()]).unwrap_err().contains("nonsense"));
+    }
+}

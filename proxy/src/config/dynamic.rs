@@ -1,0 +1,217 @@
+//! The serde model of Traefik's dynamic configuration (the part wh-proxy understands).
+//!
+//! Unknown fields are ignored, as Traefik's providers do, so a control plane may send more than
+//! we use. A document that does not parse at all is an error and changes nothing; problems inside
+//! a router are reported per router at compile time instead.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    #[serde(default)]
+    pub http: Http,
+}
+
+/// `http:` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Http {
+    #[serde(default)]
+    pub routers: BTreeMap<String, Router>,
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    #[serde(default)]
+    pub middlewares: BTreeMap<String, Middleware>,
+}
+
+/// `http.routers.<name>`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Router {
+    #[serde(default)]
+    pub rule: String,
+    #[serde(default)]
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entry_points: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middlewares: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+}
+
+/// `tls:` of a router; its presence (even empty) means the router is served over HTTPS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tls {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_resolver: Option<String>,
+}
+
+/// `http.services.<name>`; only `loadBalancer` is supported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancer>,
+}
+
+/// `loadBalancer:` of a service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer {
+    #[serde(default)]
+    pub servers: Vec<Server>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_host_header: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// wh-proxy extension: how long to wait for the upstream's response headers (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_header_timeout: Option<String>,
+}
+
+/// One upstream server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Server {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+/// Active health check of a service's servers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    #[serde(default)]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// `http.middlewares.<name>`: exactly one of the supported kinds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Middleware {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_scheme: Option<RedirectScheme>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Headers>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_prefix: Option<StripPrefix>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RedirectScheme {
+    #[serde(default)]
+    pub scheme: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permanent: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Headers {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_request_headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_response_headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StripPrefix {
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+}
+
+/// Serialisation of a document on the wire or on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
+impl Format {
+    /// Picks the format from a content type or file name; JSON unless it says YAML.
+    pub fn detect(hint: &str) -> Format {
+        let h = hint.to_ascii_lowercase();
+        if h.contains("yaml") || h.ends_with(".yml") {
+            Format::Yaml
+        } else {
+            Format::Json
+        }
+    }
+}
+
+/// Why a document was rejected as a whole.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid dynamic configuration: {0}")]
+pub struct ParseError(String);
+
+impl Document {
+    /// Parses a whole document. JSON input is also accepted when `Yaml` is given (YAML is a
+    /// superset), and a YAML body sent as JSON is retried as YAML.
+    pub fn parse(bytes: &[u8], format: Format) -> Result<Document, ParseError> {
+        match format {
+            Format::Json => serde_json::from_slice(bytes).or_else(|json_err| {
+                serde_yaml::from_slice(bytes).map_err(|_| ParseError(json_err.to_string()))
+            }),
+            Format::Yaml => serde_yaml::from_slice(bytes).map_err(|e| ParseError(e.to_string())),
+        }
+    }
+
+    /// Names of the routers, for the mass-removal guard.
+    pub fn router_names(&self) -> impl Iterator<Item = &str> {
+        self.http.routers.keys().map(String::as_str)
+    }
+}
+
+/// Strips a `@provider` suffix from a reference (`app-foo@http` → `app-foo`).
+pub fn local_name(reference: &str) -> &str {
+    reference.split_once('@').map_or(reference, |(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_control_plane_example() {
+        let doc = Document::parse(
+            br#"{"http":{"routers":{"app-foo":{"entryPoints":["websecure"],
+               "rule":"Host(`foo.route.example.com`) || Host(`www.customer.com`)",
+               "service":"app-foo","tls":{"certResolver":"le"}}},
+             "services":{"app-foo":{"loadBalancer":{"servers":[{"url":"http://10.50.0.12:31001"}],
+               "passHostHeader":true}}}}}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let r = &doc.http.routers["app-foo"];
+        assert_eq!(r.service, "app-foo");
+        assert_eq!(r.tls.as_ref().unwrap().cert_resolver.as_deref(), Some("le"));
+        let lb = doc.http.services["app-foo"].load_balancer.as_ref().unwrap();
+        assert_eq!(lb.servers[0].url, "http://10.50.0.12:31001");
+    }
+
+    #[test]
+    fn yaml_parses_and_garbage_does_not() {
+        let yaml = "http:\n  routers:\n    r:\n      rule: Host(`a.test`)\n      service: s\n  services:\n    s:\n      loadBalancer:\n        servers:\n          - url: http://127.0.0.1:1\n";
+        let doc = Document::parse(yaml.as_bytes(), Format::Yaml).unwrap();
+        assert_eq!(doc.http.routers["r"].rule, "Host(`a.test`)");
+        assert!(Document::parse(b"{not json", Format::Json).is_err());
+        assert!(Document::parse(b"[1,2]", Format::Json).is_err());
+    }
+
+    #[test]
+    fn provider_suffix_is_stripped() {
+        assert_eq!(local_name("app-foo@http"), "app-foo");
+        assert_eq!(local_name("plain"), "plain");
+    }
+}

@@ -1,0 +1,77 @@
+//! Everything that can go wrong while proxying a request, and the one function that turns it
+//! into a response. Tagged by origin: the downstream client (4xx), the routing table (404/503),
+//! the upstream (502/504), or the proxy itself (500).
+
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::RespBody;
+
+/// Why a request was not proxied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// Downstream: the request is malformed; the connection is closed after answering.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// Routing: no router matches the host and path.
+    #[error("no route")]
+    NoRoute,
+    /// Routing: the router's service has no server that is up.
+    #[error("no healthy server")]
+    NoHealthyServer,
+    /// Upstream: connection refused, reset or closed before a response.
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnreachable(String),
+    /// Upstream: no response headers (or no connection) in time.
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+    /// The proxy itself failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    /// True when the upstream is at fault (counted as an upstream error).
+    pub fn is_upstream(&self) -> bool {
+        matches!(self, ProxyError::UpstreamUnreachable(_) | ProxyError::UpstreamTimeout)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoHealthyServer => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The response for `err`. Bodies are short and say nothing about the upstream's address.
+pub fn respond(err: &ProxyError) -> Response<RespBody> {
+    let status = err.status();
+    let text = match err {
+        ProxyError::BadRequest(why) => why,
+        ProxyError::NoRoute => "404 page not found",
+        ProxyError::NoHealthyServer => "no server is available for this app right now",
+        ProxyError::UpstreamUnreachable(_) => "bad gateway",
+        ProxyError::UpstreamTimeout => "gateway timeout",
+        ProxyError::Internal(_) => "internal server error",
+    };
+    let mut resp = Response::new(RespBody::full(format!("{text}\n")));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    match err {
+        ProxyError::NoHealthyServer => {
+            h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        ProxyError::BadRequest(_) => {
+            h.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        _ => {}
+    }
+    resp
+}

@@ -1,0 +1,436 @@
+//! The request path: route lookup, middlewares, server choice, header rewrite, forwarding,
+//! upgrades, error mapping and the access log.
+//!
+//! This is the hottest code in WiseHosting. It takes no lock, looks the route up without
+//! allocating, streams bodies both ways without buffering, and does everything that can be done
+//! once per configuration in [`crate::table::compile`] instead.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::body::{ReqBody, RespBody};
+use crate::error::{respond, ProxyError};
+use crate::headers::{self, Peer, TrustedProxies};
+use crate::metrics::Metrics;
+use crate::middleware::Middleware;
+use crate::service::HealthRegistry;
+use crate::table::{normalize_host, Route, Table};
+
+/// Upstream client settings.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle_per_host: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(90),
+            max_idle_per_host: 1024,
+        }
+    }
+}
+
+/// Everything the request path needs, shared by all connections.
+pub struct Proxy {
+    pub table: ArcSwap<Table>,
+    pub metrics: Arc<Metrics>,
+    pub health: HealthRegistry,
+    pub trusted: TrustedProxies,
+    pub access_log: bool,
+    client: Client<HttpConnector, ReqBody>,
+}
+
+/// Per-listener facts, computed once per listener.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub proto: HeaderValue,
+    pub port: HeaderValue,
+    pub https: bool,
+}
+
+impl Listener {
+    pub fn http(addr: SocketAddr) -> Listener {
+        Listener {
+            proto: HeaderValue::from_static("http"),
+            port: HeaderValue::from(addr.port()),
+            https: false,
+        }
+    }
+}
+
+impl Proxy {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        trusted: TrustedProxies,
+        access_log: bool,
+        client: &ClientSettings,
+    ) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(client.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(client.idle_timeout)
+            .pool_max_idle_per_host(client.max_idle_per_host)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector);
+        Proxy {
+            table: ArcSwap::from_pointee(Table::default()),
+            metrics,
+            health: HealthRegistry::default(),
+            trusted,
+            access_log,
+            client,
+        }
+    }
+
+    /// Serves one request from `peer` arriving on `listener`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: &Peer,
+        listener: &Listener,
+    ) -> Response<RespBody> {
+        let started = Instant::now();
+        let table = self.table.load_full();
+        let method = req.method().clone();
+        let log_path = if self.access_log { Some(req.uri().path().to_owned()) } else { None };
+        let mut host_buf = [0u8; 256];
+        let raw_host = req
+            .headers()
+            .get(header::HOST)
+            .map(|h| h.as_bytes())
+            .or_else(|| req.uri().host().map(str::as_bytes));
+        let host = raw_host.and_then(|h| normalize_host(h, &mut host_buf));
+        let route = host.and_then(|h| table.lookup(h, req.uri().path()));
+
+        let (resp, upstream) = match (host, route) {
+            (None, _) => (respond(&ProxyError::BadRequest("missing or invalid Host header")), None),
+            (Some(_), None) => {
+                self.metrics.unrouted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (respond(&ProxyError::NoRoute), None)
+            }
+            (Some(_), Some(route)) => {
+                let (resp, upstream) = match self.forward(req, route, peer, listener).await {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        if e.is_upstream() {
+                            route
+                                .metrics
+                                .upstream_errors
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        tracing::debug!(router = %route.name, error = %e, "request failed");
+                        (respond(&e), None)
+                    }
+                };
+                route.metrics.record(resp.status().as_u16(), started.elapsed());
+                (resp, upstream)
+            }
+        };
+        if let Some(path) = log_path {
+            access_log(&method, host.unwrap_or("-"), &path, peer, &resp, started, route, upstream);
+        }
+        resp
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        route: &Route,
+        peer: &Peer,
+        listener: &Listener,
+    ) -> Result<(Response<RespBody>, Option<usize>), ProxyError> {
+        if req.headers().contains_key(header::TRANSFER_ENCODING)
+            && req.headers().contains_key(header::CONTENT_LENGTH)
+        {
+            return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
+        }
+        // Middlewares that act on the request, in router order.
+        for mw in route.middlewares.iter() {
+            match &**mw {
+                Middleware::RedirectScheme { scheme, port, permanent } => {
+                    let current = if listener.https { "https" } else { "http" };
+                    if **scheme != *current {
+                        return Ok((redirect(&req, scheme, port.as_deref(), *permanent)?, None));
+                    }
+                }
+                Middleware::Headers { request, .. } => {
+                    for (name, value) in request.iter() {
+                        match value {
+                            Some(v) => req.headers_mut().insert(name.clone(), v.clone()),
+                            None => req.headers_mut().remove(name),
+                        };
+                    }
+                }
+                Middleware::StripPrefix { prefixes } => strip_prefix(&mut req, prefixes)?,
+            }
+        }
+
+        let service = &route.service;
+        let upgrade = is_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let original_host =
+            parts.headers.get(header::HOST).cloned().or_else(|| {
+                parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        headers::set_forwarded(
+            &mut parts.headers,
+            peer,
+            &listener.proto,
+            original_host.as_ref(),
+            &listener.port,
+        );
+        let path =
+            parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // A request without a body can be retried on another server if the connection fails.
+        let bodyless = body_is_empty(&parts, &body);
+        let retry_parts = (bodyless && service.servers.len() > 1)
+            .then(|| (parts.method.clone(), parts.headers.clone()));
+        let mut body = Some(if bodyless { ReqBody::Empty } else { ReqBody::incoming(body) });
+        parts.version = Version::HTTP_11;
+
+        let mut tried = None;
+        loop {
+            let idx = service.pick(tried).ok_or(ProxyError::NoHealthyServer)?;
+            let server = &service.servers[idx];
+            let uri = Uri::builder()
+                .scheme(server.scheme.clone())
+                .authority(server.authority.clone())
+                .path_and_query(path.clone())
+                .build()
+                .map_err(|e| ProxyError::Internal(e.to_string()))?;
+            let mut up = Request::new(body.take().unwrap_or(ReqBody::Empty));
+            *up.method_mut() = parts.method.clone();
+            *up.uri_mut() = uri;
+            *up.headers_mut() = match &retry_parts {
+                Some((_, h)) => h.clone(),
+                None => std::mem::take(&mut parts.headers),
+            };
+            let host = if service.pass_host_header { original_host.clone() } else { None };
+            up.headers_mut()
+                .insert(header::HOST, host.unwrap_or_else(|| server.host_header.clone()));
+
+            let result =
+                tokio::time::timeout(service.response_header_timeout, self.client.request(up))
+                    .await;
+            match result {
+                Err(_) => return Err(ProxyError::UpstreamTimeout),
+                Ok(Ok(mut resp)) => {
+                    server.health.record_success();
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        if let Some(client_upgrade) = client_upgrade {
+                            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+                        }
+                        let (parts, _) = resp.into_parts();
+                        return Ok((Response::from_parts(parts, RespBody::empty()), Some(idx)));
+                    }
+                    let (mut rparts, rbody) = resp.into_parts();
+                    headers::strip_hop_by_hop(&mut rparts.headers, false);
+                    apply_response_middlewares(route, &mut rparts.headers);
+                    return Ok((
+                        Response::from_parts(rparts, RespBody::upstream(rbody)),
+                        Some(idx),
+                    ));
+                }
+                Ok(Err(e)) => {
+                    let timed_out = error_chain_has(&e, std::io::ErrorKind::TimedOut);
+                    if e.is_connect() {
+                        server.health.record_failure();
+                        if retry_parts.is_some() && tried.is_none() {
+                            tried = Some(idx);
+                            continue;
+                        }
+                    }
+                    if timed_out {
+                        return Err(ProxyError::UpstreamTimeout);
+                    }
+                    return Err(ProxyError::UpstreamUnreachable(error_text(&e)));
+                }
+            }
+        }
+    }
+}
+
+fn body_is_empty(parts: &http::request::Parts, body: &Incoming) -> bool {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return true;
+    }
+    parts.version < Version::HTTP_2
+        && !parts.headers.contains_key(header::TRANSFER_ENCODING)
+        && parts.headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        })
+}
+
+/// Copies bytes both ways between an upgraded client and upstream until either side closes.
+/// It holds no reference to the routing table, so it outlives any number of swaps.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
+}
+
+fn apply_response_middlewares(route: &Route, headers: &mut http::HeaderMap) {
+    for mw in route.middlewares.iter() {
+        if let Middleware::Headers { response, .. } = &**mw {
+            for (name, value) in response.iter() {
+                match value {
+                    Some(v) => headers.insert(name.clone(), v.clone()),
+                    None => headers.remove(name),
+                };
+            }
+        }
+    }
+}
+
+fn redirect(
+    req: &Request<Incoming>,
+    scheme: &str,
+    port: Option<&str>,
+    permanent: bool,
+) -> Result<Response<RespBody>, ProxyError> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .ok_or(ProxyError::BadRequest("missing Host header"))?;
+    let bare = strip_port(host);
+    let authority = match port {
+        Some(p) if !(scheme == "https" && p == "443" || scheme == "http" && p == "80") => {
+            format!("{bare}:{p}")
+        }
+        _ => bare.to_owned(),
+    };
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = HeaderValue::from_str(&format!("{scheme}://{authority}{pq}"))
+        .map_err(|_| ProxyError::BadRequest("invalid Host header"))?;
+    let keeps_method = matches!(*req.method(), Method::GET | Method::HEAD);
+    let status = match (permanent, keeps_method) {
+        (true, true) => StatusCode::MOVED_PERMANENTLY,
+        (true, false) => StatusCode::PERMANENT_REDIRECT,
+        (false, true) => StatusCode::FOUND,
+        (false, false) => StatusCode::TEMPORARY_REDIRECT,
+    };
+    let mut resp = Response::new(RespBody::empty());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::LOCATION, location);
+    Ok(resp)
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i)
+            if !host[i..].contains(']') && (host.starts_with('[') || !host[..i].contains(':')) =>
+        {
+            &host[..i]
+        }
+        _ => host,
+    }
+}
+
+fn strip_prefix(req: &mut Request<Incoming>, prefixes: &[Box<str>]) -> Result<(), ProxyError> {
+    let path = req.uri().path();
+    let Some(prefix) = prefixes.iter().find(|p| path.starts_with(&***p)) else {
+        return Ok(());
+    };
+    let rest = &path[prefix.len()..];
+    let new_path = if rest.starts_with('/') { rest.to_owned() } else { format!("/{rest}") };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(pq.parse().map_err(|_| ProxyError::BadRequest("invalid path"))?);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid path"))?;
+    let prefix_value = HeaderValue::from_str(prefix.trim_end_matches('/'))
+        .map_err(|e| ProxyError::Internal(e.to_string()))?;
+    req.headers_mut().insert(headers::X_FORWARDED_PREFIX.clone(), prefix_value);
+    Ok(())
+}
+
+fn error_chain_has(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == kind {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        s.push_str(": ");
+        s.push_str(&err.to_string());
+        cur = err.source();
+    }
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn access_log(
+    method: &Method,
+    host: &str,
+    path: &str,
+    peer: &Peer,
+    resp: &Response<RespBody>,
+    started: Instant,
+    route: Option<&Route>,
+    upstream: Option<usize>,
+) {
+    use http_body::Body as _;
+    let bytes = resp.body().size_hint().exact().map_or(-1, |b| b as i64);
+    tracing::info!(
+        target: "access",
+        client = %peer.ip,
+        host,
+        method = method.as_str(),
+        path,
+        status = resp.status().as_u16(),
+        bytes,
+        duration_us = started.elapsed().as_micros() as u64,
+        router = route.map_or("-", |r| &r.name),
+        upstream = route.zip(upstream).map_or("-", |(r, i)| &r.service.servers[i].url),
+    );
+}

@@ -1,0 +1,86 @@
+//! wh-proxy binary: settings → logging → runtime → start → wait for SIGTERM/SIGINT → drain.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use wh_proxy::cli::{Args, LogFormat, Settings};
+use wh_proxy::run::{self, StartError};
+
+/// BSD `EX_USAGE`: the configuration is invalid.
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(EX_USAGE);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    let settings = match Settings::from_args(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wh-proxy: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    init_logging(settings.log_format);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = settings.threads {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wh-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let running = match run::start(settings).await {
+            Ok(r) => r,
+            Err(e @ StartError::Config(_)) => {
+                eprintln!("wh-proxy: {e}");
+                return ExitCode::from(EX_USAGE);
+            }
+            Err(e) => {
+                eprintln!("wh-proxy: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(http = %running.http_addr, admin = %running.admin_addr, "wh-proxy listening");
+        wait_for_signal().await;
+        running.shutdown().await;
+        tracing::info!("wh-proxy stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WH_PROXY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    match format {
+        LogFormat::Off => {}
+        LogFormat::Plain => {
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init()
+        }
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+}

@@ -1,0 +1,78 @@
+//! Compiled middlewares: `redirectScheme`, `headers` (custom request/response headers),
+//! `stripPrefix`. Header names and values are validated at compile time, never per request.
+
+use http::{HeaderName, HeaderValue};
+
+use crate::config::dynamic;
+
+/// One compiled middleware.
+#[derive(Debug)]
+pub enum Middleware {
+    RedirectScheme {
+        scheme: Box<str>,
+        port: Option<Box<str>>,
+        permanent: bool,
+    },
+    /// `None` as a value removes the header (Traefik: an empty value deletes it).
+    Headers {
+        request: Box<[(HeaderName, Option<HeaderValue>)]>,
+        response: Box<[(HeaderName, Option<HeaderValue>)]>,
+    },
+    StripPrefix {
+        prefixes: Box<[Box<str>]>,
+    },
+}
+
+impl Middleware {
+    /// Compiles a middleware definition; the error names the problem.
+    pub fn compile(def: &dynamic::Middleware) -> Result<Middleware, String> {
+        let kinds =
+            [def.redirect_scheme.is_some(), def.headers.is_some(), def.strip_prefix.is_some()];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(
+                "a middleware needs exactly one of redirectScheme, headers, stripPrefix".into()
+            );
+        }
+        if let Some(r) = &def.redirect_scheme {
+            if !matches!(r.scheme.as_str(), "http" | "https") {
+                return Err(format!(
+                    "redirectScheme.scheme must be http or https, not `{}`",
+                    r.scheme
+                ));
+            }
+            return Ok(Middleware::RedirectScheme {
+                scheme: r.scheme.as_str().into(),
+                port: r.port.as_deref().filter(|p| !p.is_empty()).map(Into::into),
+                permanent: r.permanent.unwrap_or(false),
+            });
+        }
+        if let Some(h) = &def.headers {
+            let conv = |m: &std::collections::BTreeMap<String, String>| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let name = HeaderName::from_bytes(k.as_bytes())
+                            .map_err(|_| format!("invalid header name `{k}`"))?;
+                        let value = if v.is_empty() {
+                            None
+                        } else {
+                            Some(
+                                HeaderValue::from_str(v)
+                                    .map_err(|_| format!("invalid value for header `{k}`"))?,
+                            )
+                        };
+                        Ok((name, value))
+                    })
+                    .collect::<Result<Box<[_]>, String>>()
+            };
+            return Ok(Middleware::Headers {
+                request: conv(&h.custom_request_headers)?,
+                response: conv(&h.custom_response_headers)?,
+            });
+        }
+        let prefixes = def.strip_prefix.as_ref().map(|s| s.prefixes.clone()).unwrap_or_default();
+        if prefixes.iter().any(|p| !p.starts_with('/')) {
+            return Err("stripPrefix.prefixes must start with `/`".into());
+        }
+        Ok(Middleware::StripPrefix { prefixes: prefixes.into_iter().map(Into::into).collect() })
+    }
+}

@@ -1,0 +1,12 @@
+//! Where configurations come from, and the one gate every configuration passes to go live.
+//!
+//! - [`apply`]: parse → mass-removal guard → compile → swap → persist the last known good.
+//! - [`file`]: a JSON/YAML file, reloaded when it changes and on SIGHUP (standalone mode).
+//! - [`http`]: the control plane's endpoint, polled (ETag, unchanged bodies skipped) or
+//!   long-polled with `?watch=1`.
+
+pub mod apply;
+pub mod file;
+pub mod http;
+
+pub use apply::{Applier, ApplyError, Outcome};

@@ -1,0 +1,46 @@
+//! The file provider: the standalone mode, with no control plane.
+//!
+//! The file is read at start, re-read when its modification time or size changes (checked every
+//! second; cheap, and works on every filesystem, unlike inotify on some network mounts), and on
+//! SIGHUP. A file that is missing or invalid keeps the current table.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Format;
+use crate::provider::Applier;
+
+/// Loads `path` once; returns an error message when it cannot be read or applied.
+pub fn load(applier: &Applier, path: &std::path::Path) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    applier
+        .apply(&bytes, Format::detect(&path.to_string_lossy()), "file")
+        .map(|_| ())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Watches `path` until `stop`.
+pub async fn watch(applier: Arc<Applier>, path: PathBuf, stop: CancellationToken) {
+    let stamp = |p: &PathBuf| {
+        std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+    };
+    let mut seen = stamp(&path);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let forced = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        let now = stamp(&path);
+        if forced || now != seen {
+            seen = now;
+            if let Err(e) = load(&applier, &path) {
+                tracing::warn!(error = %e, "file provider: keeping the current configuration");
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Accepting client connections: limits, protocol detection (HTTP/1.1 and h2c), header-read
+//! timeouts, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::forward::{Listener, Proxy};
+use crate::headers::Peer;
+
+/// Connection-level limits.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// A client must send a request's whole header block within this (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Largest request header block; more is answered 431.
+    pub max_header_bytes: usize,
+    /// Connections beyond this are closed on accept (and counted).
+    pub max_connections: usize,
+    /// HTTP/2 connections with no stream for this long get pinged, then closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_connections: 100_000,
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Builds the hyper connection builder once for a listener.
+pub fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(settings.max_header_bytes as u32)
+        .keep_alive_interval(Some(settings.idle_timeout))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(256);
+    b
+}
+
+/// Accepts and serves connections on `listener` until `shutdown` fires; then stops accepting.
+/// Every connection is watched by `graceful`, whose owner drains them.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    settings: ServerSettings,
+    shutdown: CancellationToken,
+    graceful: Arc<GracefulShutdown>,
+) {
+    let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let facts = Arc::new(Listener::http(local));
+    let builder = builder(&settings);
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    loop {
+        let (stream, peer_addr) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            proxy.metrics.rejected_connections.fetch_add(1, Relaxed);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = Arc::new(Peer::new(peer_addr.ip(), proxy.trusted.contains(peer_addr.ip())));
+        let (proxy, facts) = (proxy.clone(), facts.clone());
+        let metrics = proxy.metrics.clone();
+        let service = service_fn(move |req| {
+            let (proxy, peer, facts) = (proxy.clone(), peer.clone(), facts.clone());
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, &peer, &facts).await) }
+        });
+        let conn =
+            builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        metrics.open_connections.fetch_add(1, Relaxed);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, peer = %peer_addr, "connection ended with an error");
+            }
+            metrics.open_connections.fetch_sub(1, Relaxed);
+            drop(permit);
+        });
+    }
+}

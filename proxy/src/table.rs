@@ -1,0 +1,141 @@
+//! The compiled, immutable routing table and its lookup.
+//!
+//! A [`Table`] is built once per configuration by [`compile`] and published with `ArcSwap`; a
+//! request holds the `Arc` it started with, so a swap never changes a request mid-flight.
+//! Lookup order within a table: routers indexed by exact host (hash map), then routers whose
+//! `HostRegexp` reduces to "one or more labels + a literal suffix" (hash map by suffix), then other
+//! host regexps, then routers without a host condition. Each bucket is sorted by priority
+//! (highest first, then by name), and the best match across buckets wins, as in Traefik.
+//! Lookup allocates nothing: the host arrives lower-cased in a stack buffer.
+//!
+//! - [`matcher`]: a compiled rule and its evaluation.
+//! - [`compile`]: document → table, with per-router warnings.
+
+pub mod compile;
+pub mod matcher;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::Document;
+use crate::metrics::RouteMetrics;
+use crate::middleware::Middleware;
+use crate::service::Service;
+use matcher::Matcher;
+
+pub use compile::compile;
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One router, compiled.
+#[derive(Debug)]
+pub struct Route {
+    pub name: Box<str>,
+    pub priority: i64,
+    pub rule: Box<str>,
+    pub(crate) matcher: Matcher,
+    pub service: Arc<Service>,
+    pub middlewares: Box<[Arc<Middleware>]>,
+    /// The router asked for TLS (`tls: {}` or a certResolver).
+    pub tls: bool,
+    pub entry_points: Box<[Box<str>]>,
+    pub metrics: Arc<RouteMetrics>,
+}
+
+/// The routing table for one configuration generation.
+#[derive(Debug, Default)]
+pub struct Table {
+    pub generation: u64,
+    pub(crate) routes: Box<[Route]>,
+    pub(crate) exact: FastMap<Box<str>, Box<[u32]>>,
+    pub(crate) suffix: FastMap<Box<str>, Box<[u32]>>,
+    pub(crate) wildcard: Box<[u32]>,
+    pub(crate) generic: Box<[u32]>,
+    /// The document this table was compiled from (for `/routes` and the snapshot).
+    pub document: Arc<Document>,
+    /// Routers that were skipped, each with its reason.
+    pub warnings: Box<[String]>,
+}
+
+impl Table {
+    /// The route for a request to `host` (lower-case, no port) and `path`, if any.
+    pub fn lookup(&self, host: &str, path: &str) -> Option<&Route> {
+        let mut best: Option<&Route> = None;
+        let mut consider = |ids: &[u32]| {
+            for &id in ids {
+                let r = &self.routes[id as usize];
+                if best.is_some_and(|b| b.priority >= r.priority) {
+                    return; // sorted by priority: nothing later in this bucket can win
+                }
+                if r.matcher.matches(host, path) {
+                    best = Some(r);
+                    return;
+                }
+            }
+        };
+        if let Some(ids) = self.exact.get(host) {
+            consider(ids);
+        }
+        if !self.suffix.is_empty() {
+            let mut rest = host;
+            while let Some(dot) = rest.find('.') {
+                rest = &rest[dot + 1..];
+                if let Some(ids) = self.suffix.get(rest) {
+                    consider(ids);
+                }
+            }
+        }
+        consider(&self.wildcard);
+        consider(&self.generic);
+        best
+    }
+
+    /// All routes, in compile order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// True when no route is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Every exact host any route answers for (what TLS may issue certificates for).
+    pub fn exact_hosts(&self) -> impl Iterator<Item = &str> {
+        self.exact.keys().map(|k| &**k)
+    }
+}
+
+/// Normalises a Host header value for lookup into `buf`: strips the port, lower-cases ASCII.
+/// Returns `None` for hosts longer than the buffer or not valid as a host name.
+pub fn normalize_host<'b>(raw: &[u8], buf: &'b mut [u8; 256]) -> Option<&'b str> {
+    let host = if raw.first() == Some(&b'[') {
+        // IPv6 literal: keep the brackets' content.
+        let end = raw.iter().position(|&c| c == b']')?;
+        &raw[1..end]
+    } else {
+        match raw.iter().rposition(|&c| c == b':') {
+            Some(colon) => &raw[..colon],
+            None => raw,
+        }
+    };
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    if host.is_empty() || host.len() > buf.len() {
+        return None;
+    }
+    for (dst, &src) in buf.iter_mut().zip(host) {
+        if src <= b' ' || src >= 0x7f || src == b'/' {
+            return None;
+        }
+        *dst = src.to_ascii_lowercase();
+    }
+    std::str::from_utf8(&buf[..host.len()]).ok()
+}
+
+#[cfg(test)]
+mod tests;
