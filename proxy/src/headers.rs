@@ -105,7 +105,6 @@ pub fn set_forwarded(
         return;
     }
     headers.remove(&FORWARDED);
-    headers.remove(&X_FORWARDED_PREFIX);
     headers.insert(X_FORWARDED_FOR.clone(), peer.ip_header.clone());
     headers.insert(X_REAL_IP.clone(), peer.ip_header.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), proto.clone());
