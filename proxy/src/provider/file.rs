@@ -27,7 +27,9 @@ pub async fn watch(applier: Arc<Applier>, path: PathBuf, stop: CancellationToken
     let stamp = |p: &PathBuf| {
         std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
     };
-    let mut seen = stamp(&path);
+    // Start from "unknown" so a change made between the initial load and this task's first tick
+    // is not missed; re-reading identical bytes costs one hash (the applier skips them).
+    let mut seen = None;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let forced = tokio::select! {
