@@ -189,6 +189,9 @@ impl Proxy {
             parts.headers.get(header::HOST).cloned().or_else(|| {
                 parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             });
+        // Decided before the hop-by-hop headers (Transfer-Encoding among them) are stripped.
+        // A request without a body can be retried on another server if the connection fails.
+        let bodyless = body_is_empty(&parts, &body);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         headers::set_forwarded(
             &mut parts.headers,
@@ -199,8 +202,6 @@ impl Proxy {
         );
         let path =
             parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        // A request without a body can be retried on another server if the connection fails.
-        let bodyless = body_is_empty(&parts, &body);
         let retry_parts = (bodyless && service.servers.len() > 1)
             .then(|| (parts.method.clone(), parts.headers.clone()));
         let mut body = Some(if bodyless { ReqBody::Empty } else { ReqBody::incoming(body) });
