@@ -24,18 +24,39 @@ fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap()))
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap())
+        })
         .unwrap()
 }
 
-async fn spawn_proxy(routes_json: &str, dir: &std::path::Path, extra: &[&str]) -> (Proc, std::net::SocketAddr) {
+async fn spawn_proxy(
+    routes_json: &str,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (Proc, std::net::SocketAddr) {
     let routes = dir.join("routes.json");
     std::fs::write(&routes, routes_json).unwrap();
     let port = wh_testkit::net::free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let child = Command::new(BIN)
-        .args(["--routes", routes.to_str().unwrap(), "--state-dir", dir.join("state").to_str().unwrap()])
-        .args(["--http-addr", &addr.to_string(), "--admin-addr", "127.0.0.1:0", "--log-format", "off", "--threads", "2"])
+        .args([
+            "--routes",
+            routes.to_str().unwrap(),
+            "--state-dir",
+            dir.join("state").to_str().unwrap(),
+        ])
+        .args([
+            "--http-addr",
+            &addr.to_string(),
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "off",
+            "--threads",
+            "2",
+        ])
         .args(extra)
         .stdin(Stdio::null())
         .spawn()
@@ -46,9 +67,18 @@ async fn spawn_proxy(routes_json: &str, dir: &std::path::Path, extra: &[&str]) -
 
 #[test]
 fn invalid_configuration_exits_64_with_a_clear_message() {
-    for args in [&["--provider", "carrier-pigeon"][..], &["--routes", "/nonexistent/routes.json", "--state-dir", "/nonexistent"], &["--bogus-flag"]] {
+    for args in [
+        &["--provider", "carrier-pigeon"][..],
+        &["--routes", "/nonexistent/routes.json", "--state-dir", "/nonexistent"],
+        &["--bogus-flag"],
+    ] {
         let out = Command::new(BIN).args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!out.stderr.is_empty());
     }
     let out = Command::new(BIN).args(["--provider", "carrier-pigeon"]).output().unwrap();
@@ -59,14 +89,19 @@ fn invalid_configuration_exits_64_with_a_clear_message() {
 async fn hundred_mib_up_and_down_in_bounded_memory() {
     let backend = Backend::start("big").await;
     let dir = tempfile::tempdir().unwrap();
-    let (proc_, addr) = spawn_proxy(&routes(&[("big", "Host(`big.test`)", &[&backend.url()])]), dir.path(), &[]).await;
+    let (proc_, addr) =
+        spawn_proxy(&routes(&[("big", "Host(`big.test`)", &[&backend.url()])]), dir.path(), &[])
+            .await;
     let pid = proc_.0.id();
     assert_eq!(get(addr, "big.test", "/").await.0, 200);
     let before = rss_kib(pid);
     const SIZE: u64 = 100 * 1024 * 1024;
 
     // Download: streamed by the backend, counted here chunk by chunk.
-    let req = hyper::Request::get(format!("http://{addr}/download?bytes={SIZE}")).header("host", "big.test").body(empty()).unwrap();
+    let req = hyper::Request::get(format!("http://{addr}/download?bytes={SIZE}"))
+        .header("host", "big.test")
+        .body(empty())
+        .unwrap();
     let resp = client().request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
@@ -82,7 +117,10 @@ async fn hundred_mib_up_and_down_in_bounded_memory() {
 
     // Upload: a streamed body the backend counts.
     let chunk = bytes::Bytes::from(vec![b'u'; 64 * 1024]);
-    let stream = futures_util::stream::iter((0..SIZE / chunk.len() as u64).map(move |_| Ok::<_, std::io::Error>(hyper::body::Frame::data(chunk.clone()))));
+    let stream = futures_util::stream::iter(
+        (0..SIZE / chunk.len() as u64)
+            .map(move |_| Ok::<_, std::io::Error>(hyper::body::Frame::data(chunk.clone()))),
+    );
     let req = hyper::Request::post(format!("http://{addr}/upload"))
         .header("host", "big.test")
         .body(http_body_util::StreamBody::new(stream).boxed())
@@ -96,7 +134,8 @@ async fn hundred_mib_up_and_down_in_bounded_memory() {
         peak
     });
     let resp = client().request(req).await.unwrap();
-    let count = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let count =
+        String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert_eq!(count, SIZE.to_string());
     peak = peak.max(sampler.await.unwrap()).max(rss_kib(pid));
     let growth_mib = (peak.saturating_sub(before)) as f64 / 1024.0;
@@ -112,7 +151,12 @@ fn empty() -> TestBody {
 async fn sigterm_drains_an_in_flight_request_then_exits() {
     let backend = Backend::start("slow").await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut proc_, addr) = spawn_proxy(&routes(&[("s", "Host(`slow.test`)", &[&backend.url()])]), dir.path(), &["--grace-period", "10s"]).await;
+    let (mut proc_, addr) = spawn_proxy(
+        &routes(&[("s", "Host(`slow.test`)", &[&backend.url()])]),
+        dir.path(),
+        &["--grace-period", "10s"],
+    )
+    .await;
     let in_flight = tokio::spawn(async move { get(addr, "slow.test", "/slow?ms=1500").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = Instant::now();

@@ -8,7 +8,12 @@ use common::*;
 
 #[tokio::test]
 async fn routes_by_host_path_and_regexp() {
-    let (a, b, c, w) = (Backend::start("a").await, Backend::start("b").await, Backend::start("c").await, Backend::start("w").await);
+    let (a, b, c, w) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+        Backend::start("w").await,
+    );
     let doc = routes(&[
         ("app-a", "Host(`a.test`) || Host(`www.customer.test`)", &[&a.url()]),
         ("app-b", "Host(`b.test`)", &[&b.url()]),
@@ -42,7 +47,8 @@ async fn forwarded_headers_set_spoofs_overwritten_hop_by_hop_stripped() {
     .await;
     let body = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
     let json_start = body.find('{').unwrap();
-    let headers: serde_json::Value = serde_json::from_str(&body[json_start..body.rfind('}').unwrap() + 1]).unwrap();
+    let headers: serde_json::Value =
+        serde_json::from_str(&body[json_start..body.rfind('}').unwrap() + 1]).unwrap();
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(headers["x-real-ip"], "127.0.0.1");
     assert_eq!(headers["x-forwarded-host"], "h.test");
@@ -58,7 +64,11 @@ async fn forwarded_headers_set_spoofs_overwritten_hop_by_hop_stripped() {
 #[tokio::test]
 async fn trusted_proxy_headers_are_extended() {
     let a = Backend::start("a").await;
-    let p = TestProxy::start(&routes(&[("app", "Host(`h.test`)", &[&a.url()])]), &["--trusted-proxies", "127.0.0.0/8"]).await;
+    let p = TestProxy::start(
+        &routes(&[("app", "Host(`h.test`)", &[&a.url()])]),
+        &["--trusted-proxies", "127.0.0.0/8"],
+    )
+    .await;
     let reply = raw(p.addr, b"GET /headers HTTP/1.1\r\nHost: h.test\r\nX-Forwarded-For: 203.0.113.7\r\nConnection: close\r\n\r\n", Duration::from_secs(5)).await;
     assert!(reply.contains(r#""x-forwarded-for":"203.0.113.7, 127.0.0.1""#), "{reply}");
 }
@@ -84,17 +94,29 @@ async fn malformed_requests_are_refused() {
     }
     big.extend_from_slice(b"\r\n");
     let huge = raw(p.addr, &big, wait).await;
-    assert!(huge.starts_with("HTTP/1.1 431"), "100 KiB of headers: {}", &huge[..huge.len().min(100)]);
+    assert!(
+        huge.starts_with("HTTP/1.1 431"),
+        "100 KiB of headers: {}",
+        &huge[..huge.len().min(100)]
+    );
     let no_host = raw(p.addr, b"GET / HTTP/1.1\r\n\r\n", wait).await;
     assert!(no_host.starts_with("HTTP/1.1 400"), "no Host: {no_host}");
     // Only the CL+TE request (re-framed as chunked) reached the backend; none of the others.
-    assert_eq!(a.hits.load(std::sync::atomic::Ordering::Relaxed), 1, "a malformed request reached the backend");
+    assert_eq!(
+        a.hits.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "a malformed request reached the backend"
+    );
 }
 
 #[tokio::test]
 async fn slowloris_is_cut_at_the_header_timeout_while_others_are_served() {
     let a = Backend::start("a").await;
-    let p = TestProxy::start(&routes(&[("app", "Host(`h.test`)", &[&a.url()])]), &["--header-timeout", "2s"]).await;
+    let p = TestProxy::start(
+        &routes(&[("app", "Host(`h.test`)", &[&a.url()])]),
+        &["--header-timeout", "2s"],
+    )
+    .await;
     let addr = p.addr;
     let slow = tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -106,7 +128,9 @@ async fn slowloris_is_cut_at_the_header_timeout_while_others_are_served() {
             }
             tokio::time::sleep(Duration::from_millis(1000)).await;
             let mut probe = [0u8; 1];
-            if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut probe)).await {
+            if let Ok(Ok(0)) =
+                tokio::time::timeout(Duration::from_millis(1), s.read(&mut probe)).await
+            {
                 break;
             }
         }
@@ -128,7 +152,10 @@ async fn backend_down_is_a_fast_502_and_one_of_two_down_is_invisible() {
     drop(dead);
     let live = Backend::start("live").await;
     let p = TestProxy::start(
-        &routes(&[("down", "Host(`down.test`)", &[&dead_url]), ("half", "Host(`half.test`)", &[&dead_url, &live.url()])]),
+        &routes(&[
+            ("down", "Host(`down.test`)", &[&dead_url]),
+            ("half", "Host(`half.test`)", &[&dead_url, &live.url()]),
+        ]),
         &[],
     )
     .await;
@@ -192,7 +219,10 @@ async fn admin_endpoints() {
     assert_eq!(get(p.addr, "nope.test", "/").await.0, 404);
     let (status, _, metrics) = get(p.admin, "admin", "/metrics").await;
     assert_eq!(status, 200);
-    assert!(metrics.contains(r#"wh_proxy_requests_total{router="app",service="app",code="2xx"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"wh_proxy_requests_total{router="app",service="app",code="2xx"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains("wh_proxy_config_generation 1"), "{metrics}");
     assert!(metrics.contains("wh_proxy_request_duration_seconds_bucket"), "{metrics}");
     assert_eq!(get(p.admin, "admin", "/healthz").await.2, "ok\n");
@@ -221,7 +251,10 @@ async fn active_health_check_takes_a_server_out_and_back() {
     };
     assert!(eventually(Duration::from_secs(3), flaky_down).await, "dead server never marked down");
     let flaky = Backend::start_on(flaky_addr, "flaky").await;
-    assert!(eventually(Duration::from_secs(3), || !flaky_down()).await, "recovered server never marked up");
+    assert!(
+        eventually(Duration::from_secs(3), || !flaky_down()).await,
+        "recovered server never marked up"
+    );
     let mut seen_flaky = false;
     for _ in 0..10 {
         seen_flaky |= get(p.addr, "hc.test", "/").await.2 == "flaky";

@@ -13,8 +13,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn swapping_ten_times_a_second_under_load_fails_no_request() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let docs = [
-        routes(&[("app", "Host(`load.test`)", &[&a.url()]), ("other", "Host(`o.test`)", &[&b.url()])]),
-        routes(&[("app", "Host(`load.test`)", &[&b.url()]), ("other", "Host(`o.test`)", &[&a.url()])]),
+        routes(&[
+            ("app", "Host(`load.test`)", &[&a.url()]),
+            ("other", "Host(`o.test`)", &[&b.url()]),
+        ]),
+        routes(&[
+            ("app", "Host(`load.test`)", &[&b.url()]),
+            ("other", "Host(`o.test`)", &[&a.url()]),
+        ]),
     ];
     let p = TestProxy::start(&docs[0], &[]).await;
     let addr = p.addr;
@@ -55,11 +61,13 @@ fn tokio_util_like_stop() -> Arc<std::sync::atomic::AtomicBool> {
 async fn websocket_upgrade_echoes_both_ways_and_outlives_swaps() {
     let a = Backend::start("a").await;
     let doc = |n: usize| {
-        let names: Vec<(String, String)> = (0..n).map(|i| (format!("r{i}"), format!("Host(`r{i}.test`)"))).collect();
+        let names: Vec<(String, String)> =
+            (0..n).map(|i| (format!("r{i}"), format!("Host(`r{i}.test`)"))).collect();
         let url = a.url();
         let servers = [url.as_str()];
         let mut apps: Vec<(&str, &str, &[&str])> = vec![("ws", "Host(`ws.test`)", &servers[..])];
-        let owned: Vec<(&str, &str, &[&str])> = names.iter().map(|(r, h)| (r.as_str(), h.as_str(), &servers[..])).collect();
+        let owned: Vec<(&str, &str, &[&str])> =
+            names.iter().map(|(r, h)| (r.as_str(), h.as_str(), &servers[..])).collect();
         apps.extend(owned);
         routes(&apps)
     };
@@ -85,7 +93,10 @@ async fn websocket_upgrade_echoes_both_ways_and_outlives_swaps() {
         let msg = format!("hello {round}");
         s.write_all(msg.as_bytes()).await.unwrap();
         let mut buf = vec![0u8; msg.len()];
-        tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(buf, msg.as_bytes());
     }
     assert_eq!(p.generation(), 6);

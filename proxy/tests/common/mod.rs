@@ -78,11 +78,18 @@ impl Backend {
     }
 }
 
-async fn backend_handle(mut req: Request<Incoming>, name: &str, hits: &AtomicU64) -> Response<TestBody> {
+async fn backend_handle(
+    mut req: Request<Incoming>,
+    name: &str,
+    hits: &AtomicU64,
+) -> Response<TestBody> {
     hits.fetch_add(1, Ordering::Relaxed);
     let query = req.uri().query().unwrap_or("").to_owned();
     let num = |key: &str| -> u64 {
-        query.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok()).unwrap_or(0)
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+            .unwrap_or(0)
     };
     if req.headers().contains_key(hyper::header::UPGRADE) {
         let on = hyper::upgrade::on(&mut req);
@@ -114,7 +121,12 @@ async fn backend_handle(mut req: Request<Incoming>, name: &str, hits: &AtomicU64
             let map: serde_json::Map<String, serde_json::Value> = req
                 .headers()
                 .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), serde_json::Value::String(v.to_str().unwrap_or("").to_owned())))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        serde_json::Value::String(v.to_str().unwrap_or("").to_owned()),
+                    )
+                })
                 .collect();
             Response::new(full(serde_json::Value::Object(map).to_string()))
         }
@@ -157,9 +169,15 @@ pub fn routes(apps: &[(&str, &str, &[&str])]) -> String {
     let mut routers = serde_json::Map::new();
     let mut services = serde_json::Map::new();
     for (name, rule, servers) in apps {
-        routers.insert((*name).into(), serde_json::json!({"rule": rule, "service": name, "entryPoints": ["web"]}));
+        routers.insert(
+            (*name).into(),
+            serde_json::json!({"rule": rule, "service": name, "entryPoints": ["web"]}),
+        );
         let servers: Vec<_> = servers.iter().map(|u| serde_json::json!({"url": u})).collect();
-        services.insert((*name).into(), serde_json::json!({"loadBalancer": {"servers": servers, "passHostHeader": true}}));
+        services.insert(
+            (*name).into(),
+            serde_json::json!({"loadBalancer": {"servers": servers, "passHostHeader": true}}),
+        );
     }
     serde_json::json!({"http": {"routers": routers, "services": services}}).to_string()
 }
@@ -207,8 +225,15 @@ impl TestProxy {
     }
 
     /// Applies a new document directly (as a provider would).
-    pub fn apply(&self, routes_json: &str) -> Result<wh_proxy::provider::Outcome, wh_proxy::provider::ApplyError> {
-        self.running.as_ref().unwrap().applier.apply(routes_json.as_bytes(), wh_proxy::config::Format::Json, "test")
+    pub fn apply(
+        &self,
+        routes_json: &str,
+    ) -> Result<wh_proxy::provider::Outcome, wh_proxy::provider::ApplyError> {
+        self.running.as_ref().unwrap().applier.apply(
+            routes_json.as_bytes(),
+            wh_proxy::config::Format::Json,
+            "test",
+        )
     }
 
     pub fn generation(&self) -> u64 {
@@ -217,13 +242,16 @@ impl TestProxy {
 }
 
 /// A keep-alive client that sends every request to `proxy` with the given Host.
-pub fn client() -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, TestBody> {
+pub fn client(
+) -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, TestBody>
+{
     hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// GET `path` on `addr` with `Host: host`; returns status, headers and body text.
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, hyper::HeaderMap, String) {
-    let req = Request::get(format!("http://{addr}{path}")).header("host", host).body(full("")).unwrap();
+    let req =
+        Request::get(format!("http://{addr}{path}")).header("host", host).body(full("")).unwrap();
     let resp = client().request(req).await.unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
@@ -270,7 +298,12 @@ impl FakeControlPlane {
     pub async fn start(body: &str, honour_watch: bool) -> FakeControlPlane {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(CpState { body: body.into(), version: 1, honour_watch, ..Default::default() }));
+        let state = Arc::new(Mutex::new(CpState {
+            body: body.into(),
+            version: 1,
+            honour_watch,
+            ..Default::default()
+        }));
         let changed = Arc::new(tokio::sync::Notify::new());
         let (st, ch) = (state.clone(), changed.clone());
         let task = tokio::spawn(async move {
@@ -282,7 +315,9 @@ impl FakeControlPlane {
                         let (st, ch) = (st.clone(), ch.clone());
                         async move { Ok::<_, Infallible>(cp_handle(req, &st, &ch).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
@@ -303,13 +338,18 @@ impl FakeControlPlane {
     }
 }
 
-async fn cp_handle(req: Request<Incoming>, st: &Mutex<CpState>, changed: &tokio::sync::Notify) -> Response<TestBody> {
+async fn cp_handle(
+    req: Request<Incoming>,
+    st: &Mutex<CpState>,
+    changed: &tokio::sync::Notify,
+) -> Response<TestBody> {
     let watch = req.uri().query().is_some_and(|q| q.contains("watch=1"));
     let inm = req.headers().get("if-none-match").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let honour = {
         let mut s = st.lock().unwrap();
         s.requests += 1;
-        s.last_auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        s.last_auth =
+            req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
         if let Some(code) = s.fail_with {
             return Response::builder().status(code).body(full("boom")).unwrap();
         }
@@ -325,7 +365,12 @@ async fn cp_handle(req: Request<Incoming>, st: &Mutex<CpState>, changed: &tokio:
         return Response::builder().status(304).header("etag", tag).body(full("")).unwrap();
     }
     let body = st.lock().unwrap().body.clone();
-    Response::builder().status(200).header("etag", tag).header("content-type", "application/json").body(full(body)).unwrap()
+    Response::builder()
+        .status(200)
+        .header("etag", tag)
+        .header("content-type", "application/json")
+        .body(full(body))
+        .unwrap()
 }
 
 /// Polls `cond` every 20 ms for up to `timeout`.
