@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use arc_swap::ArcSwap;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
@@ -74,6 +77,13 @@ fn compile_and_swap(c: &mut Criterion) {
     let (metrics, health) = (Metrics::default(), HealthRegistry::default());
     let mut group = c.benchmark_group("config");
     group.sample_size(20);
+    group.bench_function("parse/10k", |b| {
+        b.iter(|| Document::parse(doc.as_bytes(), Format::Json).unwrap())
+    });
+    let parsed = Arc::new(Document::parse(doc.as_bytes(), Format::Json).unwrap());
+    group.bench_function("compile/10k", |b| {
+        b.iter(|| compile(parsed.clone(), 2, &metrics, &health))
+    });
     group.bench_function("parse+compile+swap/10k", |b| {
         b.iter(|| {
             let parsed = Document::parse(doc.as_bytes(), Format::Json).unwrap();

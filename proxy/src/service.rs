@@ -63,9 +63,26 @@ pub struct HealthRegistry {
     map: Mutex<FastMap<Box<str>, Arc<ServerHealth>>>,
 }
 
+/// The registry, locked once for a whole compile.
+pub struct HealthBatch<'a>(std::sync::MutexGuard<'a, FastMap<Box<str>, Arc<ServerHealth>>>);
+
+impl HealthBatch<'_> {
+    pub fn get(&mut self, url: &str) -> Arc<ServerHealth> {
+        if let Some(h) = self.0.get(url) {
+            return h.clone();
+        }
+        self.0.entry(url.into()).or_default().clone()
+    }
+}
+
 impl HealthRegistry {
     pub fn get(&self, url: &str) -> Arc<ServerHealth> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).entry(url.into()).or_default().clone()
+        self.batch().get(url)
+    }
+
+    /// Locks the registry for many lookups (compile time only, never on the request path).
+    pub fn batch(&self) -> HealthBatch<'_> {
+        HealthBatch(self.map.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Forgets servers no table refers to any more.
@@ -163,6 +180,9 @@ impl Service {
 /// Smooth weighted round-robin (as nginx) unrolled into a fixed schedule: weights 5,1,1 give
 /// a,a,b,a,c,a,a rather than a,a,a,a,a,b,c. Weights are capped so the schedule stays small.
 fn interleave(weights: &[u32]) -> Box<[u16]> {
+    if weights.len() <= 1 {
+        return vec![0; weights.len()].into_boxed_slice();
+    }
     let weights: Vec<i64> = weights.iter().map(|&w| i64::from(w.clamp(1, 100))).collect();
     let total: i64 = weights.iter().sum();
     let mut current = vec![0i64; weights.len()];

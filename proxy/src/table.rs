@@ -42,13 +42,37 @@ pub struct Route {
     pub metrics: Arc<RouteMetrics>,
 }
 
+/// Route ids of one bucket, by priority. Almost every host has exactly one router, so that case
+/// needs no allocation of its own.
+#[derive(Debug, Clone)]
+pub(crate) enum Ids {
+    One([u32; 1]),
+    Many(Vec<u32>),
+}
+
+impl Ids {
+    pub(crate) fn as_slice(&self) -> &[u32] {
+        match self {
+            Ids::One(one) => one,
+            Ids::Many(many) => many,
+        }
+    }
+
+    pub(crate) fn push(&mut self, id: u32) {
+        match self {
+            Ids::One([first]) => *self = Ids::Many(vec![*first, id]),
+            Ids::Many(v) => v.push(id),
+        }
+    }
+}
+
 /// The routing table for one configuration generation.
 #[derive(Debug, Default)]
 pub struct Table {
     pub generation: u64,
     pub(crate) routes: Box<[Route]>,
-    pub(crate) exact: FastMap<Box<str>, Box<[u32]>>,
-    pub(crate) suffix: FastMap<Box<str>, Box<[u32]>>,
+    pub(crate) exact: FastMap<Box<str>, Ids>,
+    pub(crate) suffix: FastMap<Box<str>, Ids>,
     pub(crate) wildcard: Box<[u32]>,
     pub(crate) generic: Box<[u32]>,
     /// The document this table was compiled from (for `/routes` and the snapshot).
@@ -74,14 +98,14 @@ impl Table {
             }
         };
         if let Some(ids) = self.exact.get(host) {
-            consider(ids);
+            consider(ids.as_slice());
         }
         if !self.suffix.is_empty() {
             let mut rest = host;
             while let Some(dot) = rest.find('.') {
                 rest = &rest[dot + 1..];
                 if let Some(ids) = self.suffix.get(rest) {
-                    consider(ids);
+                    consider(ids.as_slice());
                 }
             }
         }

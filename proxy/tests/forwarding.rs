@@ -262,3 +262,28 @@ async fn active_health_check_takes_a_server_out_and_back() {
     assert!(seen_flaky);
     drop(flaky);
 }
+
+#[tokio::test]
+async fn idle_keep_alive_outlives_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("a").await;
+    let p = TestProxy::start(
+        &routes(&[("app", "Host(`h.test`)", &[&a.url()])]),
+        &["--header-timeout", "1s"],
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    for round in 0..2 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: h.test\r\n\r\n").await.unwrap();
+        let n =
+            tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "round {round}: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        // Idle for longer than the header timeout, which must not count idle time.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+}

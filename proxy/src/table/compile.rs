@@ -4,17 +4,17 @@
 //! middleware, a server URL is invalid) is skipped with a warning naming it and the reason; the
 //! rest of the document applies.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{duration, dynamic, rule, Document};
 use crate::metrics::Metrics;
 use crate::middleware::Middleware;
 use crate::service::{
-    HealthCheckSpec, HealthRegistry, Service, Upstream, DEFAULT_RESPONSE_HEADER_TIMEOUT,
+    HealthBatch, HealthCheckSpec, HealthRegistry, Service, Upstream,
+    DEFAULT_RESPONSE_HEADER_TIMEOUT,
 };
 use crate::table::matcher::{host_set, HostSet, Matcher};
-use crate::table::{FastMap, Route, Table};
+use crate::table::{FastMap, Ids, Route, Table};
 
 /// Compiles `doc` into generation `generation` of the routing table.
 pub fn compile(
@@ -24,14 +24,22 @@ pub fn compile(
     health: &HealthRegistry,
 ) -> Table {
     let mut warnings = Vec::new();
-    let mut services: BTreeMap<&str, Result<Arc<Service>, String>> = BTreeMap::new();
-    let mut middlewares: BTreeMap<&str, Result<Arc<Middleware>, String>> = BTreeMap::new();
+    let mut services: FastMap<&str, Result<Arc<Service>, String>> = FastMap::default();
+    let mut middlewares: FastMap<&str, Result<Arc<Middleware>, String>> = FastMap::default();
+    let mut health = health.batch();
 
     let mut routes = Vec::with_capacity(doc.http.routers.len());
     let mut buckets = Vec::with_capacity(doc.http.routers.len());
     for (name, router) in &doc.http.routers {
-        let compiled =
-            compile_router(&doc, name, router, &mut services, &mut middlewares, metrics, health);
+        let compiled = compile_router(
+            &doc,
+            name,
+            router,
+            &mut services,
+            &mut middlewares,
+            metrics,
+            &mut health,
+        );
         match compiled {
             Ok((route, bucket)) => {
                 routes.push(route);
@@ -44,18 +52,22 @@ pub fn compile(
         }
     }
 
-    let mut exact: FastMap<Box<str>, Vec<u32>> = FastMap::default();
-    let mut suffix: FastMap<Box<str>, Vec<u32>> = FastMap::default();
+    let mut exact: FastMap<Box<str>, Ids> =
+        FastMap::with_capacity_and_hasher(routes.len(), Default::default());
+    let mut suffix: FastMap<Box<str>, Ids> = FastMap::default();
     let (mut wildcard, mut generic) = (Vec::new(), Vec::new());
+    let add =
+        |map: &mut FastMap<Box<str>, Ids>, key: String, id: u32| match map.get_mut(key.as_str()) {
+            Some(ids) => ids.push(id),
+            None => {
+                map.insert(key.into_boxed_str(), Ids::One([id]));
+            }
+        };
     for (id, bucket) in buckets.into_iter().enumerate() {
         let id = id as u32;
         match bucket {
-            HostSet::Exact(hosts) => {
-                hosts.into_iter().for_each(|h| exact.entry(h.into()).or_default().push(id))
-            }
-            HostSet::Suffix(sfx) => {
-                sfx.into_iter().for_each(|s| suffix.entry(s.into()).or_default().push(id))
-            }
+            HostSet::Exact(hosts) => hosts.into_iter().for_each(|h| add(&mut exact, h, id)),
+            HostSet::Suffix(sfx) => sfx.into_iter().for_each(|s| add(&mut suffix, s, id)),
             HostSet::Wildcard => wildcard.push(id),
             HostSet::Any => generic.push(id),
         }
@@ -66,12 +78,15 @@ pub fn compile(
             rb.priority.cmp(&ra.priority).then_with(|| ra.name.cmp(&rb.name))
         });
         ids.dedup();
-        std::mem::take(ids).into_boxed_slice()
     };
-    let exact = exact.into_iter().map(|(k, mut v)| (k, order(&mut v))).collect();
-    let suffix = suffix.into_iter().map(|(k, mut v)| (k, order(&mut v))).collect();
-    let wildcard = order(&mut wildcard);
-    let generic = order(&mut generic);
+    for ids in exact.values_mut().chain(suffix.values_mut()) {
+        if let Ids::Many(v) = ids {
+            order(v);
+        }
+    }
+    order(&mut wildcard);
+    order(&mut generic);
+    let (wildcard, generic) = (wildcard.into_boxed_slice(), generic.into_boxed_slice());
     Table {
         generation,
         routes: routes.into_boxed_slice(),
@@ -88,10 +103,10 @@ fn compile_router<'d>(
     doc: &'d Document,
     name: &str,
     router: &'d dynamic::Router,
-    services: &mut BTreeMap<&'d str, Result<Arc<Service>, String>>,
-    middlewares: &mut BTreeMap<&'d str, Result<Arc<Middleware>, String>>,
+    services: &mut FastMap<&'d str, Result<Arc<Service>, String>>,
+    middlewares: &mut FastMap<&'d str, Result<Arc<Middleware>, String>>,
     metrics: &Metrics,
-    health: &HealthRegistry,
+    health: &mut HealthBatch<'_>,
 ) -> Result<(Route, HostSet), String> {
     let parsed = rule::parse(&router.rule).map_err(|e| format!("rule `{}`: {e}", router.rule))?;
     let matcher = Matcher::compile(&parsed)?;
@@ -134,7 +149,7 @@ fn compile_router<'d>(
 fn compile_service(
     doc: &Document,
     name: &str,
-    health: &HealthRegistry,
+    health: &mut HealthBatch<'_>,
 ) -> Result<Arc<Service>, String> {
     let def = doc.http.services.get(name).ok_or("not defined")?;
     let lb = def.load_balancer.as_ref().ok_or("only loadBalancer services are supported")?;
