@@ -13,7 +13,8 @@
 //!   (mass-removal guard, last-known-good snapshot).
 //! - [`forward`]: the request path; [`headers`]: header rewriting; [`body`]: body types;
 //!   [`error`]: every failure and its response, in one place.
-//! - [`server`]: the client-facing listener; [`admin`]: `/metrics`, `/healthz`, `/routes`;
+//! - [`server`]: the client-facing listener; [`conn`]: per-connection header/idle deadlines and
+//!   the framing check; [`admin`]: `/metrics`, `/healthz`, `/routes`;
 //!   [`metrics`]: counters.
 //! - [`cli`]: settings from flags, environment and TOML; [`run`]: wiring it all together.
 //!
@@ -23,6 +24,7 @@ pub mod admin;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod forward;
 pub mod headers;

@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::{ConnState, Guarded, TimedIo, Timeouts};
+use crate::error::{respond, ProxyError};
 use crate::forward::{Listener, Proxy};
 use crate::headers::Peer;
 
@@ -26,7 +28,7 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Connections beyond this are closed on accept (and counted).
     pub max_connections: usize,
-    /// HTTP/2 connections with no stream for this long get pinged, then closed.
+    /// A keep-alive connection with no request in flight is closed after this.
     pub idle_timeout: Duration,
 }
 
@@ -46,7 +48,9 @@ pub fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        // Our own header deadline (crate::conn) starts at a request's first byte; hyper's would
+        // also count the idle time between keep-alive requests.
+        .header_read_timeout(None)
         .max_buf_size(settings.max_header_bytes.max(8192))
         .keep_alive(true);
     b.http2()
@@ -71,6 +75,7 @@ pub async fn serve(
     let facts = Arc::new(Listener::http(local));
     let builder = builder(&settings);
     let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let timeouts = Timeouts { header: settings.header_read_timeout, idle: settings.idle_timeout };
     loop {
         let (stream, peer_addr) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -93,12 +98,25 @@ pub async fn serve(
         let peer = Arc::new(Peer::new(peer_addr.ip(), proxy.trusted.contains(peer_addr.ip())));
         let (proxy, facts) = (proxy.clone(), facts.clone());
         let metrics = proxy.metrics.clone();
+        let state = Arc::new(ConnState::default());
+        let io = TimedIo::new(stream, state.clone(), timeouts);
         let service = service_fn(move |req| {
-            let (proxy, peer, facts) = (proxy.clone(), peer.clone(), facts.clone());
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, &peer, &facts).await) }
+            let (proxy, peer, facts, state) =
+                (proxy.clone(), peer.clone(), facts.clone(), state.clone());
+            async move {
+                let guard = state.request_started();
+                let resp = if state.take_conflicting_framing() {
+                    respond(&ProxyError::BadRequest("both Content-Length and Transfer-Encoding"))
+                } else {
+                    proxy.handle(req, &peer, &facts).await
+                };
+                if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    state.mark_upgraded();
+                }
+                Ok::<_, std::convert::Infallible>(resp.map(|body| Guarded::new(body, guard)))
+            }
         });
-        let conn =
-            builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         let conn = graceful.watch(conn);
         metrics.open_connections.fetch_add(1, Relaxed);
         tokio::spawn(async move {
