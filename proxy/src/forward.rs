@@ -51,34 +51,20 @@ pub struct Proxy {
     pub health: HealthRegistry,
     pub trusted: TrustedProxies,
     pub access_log: bool,
-    client: Client<HttpConnector, ReqBody>,
 }
 
-/// Per-listener facts, computed once per listener.
-#[derive(Debug, Clone)]
+/// Per accept loop: the listener's facts and its own upstream connection pool. Each accept loop
+/// runs on its own single-threaded runtime (thread per core, as nginx's workers), so a pooled
+/// upstream connection is only ever driven by the thread that uses it.
 pub struct Listener {
     pub proto: HeaderValue,
     pub port: HeaderValue,
     pub https: bool,
+    client: Client<HttpConnector, ReqBody>,
 }
 
 impl Listener {
-    pub fn http(addr: SocketAddr) -> Listener {
-        Listener {
-            proto: HeaderValue::from_static("http"),
-            port: HeaderValue::from(addr.port()),
-            https: false,
-        }
-    }
-}
-
-impl Proxy {
-    pub fn new(
-        metrics: Arc<Metrics>,
-        trusted: TrustedProxies,
-        access_log: bool,
-        client: &ClientSettings,
-    ) -> Proxy {
+    pub fn http(addr: SocketAddr, client: &ClientSettings) -> Listener {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(client.connect_timeout));
         connector.set_nodelay(true);
@@ -88,13 +74,23 @@ impl Proxy {
             .pool_max_idle_per_host(client.max_idle_per_host)
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
+        Listener {
+            proto: HeaderValue::from_static("http"),
+            port: HeaderValue::from(addr.port()),
+            https: false,
+            client,
+        }
+    }
+}
+
+impl Proxy {
+    pub fn new(metrics: Arc<Metrics>, trusted: TrustedProxies, access_log: bool) -> Proxy {
         Proxy {
             table: ArcSwap::from_pointee(Table::default()),
             metrics,
             health: HealthRegistry::default(),
             trusted,
             access_log,
-            client,
         }
     }
 
@@ -229,7 +225,7 @@ impl Proxy {
                 .insert(header::HOST, host.unwrap_or_else(|| server.host_header.clone()));
 
             let result =
-                tokio::time::timeout(service.response_header_timeout, self.client.request(up))
+                tokio::time::timeout(service.response_header_timeout, listener.client.request(up))
                     .await;
             match result {
                 Err(_) => return Err(ProxyError::UpstreamTimeout),

@@ -34,11 +34,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(settings.log_format);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = settings.threads {
-        rt.worker_threads(n);
-    }
-    let rt = match rt.enable_all().build() {
+    // Thread per core: this thread's runtime serves one accept loop plus the providers and the
+    // admin listener; run::start gives every further core a runtime and accept loop of its own.
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wh-proxy: cannot start the runtime: {e}");

@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Settings, Source};
-use crate::forward::{ClientSettings, Proxy};
+use crate::forward::Proxy;
 use crate::health::HealthChecker;
 use crate::metrics::Metrics;
 use crate::provider::{self, Applier};
@@ -24,6 +24,7 @@ pub struct Running {
     stop: CancellationToken,
     graceful: Arc<GracefulShutdown>,
     accept_loop: tokio::task::JoinHandle<()>,
+    workers_done: CancellationToken,
     grace: std::time::Duration,
 }
 
@@ -40,12 +41,7 @@ pub enum StartError {
 /// Starts everything; returns once the listeners are bound.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::default());
-    let proxy = Arc::new(Proxy::new(
-        metrics,
-        settings.trusted.clone(),
-        settings.access_log,
-        &ClientSettings::default(),
-    ));
+    let proxy = Arc::new(Proxy::new(metrics, settings.trusted.clone(), settings.access_log));
     let mut applier = Applier::new(proxy.clone(), Some(settings.state_dir.clone()));
     applier.allow_mass_removal = settings.allow_mass_removal;
     applier.max_removal_fraction = settings.max_removal_fraction;
@@ -88,11 +84,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         }
     }
 
-    let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
-    };
-    let http = bind(settings.http_addr).await?;
-    let admin = bind(settings.admin_addr).await?;
+    let http = bind_reuseport(settings.http_addr)?;
+    let admin = TcpListener::bind(settings.admin_addr)
+        .await
+        .map_err(|source| StartError::Bind { addr: settings.admin_addr, source })?;
     let http_addr = http
         .local_addr()
         .map_err(|source| StartError::Bind { addr: settings.http_addr, source })?;
@@ -106,6 +101,37 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         max_connections: settings.max_connections,
         ..ServerSettings::default()
     };
+    // Thread per core: this runtime runs accept loop 0; every other thread gets its own
+    // single-threaded runtime and its own SO_REUSEPORT socket on the same address, so the kernel
+    // spreads connections and no request ever hops threads.
+    let threads = settings
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers_done = CancellationToken::new();
+    for i in 1..threads {
+        let listener = bind_reuseport(http_addr)?;
+        let (proxy, settings, stop, graceful, done) = (
+            proxy.clone(),
+            server_settings.clone(),
+            stop.clone(),
+            graceful.clone(),
+            workers_done.clone(),
+        );
+        std::thread::Builder::new()
+            .name(format!("wh-proxy-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => return tracing::error!(error = %e, "worker runtime failed to start"),
+                };
+                rt.block_on(async move {
+                    server::serve(listener, proxy, settings, stop, graceful).await;
+                    // Keep driving this thread's connections until the drain is over.
+                    done.cancelled().await;
+                });
+            })
+            .map_err(|source| StartError::Bind { addr: http_addr, source })?;
+    }
     let accept_loop = tokio::spawn(server::serve(
         http,
         proxy.clone(),
@@ -122,22 +148,41 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         stop,
         graceful,
         accept_loop,
+        workers_done,
         grace: settings.grace_period,
     })
+}
+
+/// A listening socket with SO_REUSEPORT, so each worker thread can have its own.
+fn bind_reuseport(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let err = |source| StartError::Bind { addr, source };
+    let socket =
+        if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.set_reuseport(true).map_err(err)?;
+    socket.set_nodelay(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(4096).map_err(err)
 }
 
 impl Running {
     /// Stops accepting, then waits up to the grace period for in-flight requests.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        // The accept loop holds the other reference to `graceful`; it ends at once on cancel.
+        // Every accept loop holds a reference to `graceful` and drops it on cancel.
         let _ = self.accept_loop.await;
-        let Ok(graceful) = Arc::try_unwrap(self.graceful) else {
-            return;
+        let mut graceful = self.graceful;
+        let graceful = loop {
+            match Arc::try_unwrap(graceful) {
+                Ok(g) => break g,
+                Err(still_shared) => graceful = still_shared,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         };
         tracing::info!(open_connections = graceful.count(), grace = ?self.grace, "draining");
         if tokio::time::timeout(self.grace, graceful.shutdown()).await.is_err() {
             tracing::warn!("grace period over; closing the remaining connections");
         }
+        self.workers_done.cancel();
     }
 }

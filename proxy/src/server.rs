@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::{ConnState, Guarded, TimedIo, Timeouts};
 use crate::error::{respond, ProxyError};
-use crate::forward::{Listener, Proxy};
+use crate::forward::{ClientSettings, Listener, Proxy};
 use crate::headers::Peer;
 
 /// Connection-level limits.
@@ -72,7 +72,7 @@ pub async fn serve(
     graceful: Arc<GracefulShutdown>,
 ) {
     let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let facts = Arc::new(Listener::http(local));
+    let facts = Arc::new(Listener::http(local, &ClientSettings::default()));
     let builder = builder(&settings);
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let timeouts = Timeouts { header: settings.header_read_timeout, idle: settings.idle_timeout };

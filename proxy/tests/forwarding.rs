@@ -88,7 +88,11 @@ async fn malformed_requests_are_refused() {
         let req = format!("POST /upload HTTP/1.1\r\nHost: h.test\r\n{head}\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h.test\r\n\r\n");
         let reply = raw(p.addr, req.as_bytes(), wait).await;
         assert!(reply.starts_with("HTTP/1.1 400"), "CL+TE: {reply}");
-        assert_eq!(reply.matches("HTTP/1.1").count(), 1, "the smuggled request was served: {reply}");
+        assert_eq!(
+            reply.matches("HTTP/1.1").count(),
+            1,
+            "the smuggled request was served: {reply}"
+        );
         assert!(started.elapsed() < Duration::from_secs(3), "connection was kept open after CL+TE");
     }
     let two_cl = raw(p.addr, b"POST /upload HTTP/1.1\r\nHost: h.test\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", wait).await;

@@ -34,6 +34,8 @@ async fn http_proxy(
                 "127.0.0.1:0",
                 "--access-log",
                 "off",
+                "--threads",
+                "1",
             ])
             .unwrap(),
         )
