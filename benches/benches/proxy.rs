@@ -84,12 +84,18 @@ fn compile_and_swap(c: &mut Criterion) {
     group.bench_function("compile/10k", |b| {
         b.iter(|| compile(parsed.clone(), 2, &metrics, &health))
     });
+    // As the applier does: the new table is live after the swap; the old one is freed elsewhere.
+    let (drop_tx, drop_rx) = std::sync::mpsc::channel::<Arc<Table>>();
+    let dropper = std::thread::spawn(move || drop_rx.into_iter().for_each(drop));
     group.bench_function("parse+compile+swap/10k", |b| {
         b.iter(|| {
             let parsed = Document::parse(doc.as_bytes(), Format::Json).unwrap();
-            live.store(Arc::new(compile(Arc::new(parsed), 2, &metrics, &health)));
+            let old = live.swap(Arc::new(compile(Arc::new(parsed), 2, &metrics, &health)));
+            drop_tx.send(old).unwrap();
         })
     });
+    drop(drop_tx);
+    dropper.join().unwrap();
     group.finish();
 }
 
