@@ -1,4 +1,5 @@
-//! The admin listener (loopback by default): `/metrics` (Prometheus), `/healthz`, `/routes`.
+//! The admin listener (loopback by default): `/metrics` (Prometheus), `/healthz`, `/routes`,
+//! `/certs`.
 //! Never on the public listener, so the route list does not leak to the internet.
 
 use std::sync::Arc;
@@ -39,7 +40,21 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationT
 
 fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<RespBody> {
     let (status, ctype, body) = match req.uri().path() {
-        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", proxy.metrics.render()),
+        "/metrics" => {
+            let mut text = proxy.metrics.render();
+            if let Some(certs) = &proxy.certs {
+                certs.render_metrics(&mut text);
+            }
+            (StatusCode::OK, "text/plain; version=0.0.4", text)
+        }
+        "/certs" => match &proxy.certs {
+            Some(certs) => (StatusCode::OK, "application/json", certs.report().to_string()),
+            None => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "HTTPS is off (--https-addr off)\n".to_owned(),
+            ),
+        },
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
         "/routes" => (StatusCode::OK, "application/json", routes_json(proxy)),
         _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),

@@ -64,7 +64,28 @@ pub struct Args {
     /// Public HTTP listener [default: 0.0.0.0:80].
     #[arg(long, env = "WH_PROXY_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
-    /// Admin listener: /metrics, /healthz, /routes [default: 127.0.0.1:8082].
+    /// HTTPS listener, or `off` [default: 0.0.0.0:443].
+    #[arg(long, env = "WH_PROXY_HTTPS_ADDR")]
+    pub https_addr: Option<String>,
+    /// ACME directory: a URL, `production` or `staging` (Let's Encrypt) [default: production].
+    #[arg(long, env = "WH_PROXY_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// PEM file with the root to trust for the ACME directory (tests, private CAs).
+    #[arg(long, env = "WH_PROXY_ACME_CA_BUNDLE")]
+    pub acme_ca_bundle: Option<PathBuf>,
+    /// Contact e-mail for the ACME account.
+    #[arg(long, env = "WH_PROXY_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// Concurrent certificate orders [default: 4].
+    #[arg(long, env = "WH_PROXY_ACME_CONCURRENCY")]
+    pub acme_concurrency: Option<usize>,
+    /// Operator-provided wildcard certificate (PEM chain) for *.route.<domain>.
+    #[arg(long, env = "WH_PROXY_WILDCARD_CERT")]
+    pub wildcard_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "WH_PROXY_WILDCARD_KEY")]
+    pub wildcard_key: Option<PathBuf>,
+    /// Admin listener: /metrics, /healthz, /routes, /certs [default: 127.0.0.1:8082].
     #[arg(long, env = "WH_PROXY_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
     /// State directory: last-known-good config [default: /var/lib/wh-proxy].
@@ -120,11 +141,23 @@ pub enum LogFormat {
     Off,
 }
 
+/// TLS settings; absent when `--https-addr off`.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub https_addr: SocketAddr,
+    pub acme_directory: String,
+    pub acme_ca_bundle: Option<PathBuf>,
+    pub acme_email: Option<String>,
+    pub acme_concurrency: usize,
+    pub wildcard: Option<(PathBuf, PathBuf)>,
+}
+
 /// Fully resolved settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub source: Source,
     pub http_addr: SocketAddr,
+    pub tls: Option<TlsSettings>,
     pub admin_addr: SocketAddr,
     pub state_dir: PathBuf,
     pub poll_interval: Duration,
@@ -202,8 +235,26 @@ impl Settings {
         if threads == Some(0) {
             return Err("--threads must be at least 1".into());
         }
+        let tls = match pick!(https_addr).as_deref().unwrap_or("0.0.0.0:443") {
+            "off" => None,
+            addr => Some(TlsSettings {
+                https_addr: addr.parse().map_err(|_| {
+                    format!("--https-addr must be an address or `off`, not `{addr}`")
+                })?,
+                acme_directory: pick!(acme_directory).unwrap_or_else(|| "production".into()),
+                acme_ca_bundle: pick!(acme_ca_bundle),
+                acme_email: pick!(acme_email),
+                acme_concurrency: pick!(acme_concurrency).unwrap_or(4).max(1),
+                wildcard: match (pick!(wildcard_cert), pick!(wildcard_key)) {
+                    (Some(c), Some(k)) => Some((c, k)),
+                    (None, None) => None,
+                    _ => return Err("--wildcard-cert and --wildcard-key go together".into()),
+                },
+            }),
+        };
         Ok(Settings {
             source,
+            tls,
             http_addr: pick!(http_addr).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 80))),
             admin_addr: pick!(admin_addr)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8082))),

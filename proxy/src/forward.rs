@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::middleware::Middleware;
 use crate::service::HealthRegistry;
 use crate::table::{normalize_host, Route, Table};
+use crate::tls::challenges::{self, Challenges};
 
 /// Upstream client settings.
 #[derive(Debug, Clone)]
@@ -51,6 +52,13 @@ pub struct Proxy {
     pub health: HealthRegistry,
     pub trusted: TrustedProxies,
     pub access_log: bool,
+    /// HTTP-01 answers of pending orders (always served from memory on the plain listener).
+    pub challenges: Arc<Challenges>,
+    /// Set when an HTTPS listener runs: requests for `tls` routers on plain HTTP are redirected
+    /// there (308) instead of served.
+    pub https_port: Option<u16>,
+    /// The certificate manager, when HTTPS is on (for `/certs` and metrics).
+    pub certs: Option<Arc<crate::tls::manager::CertManager>>,
 }
 
 /// Per accept loop: the listener's facts and its own upstream connection pool. Each accept loop
@@ -64,7 +72,7 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn http(addr: SocketAddr, client: &ClientSettings) -> Listener {
+    pub fn new(addr: SocketAddr, https: bool, client: &ClientSettings) -> Listener {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(client.connect_timeout));
         connector.set_nodelay(true);
@@ -75,9 +83,9 @@ impl Listener {
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
         Listener {
-            proto: HeaderValue::from_static("http"),
+            proto: HeaderValue::from_static(if https { "https" } else { "http" }),
             port: HeaderValue::from(addr.port()),
-            https: false,
+            https,
             client,
         }
     }
@@ -91,6 +99,9 @@ impl Proxy {
             health: HealthRegistry::default(),
             trusted,
             access_log,
+            challenges: Arc::new(Challenges::default()),
+            https_port: None,
+            certs: None,
         }
     }
 
@@ -112,6 +123,12 @@ impl Proxy {
             .map(|h| h.as_bytes())
             .or_else(|| req.uri().host().map(str::as_bytes));
         let host = raw_host.and_then(|h| normalize_host(h, &mut host_buf));
+        if !listener.https {
+            if let Some(token) = req.uri().path().strip_prefix(challenges::PREFIX) {
+                // Never forwarded to an app, whatever the routing table says.
+                return self.challenge(token);
+            }
+        }
         let route = host.and_then(|h| table.lookup(h, req.uri().path()));
 
         let (resp, upstream) = match (host, route) {
@@ -119,6 +136,13 @@ impl Proxy {
             (Some(_), None) => {
                 self.metrics.unrouted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 (respond(&ProxyError::NoRoute), None)
+            }
+            (Some(_), Some(route)) if route.tls && !listener.https && self.https_port.is_some() => {
+                let port = self.https_port.filter(|p| *p != 443).map(|p| p.to_string());
+                let resp = redirect(&req, "https", port.as_deref(), true, true)
+                    .unwrap_or_else(|e| respond(&e));
+                route.metrics.record(resp.status().as_u16(), started.elapsed());
+                (resp, None)
             }
             (Some(_), Some(route)) => {
                 let (resp, upstream) = match self.forward(req, route, peer, listener).await {
@@ -144,6 +168,18 @@ impl Proxy {
         resp
     }
 
+    fn challenge(&self, token: &str) -> Response<RespBody> {
+        match self.challenges.get(token) {
+            Some(key_authorization) => {
+                let mut resp = Response::new(RespBody::full(key_authorization.as_bytes().to_vec()));
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                resp
+            }
+            None => respond(&ProxyError::NoRoute),
+        }
+    }
+
     async fn forward(
         &self,
         mut req: Request<Incoming>,
@@ -162,7 +198,10 @@ impl Proxy {
                 Middleware::RedirectScheme { scheme, port, permanent } => {
                     let current = if listener.https { "https" } else { "http" };
                     if **scheme != *current {
-                        return Ok((redirect(&req, scheme, port.as_deref(), *permanent)?, None));
+                        return Ok((
+                            redirect(&req, scheme, port.as_deref(), *permanent, false)?,
+                            None,
+                        ));
                     }
                 }
                 Middleware::Headers { request, .. } => {
@@ -314,11 +353,14 @@ fn apply_response_middlewares(route: &Route, headers: &mut http::HeaderMap) {
     }
 }
 
+/// A redirect to `scheme` on the same host and path. `keep_method` forces 307/308 (the
+/// HTTP → HTTPS redirect keeps POSTs POSTs); otherwise GET and HEAD get 301/302, as in Traefik.
 fn redirect(
     req: &Request<Incoming>,
     scheme: &str,
     port: Option<&str>,
     permanent: bool,
+    keep_method: bool,
 ) -> Result<Response<RespBody>, ProxyError> {
     let host = req
         .headers()
@@ -336,8 +378,8 @@ fn redirect(
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let location = HeaderValue::from_str(&format!("{scheme}://{authority}{pq}"))
         .map_err(|_| ProxyError::BadRequest("invalid Host header"))?;
-    let keeps_method = matches!(*req.method(), Method::GET | Method::HEAD);
-    let status = match (permanent, keeps_method) {
+    let get_like = !keep_method && matches!(*req.method(), Method::GET | Method::HEAD);
+    let status = match (permanent, get_like) {
         (true, true) => StatusCode::MOVED_PERMANENTLY,
         (true, false) => StatusCode::PERMANENT_REDIRECT,
         (false, true) => StatusCode::FOUND,

@@ -16,6 +16,7 @@
 //! - [`server`]: the client-facing listener; [`conn`]: per-connection header/idle deadlines and
 //!   the framing check; [`admin`]: `/metrics`, `/healthz`, `/routes`;
 //!   [`metrics`]: counters.
+//! - [`tls`]: HTTPS listener certificates, ACME HTTP-01 issuance and renewal.
 //! - [`cli`]: settings from flags, environment and TOML; [`run`]: wiring it all together.
 //!
 //! The request path must never lock, panic on input, or allocate for route lookup.
@@ -36,3 +37,4 @@ pub mod run;
 pub mod server;
 pub mod service;
 pub mod table;
+pub mod tls;

@@ -14,10 +14,16 @@ use crate::health::HealthChecker;
 use crate::metrics::Metrics;
 use crate::provider::{self, Applier};
 use crate::server::{self, ServerSettings};
+use crate::tls::acme::AcmeSettings;
+use crate::tls::manager::CertManager;
+use crate::tls::store::CertStore;
+use crate::tls::wildcard;
+use tokio_rustls::TlsAcceptor;
 
 /// A started proxy.
 pub struct Running {
     pub http_addr: SocketAddr,
+    pub https_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub proxy: Arc<Proxy>,
     pub applier: Arc<Applier>,
@@ -40,8 +46,51 @@ pub enum StartError {
 
 /// Starts everything; returns once the listeners are bound.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    // Bind first (so port 0 resolves and a taken port fails fast); accept only after the
+    // certificates are loaded.
+    let http = bind_reuseport(settings.http_addr)?;
+    let http_addr = http
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr: settings.http_addr, source })?;
+    let https = match &settings.tls {
+        Some(t) => Some(bind_reuseport(t.https_addr)?),
+        None => None,
+    };
+    let https_addr = match (&https, &settings.tls) {
+        (Some(l), Some(t)) => {
+            Some(l.local_addr().map_err(|source| StartError::Bind { addr: t.https_addr, source })?)
+        }
+        _ => None,
+    };
+    let admin = TcpListener::bind(settings.admin_addr)
+        .await
+        .map_err(|source| StartError::Bind { addr: settings.admin_addr, source })?;
+    let admin_addr = admin
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr: settings.admin_addr, source })?;
+
     let metrics = Arc::new(Metrics::default());
-    let proxy = Arc::new(Proxy::new(metrics, settings.trusted.clone(), settings.access_log));
+    let mut proxy = Proxy::new(metrics, settings.trusted.clone(), settings.access_log);
+    proxy.https_port = https_addr.map(|a| a.port());
+    let certs = settings.tls.as_ref().map(|t| {
+        let store = Arc::new(CertStore::new(&settings.state_dir));
+        let loaded = store.load_from_disk();
+        tracing::info!(certificates = loaded, "certificates loaded from the state dir");
+        let acme = AcmeSettings {
+            directory: t.acme_directory.clone(),
+            ca_bundle: t.acme_ca_bundle.clone(),
+            email: t.acme_email.clone(),
+            state_dir: settings.state_dir.clone(),
+        };
+        Arc::new(CertManager::new(acme, store, proxy.challenges.clone(), t.acme_concurrency))
+    });
+    if let (Some(manager), Some(t)) = (&certs, &settings.tls) {
+        if let Some((cert, key)) = &t.wildcard {
+            wildcard::load(&manager.store, cert, key).map_err(StartError::Config)?;
+        }
+    }
+    proxy.certs = certs.clone();
+    let proxy = Arc::new(proxy);
     let mut applier = Applier::new(proxy.clone(), Some(settings.state_dir.clone()));
     applier.allow_mass_removal = settings.allow_mass_removal;
     applier.max_removal_fraction = settings.max_removal_fraction;
@@ -51,16 +100,29 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     // The last known good first, so we serve even if the provider is down.
     let had_snapshot = applier.load_snapshot();
 
-    // Health checks follow every applied table.
+    // Health checks and certificates follow every applied table.
     let mut updates = applier.updates.subscribe();
     let mut checker = HealthChecker::new(stop.clone());
     checker.reconcile(&updates.borrow_and_update());
+    let follower = certs.clone();
     tokio::spawn(async move {
         while updates.changed().await.is_ok() {
             let table = updates.borrow_and_update().clone();
             checker.reconcile(&table);
+            if let Some(m) = &follower {
+                m.set_table(&table);
+            }
         }
     });
+    if let (Some(manager), Some(t)) = (&certs, &settings.tls) {
+        manager.set_table(&proxy.table.load());
+        tokio::spawn(manager.clone().run(stop.clone()));
+        if let Some((cert, key)) = &t.wildcard {
+            tokio::spawn(wildcard::watch(manager.clone(), cert.clone(), key.clone(), stop.clone()));
+        }
+    }
+    let tls_acceptor =
+        certs.as_ref().map(|m| TlsAcceptor::from(crate::tls::server_config(m.store.clone())));
 
     match &settings.source {
         Source::File(path) => {
@@ -84,16 +146,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         }
     }
 
-    let http = bind_reuseport(settings.http_addr)?;
-    let admin = TcpListener::bind(settings.admin_addr)
-        .await
-        .map_err(|source| StartError::Bind { addr: settings.admin_addr, source })?;
-    let http_addr = http
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: settings.http_addr, source })?;
-    let admin_addr = admin
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: settings.admin_addr, source })?;
     let graceful = Arc::new(GracefulShutdown::new());
     let server_settings = ServerSettings {
         header_read_timeout: settings.header_timeout,
@@ -110,6 +162,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let workers_done = CancellationToken::new();
     for i in 1..threads {
         let listener = bind_reuseport(http_addr)?;
+        let tls_listener = match https_addr {
+            Some(a) => Some(bind_reuseport(a)?),
+            None => None,
+        };
+        let acceptor = tls_acceptor.clone();
         let (proxy, settings, stop, graceful, done) = (
             proxy.clone(),
             server_settings.clone(),
@@ -125,23 +182,52 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                     Err(e) => return tracing::error!(error = %e, "worker runtime failed to start"),
                 };
                 rt.block_on(async move {
-                    server::serve(listener, proxy, settings, stop, graceful).await;
+                    let plain = server::serve(
+                        listener,
+                        proxy.clone(),
+                        settings.clone(),
+                        stop.clone(),
+                        graceful.clone(),
+                        None,
+                    );
+                    match (tls_listener, acceptor) {
+                        (Some(l), Some(a)) => {
+                            tokio::join!(
+                                plain,
+                                server::serve(l, proxy, settings, stop, graceful, Some(a))
+                            );
+                        }
+                        _ => plain.await,
+                    }
                     // Keep driving this thread's connections until the drain is over.
                     done.cancelled().await;
                 });
             })
             .map_err(|source| StartError::Bind { addr: http_addr, source })?;
     }
-    let accept_loop = tokio::spawn(server::serve(
-        http,
-        proxy.clone(),
-        server_settings,
-        stop.clone(),
-        graceful.clone(),
-    ));
+    let tls_loop = match (https, tls_acceptor) {
+        (Some(l), Some(a)) => Some(tokio::spawn(server::serve(
+            l,
+            proxy.clone(),
+            server_settings.clone(),
+            stop.clone(),
+            graceful.clone(),
+            Some(a),
+        ))),
+        _ => None,
+    };
+    let plain =
+        server::serve(http, proxy.clone(), server_settings, stop.clone(), graceful.clone(), None);
+    let accept_loop = tokio::spawn(async move {
+        plain.await;
+        if let Some(t) = tls_loop {
+            let _ = t.await;
+        }
+    });
     tokio::spawn(crate::admin::serve(admin, proxy.clone(), stop.clone()));
     Ok(Running {
         http_addr,
+        https_addr,
         admin_addr,
         proxy,
         applier,

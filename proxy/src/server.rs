@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{ConnState, Guarded, TimedIo, Timeouts};
@@ -63,6 +64,7 @@ pub fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
 }
 
 /// Accepts and serves connections on `listener` until `shutdown` fires; then stops accepting.
+/// With `tls`, every connection is a TLS handshake first (bounded by the header timeout).
 /// Every connection is watched by `graceful`, whose owner drains them.
 pub async fn serve(
     listener: TcpListener,
@@ -70,10 +72,11 @@ pub async fn serve(
     settings: ServerSettings,
     shutdown: CancellationToken,
     graceful: Arc<GracefulShutdown>,
+    tls: Option<TlsAcceptor>,
 ) {
     let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let facts = Arc::new(Listener::http(local, &ClientSettings::default()));
-    let builder = builder(&settings);
+    let facts = Arc::new(Listener::new(local, tls.is_some(), &ClientSettings::default()));
+    let builder = Arc::new(builder(&settings));
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let timeouts = Timeouts { header: settings.header_read_timeout, idle: settings.idle_timeout };
     loop {
@@ -95,11 +98,55 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let peer = Arc::new(Peer::new(peer_addr.ip(), proxy.trusted.contains(peer_addr.ip())));
-        let (proxy, facts) = (proxy.clone(), facts.clone());
+        let conn = Conn {
+            peer: Arc::new(Peer::new(peer_addr.ip(), proxy.trusted.contains(peer_addr.ip()))),
+            proxy: proxy.clone(),
+            facts: facts.clone(),
+            builder: builder.clone(),
+            graceful: graceful.clone(),
+            timeouts,
+        };
         let metrics = proxy.metrics.clone();
+        metrics.open_connections.fetch_add(1, Relaxed);
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let result = match tls {
+                None => conn.serve(stream).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(timeouts.header, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => conn.serve(tls_stream).await,
+                        Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
+                        Err(_) => Err("TLS handshake timed out".into()),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, peer = %peer_addr, "connection ended with an error");
+            }
+            metrics.open_connections.fetch_sub(1, Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+/// Everything one connection needs.
+struct Conn {
+    peer: Arc<Peer>,
+    proxy: Arc<Proxy>,
+    facts: Arc<Listener>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    graceful: Arc<GracefulShutdown>,
+    timeouts: Timeouts,
+}
+
+impl Conn {
+    async fn serve<IO>(self, io: IO) -> Result<(), String>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let state = Arc::new(ConnState::default());
-        let io = TimedIo::new(stream, state.clone(), timeouts);
+        let io = TimedIo::new(io, state.clone(), self.timeouts);
+        let Conn { peer, proxy, facts, .. } = self;
         let service = service_fn(move |req| {
             let (proxy, peer, facts, state) =
                 (proxy.clone(), peer.clone(), facts.clone(), state.clone());
@@ -116,15 +163,8 @@ pub async fn serve(
                 Ok::<_, std::convert::Infallible>(resp.map(|body| Guarded::new(body, guard)))
             }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-        let conn = graceful.watch(conn);
-        metrics.open_connections.fetch_add(1, Relaxed);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, peer = %peer_addr, "connection ended with an error");
-            }
-            metrics.open_connections.fetch_sub(1, Relaxed);
-            drop(permit);
-        });
+        let conn =
+            self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        self.graceful.watch(conn).await.map_err(|e| e.to_string())
     }
 }

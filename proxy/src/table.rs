@@ -129,9 +129,17 @@ impl Table {
         self.routes.is_empty()
     }
 
-    /// Every exact host any route answers for (what TLS may issue certificates for).
+    /// Every exact host any route answers for.
     pub fn exact_hosts(&self) -> impl Iterator<Item = &str> {
         self.exact.keys().map(|k| &**k)
+    }
+
+    /// Exact hosts of routers with `tls`: the only names certificates are ever ordered for.
+    pub fn tls_hosts(&self) -> impl Iterator<Item = &str> {
+        self.exact
+            .iter()
+            .filter(|(_, ids)| ids.as_slice().iter().any(|&id| self.routes[id as usize].tls))
+            .map(|(host, _)| &**host)
     }
 }
 

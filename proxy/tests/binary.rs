@@ -56,6 +56,8 @@ async fn spawn_proxy(
             "off",
             "--threads",
             "2",
+            "--https-addr",
+            "off",
         ])
         .args(extra)
         .stdin(Stdio::null())

@@ -36,6 +36,8 @@ async fn http_proxy(
                 "off",
                 "--threads",
                 "1",
+                "--https-addr",
+                "off",
             ])
             .unwrap(),
         )

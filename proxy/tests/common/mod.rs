@@ -198,6 +198,8 @@ pub fn settings(routes_file: &Path, state_dir: &Path, extra: &[&str]) -> Setting
         "off".into(),
         "--threads".into(),
         "1".into(),
+        "--https-addr".into(),
+        "off".into(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     use clap::Parser;

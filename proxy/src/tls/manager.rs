@@ -1,0 +1,390 @@
+//! Which hosts need certificates, and getting them without upsetting the CA.
+//!
+//! Hosts come from the routing table (exact hosts of routers with `tls`); nothing else is ever
+//! ordered. A host needs an order when it has no certificate, or when less than a third of its
+//! certificate's lifetime is left, or when the CA's renewal information (ARI, RFC 9773) says the
+//! renewal window has opened. Orders run with bounded concurrency, each in its own task, so one
+//! host's failure never delays another's.
+//!
+//! Failures back off per host: 1 minute doubling to 24 hours (at least an hour after
+//! `rateLimited`). A budget keeps us inside Let's Encrypt's limits: at most 300 new orders per
+//! account per 3 hours and 5 failed validations per host per hour. Backoff and budget are
+//! persisted in `<state>/acme/hosts.json`, so a restart does not retry early. Hosts that left the
+//! table are never renewed; their files are deleted once the certificate has expired.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, OnceCell, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::acme::{AcmeClient, AcmeSettings, OrderError};
+use super::challenges::Challenges;
+use super::clock::Clock;
+use super::store::{covers, CertStore};
+use crate::table::Table;
+
+const BACKOFF_START: i64 = 60;
+const BACKOFF_MAX: i64 = 24 * 3600;
+const RATE_LIMITED_MIN: i64 = 3600;
+/// Let's Encrypt: 300 new orders per account per 3 hours; we keep a margin.
+const ORDER_BUDGET: usize = 250;
+const ORDER_WINDOW: i64 = 3 * 3600;
+/// Let's Encrypt: 5 failed validations per hostname per hour.
+const FAILED_VALIDATION_BUDGET: usize = 5;
+const FAILED_VALIDATION_WINDOW: i64 = 3600;
+
+/// Per-host order state, persisted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostState {
+    pub failures: u32,
+    /// No order before this (Unix seconds).
+    pub next_attempt: i64,
+    pub last_error: Option<String>,
+    /// Unix seconds of failed validations (last hour is what counts).
+    #[serde(default)]
+    pub failed_validations: Vec<i64>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Persisted {
+    hosts: BTreeMap<String, HostState>,
+    /// Unix seconds of new orders (last 3 hours is what counts).
+    orders: Vec<i64>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct TlsMetrics {
+    pub orders_ok: AtomicU64,
+    pub orders_failed: AtomicU64,
+    pub orders_deferred_by_budget: AtomicU64,
+    pub renewals: AtomicU64,
+}
+
+/// The certificate manager.
+pub struct CertManager {
+    pub store: Arc<CertStore>,
+    pub challenges: Arc<Challenges>,
+    pub clock: Arc<Clock>,
+    pub metrics: TlsMetrics,
+    settings: AcmeSettings,
+    acme: OnceCell<AcmeClient>,
+    state: Mutex<Persisted>,
+    wanted: Mutex<Vec<String>>,
+    ordering: Mutex<HashSet<String>>,
+    /// ARI: host → (renew from, ask again after), Unix seconds.
+    ari: Mutex<BTreeMap<String, (i64, i64)>>,
+    permits: Arc<Semaphore>,
+    poke: Notify,
+}
+
+impl CertManager {
+    pub fn new(
+        settings: AcmeSettings,
+        store: Arc<CertStore>,
+        challenges: Arc<Challenges>,
+        concurrency: usize,
+    ) -> CertManager {
+        let path = settings.state_dir.join("acme").join("hosts.json");
+        let state = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        CertManager {
+            store,
+            challenges,
+            clock: Arc::new(Clock::default()),
+            metrics: TlsMetrics::default(),
+            settings,
+            acme: OnceCell::new(),
+            state: Mutex::new(state),
+            wanted: Mutex::new(Vec::new()),
+            ordering: Mutex::new(HashSet::new()),
+            ari: Mutex::new(BTreeMap::new()),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            poke: Notify::new(),
+        }
+    }
+
+    /// The hosts of `table` that should have certificates.
+    pub fn set_table(&self, table: &Table) {
+        let mut hosts: Vec<String> = table.tls_hosts().map(str::to_owned).collect();
+        hosts.sort();
+        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = hosts;
+        self.poke.notify_one();
+    }
+
+    /// Re-evaluates now (tests, after moving the clock).
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    /// Runs until `stop`: reconciles on every table change and every 30 s.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            self.reconcile().await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.poke.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+        }
+    }
+
+    async fn reconcile(self: &Arc<Self>) {
+        let now = self.clock.now();
+        let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let wildcard = self.store.wildcard_suffix();
+        for host in &wanted {
+            if wildcard.as_deref().is_some_and(|s| covers(s, host)) {
+                continue;
+            }
+            if self.ordering.lock().unwrap_or_else(|e| e.into_inner()).contains(host) {
+                continue;
+            }
+            let existing = self.store.get(host);
+            let renewal = existing.is_some();
+            let due = match &existing {
+                None => true,
+                Some(cert) => {
+                    let third = (cert.not_after - cert.not_before) / 3;
+                    now >= cert.not_after - third || self.ari_due(host, &cert.leaf_der, now).await
+                }
+            };
+            if !due || !self.may_order(host, now) {
+                continue;
+            }
+            self.ordering.lock().unwrap_or_else(|e| e.into_inner()).insert(host.clone());
+            let me = self.clone();
+            let host = host.clone();
+            tokio::spawn(async move {
+                let Ok(_permit) = me.permits.clone().acquire_owned().await else { return };
+                me.order(&host, renewal).await;
+                me.ordering.lock().unwrap_or_else(|e| e.into_inner()).remove(&host);
+            });
+        }
+        // Certificates of hosts that left the table: kept until they expire, then deleted.
+        for (host, cert) in self.store.hosts() {
+            if cert.not_after < now && !wanted.iter().any(|w| **w == *host) {
+                tracing::info!(%host, "removing the expired certificate of a host no longer routed");
+                self.store.remove(&host);
+            }
+        }
+    }
+
+    /// Backoff and budget check; records why an order is deferred.
+    fn may_order(&self, host: &str, now: i64) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.orders.retain(|t| now - t < ORDER_WINDOW);
+        let over_budget = st.orders.len() >= ORDER_BUDGET;
+        let h = st.hosts.entry(host.to_owned()).or_default();
+        h.failed_validations.retain(|t| now - t < FAILED_VALIDATION_WINDOW);
+        if h.next_attempt > now {
+            return false;
+        }
+        if over_budget || h.failed_validations.len() >= FAILED_VALIDATION_BUDGET {
+            self.metrics.orders_deferred_by_budget.fetch_add(1, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    async fn order(&self, host: &str, renewal: bool) {
+        let started = self.clock.now();
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.orders.push(started);
+        }
+        let result = match self
+            .acme
+            .get_or_try_init(|| AcmeClient::connect(&self.settings, self.challenges.clone()))
+            .await
+        {
+            Ok(acme) => acme.issue(host).await,
+            Err(e) => Err(OrderError { message: e, rate_limited: false, validation_failed: false }),
+        };
+        let now = self.clock.now();
+        let installed = result.and_then(|(chain, key)| {
+            self.store.install(host, &chain, &key).map_err(|e| OrderError {
+                message: e,
+                rate_limited: false,
+                validation_failed: false,
+            })
+        });
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let h = st.hosts.entry(host.to_owned()).or_default();
+            match &installed {
+                Ok(cert) => {
+                    *h = HostState::default();
+                    self.metrics.orders_ok.fetch_add(1, Relaxed);
+                    if renewal {
+                        self.metrics.renewals.fetch_add(1, Relaxed);
+                    }
+                    tracing::info!(%host, not_after = cert.not_after, renewal, "certificate obtained");
+                }
+                Err(e) => {
+                    h.failures += 1;
+                    let mut backoff = (BACKOFF_START << (h.failures - 1).min(16)).min(BACKOFF_MAX);
+                    if e.rate_limited {
+                        backoff = backoff.max(RATE_LIMITED_MIN);
+                    }
+                    if e.validation_failed {
+                        h.failed_validations.push(now);
+                    }
+                    h.next_attempt = now + backoff;
+                    h.last_error = Some(e.message.clone());
+                    self.metrics.orders_failed.fetch_add(1, Relaxed);
+                    tracing::warn!(%host, error = %e.message, retry_in_secs = backoff, "certificate order failed");
+                }
+            }
+            self.ari.lock().unwrap_or_else(|e| e.into_inner()).remove(host);
+            self.persist(&st);
+        }
+    }
+
+    /// Asks the CA's renewal information (cached until its Retry-After) whether to renew now.
+    async fn ari_due(&self, host: &str, leaf_der: &[u8], now: i64) -> bool {
+        let cached = self.ari.lock().unwrap_or_else(|e| e.into_inner()).get(host).copied();
+        if let Some((renew_from, ask_after)) = cached {
+            if now < ask_after {
+                return now >= renew_from;
+            }
+        }
+        let Some(acme) = self.acme.get() else { return false };
+        let der = rustls::pki_types::CertificateDer::from(leaf_der.to_vec());
+        let Ok(id) = instant_acme::CertificateIdentifier::try_from(&der) else { return false };
+        match acme.renewal_info(&id).await {
+            Some((start, retry_after)) => {
+                let ask_after = now + retry_after.as_secs().clamp(3600, 86_400) as i64;
+                self.ari
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(host.to_owned(), (start, ask_after));
+                now >= start
+            }
+            None => {
+                // Not offered (or failed): do not ask again for a day.
+                self.ari
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(host.to_owned(), (i64::MAX, now + 86_400));
+                false
+            }
+        }
+    }
+
+    fn persist(&self, st: &Persisted) {
+        let path = self.settings.state_dir.join("acme").join("hosts.json");
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(path.parent().unwrap_or(&self.settings.state_dir))?;
+            super::store::write_private(
+                &path,
+                &serde_json::to_vec(st).map_err(std::io::Error::other)?,
+            )
+        };
+        if let Err(e) = write() {
+            tracing::error!(error = %e, "cannot persist ACME backoff state");
+        }
+    }
+
+    /// `/certs`: every wanted or stored host with expiry, state and last error.
+    pub fn report(&self) -> serde_json::Value {
+        let now = self.clock.now();
+        let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let ordering = self.ordering.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hosts: Vec<String> = wanted.clone();
+        hosts.extend(self.store.hosts().into_iter().map(|(h, _)| h.to_string()));
+        hosts.sort();
+        hosts.dedup();
+        let wildcard = self.store.wildcard_suffix();
+        let list: Vec<_> = hosts
+            .iter()
+            .map(|host| {
+                let cert = self.store.get(host);
+                let h = st.hosts.get(host);
+                let by_wildcard = wildcard.as_deref().is_some_and(|s| covers(s, host));
+                let state = if ordering.contains(host) {
+                    "ordering".to_owned()
+                } else if by_wildcard {
+                    "wildcard".to_owned()
+                } else if h.is_some_and(|h| h.next_attempt > now) {
+                    "backoff".to_owned()
+                } else if cert.as_ref().is_some_and(|c| c.not_after > now) {
+                    "valid".to_owned()
+                } else if cert.is_some() {
+                    "expired".to_owned()
+                } else {
+                    "pending".to_owned()
+                };
+                serde_json::json!({
+                    "host": host,
+                    "routed": wanted.contains(host),
+                    "state": state,
+                    "not_after": cert.as_ref().map(|c| c.not_after).or(if by_wildcard { self.store.wildcard_not_after() } else { None }),
+                    "backoff_until": h.filter(|h| h.next_attempt > now).map(|h| h.next_attempt),
+                    "failures": h.map_or(0, |h| h.failures),
+                    "last_error": h.and_then(|h| h.last_error.clone()),
+                })
+            })
+            .collect();
+        serde_json::json!({ "hosts": list })
+    }
+
+    /// Prometheus lines for the TLS subsystem.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let now = self.clock.now();
+        let earliest = self
+            .store
+            .hosts()
+            .iter()
+            .map(|(_, c)| c.not_after)
+            .chain(self.store.wildcard_not_after())
+            .min();
+        let in_backoff = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hosts
+            .values()
+            .filter(|h| h.next_attempt > now)
+            .count();
+        let m = &self.metrics;
+        let _ = writeln!(out, "# TYPE wh_proxy_acme_orders_total counter");
+        let _ = writeln!(
+            out,
+            "wh_proxy_acme_orders_total{{outcome=\"success\"}} {}",
+            m.orders_ok.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "wh_proxy_acme_orders_total{{outcome=\"failure\"}} {}",
+            m.orders_failed.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "wh_proxy_acme_orders_total{{outcome=\"deferred_by_budget\"}} {}",
+            m.orders_deferred_by_budget.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE wh_proxy_acme_renewals_total counter\nwh_proxy_acme_renewals_total {}",
+            m.renewals.load(Relaxed)
+        );
+        let _ = writeln!(out, "# TYPE wh_proxy_acme_hosts_in_backoff gauge\nwh_proxy_acme_hosts_in_backoff {in_backoff}");
+        if let Some(t) = earliest {
+            let _ = writeln!(out, "# TYPE wh_proxy_cert_earliest_expiry_days gauge\nwh_proxy_cert_earliest_expiry_days {:.2}", (t - now) as f64 / 86_400.0);
+        }
+    }
+
+    /// Per-host state (tests and `/certs`).
+    pub fn host_state(&self, host: &str) -> Option<HostState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).hosts.get(host).cloned()
+    }
+}
