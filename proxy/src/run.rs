@@ -190,15 +190,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                         graceful.clone(),
                         None,
                     );
-                    match (tls_listener, acceptor) {
-                        (Some(l), Some(a)) => {
-                            tokio::join!(
-                                plain,
-                                server::serve(l, proxy, settings, stop, graceful, Some(a))
-                            );
+                    // `secure` owns the last clones it needs and drops them when its loop ends
+                    // (at once without TLS): shutdown waits for every clone of `graceful`.
+                    let secure = async move {
+                        if let (Some(l), Some(a)) = (tls_listener, acceptor) {
+                            server::serve(l, proxy, settings, stop, graceful, Some(a)).await;
                         }
-                        _ => plain.await,
-                    }
+                    };
+                    tokio::join!(plain, secure);
                     // Keep driving this thread's connections until the drain is over.
                     done.cancelled().await;
                 });
