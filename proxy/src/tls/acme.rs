@@ -54,10 +54,21 @@ impl OrderError {
     }
 }
 
+/// ACME problem types that mean the CA tried to validate and could not (RFC 8555 §6.7).
+const VALIDATION_PROBLEMS: &[&str] =
+    &[":connection", ":dns", ":unauthorized", ":incorrectResponse", ":tls", ":caa"];
+
 impl From<instant_acme::Error> for OrderError {
     fn from(e: instant_acme::Error) -> Self {
-        let rate_limited = matches!(&e, instant_acme::Error::Api(p) if p.r#type.as_deref().is_some_and(|t| t.ends_with(":rateLimited")));
-        OrderError { message: e.to_string(), rate_limited, validation_failed: false }
+        let kind = match &e {
+            instant_acme::Error::Api(p) => p.r#type.clone().unwrap_or_default(),
+            _ => String::new(),
+        };
+        let rate_limited = kind.ends_with(":rateLimited");
+        let validation_failed = VALIDATION_PROBLEMS.iter().any(|v| kind.ends_with(v));
+        let message =
+            if validation_failed { format!("validation failed: {e}") } else { e.to_string() };
+        OrderError { message, rate_limited, validation_failed }
     }
 }
 

@@ -388,3 +388,68 @@ impl CertManager {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).hosts.get(host).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager() -> (CertManager, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AcmeSettings {
+            directory: "http://127.0.0.1:9/dir".into(),
+            ca_bundle: None,
+            email: None,
+            state_dir: dir.path().into(),
+        };
+        let store = Arc::new(CertStore::new(dir.path()));
+        (CertManager::new(settings, store, Arc::new(Challenges::default()), 4), dir)
+    }
+
+    #[test]
+    fn failed_validations_and_the_order_budget_defer_orders() {
+        let (m, _dir) = manager();
+        let now = m.clock.now();
+        assert!(m.may_order("a.test", now));
+        m.state.lock().unwrap().hosts.get_mut("a.test").unwrap().failed_validations =
+            vec![now - 10; FAILED_VALIDATION_BUDGET];
+        assert!(!m.may_order("a.test", now), "5 failed validations in the last hour must defer");
+        assert!(
+            m.may_order("a.test", now + FAILED_VALIDATION_WINDOW),
+            "an hour later the host may try again"
+        );
+        assert!(m.may_order("b.test", now));
+        m.state.lock().unwrap().orders = vec![now - 60; ORDER_BUDGET];
+        assert!(!m.may_order("b.test", now), "the account-wide order budget must defer");
+        assert!(m.may_order("b.test", now + ORDER_WINDOW));
+        assert!(m.metrics.orders_deferred_by_budget.load(Relaxed) >= 2);
+    }
+
+    #[test]
+    fn backoff_is_respected_and_survives_a_restart() {
+        let (m, dir) = manager();
+        let now = m.clock.now();
+        {
+            let mut st = m.state.lock().unwrap();
+            st.hosts.insert(
+                "c.test".into(),
+                HostState { failures: 3, next_attempt: now + 240, ..HostState::default() },
+            );
+            m.persist(&st);
+        }
+        assert!(!m.may_order("c.test", now));
+        let settings = AcmeSettings {
+            directory: "x".into(),
+            ca_bundle: None,
+            email: None,
+            state_dir: dir.path().into(),
+        };
+        let again = CertManager::new(
+            settings,
+            Arc::new(CertStore::new(dir.path())),
+            Arc::new(Challenges::default()),
+            1,
+        );
+        assert!(!again.may_order("c.test", now), "backoff forgotten across a restart");
+        assert!(again.may_order("c.test", now + 241));
+    }
+}

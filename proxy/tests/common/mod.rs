@@ -388,3 +388,73 @@ pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, mut cond: F) -> b
     }
     cond()
 }
+
+/// What an HTTPS request saw.
+#[derive(Debug)]
+pub struct TlsReply {
+    pub status: u16,
+    pub body: String,
+    pub alpn: Option<Vec<u8>>,
+}
+
+/// A TLS client config trusting only `root_pem`, offering `alpn`.
+pub fn tls_client(root_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut root_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Connects to `addr` over TLS presenting `sni` (an IP address sends no SNI).
+pub async fn tls_connect(
+    addr: SocketAddr,
+    sni: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("handshake timed out"))?
+}
+
+/// GET `path` over TLS with `Host`/SNI `host`, HTTP/2 when ALPN picks it.
+pub async fn https_get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<TlsReply> {
+    let tls = tls_connect(addr, host, config).await?;
+    let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+    let io = TokioIo::new(tls);
+    let resp = if alpn.as_deref() == Some(b"h2") {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        let req = Request::get(format!("https://{host}{path}")).body(full("")).unwrap();
+        send.send_request(req).await.map_err(std::io::Error::other)?
+    } else {
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(io).await.map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        let req = Request::get(path).header("host", host).body(full("")).unwrap();
+        send.send_request(req).await.map_err(std::io::Error::other)?
+    };
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.map_err(std::io::Error::other)?.to_bytes();
+    Ok(TlsReply { status, body: String::from_utf8_lossy(&body).into_owned(), alpn })
+}
