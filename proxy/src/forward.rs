@@ -279,6 +279,9 @@ impl Proxy {
                         return Ok((Response::from_parts(parts, RespBody::empty()), Some(idx)));
                     }
                     let (mut rparts, rbody) = resp.into_parts();
+                    // The upstream's HTTP version is its own business; the client keeps its own
+                    // (an HTTP/1.0 backend must not turn a keep-alive client connection into 1.0).
+                    rparts.version = Version::HTTP_11;
                     headers::strip_hop_by_hop(&mut rparts.headers, false);
                     apply_response_middlewares(route, &mut rparts.headers);
                     return Ok((

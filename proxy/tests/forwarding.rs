@@ -295,3 +295,31 @@ async fn idle_keep_alive_outlives_the_header_timeout() {
         tokio::time::sleep(Duration::from_millis(2500)).await;
     }
 }
+
+#[tokio::test]
+async fn an_http10_backend_does_not_downgrade_the_client_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+            });
+        }
+    });
+    let p = TestProxy::start(&routes(&[("old", "Host(`old.test`)", &[&backend])]), &[]).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    for round in 0..2 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: old.test\r\n\r\n").await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n =
+            tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 200"), "round {round}: {text}");
+        assert!(text.ends_with("ok"), "round {round}: {text}");
+    }
+}
