@@ -1,0 +1,29 @@
+//! The wire format between the control plane and its workers. No I/O, no async runtime: both
+//! sides and the fuzzer use exactly this code.
+//!
+//! Every WebSocket text message is one JSON envelope `{t, i, s, ts, p, h}`:
+//! `t` the message type, `i` 16 random bytes in hex, `s` a per-direction sequence number,
+//! `ts` Unix milliseconds, `p` the JSON payload, signed as the exact bytes sent, and
+//! `h = hex(HMAC-SHA256(key, t "|" i "|" s "|" ts "|" p))` with `key = SHA-256(raw API key)`.
+//! The receiver rejects a bad MAC (compared in constant time), a clock skew over 5 minutes, and a
+//! sequence number already seen or older than its 256-entry sliding window.
+//!
+//! # Layout
+//! - [`key`]: the signing key derived from the worker's API key.
+//! - [`envelope`]: signing ([`Signer`]) and verifying ([`Verifier`]) envelopes.
+//! - [`window`]: the IPsec-style anti-replay bitmap.
+//! - [`messages`]: the typed payloads the channel carries.
+//! - [`error`]: why an envelope was rejected.
+//!
+//! Decoding never panics, whatever the bytes (property tests and `fuzz/fuzz_targets/decode.rs`).
+
+pub mod envelope;
+pub mod error;
+pub mod key;
+pub mod messages;
+pub mod window;
+
+pub use envelope::{Signer, Verified, Verifier, MAX_SKEW_MS};
+pub use error::Error;
+pub use key::Key;
+pub use messages::Message;

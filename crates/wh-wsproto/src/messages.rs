@@ -1,0 +1,324 @@
+//! The typed payloads the channel carries, and their type names (`t`).
+//!
+//! | t | direction | payload |
+//! |---|---|---|
+//! | `hello` | worker → CP | [`Hello`]: who I am, what I can run, what I already run |
+//! | `heartbeat` | worker → CP | [`Heartbeat`]: host stats and running jobs |
+//! | `job.assign` | CP → worker | [`JobAssign`] |
+//! | `job.ack` | worker → CP | [`JobRef`]: the job was received |
+//! | `job.progress` | worker → CP | [`JobProgress`] |
+//! | `job.result` | worker → CP | [`JobResult`] |
+//! | `log.lines` | worker → CP | [`LogLines`] (build or runtime output) |
+//! | `container.event` | worker → CP | [`ContainerEvent`] |
+//! | `ping` / `pong` | both | [`Ping`] |
+//!
+//! Unknown fields are ignored so either side can add fields without breaking the other; an
+//! unknown `t` is an error the receiver logs and skips.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::Error;
+
+/// Resources of a worker host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    pub cpus: f64,
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+}
+
+/// A container the worker runs, found by its labels.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    pub container_id: String,
+    pub app: String,
+    pub deployment_id: i64,
+    pub host_port: Option<u16>,
+    pub state: String,
+}
+
+/// Sent first on every connection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub worker_id: String,
+    pub version: String,
+    pub capacity: Capacity,
+    #[serde(default)]
+    pub containers: Vec<ContainerInfo>,
+}
+
+/// Host statistics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostStats {
+    /// 0.0 ..= 1.0 of all cores.
+    pub cpu: f64,
+    pub memory_used_mb: u64,
+    pub memory_total_mb: u64,
+    pub disk_used_mb: u64,
+    pub disk_total_mb: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub stats: HostStats,
+    #[serde(default)]
+    pub running_jobs: Vec<i64>,
+}
+
+/// A job for the worker. `attempt` is the fencing token: results must carry it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobAssign {
+    pub job_id: i64,
+    pub attempt: i32,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// Unix milliseconds after which the lease is gone and the result will be refused.
+    pub lease_expires_ms: i64,
+}
+
+/// Identifies one attempt of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRef {
+    pub job_id: i64,
+    pub attempt: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    pub job_id: i64,
+    pub attempt: i32,
+    pub stage: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub job_id: i64,
+    pub attempt: i32,
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub output: serde_json::Value,
+}
+
+/// Which output a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Build,
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub ts_ms: i64,
+    pub stream: Stream,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLines {
+    pub app: String,
+    #[serde(default)]
+    pub deployment_id: Option<i64>,
+    pub lines: Vec<LogLine>,
+    /// Lines dropped before these (the worker's bounded queue overflowed while disconnected).
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerEventKind {
+    Started,
+    Exited,
+    Restarted,
+    Removed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerEvent {
+    pub container_id: String,
+    pub app: String,
+    pub deployment_id: i64,
+    pub event: ContainerEventKind,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    pub nonce: String,
+}
+
+/// Every message, by type.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Message {
+    Hello(Hello),
+    Heartbeat(Heartbeat),
+    JobAssign(JobAssign),
+    JobAck(JobRef),
+    JobProgress(JobProgress),
+    JobResult(JobResult),
+    LogLines(LogLines),
+    ContainerEvent(ContainerEvent),
+    Ping(Ping),
+    Pong(Ping),
+}
+
+impl Message {
+    /// The envelope's `t` for this message.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Heartbeat(_) => "heartbeat",
+            Message::JobAssign(_) => "job.assign",
+            Message::JobAck(_) => "job.ack",
+            Message::JobProgress(_) => "job.progress",
+            Message::JobResult(_) => "job.result",
+            Message::LogLines(_) => "log.lines",
+            Message::ContainerEvent(_) => "container.event",
+            Message::Ping(_) => "ping",
+            Message::Pong(_) => "pong",
+        }
+    }
+
+    /// The payload as JSON text.
+    pub fn payload(&self) -> Box<RawValue> {
+        let text = match self {
+            Message::Hello(m) => serde_json::to_string(m),
+            Message::Heartbeat(m) => serde_json::to_string(m),
+            Message::JobAssign(m) => serde_json::to_string(m),
+            Message::JobAck(m) => serde_json::to_string(m),
+            Message::JobProgress(m) => serde_json::to_string(m),
+            Message::JobResult(m) => serde_json::to_string(m),
+            Message::LogLines(m) => serde_json::to_string(m),
+            Message::ContainerEvent(m) => serde_json::to_string(m),
+            Message::Ping(m) | Message::Pong(m) => serde_json::to_string(m),
+        };
+        let text = text.expect("payload types serialise (no non-string map keys)");
+        RawValue::from_string(text).expect("serde_json output is valid JSON")
+    }
+
+    /// Decodes the payload of an envelope of type `t`.
+    pub fn decode(t: &str, p: &RawValue) -> Result<Message, Error> {
+        fn parse<T: for<'de> Deserialize<'de>>(t: &str, p: &RawValue) -> Result<T, Error> {
+            serde_json::from_str(p.get())
+                .map_err(|e| Error::Payload { t: t.to_owned(), reason: e.to_string() })
+        }
+        Ok(match t {
+            "hello" => Message::Hello(parse(t, p)?),
+            "heartbeat" => Message::Heartbeat(parse(t, p)?),
+            "job.assign" => Message::JobAssign(parse(t, p)?),
+            "job.ack" => Message::JobAck(parse(t, p)?),
+            "job.progress" => Message::JobProgress(parse(t, p)?),
+            "job.result" => Message::JobResult(parse(t, p)?),
+            "log.lines" => Message::LogLines(parse(t, p)?),
+            "container.event" => Message::ContainerEvent(parse(t, p)?),
+            "ping" => Message::Ping(parse(t, p)?),
+            "pong" => Message::Pong(parse(t, p)?),
+            other => {
+                return Err(Error::Payload {
+                    t: other.to_owned(),
+                    reason: "unknown message type".into(),
+                })
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Key, Signer, Verifier};
+
+    fn samples() -> Vec<Message> {
+        vec![
+            Message::Hello(Hello {
+                worker_id: "w1".into(),
+                version: "0.1.0".into(),
+                capacity: Capacity { cpus: 2.0, memory_mb: 4096, disk_mb: 100_000 },
+                containers: vec![ContainerInfo {
+                    container_id: "c1".into(),
+                    app: "foo".into(),
+                    deployment_id: 3,
+                    host_port: Some(31001),
+                    state: "running".into(),
+                }],
+            }),
+            Message::Heartbeat(Heartbeat {
+                stats: HostStats {
+                    cpu: 0.25,
+                    memory_used_mb: 100,
+                    memory_total_mb: 4096,
+                    disk_used_mb: 1,
+                    disk_total_mb: 2,
+                },
+                running_jobs: vec![7],
+            }),
+            Message::JobAssign(JobAssign {
+                job_id: 7,
+                attempt: 2,
+                kind: "deploy".into(),
+                payload: serde_json::json!({"ref": "main"}),
+                lease_expires_ms: 1,
+            }),
+            Message::JobAck(JobRef { job_id: 7, attempt: 2 }),
+            Message::JobProgress(JobProgress {
+                job_id: 7,
+                attempt: 2,
+                stage: "building".into(),
+                message: String::new(),
+            }),
+            Message::JobResult(JobResult {
+                job_id: 7,
+                attempt: 2,
+                ok: false,
+                error: Some("boom".into()),
+                output: serde_json::Value::Null,
+            }),
+            Message::LogLines(LogLines {
+                app: "foo".into(),
+                deployment_id: Some(3),
+                lines: vec![LogLine { ts_ms: 1, stream: Stream::Build, line: "step 1/3".into() }],
+                dropped: 4,
+            }),
+            Message::ContainerEvent(ContainerEvent {
+                container_id: "c1".into(),
+                app: "foo".into(),
+                deployment_id: 3,
+                event: ContainerEventKind::Restarted,
+                exit_code: Some(137),
+                restarts: 2,
+            }),
+            Message::Ping(Ping { nonce: "n".into() }),
+            Message::Pong(Ping { nonce: "n".into() }),
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_through_an_envelope() {
+        let key = Key::from_api_key("k");
+        let mut signer = Signer::new(key.clone(), 1);
+        let mut verifier = Verifier::new(key);
+        for msg in samples() {
+            let text = signer.seal(&msg, 1_000);
+            let opened = verifier.open(text.as_bytes(), 1_000).unwrap();
+            assert_eq!(opened.message().unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn wrong_payloads_and_unknown_types_are_errors() {
+        let p = RawValue::from_string(r#"{"nonce": 5}"#.into()).unwrap();
+        assert!(matches!(Message::decode("ping", &p), Err(Error::Payload { .. })));
+        assert!(matches!(Message::decode("teleport", &p), Err(Error::Payload { .. })));
+    }
+}
