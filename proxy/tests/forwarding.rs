@@ -323,3 +323,46 @@ async fn an_http10_backend_does_not_downgrade_the_client_connection() {
         assert!(text.ends_with("ok"), "round {round}: {text}");
     }
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed_and_counted() {
+    use tokio::io::AsyncReadExt;
+    let a = Backend::start("a").await;
+    let p = TestProxy::start(
+        &routes(&[("app", "Host(`h.test`)", &[&a.url()])]),
+        &["--max-connections", "1"],
+    )
+    .await;
+    let _held = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut second = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(2), second.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the connection over the limit was not closed");
+    let (_, _, metrics) = get(p.admin, "admin", "/metrics").await;
+    assert!(metrics.contains("wh_proxy_rejected_connections_total 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_is_proxied() {
+    let a = Backend::start("a").await;
+    let p = TestProxy::start(&routes(&[("app", "Host(`h2.test`)", &[&a.url()])]), &[]).await;
+    let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get("http://h2.test/")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    use http_body_util::BodyExt;
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "a");
+}
