@@ -1,0 +1,51 @@
+//! The one error type of the HTTP API: `{"error": {"code", "message", "field"?}}` with the
+//! right status. Internal errors become a generic 500; their cause is logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// An API error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("invalid {field}: {message}")]
+    Validation { field: &'static str, message: String },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, field) = match &self {
+            ApiError::Unauthorized(why) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", why.to_string(), None)
+            }
+            ApiError::NotFound => {
+                (StatusCode::NOT_FOUND, "not_found", "not found".to_owned(), None)
+            }
+            ApiError::Validation { field, message } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message.clone(), Some(*field))
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_owned(), None)
+            }
+        };
+        let mut body = serde_json::json!({"error": {"code": code, "message": message}});
+        if let Some(f) = field {
+            body["error"]["field"] = f.into();
+        }
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,113 @@
+//! `POST /v1/workers/register` (raw API key → JWT), `POST /v1/workers/refresh-token`
+//! (JWT → JWT) and `GET /v1/workers/ws` (JWT → the hub). A wrong key, an expired or forged
+//! token, or a disabled or deleted worker is a 401.
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::Json;
+use serde::Serialize;
+
+use super::ApiError;
+use crate::workers::{self, Worker};
+use crate::AppState;
+
+/// What a worker gets back from register and refresh.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub token: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub worker_id: String,
+    pub settings: WorkerSettings,
+}
+
+/// Settings the control plane hands its workers.
+#[derive(Debug, Serialize)]
+pub struct WorkerSettings {
+    pub name: String,
+    pub mesh_ip: String,
+    pub heartbeat_interval_secs: u64,
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthorized("missing bearer token"))
+}
+
+fn now_secs() -> i64 {
+    crate::now_ms() / 1000
+}
+
+fn token_for(state: &AppState, worker: &Worker) -> TokenResponse {
+    let (token, claims) = state.jwt.issue(&worker.id.to_string(), now_secs());
+    TokenResponse {
+        token,
+        expires_at: claims.exp,
+        worker_id: worker.id.to_string(),
+        settings: WorkerSettings {
+            name: worker.name.clone(),
+            mesh_ip: worker.mesh_ip.clone(),
+            heartbeat_interval_secs: 10,
+        },
+    }
+}
+
+/// The enabled worker a JWT speaks for.
+async fn worker_from_jwt(state: &AppState, headers: &HeaderMap) -> Result<Worker, ApiError> {
+    let claims = state.jwt.verify(bearer(headers)?, now_secs()).map_err(|e| {
+        tracing::warn!(error = %e, "worker token refused");
+        ApiError::Unauthorized("invalid or expired token")
+    })?;
+    let id = claims.sub.parse().map_err(|_| ApiError::Unauthorized("invalid token subject"))?;
+    match workers::get(&state.pool, id).await? {
+        Some(w) if w.enabled => Ok(w),
+        _ => Err(ApiError::Unauthorized("worker disabled or deleted")),
+    }
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let key = bearer(&headers)?;
+    match workers::find_by_key(&state.pool, key).await? {
+        Some(w) if w.enabled => {
+            tracing::info!(worker = %w.id, name = %w.name, "worker registered");
+            Ok(Json(token_for(&state, &w)))
+        }
+        Some(w) => {
+            tracing::warn!(worker = %w.id, "disabled worker tried to register");
+            Err(ApiError::Unauthorized("worker disabled"))
+        }
+        None => {
+            tracing::warn!("register with an unknown key");
+            Err(ApiError::Unauthorized("unknown key"))
+        }
+    }
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let worker = worker_from_jwt(&state, &headers).await?;
+    Ok(Json(token_for(&state, &worker)))
+}
+
+pub async fn ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let worker = worker_from_jwt(&state, &headers).await?;
+    let _ = workers::touch(&state.pool, worker.id).await;
+    let hub = state.hub.clone();
+    Ok(upgrade.max_message_size(1 << 20).on_upgrade(move |socket| hub.serve(worker, socket)))
+}

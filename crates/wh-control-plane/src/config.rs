@@ -1,0 +1,92 @@
+//! Settings from flags and the environment. Secrets can also come from `*_FILE` variables and
+//! are wrapped in [`Secret`], whose `Debug` prints nothing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret value that never prints.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Flags of `wh-control-plane serve` (every one also from the environment).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// API listener.
+    #[arg(long, env = "WH_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Postgres connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// JWT signing secret for worker tokens (at least 32 bytes).
+    #[arg(long, env = "WH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// File holding the JWT secret.
+    #[arg(long, env = "WH_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Lifetime of worker JWTs, in seconds.
+    #[arg(long, env = "WH_JWT_TTL_SECS", default_value_t = 900)]
+    pub jwt_ttl_secs: u64,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub jwt_secret: Secret,
+    pub jwt_ttl: Duration,
+}
+
+/// A configuration problem; `main` exits with 64 on it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    pub fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
+        let database_url =
+            args.database_url.ok_or_else(|| ConfigError("DATABASE_URL is not set".into()))?;
+        let jwt_secret = secret(args.jwt_secret, args.jwt_secret_file, "WH_JWT_SECRET")?;
+        if jwt_secret.expose().len() < 32 {
+            return Err(ConfigError("WH_JWT_SECRET must be at least 32 bytes".into()));
+        }
+        if args.jwt_ttl_secs < 60 {
+            return Err(ConfigError("WH_JWT_TTL_SECS must be at least 60".into()));
+        }
+        Ok(Config {
+            listen: args.listen,
+            database_url,
+            jwt_secret,
+            jwt_ttl: Duration::from_secs(args.jwt_ttl_secs),
+        })
+    }
+}
+
+/// A secret from its variable or its `_FILE` variable (trailing newline trimmed).
+fn secret(value: Option<String>, file: Option<PathBuf>, name: &str) -> Result<Secret, ConfigError> {
+    match (value, file) {
+        (Some(v), _) if !v.is_empty() => Ok(Secret(v.into_bytes())),
+        (_, Some(path)) => std::fs::read(&path)
+            .map(|mut b| {
+                while b.last().is_some_and(|c| c.is_ascii_whitespace()) {
+                    b.pop();
+                }
+                Secret(b)
+            })
+            .map_err(|e| ConfigError(format!("{name}_FILE {}: {e}", path.display()))),
+        _ => Err(ConfigError(format!("{name} (or {name}_FILE) is not set"))),
+    }
+}

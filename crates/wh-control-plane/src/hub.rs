@@ -1,0 +1,310 @@
+//! The worker hub: one signed, verified WebSocket channel per connected worker.
+//!
+//! Each connection has a send task and a receive task; whichever ends first cancels the other
+//! (axum's chat example). A newer connection of the same worker replaces the older one. Every
+//! inbound envelope is verified (MAC, clock skew, replay window) before its payload is parsed;
+//! rejections are counted by kind and logged. Verified messages reach the subsystems through a
+//! bounded channel; the outbound queue per worker is bounded too. The hub pings every 20 s and
+//! declares a worker dead after 60 s of silence. No lock is held across an `.await`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::ws::{Message as WsMessage, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use wh_wsproto::messages::{Heartbeat, Ping};
+use wh_wsproto::{Key, Message, Signer, Verifier};
+
+use crate::workers::Worker;
+
+/// How often the hub pings a worker.
+pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// A worker silent for this long is disconnected.
+pub const DEAD_AFTER: Duration = Duration::from_secs(60);
+/// Outbound messages queued per worker before `send` refuses.
+pub const OUTBOUND_QUEUE: usize = 1024;
+
+/// A verified message from a worker, for the subsystems.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub worker_id: Uuid,
+    pub message: Message,
+}
+
+/// What the scheduler needs to know about a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerHealth {
+    pub connected: bool,
+    pub last_seen: SystemTime,
+    pub last_heartbeat: Option<Heartbeat>,
+}
+
+/// Why a message could not be queued for a worker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("worker is not connected")]
+    NotConnected,
+    #[error("worker's outbound queue is full")]
+    QueueFull,
+}
+
+struct Conn {
+    conn_id: u64,
+    outbound: mpsc::Sender<Message>,
+    cancel: CancellationToken,
+}
+
+/// The hub.
+pub struct Hub {
+    conns: Mutex<HashMap<Uuid, Conn>>,
+    health: Mutex<HashMap<Uuid, WorkerHealth>>,
+    rejections: Mutex<BTreeMap<String, u64>>,
+    inbound: mpsc::Sender<Inbound>,
+    next_conn: AtomicU64,
+    ping_interval: Duration,
+    dead_after: Duration,
+}
+
+impl Hub {
+    /// A hub delivering verified messages to `inbound`.
+    pub fn new(inbound: mpsc::Sender<Inbound>) -> Hub {
+        Self::with_timing(inbound, PING_INTERVAL, DEAD_AFTER)
+    }
+
+    /// Same, with other ping and silence timings (tests).
+    pub fn with_timing(
+        inbound: mpsc::Sender<Inbound>,
+        ping_interval: Duration,
+        dead_after: Duration,
+    ) -> Hub {
+        Hub {
+            conns: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
+            rejections: Mutex::new(BTreeMap::new()),
+            inbound,
+            next_conn: AtomicU64::new(1),
+            ping_interval,
+            dead_after,
+        }
+    }
+
+    /// Queues `msg` for `worker`.
+    pub fn send(&self, worker: Uuid, msg: Message) -> Result<(), SendError> {
+        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = conns.get(&worker).ok_or(SendError::NotConnected)?;
+        conn.outbound.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => SendError::NotConnected,
+        })
+    }
+
+    /// Closes `worker`'s connection, if any (disabled or deleted workers).
+    pub fn disconnect(&self, worker: Uuid) {
+        if let Some(conn) = self.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&worker) {
+            conn.cancel.cancel();
+        }
+        self.set_connected(worker, false);
+    }
+
+    /// Ids of connected workers.
+    pub fn connected(&self) -> Vec<Uuid> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
+    }
+
+    /// Health of every worker seen since start.
+    pub fn health(&self) -> HashMap<Uuid, WorkerHealth> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Rejected envelopes by kind (bad_mac, skew, replay, too_old, malformed, payload, wrong_worker).
+    pub fn rejections(&self) -> BTreeMap<String, u64> {
+        self.rejections.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn reject(&self, worker: Uuid, kind: &str, detail: &str) {
+        tracing::warn!(%worker, kind, detail, "envelope rejected");
+        *self
+            .rejections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kind.to_owned())
+            .or_default() += 1;
+    }
+
+    fn set_connected(&self, worker: Uuid, connected: bool) {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let h = health.entry(worker).or_insert(WorkerHealth {
+            connected,
+            last_seen: SystemTime::now(),
+            last_heartbeat: None,
+        });
+        h.connected = connected;
+        if connected {
+            h.last_seen = SystemTime::now();
+        }
+    }
+
+    fn seen(&self, worker: Uuid, heartbeat: Option<&Heartbeat>) {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = health.get_mut(&worker) {
+            h.last_seen = SystemTime::now();
+            if let Some(hb) = heartbeat {
+                h.last_heartbeat = Some(hb.clone());
+            }
+        }
+    }
+
+    /// Serves one authenticated worker's socket until either side ends it.
+    pub async fn serve(self: Arc<Self>, worker: Worker, socket: WebSocket) {
+        let Some(key) = Key::from_hash_hex(&worker.api_key_hash) else {
+            tracing::error!(worker = %worker.id, "stored key hash is not 32 bytes of hex");
+            return;
+        };
+        let (tx, mut rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
+        let cancel = CancellationToken::new();
+        let conn_id = self.next_conn.fetch_add(1, Relaxed);
+        if let Some(old) = self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(worker.id, Conn { conn_id, outbound: tx.clone(), cancel: cancel.clone() })
+        {
+            tracing::info!(worker = %worker.id, "a newer connection replaces the open one");
+            old.cancel.cancel();
+        }
+        self.set_connected(worker.id, true);
+        tracing::info!(worker = %worker.id, name = %worker.name, "worker connected");
+
+        let (mut sink, mut stream) = socket.split();
+        let mut signer = Signer::new(key.clone(), 1);
+        let ping_interval = self.ping_interval;
+        let send_cancel = cancel.clone();
+        let mut send_task = tokio::spawn(async move {
+            let mut ping = tokio::time::interval(ping_interval);
+            ping.tick().await;
+            loop {
+                let msg = tokio::select! {
+                    _ = send_cancel.cancelled() => break,
+                    m = rx.recv() => match m { Some(m) => m, None => break },
+                    _ = ping.tick() => Message::Ping(Ping { nonce: crate::now_ms().to_string() }),
+                };
+                let text = signer.seal(&msg, crate::now_ms());
+                if sink.send(WsMessage::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.send(WsMessage::Close(None)).await;
+        });
+
+        let hub = self.clone();
+        let recv_cancel = cancel.clone();
+        let worker_id = worker.id;
+        let dead_after = self.dead_after;
+        let mut recv_task = tokio::spawn(async move {
+            let mut verifier = Verifier::new(key);
+            loop {
+                let frame = tokio::select! {
+                    _ = recv_cancel.cancelled() => break,
+                    f = tokio::time::timeout(dead_after, stream.next()) => f,
+                };
+                let text = match frame {
+                    Err(_) => {
+                        tracing::warn!(worker = %worker_id, "no message for {dead_after:?}; disconnecting");
+                        break;
+                    }
+                    Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(WsMessage::Close(_)))) => break,
+                    Ok(Some(Ok(WsMessage::Text(t)))) => t,
+                    Ok(Some(Ok(_))) => continue, // binary, ping, pong frames: not our protocol
+                };
+                let opened = match verifier.open(text.as_bytes(), crate::now_ms()) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        hub.reject(worker_id, rejection_kind(&e), &e.to_string());
+                        continue;
+                    }
+                };
+                let message = match opened.message() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        hub.reject(worker_id, "payload", &e.to_string());
+                        continue;
+                    }
+                };
+                match &message {
+                    Message::Hello(h) if h.worker_id != worker_id.to_string() => {
+                        hub.reject(worker_id, "wrong_worker", &h.worker_id);
+                        continue;
+                    }
+                    Message::Ping(p) => {
+                        let _ = tx.try_send(Message::Pong(p.clone()));
+                        hub.seen(worker_id, None);
+                        continue;
+                    }
+                    Message::Heartbeat(hb) => hub.seen(worker_id, Some(hb)),
+                    _ => hub.seen(worker_id, None),
+                }
+                if hub.inbound.send(Inbound { worker_id, message }).await.is_err() {
+                    break;
+                }
+            }
+        });
+
+        tokio::select! {
+            _ = &mut send_task => recv_task.abort(),
+            _ = &mut recv_task => send_task.abort(),
+        }
+        cancel.cancel();
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if conns.get(&worker.id).is_some_and(|c| c.conn_id == conn_id) {
+            conns.remove(&worker.id);
+            drop(conns);
+            self.set_connected(worker.id, false);
+            tracing::info!(worker = %worker.id, "worker disconnected");
+        }
+    }
+
+    /// Closes sockets of workers that were disabled or deleted, every `every`, until `stop`.
+    pub async fn enforce_enabled(
+        self: Arc<Self>,
+        pool: sqlx::PgPool,
+        every: Duration,
+        stop: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let ids = self.connected();
+            if ids.is_empty() {
+                continue;
+            }
+            match crate::workers::unusable(&pool, &ids).await {
+                Ok(gone) => {
+                    for id in gone {
+                        tracing::info!(worker = %id, "worker disabled or deleted; closing its connection");
+                        self.disconnect(id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot check worker status"),
+            }
+        }
+    }
+}
+
+fn rejection_kind(e: &wh_wsproto::Error) -> &'static str {
+    use wh_wsproto::Error as E;
+    match e {
+        E::BadMac => "bad_mac",
+        E::Skew { .. } => "skew",
+        E::Replay { .. } => "replay",
+        E::TooOld { .. } => "too_old",
+        E::Payload { .. } => "payload",
+        _ => "malformed",
+    }
+}

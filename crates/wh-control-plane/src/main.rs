@@ -1,0 +1,198 @@
+//! wh-control-plane: `serve` (the default) or operator commands such as `workers create`.
+//! Settings → logging → database → hub → API server → wait for SIGTERM → drain.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use wh_control_plane::config::{Config, ServeArgs};
+use wh_control_plane::{api, database, hub, jwt, workers, AppState};
+
+/// BSD `EX_USAGE`: the configuration is invalid.
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "wh-control-plane", version, about = "WiseHosting control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (the default).
+    Serve,
+    /// Manage workers.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
+}
+
+#[derive(Subcommand)]
+enum WorkersCommand {
+    /// Register a worker and print its API key (shown only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Its address on the WireGuard mesh, e.g. 10.50.0.11.
+        #[arg(long)]
+        mesh_ip: String,
+    },
+    /// Replace a worker's API key; prints the new one.
+    RotateKey {
+        #[arg(long)]
+        name: String,
+    },
+    /// Stop a worker from connecting (its open connection is closed within seconds).
+    Disable {
+        #[arg(long)]
+        name: String,
+    },
+    /// Allow a disabled worker again.
+    Enable {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(EX_USAGE);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WH_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wh-control-plane: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(cli.serve).await,
+            Command::Workers(cmd) => workers_command(cli.serve, cmd).await,
+        }
+    })
+}
+
+async fn workers_command(args: ServeArgs, cmd: WorkersCommand) -> ExitCode {
+    let Some(url) = args.database_url else {
+        eprintln!("wh-control-plane: DATABASE_URL is not set");
+        return ExitCode::from(EX_USAGE);
+    };
+    let pool = match database::connect(&url, Duration::from_secs(10)).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("wh-control-plane: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cmd {
+        WorkersCommand::Create { name, mesh_ip } => {
+            workers::create(&pool, &name, &mesh_ip).await.map(|(w, key)| {
+                println!("worker {} created (id {})", w.name, w.id);
+                println!("API key (shown once; put it in the worker's config): {key}");
+                true
+            })
+        }
+        WorkersCommand::RotateKey { name } => {
+            workers::rotate_key(&pool, &name).await.map(|key| match key {
+                Some(key) => {
+                    println!("new API key for {name} (shown once): {key}");
+                    true
+                }
+                None => false,
+            })
+        }
+        WorkersCommand::Disable { name } => workers::set_enabled(&pool, &name, false).await,
+        WorkersCommand::Enable { name } => workers::set_enabled(&pool, &name, true).await,
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("wh-control-plane: no such worker");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("wh-control-plane: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wh-control-plane: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let pool = match database::connect(&config.database_url, Duration::from_secs(60)).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("wh-control-plane: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop = CancellationToken::new();
+    // Verified worker messages; the scheduler, stats cache and log bus consume them once they exist.
+    let (inbound_tx, mut inbound_rx) = tokio::sync::mpsc::channel::<hub::Inbound>(4096);
+    tokio::spawn(async move {
+        while let Some(msg) = inbound_rx.recv().await {
+            tracing::debug!(worker = %msg.worker_id, t = msg.message.type_name(), "worker message");
+        }
+    });
+    let hub = Arc::new(hub::Hub::new(inbound_tx));
+    tokio::spawn(hub.clone().enforce_enabled(pool.clone(), Duration::from_secs(5), stop.clone()));
+    let state = AppState {
+        pool,
+        jwt: Arc::new(jwt::JwtKeys::new(config.jwt_secret.expose(), config.jwt_ttl)),
+        hub,
+    };
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("wh-control-plane: cannot listen on {}: {e}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(listen = %config.listen, "control plane listening");
+    let shutdown = stop.clone();
+    let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        shutdown.cancel();
+    });
+    match server.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wh-control-plane: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
