@@ -17,7 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use wh_wsproto::messages::{Heartbeat, Ping};
+use wh_wsproto::messages::{Ack, Heartbeat, Ping};
 use wh_wsproto::{Key, Message, Signer, Verifier};
 
 use crate::workers::Worker;
@@ -28,6 +28,8 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 pub const DEAD_AFTER: Duration = Duration::from_secs(60);
 /// Outbound messages queued per worker before `send` refuses.
 pub const OUTBOUND_QUEUE: usize = 1024;
+/// Ids of reliable envelopes remembered per worker (across reconnects) to drop resends.
+pub const RECENT_IDS: usize = 4096;
 
 /// A verified message from a worker, for the subsystems.
 #[derive(Debug, Clone)]
@@ -64,6 +66,7 @@ pub struct Hub {
     conns: Mutex<HashMap<Uuid, Conn>>,
     health: Mutex<HashMap<Uuid, WorkerHealth>>,
     rejections: Mutex<BTreeMap<String, u64>>,
+    recent_ids: Mutex<HashMap<Uuid, RecentIds>>,
     inbound: mpsc::Sender<Inbound>,
     next_conn: AtomicU64,
     ping_interval: Duration,
@@ -86,6 +89,7 @@ impl Hub {
             conns: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             rejections: Mutex::new(BTreeMap::new()),
+            recent_ids: Mutex::new(HashMap::new()),
             inbound,
             next_conn: AtomicU64::new(1),
             ping_interval,
@@ -121,7 +125,8 @@ impl Hub {
         self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Rejected envelopes by kind (bad_mac, skew, replay, too_old, malformed, payload, wrong_worker).
+    /// Rejected envelopes by kind (bad_mac, skew, replay, too_old, malformed, payload,
+    /// wrong_worker, and duplicate for resent reliable envelopes already processed).
     pub fn rejections(&self) -> BTreeMap<String, u64> {
         self.rejections.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -134,6 +139,23 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner())
             .entry(kind.to_owned())
             .or_default() += 1;
+    }
+
+    /// Records a reliable envelope id; true when it was already processed (a resend).
+    fn already_seen(&self, worker: Uuid, id: &str) -> bool {
+        let mut all = self.recent_ids.lock().unwrap_or_else(|e| e.into_inner());
+        let recent = all.entry(worker).or_default();
+        if recent.set.contains(id) {
+            return true;
+        }
+        if recent.order.len() >= RECENT_IDS {
+            if let Some(old) = recent.order.pop_front() {
+                recent.set.remove(&old);
+            }
+        }
+        recent.order.push_back(id.to_owned());
+        recent.set.insert(id.to_owned());
+        false
     }
 
     fn set_connected(&self, worker: Uuid, connected: bool) {
@@ -248,8 +270,22 @@ impl Hub {
                     Message::Heartbeat(hb) => hub.seen(worker_id, Some(hb)),
                     _ => hub.seen(worker_id, None),
                 }
+                let reliable = message.is_reliable();
+                if reliable && hub.already_seen(worker_id, &opened.i) {
+                    // A resend after a lost ack: acknowledge again, deliver nothing.
+                    *hub.rejections
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry("duplicate".into())
+                        .or_default() += 1;
+                    let _ = tx.try_send(Message::Ack(Ack { ids: vec![opened.i] }));
+                    continue;
+                }
                 if hub.inbound.send(Inbound { worker_id, message }).await.is_err() {
                     break;
+                }
+                if reliable {
+                    let _ = tx.try_send(Message::Ack(Ack { ids: vec![opened.i] }));
                 }
             }
         });
@@ -295,6 +331,13 @@ impl Hub {
             }
         }
     }
+}
+
+/// Recently processed reliable envelope ids of one worker.
+#[derive(Default)]
+struct RecentIds {
+    order: std::collections::VecDeque<String>,
+    set: std::collections::HashSet<String>,
 }
 
 fn rejection_kind(e: &wh_wsproto::Error) -> &'static str {

@@ -267,3 +267,49 @@ async fn a_newer_connection_replaces_the_older_and_silence_disconnects() {
     assert!(gone.await, "a silent worker was kept");
     drop(second);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reliable_messages_are_acked_and_a_resend_is_delivered_once() {
+    use wh_wsproto::messages::JobResult;
+    let mut cp = start().await;
+    let (_, key) = workers::create(&cp.pool, "w4", "10.50.0.14").await.unwrap();
+    let reg: serde_json::Value =
+        serde_json::from_slice(&post(&cp, "/v1/workers/register", &key).await.body).unwrap();
+    let mut ws = connect(&cp, reg["token"].as_str().unwrap()).await.unwrap();
+    let mut signer = Signer::new(Key::from_api_key(&key), 1);
+    let result = Message::JobResult(JobResult {
+        job_id: 9,
+        attempt: 1,
+        ok: true,
+        error: None,
+        output: serde_json::Value::Null,
+    });
+    let id = Signer::new_id();
+    // Sent twice under one id (as after a reconnect), with fresh sequence numbers.
+    ws.send(WsMessage::Text(signer.seal_with_id(&result, &id, now_ms()).into())).await.unwrap();
+    ws.send(WsMessage::Text(signer.seal_with_id(&result, &id, now_ms()).into())).await.unwrap();
+    assert!(matches!(next_inbound(&mut cp).await.message, Message::JobResult(_)));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), cp.inbound.recv()).await.is_err(),
+        "delivered twice"
+    );
+    let mut verifier = Verifier::new(Key::from_api_key(&key));
+    let mut acks = 0;
+    while acks < 2 {
+        let frame = tokio::time::timeout(Duration::from_secs(3), ws.next())
+            .await
+            .expect("missing ack")
+            .unwrap()
+            .unwrap();
+        if let Message::Ack(a) = verifier
+            .open(frame.into_text().unwrap().as_bytes(), now_ms())
+            .unwrap()
+            .message()
+            .unwrap()
+        {
+            assert_eq!(a.ids, vec![id.clone()]);
+            acks += 1;
+        }
+    }
+    assert_eq!(cp.hub.rejections()["duplicate"], 1);
+}

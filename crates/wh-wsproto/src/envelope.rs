@@ -49,11 +49,27 @@ impl Signer {
         self.next_seq
     }
 
-    /// Seals `payload` (JSON text) as type `t`; returns the envelope's JSON text.
-    pub fn seal_raw(&mut self, t: &str, payload: &RawValue, now_ms: i64) -> String {
+    /// A fresh envelope id: 16 random bytes, lower-case hex.
+    pub fn new_id() -> String {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).expect("the OS random source is available");
-        let i = hex::encode(id);
+        hex::encode(id)
+    }
+
+    /// Seals `payload` (JSON text) as type `t` under a fresh id; returns the envelope's JSON text.
+    pub fn seal_raw(&mut self, t: &str, payload: &RawValue, now_ms: i64) -> String {
+        self.seal_raw_with_id(t, payload, &Self::new_id(), now_ms)
+    }
+
+    /// Seals under a given id (a resend of a reliable message keeps its id). `id` must come
+    /// from [`Self::new_id`].
+    pub fn seal_raw_with_id(
+        &mut self,
+        t: &str,
+        payload: &RawValue,
+        i: &str,
+        now_ms: i64,
+    ) -> String {
         let s = self.next_seq;
         self.next_seq += 1;
         let h =
@@ -67,8 +83,13 @@ impl Signer {
 
     /// Seals a typed message.
     pub fn seal(&mut self, msg: &Message, now_ms: i64) -> String {
+        self.seal_with_id(msg, &Self::new_id(), now_ms)
+    }
+
+    /// Seals a typed message under a given id.
+    pub fn seal_with_id(&mut self, msg: &Message, id: &str, now_ms: i64) -> String {
         let payload = msg.payload();
-        self.seal_raw(msg.type_name(), &payload, now_ms)
+        self.seal_raw_with_id(msg.type_name(), &payload, id, now_ms)
     }
 }
 

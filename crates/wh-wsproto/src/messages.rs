@@ -11,6 +11,12 @@
 //! | `log.lines` | worker → CP | [`LogLines`] (build or runtime output) |
 //! | `container.event` | worker → CP | [`ContainerEvent`] |
 //! | `ping` / `pong` | both | [`Ping`] |
+//! | `ack` | CP → worker | [`Ack`]: these envelope ids were processed; stop resending them |
+//!
+//! Delivery: `job.ack`, `job.progress`, `job.result` and `container.event` are *reliable*: the
+//! worker keeps each until the control plane acknowledges its envelope id, resends it (same id,
+//! new sequence number) after a reconnect, and the control plane drops ids it has already
+//! processed, so each arrives exactly once. Log lines and heartbeats are best-effort.
 //!
 //! Unknown fields are ignored so either side can add fields without breaking the other; an
 //! unknown `t` is an error the receiver logs and skips.
@@ -157,6 +163,12 @@ pub struct Ping {
     pub nonce: String,
 }
 
+/// Envelope ids the receiver has processed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub ids: Vec<String>,
+}
+
 /// Every message, by type.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -171,6 +183,7 @@ pub enum Message {
     ContainerEvent(ContainerEvent),
     Ping(Ping),
     Pong(Ping),
+    Ack(Ack),
 }
 
 impl Message {
@@ -187,7 +200,19 @@ impl Message {
             Message::ContainerEvent(_) => "container.event",
             Message::Ping(_) => "ping",
             Message::Pong(_) => "pong",
+            Message::Ack(_) => "ack",
         }
+    }
+
+    /// Whether this message must arrive exactly once (kept, resent and acknowledged).
+    pub fn is_reliable(&self) -> bool {
+        matches!(
+            self,
+            Message::JobAck(_)
+                | Message::JobProgress(_)
+                | Message::JobResult(_)
+                | Message::ContainerEvent(_)
+        )
     }
 
     /// The payload as JSON text.
@@ -202,6 +227,7 @@ impl Message {
             Message::LogLines(m) => serde_json::to_string(m),
             Message::ContainerEvent(m) => serde_json::to_string(m),
             Message::Ping(m) | Message::Pong(m) => serde_json::to_string(m),
+            Message::Ack(m) => serde_json::to_string(m),
         };
         let text = text.expect("payload types serialise (no non-string map keys)");
         RawValue::from_string(text).expect("serde_json output is valid JSON")
@@ -224,6 +250,7 @@ impl Message {
             "container.event" => Message::ContainerEvent(parse(t, p)?),
             "ping" => Message::Ping(parse(t, p)?),
             "pong" => Message::Pong(parse(t, p)?),
+            "ack" => Message::Ack(parse(t, p)?),
             other => {
                 return Err(Error::Payload {
                     t: other.to_owned(),
@@ -300,6 +327,7 @@ mod tests {
             }),
             Message::Ping(Ping { nonce: "n".into() }),
             Message::Pong(Ping { nonce: "n".into() }),
+            Message::Ack(Ack { ids: vec!["00112233445566778899aabbccddeeff".into()] }),
         ]
     }
 
