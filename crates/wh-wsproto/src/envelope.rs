@@ -73,7 +73,7 @@ impl Signer {
         let s = self.next_seq;
         self.next_seq += 1;
         let h =
-            hex::encode(mac(&self.key, t, &i, s, now_ms, payload.get()).finalize().into_bytes());
+            hex::encode(mac(&self.key, t, i, s, now_ms, payload.get()).finalize().into_bytes());
         let t_json = serde_json::to_string(t).expect("a string serialises");
         format!(
             r#"{{"t":{t_json},"i":"{i}","s":{s},"ts":{now_ms},"p":{},"h":"{h}"}}"#,
