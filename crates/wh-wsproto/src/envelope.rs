@@ -72,8 +72,7 @@ impl Signer {
     ) -> String {
         let s = self.next_seq;
         self.next_seq += 1;
-        let h =
-            hex::encode(mac(&self.key, t, i, s, now_ms, payload.get()).finalize().into_bytes());
+        let h = hex::encode(mac(&self.key, t, i, s, now_ms, payload.get()).finalize().into_bytes());
         let t_json = serde_json::to_string(t).expect("a string serialises");
         format!(
             r#"{{"t":{t_json},"i":"{i}","s":{s},"ts":{now_ms},"p":{},"h":"{h}"}}"#,

@@ -1,0 +1,135 @@
+//! wh-worker: settings → logging → transport → heartbeats → wait for SIGTERM.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use wh_worker::host;
+use wh_worker::transport::{net, Endpoint, Transport, TransportConfig};
+use wh_wsproto::messages::{Heartbeat, Hello};
+use wh_wsproto::Message;
+
+/// BSD `EX_USAGE`.
+const EX_USAGE: u8 = 64;
+
+/// wh-worker: WiseHosting's worker agent.
+#[derive(Parser)]
+#[command(name = "wh-worker", version, about)]
+struct Args {
+    /// Control plane base URL, e.g. http://10.50.0.1:8081 (the mesh address).
+    #[arg(long, env = "WH_CONTROL_PLANE_URL")]
+    control_plane_url: String,
+    /// This worker's API key (from `wh-control-plane workers create`).
+    #[arg(long, env = "WH_WORKER_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// File holding the API key.
+    #[arg(long, env = "WH_WORKER_KEY_FILE")]
+    key_file: Option<std::path::PathBuf>,
+    /// PEM roots to trust for an https control plane (default: the system store).
+    #[arg(long, env = "WH_CA_BUNDLE")]
+    ca_bundle: Option<std::path::PathBuf>,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "WH_HEARTBEAT_SECS", default_value_t = 10)]
+    heartbeat_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(EX_USAGE);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WH_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let key = match (args.key, &args.key_file) {
+        (Some(k), _) if !k.is_empty() => k,
+        (_, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(k) => k.trim().to_owned(),
+            Err(e) => {
+                eprintln!("wh-worker: WH_WORKER_KEY_FILE {}: {e}", path.display());
+                return ExitCode::from(EX_USAGE);
+            }
+        },
+        _ => {
+            eprintln!("wh-worker: WH_WORKER_KEY (or WH_WORKER_KEY_FILE) is not set");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let roots = match args.ca_bundle.as_deref().map(net::roots_from_pem).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wh-worker: WH_CA_BUNDLE: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let endpoint = match Endpoint::parse(&args.control_plane_url, roots) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("wh-worker: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wh-worker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let (transport, mut inbound) = Transport::new(TransportConfig::new(endpoint, key));
+        let stop = CancellationToken::new();
+        let beat = transport.clone();
+        let every = Duration::from_secs(args.heartbeat_secs.max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                beat.send(Message::Heartbeat(Heartbeat {
+                    stats: host::stats(),
+                    running_jobs: vec![],
+                }));
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(msg) = inbound.recv().await {
+                // Jobs are executed once the deploy work lands; until then they are only logged.
+                tracing::info!(t = msg.type_name(), "message from the control plane");
+            }
+        });
+        let signal_stop = stop.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            signal_stop.cancel();
+        });
+        let hello = |worker_id: &str| Hello {
+            worker_id: worker_id.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            capacity: host::capacity(),
+            containers: vec![],
+        };
+        match transport.run(hello, stop).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wh-worker: {e}");
+                ExitCode::from(77) // EX_NOPERM: the key was refused
+            }
+        }
+    })
+}

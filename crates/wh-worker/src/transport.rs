@@ -1,0 +1,386 @@
+//! The worker's end of the secure channel.
+//!
+//! [`Transport::run`] registers with the raw API key (`POST /v1/workers/register`) for a JWT,
+//! opens `GET /v1/workers/ws` with it, says `hello`, and then pumps the [`Outbox`] and the
+//! inbound messages until the connection ends; then it reconnects with full-jitter exponential
+//! backoff (0.5 s up to 30 s). The JWT is refreshed 2 minutes before it expires; the bearer
+//! token is read at each connect, so a refreshed token applies at the next reconnect. A 401 at
+//! register is terminal: the key is wrong or the worker is disabled, and looping would not fix
+//! it. Inbound envelopes are verified and deduplicated by id before they are handed on.
+//!
+//! - [`outbox`]: what waits to be sent (reliable until acknowledged; bounded logs).
+//! - [`net`]: TCP/TLS dialling, HTTP POSTs and the WebSocket handshake.
+
+pub mod net;
+pub mod outbox;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_util::sync::CancellationToken;
+use wh_wsproto::messages::{Hello, Ping};
+use wh_wsproto::{Key, Message, Signer, Verifier};
+
+pub use net::Endpoint;
+pub use outbox::Outbox;
+
+use net::NetError;
+
+/// Settings of the transport.
+#[derive(Clone)]
+pub struct TransportConfig {
+    pub endpoint: Endpoint,
+    /// The raw API key; never logged.
+    pub api_key: String,
+    /// Refresh the JWT this long before it expires.
+    pub refresh_margin: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Log lines kept while disconnected.
+    pub log_cap: usize,
+    /// Without any frame from the control plane for this long, reconnect.
+    pub silence_limit: Duration,
+}
+
+impl TransportConfig {
+    pub fn new(endpoint: Endpoint, api_key: String) -> TransportConfig {
+        TransportConfig {
+            endpoint,
+            api_key,
+            refresh_margin: Duration::from_secs(120),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            log_cap: 10_000,
+            silence_limit: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the transport gave up for good.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("the control plane refused this worker's key (401): {0}; check the key or whether the worker is disabled")]
+    Unauthorized(String),
+}
+
+#[derive(Clone)]
+struct Token {
+    jwt: String,
+    expires_at: i64,
+    worker_id: String,
+}
+
+/// Counters, for tests and logs.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    pub connects: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub duplicates_dropped: AtomicU64,
+}
+
+/// The worker's channel to the control plane.
+pub struct Transport {
+    config: TransportConfig,
+    outbox: Mutex<Outbox>,
+    wake: Notify,
+    token: Mutex<Option<Token>>,
+    connected: AtomicBool,
+    inbound: mpsc::Sender<Message>,
+    pub stats: TransportStats,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Transport {
+    /// A transport; verified messages from the control plane arrive on the receiver.
+    pub fn new(config: TransportConfig) -> (Arc<Transport>, mpsc::Receiver<Message>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let t = Transport {
+            outbox: Mutex::new(Outbox::new(config.log_cap)),
+            config,
+            wake: Notify::new(),
+            token: Mutex::new(None),
+            connected: AtomicBool::new(false),
+            inbound: tx,
+            stats: TransportStats::default(),
+        };
+        (Arc::new(t), rx)
+    }
+
+    /// Queues a message for the control plane (sent now if connected, else after reconnecting).
+    pub fn send(&self, msg: Message) {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+        self.wake.notify_one();
+    }
+
+    /// Whether a session is open right now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Relaxed)
+    }
+
+    /// The worker id the control plane gave us (after the first registration).
+    pub fn worker_id(&self) -> Option<String> {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|t| t.worker_id.clone())
+    }
+
+    /// Reliable messages not yet acknowledged.
+    pub fn pending_reliable(&self) -> usize {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner()).pending_reliable()
+    }
+
+    /// The current bearer token (read at each connect: a refreshed token applies next time).
+    fn bearer(&self) -> Option<Token> {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs until `stop`, or until the control plane refuses our key.
+    pub async fn run(
+        self: Arc<Self>,
+        hello: impl Fn(&str) -> Hello + Send + Sync,
+        stop: CancellationToken,
+    ) -> Result<(), TransportError> {
+        let mut failures: u32 = 0;
+        loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            match self.connect_once(&hello, &stop).await {
+                Ok(()) => failures = 0,
+                Err(ConnectError::Terminal(e)) => return Err(e),
+                Err(ConnectError::Retry(why)) => {
+                    failures += 1;
+                    tracing::warn!(error = %why, "control plane unreachable");
+                }
+            }
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            let wait = full_jitter(self.config.backoff_min, self.config.backoff_max, failures);
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn register(&self) -> Result<Token, ConnectError> {
+        match self.config.endpoint.post("/v1/workers/register", &self.config.api_key).await {
+            Ok(body) => parse_token(&body).map_err(ConnectError::Retry),
+            Err(NetError::Status(401, body)) => {
+                Err(ConnectError::Terminal(TransportError::Unauthorized(body)))
+            }
+            Err(e) => Err(ConnectError::Retry(e.to_string())),
+        }
+    }
+
+    async fn connect_once(
+        &self,
+        hello: &(impl Fn(&str) -> Hello + Sync),
+        stop: &CancellationToken,
+    ) -> Result<(), ConnectError> {
+        let token = match self.bearer() {
+            Some(t) if t.expires_at * 1000 > now_ms() + 5_000 => t,
+            _ => {
+                let t = self.register().await?;
+                *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.clone());
+                t
+            }
+        };
+        let ws = match self.config.endpoint.websocket("/v1/workers/ws", &token.jwt).await {
+            Ok(ws) => ws,
+            Err(NetError::Status(401, _)) => {
+                // Token refused (expired, or the secret changed): register again next time.
+                self.token.lock().unwrap_or_else(|e| e.into_inner()).take();
+                return Err(ConnectError::Retry("token refused".into()));
+            }
+            Err(e) => return Err(ConnectError::Retry(e.to_string())),
+        };
+        self.stats.connects.fetch_add(1, Relaxed);
+        self.connected.store(true, Relaxed);
+        tracing::info!(worker = %token.worker_id, "connected to the control plane");
+        let result = self.session(ws, &token.worker_id, hello, stop).await;
+        self.connected.store(false, Relaxed);
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner()).requeue_in_flight();
+        result
+    }
+
+    async fn session(
+        &self,
+        ws: tokio_tungstenite::WebSocketStream<Box<dyn net::Io>>,
+        worker_id: &str,
+        hello: &(impl Fn(&str) -> Hello + Sync),
+        stop: &CancellationToken,
+    ) -> Result<(), ConnectError> {
+        let key = Key::from_api_key(&self.config.api_key);
+        let mut signer = Signer::new(key.clone(), 1);
+        let mut verifier = Verifier::new(key);
+        let mut recent = RecentIds::default();
+        let (mut sink, mut stream) = ws.split();
+        let retry = |e: &dyn std::fmt::Display| ConnectError::Retry(e.to_string());
+        let hello_text = signer.seal(&Message::Hello(hello(worker_id)), now_ms());
+        sink.send(WsMessage::Text(hello_text.into())).await.map_err(|e| retry(&e))?;
+        self.wake.notify_one();
+        loop {
+            let refresh_at = self.bearer().map_or(i64::MAX, |t| {
+                t.expires_at * 1000 - self.config.refresh_margin.as_millis() as i64
+            });
+            let until_refresh =
+                Duration::from_millis(refresh_at.saturating_sub(now_ms()).max(0) as u64);
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    let _ = sink.send(WsMessage::Close(None)).await;
+                    return Ok(());
+                }
+                _ = self.wake.notified() => {
+                    let batch = self.outbox.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    for (id, msg) in batch {
+                        let text = match id {
+                            Some(id) => signer.seal_with_id(&msg, &id, now_ms()),
+                            None => signer.seal(&msg, now_ms()),
+                        };
+                        sink.send(WsMessage::Text(text.into())).await.map_err(|e| retry(&e))?;
+                    }
+                }
+                _ = tokio::time::sleep(until_refresh) => self.refresh().await,
+                frame = tokio::time::timeout(self.config.silence_limit, stream.next()) => {
+                    let text = match frame {
+                        Err(_) => return Err(ConnectError::Retry("the control plane went silent".into())),
+                        Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(WsMessage::Close(_)))) => return Ok(()),
+                        Ok(Some(Ok(WsMessage::Text(t)))) => t,
+                        Ok(Some(Ok(_))) => continue,
+                    };
+                    let opened = match verifier.open(text.as_bytes(), now_ms()) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "envelope from the control plane rejected");
+                            continue;
+                        }
+                    };
+                    if !recent.insert(&opened.i) {
+                        self.stats.duplicates_dropped.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    match opened.message() {
+                        Ok(Message::Ack(ack)) => self.outbox.lock().unwrap_or_else(|e| e.into_inner()).ack(&ack.ids),
+                        Ok(Message::Ping(Ping { nonce })) => {
+                            let pong = signer.seal(&Message::Pong(Ping { nonce }), now_ms());
+                            sink.send(WsMessage::Text(pong.into())).await.map_err(|e| retry(&e))?;
+                        }
+                        Ok(Message::Pong(_)) => {}
+                        Ok(other) => {
+                            if self.inbound.send(other).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "message from the control plane not understood"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Exchanges the current JWT for a fresh one; on refusal, forgets it (re-register next time).
+    async fn refresh(&self) {
+        let Some(current) = self.bearer() else { return };
+        match self.config.endpoint.post("/v1/workers/refresh-token", &current.jwt).await {
+            Ok(body) => match parse_token(&body) {
+                Ok(t) => {
+                    *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+                    self.stats.refreshes.fetch_add(1, Relaxed);
+                    tracing::debug!("worker token refreshed");
+                }
+                Err(e) => tracing::warn!(error = %e, "token refresh answer not understood"),
+            },
+            Err(NetError::Status(401, _)) => {
+                tracing::warn!("token refresh refused; will register again");
+                self.token.lock().unwrap_or_else(|e| e.into_inner()).take();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "token refresh failed; retrying shortly");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+enum ConnectError {
+    Terminal(TransportError),
+    Retry(String),
+}
+
+fn parse_token(body: &[u8]) -> Result<Token, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("token response: {e}"))?;
+    let field = |k: &str| v.get(k).ok_or_else(|| format!("token response lacks `{k}`"));
+    Ok(Token {
+        jwt: field("token")?.as_str().ok_or("token is not a string")?.to_owned(),
+        expires_at: field("expires_at")?.as_i64().ok_or("expires_at is not a number")?,
+        worker_id: field("worker_id")?.as_str().ok_or("worker_id is not a string")?.to_owned(),
+    })
+}
+
+/// Full jitter (AWS architecture blog): uniform in [0, min(max, base·2^n)].
+fn full_jitter(base: Duration, max: Duration, failures: u32) -> Duration {
+    let cap = base.saturating_mul(1u32 << failures.min(16)).min(max);
+    let mut r = [0u8; 8];
+    let _ = getrandom::fill(&mut r);
+    cap.mul_f64(u64::from_le_bytes(r) as f64 / u64::MAX as f64)
+}
+
+/// Recently seen inbound envelope ids (bounded).
+#[derive(Default)]
+struct RecentIds {
+    order: VecDeque<String>,
+    set: HashSet<String>,
+}
+
+impl RecentIds {
+    /// False when `id` was seen already.
+    fn insert(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() >= 4096 {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.order.push_back(id.to_owned());
+        self.set.insert(id.to_owned());
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_jitter_stays_under_the_cap() {
+        let (base, max) = (Duration::from_millis(500), Duration::from_secs(30));
+        for n in 0..40 {
+            let cap = base.saturating_mul(1 << n.min(16)).min(max);
+            assert!(full_jitter(base, max, n) <= cap);
+        }
+    }
+
+    #[test]
+    fn recent_ids_drop_duplicates() {
+        let mut r = RecentIds::default();
+        assert!(r.insert("a"));
+        assert!(!r.insert("a"));
+        for i in 0..5000 {
+            r.insert(&i.to_string());
+        }
+        assert!(r.insert("a"), "the oldest ids are forgotten, bounded memory");
+    }
+}

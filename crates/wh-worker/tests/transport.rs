@@ -1,0 +1,211 @@
+//! The worker transport against the real control plane (in-process) and the testkit's Postgres.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wh_control_plane::hub::{Hub, Inbound};
+use wh_control_plane::jwt::JwtKeys;
+use wh_control_plane::{api, workers, AppState};
+use wh_worker::transport::{Endpoint, Transport, TransportConfig, TransportError};
+use wh_wsproto::messages::{Capacity, Heartbeat, Hello, JobResult};
+use wh_wsproto::Message;
+
+struct Cp {
+    hub: Arc<Hub>,
+    inbound: mpsc::Receiver<Inbound>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Cp {
+    /// Stops accepting and drops every worker connection, as a control-plane restart would.
+    fn kill(self) {
+        self.server.abort();
+        for id in self.hub.connected() {
+            self.hub.disconnect(id);
+        }
+    }
+}
+
+async fn start_cp(pool: &sqlx::PgPool, addr: SocketAddr, ttl: Duration) -> Cp {
+    let (tx, inbound) = mpsc::channel(1024);
+    let hub = Arc::new(Hub::new(tx));
+    tokio::spawn(hub.clone().enforce_enabled(
+        pool.clone(),
+        Duration::from_millis(100),
+        CancellationToken::new(),
+    ));
+    let state = AppState {
+        pool: pool.clone(),
+        jwt: Arc::new(JwtKeys::new(&[9u8; 32], ttl)),
+        hub: hub.clone(),
+    };
+    let mut listener = None;
+    for _ in 0..50 {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                listener = Some(l);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let listener = listener.expect("could not bind the control plane's port again");
+    let server = tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
+    Cp { hub, inbound, server }
+}
+
+fn config(addr: SocketAddr, key: &str) -> TransportConfig {
+    let mut c = TransportConfig::new(
+        Endpoint::parse(&format!("http://{addr}"), None).unwrap(),
+        key.to_owned(),
+    );
+    c.backoff_min = Duration::from_millis(50);
+    c.backoff_max = Duration::from_millis(500);
+    c
+}
+
+fn hello(worker_id: &str) -> Hello {
+    Hello {
+        worker_id: worker_id.into(),
+        version: "test".into(),
+        capacity: Capacity::default(),
+        containers: vec![],
+    }
+}
+
+async fn expect(cp: &mut Cp, what: &str, pred: impl Fn(&Message) -> bool) -> Inbound {
+    loop {
+        let got = tokio::time::timeout(Duration::from_secs(10), cp.inbound.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {what}"))
+            .unwrap();
+        if pred(&got.message) {
+            return got;
+        }
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", wh_testkit::net::free_port()).parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_says_hello_sends_heartbeats_and_refreshes_its_token() {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let addr = free_addr();
+    let mut cp = start_cp(&db.pool, addr, Duration::from_secs(60)).await;
+    let (worker, key) = workers::create(&db.pool, "t1", "10.50.0.21").await.unwrap();
+    let mut cfg = config(addr, &key);
+    cfg.refresh_margin = Duration::from_secs(58); // refresh ~2 s after registering
+    let (transport, _inbound) = Transport::new(cfg);
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(transport.clone().run(hello, stop.clone()));
+    let h = expect(&mut cp, "hello", |m| matches!(m, Message::Hello(_))).await;
+    assert_eq!(h.worker_id, worker.id);
+    assert!(matches!(h.message, Message::Hello(ref h) if h.worker_id == worker.id.to_string()));
+    transport.send(Message::Heartbeat(Heartbeat::default()));
+    expect(&mut cp, "heartbeat", |m| matches!(m, Message::Heartbeat(_))).await;
+    for _ in 0..100 {
+        if transport.stats.refreshes.load(Relaxed) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(transport.stats.refreshes.load(Relaxed) >= 1, "the token was never refreshed");
+    assert_eq!(transport.stats.connects.load(Relaxed), 1, "refreshing must not reconnect");
+    assert!(transport.is_connected());
+    stop.cancel();
+    assert!(run.await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_is_terminal_instead_of_a_loop() {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let addr = free_addr();
+    let _cp = start_cp(&db.pool, addr, Duration::from_secs(900)).await;
+    let (transport, _inbound) = Transport::new(config(addr, "whk_not_a_real_key"));
+    let result = tokio::time::timeout(
+        Duration::from_secs(5),
+        transport.run(hello, CancellationToken::new()),
+    )
+    .await;
+    assert!(
+        matches!(result, Ok(Err(TransportError::Unauthorized(_)))),
+        "{:?}",
+        result.map(|r| r.err().map(|e| e.to_string()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_queued_across_a_control_plane_restart_arrives_exactly_once() {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let addr = free_addr();
+    let mut cp = start_cp(&db.pool, addr, Duration::from_secs(900)).await;
+    let (_, key) = workers::create(&db.pool, "t3", "10.50.0.23").await.unwrap();
+    let (transport, _inbound) = Transport::new(config(addr, &key));
+    tokio::spawn(transport.clone().run(hello, CancellationToken::new()));
+    expect(&mut cp, "hello", |m| matches!(m, Message::Hello(_))).await;
+
+    cp.kill();
+    for _ in 0..100 {
+        if !transport.is_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!transport.is_connected());
+    let result = JobResult {
+        job_id: 77,
+        attempt: 3,
+        ok: true,
+        error: None,
+        output: serde_json::json!({"port": 31001}),
+    };
+    transport.send(Message::JobResult(result.clone()));
+    assert_eq!(transport.pending_reliable(), 1);
+
+    let mut cp2 = start_cp(&db.pool, addr, Duration::from_secs(900)).await;
+    let got = expect(&mut cp2, "job result", |m| matches!(m, Message::JobResult(_))).await;
+    assert!(matches!(got.message, Message::JobResult(ref r) if *r == result));
+    // Exactly once: nothing more of it, and the worker got its ack.
+    let more = tokio::time::timeout(Duration::from_millis(800), async {
+        loop {
+            match cp2.inbound.recv().await {
+                Some(Inbound { message: Message::JobResult(_), .. }) => return true,
+                Some(_) => continue,
+                None => return false,
+            }
+        }
+    })
+    .await;
+    assert!(!matches!(more, Ok(true)), "the result arrived twice");
+    for _ in 0..100 {
+        if transport.pending_reliable() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(transport.pending_reliable(), 0, "never acknowledged");
+    assert!(transport.stats.connects.load(Relaxed) >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_worker_is_disconnected_and_stops_trying() {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let addr = free_addr();
+    let mut cp = start_cp(&db.pool, addr, Duration::from_secs(900)).await;
+    let (_, key) = workers::create(&db.pool, "t4", "10.50.0.24").await.unwrap();
+    let (transport, _inbound) = Transport::new(config(addr, &key));
+    let run = tokio::spawn(transport.clone().run(hello, CancellationToken::new()));
+    expect(&mut cp, "hello", |m| matches!(m, Message::Hello(_))).await;
+    workers::set_enabled(&db.pool, "t4", false).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the worker kept retrying")
+        .unwrap();
+    assert!(matches!(ended, Err(TransportError::Unauthorized(_))));
+}
