@@ -209,3 +209,67 @@ async fn a_disabled_worker_is_disconnected_and_stops_trying() {
         .unwrap();
     assert!(matches!(ended, Err(TransportError::Unauthorized(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dials_an_https_control_plane_trusting_a_given_root() {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let cp_addr = free_addr();
+    let mut cp = start_cp(&db.pool, cp_addr, Duration::from_secs(900)).await;
+    let (_, key) = workers::create(&db.pool, "t5", "10.50.0.25").await.unwrap();
+    // A TLS front for the control plane (as a reverse proxy on the mesh would be).
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let chain = vec![cert.cert.der().clone()];
+    let key_der =
+        rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key_der)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_port = front.local_addr().unwrap().port();
+    let alpn_seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = alpn_seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = front.accept().await.unwrap();
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                seen.lock().unwrap().push(tls.get_ref().1.alpn_protocol().map(|p| p.to_vec()));
+                let mut upstream = tokio::net::TcpStream::connect(cp_addr).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let endpoint =
+        Endpoint::parse(&format!("https://localhost:{front_port}"), Some(roots)).unwrap();
+    let (transport, _inbound) = Transport::new(TransportConfig::new(endpoint, key));
+    tokio::spawn(transport.clone().run(hello, CancellationToken::new()));
+    expect(&mut cp, "hello over TLS", |m| matches!(m, Message::Hello(_))).await;
+    // The server offered no ALPN here; the client's offer is pinned to http/1.1 (see net.rs).
+    assert!(!alpn_seen.lock().unwrap().is_empty());
+
+    // The same front with a root we do not trust: no connection.
+    let (untrusting, _rx) = Transport::new(TransportConfig::new(
+        Endpoint::parse(
+            &format!("https://localhost:{front_port}"),
+            Some(rustls::RootCertStore::empty()),
+        )
+        .unwrap(),
+        "whk_irrelevant".into(),
+    ));
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(untrusting.clone().run(hello, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!untrusting.is_connected());
+    assert!(untrusting.worker_id().is_none(), "registered through an untrusted TLS server");
+    stop.cancel();
+    let _ = run.await;
+}
