@@ -5,6 +5,7 @@
 //! - [`database`]: the pool and migrations (applied on every start).
 //! - [`workers`]: the worker registry (create, rotate key, disable; only key hashes stored).
 //! - [`jwt`]: short-lived HS256 tokens for workers.
+//! - [`queue`]: the Postgres job queue (SKIP LOCKED claims, leases, fencing, NOTIFY).
 //! - [`secrets`]: AES-256-GCM for secrets at rest, one HKDF-derived key per purpose.
 //! - [`hub`]: the WebSocket hub: one verified, signed channel per connected worker.
 //! - [`api`]: HTTP routes and the one [`api::ApiError`] they answer errors with.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod database;
 pub mod hub;
 pub mod jwt;
+pub mod queue;
 pub mod secrets;
 pub mod workers;
 

@@ -1,0 +1,73 @@
+//! The Postgres job queue against a throwaway local Postgres (the testkit's):
+//! claim → complete throughput with 8 concurrent claimers, and enqueue → claim latency over
+//! NOTIFY. Prints figures; asserts nothing. `cargo bench -p wh-benches --bench queue`.
+
+use std::time::{Duration, Instant};
+
+use wh_control_plane::queue::{self, Waiter};
+
+const JOBS: i64 = 20_000;
+const CLAIMERS: usize = 8;
+const LATENCY_SAMPLES: usize = 500;
+
+fn main() {
+    // Criterion-style filters are passed by `cargo bench`; this bench has a single case.
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let db = wh_testkit::postgres::fresh_db().await.unwrap();
+        sqlx::query("INSERT INTO jobs (kind) SELECT 'noop' FROM generate_series(1, $1)").bind(JOBS).execute(&db.pool).await.unwrap();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..CLAIMERS {
+            let pool = db.pool.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while let Some(job) = queue::claim(&pool, &format!("bench-{c}"), Duration::from_secs(60)).await.unwrap() {
+                    queue::complete(&pool, job.id, job.attempt, Ok(())).await.unwrap();
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("queue/claim+complete: {total} jobs, {CLAIMERS} claimers, {:.0} jobs/s", total as f64 / secs);
+
+        // Latency: one claimer waiting on NOTIFY (1 s poll fallback), one enqueuer.
+        let mut waiter = Waiter::new(&db.pool, Duration::from_secs(1)).await;
+        let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+        for _ in 0..LATENCY_SAMPLES {
+            let pool = db.pool.clone();
+            let enq = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                let mut tx = pool.begin().await.unwrap();
+                queue::enqueue(&mut tx, "noop", &serde_json::json!({}), None).await.unwrap();
+                let t0 = Instant::now();
+                tx.commit().await.unwrap();
+                t0
+            });
+            let job = loop {
+                if let Some(job) = queue::claim(&db.pool, "latency", Duration::from_secs(60)).await.unwrap() {
+                    break job;
+                }
+                waiter.wait().await;
+            };
+            let claimed = Instant::now();
+            let t0 = enq.await.unwrap();
+            samples.push(claimed.saturating_duration_since(t0));
+            queue::complete(&db.pool, job.id, job.attempt, Ok(())).await.unwrap();
+        }
+        samples.sort();
+        let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+        println!(
+            "queue/enqueue->claim over NOTIFY: {LATENCY_SAMPLES} samples, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            samples.last().unwrap().as_secs_f64() * 1e3
+        );
+    });
+}

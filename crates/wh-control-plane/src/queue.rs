@@ -1,0 +1,200 @@
+//! The job queue: the `jobs` table, claimed with `FOR UPDATE SKIP LOCKED`.
+//!
+//! - Enqueue inside the caller's transaction, together with the state change that needs the job;
+//!   a trigger NOTIFYs `wh_jobs` at commit, so a waiting claimer wakes at once ([`Waiter`] also
+//!   polls every second in case a notification is lost).
+//! - A claim sets a lease and increments `attempt`, the fencing token: a completion carrying an
+//!   older attempt is refused ([`CompleteError::Stale`]), so a worker that lost its lease cannot
+//!   overwrite a newer outcome.
+//! - An expired lease fails the job visibly, and its deployment with it (the architecture: no
+//!   silent in-process retries).
+
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+
+/// The NOTIFY channel.
+pub const CHANNEL: &str = "wh_jobs";
+
+/// A claimed job.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: i64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub attempt: i32,
+    pub deployment_id: Option<i64>,
+}
+
+/// Why a completion was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CompleteError {
+    /// The job was claimed again since (or its lease expired): this attempt is stale.
+    #[error("stale attempt: job {job} is no longer held by attempt {attempt}")]
+    Stale { job: i64, attempt: i32 },
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Adds a job in the caller's transaction; returns its id.
+pub async fn enqueue(
+    tx: &mut PgConnection,
+    kind: &str,
+    payload: &serde_json::Value,
+    deployment_id: Option<i64>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO jobs (kind, payload, deployment_id) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(kind)
+    .bind(payload)
+    .bind(deployment_id)
+    .fetch_one(tx)
+    .await
+}
+
+/// Claims the oldest runnable job for `claimer` with a lease of `lease`.
+pub async fn claim(
+    pool: &PgPool,
+    claimer: &str,
+    lease: Duration,
+) -> Result<Option<Claimed>, sqlx::Error> {
+    sqlx::query_as::<_, Claimed>(
+        "UPDATE jobs SET state = 'claimed', attempt = attempt + 1, claimed_by = $1,
+                lease_expires_at = now() + make_interval(secs => $2)
+         WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND run_after <= now()
+                     ORDER BY run_after, id FOR UPDATE SKIP LOCKED LIMIT 1)
+         RETURNING id, kind, payload, attempt, deployment_id",
+    )
+    .bind(claimer)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(pool)
+    .await
+}
+
+/// Extends the lease of a job still held by `attempt`.
+pub async fn extend(
+    pool: &PgPool,
+    job: i64,
+    attempt: i32,
+    lease: Duration,
+) -> Result<(), CompleteError> {
+    let done = sqlx::query(
+        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
+         WHERE id = $1 AND attempt = $2 AND state = 'claimed'",
+    )
+    .bind(job)
+    .bind(attempt)
+    .bind(lease.as_secs_f64())
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(CompleteError::Stale { job, attempt })
+    }
+}
+
+/// Records the outcome of `attempt`; `Err(reason)` fails the job.
+pub async fn complete(
+    pool: &PgPool,
+    job: i64,
+    attempt: i32,
+    outcome: Result<(), &str>,
+) -> Result<(), CompleteError> {
+    let (state, error) = match outcome {
+        Ok(()) => ("succeeded", None),
+        Err(reason) => ("failed", Some(reason)),
+    };
+    let done = sqlx::query(
+        "UPDATE jobs SET state = $3::job_state, error = $4, finished_at = now(), lease_expires_at = NULL
+         WHERE id = $1 AND attempt = $2 AND state = 'claimed'",
+    )
+    .bind(job)
+    .bind(attempt)
+    .bind(state)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(CompleteError::Stale { job, attempt })
+    }
+}
+
+/// Fails every job whose lease has expired, and the deployment it was for, saying why.
+/// Returns the failed job ids.
+pub async fn expire_leases(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let expired: Vec<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
+        "UPDATE jobs SET state = 'failed', finished_at = now(),
+                error = 'lease expired: worker ' || coalesce(claimed_by, '?') || ' stopped reporting'
+         WHERE state = 'claimed' AND lease_expires_at < now()
+         RETURNING id, deployment_id, claimed_by",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (job, deployment, claimer) in &expired {
+        if let Some(d) = deployment {
+            sqlx::query(
+                "UPDATE deployments SET state = 'failed', updated_at = now(),
+                        error = $2
+                 WHERE id = $1 AND state NOT IN ('live', 'failed', 'cancelled', 'superseded')",
+            )
+            .bind(d)
+            .bind(format!(
+                "job {job} failed: the worker {} stopped reporting before its lease expired",
+                claimer.as_deref().unwrap_or("?")
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(expired.into_iter().map(|(id, _, _)| id).collect())
+}
+
+/// Waits for enqueued work: a NOTIFY on [`CHANNEL`], or at most `poll` as a fallback.
+pub struct Waiter {
+    listener: Option<PgListener>,
+    pool: PgPool,
+    poll: Duration,
+}
+
+impl Waiter {
+    pub async fn new(pool: &PgPool, poll: Duration) -> Waiter {
+        let mut w = Waiter { listener: None, pool: pool.clone(), poll };
+        w.listen().await;
+        w
+    }
+
+    async fn listen(&mut self) {
+        match PgListener::connect_with(&self.pool).await {
+            Ok(mut l) => match l.listen(CHANNEL).await {
+                Ok(()) => self.listener = Some(l),
+                Err(e) => tracing::warn!(error = %e, "LISTEN failed; polling"),
+            },
+            Err(e) => tracing::warn!(error = %e, "LISTEN connection failed; polling"),
+        }
+    }
+
+    /// Returns when a job may be waiting.
+    pub async fn wait(&mut self) {
+        match self.listener.as_mut() {
+            Some(l) => match tokio::time::timeout(self.poll, l.recv()).await {
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                    self.listener = None;
+                    self.listen().await;
+                }
+            },
+            None => {
+                tokio::time::sleep(self.poll).await;
+                self.listen().await;
+            }
+        }
+    }
+}
