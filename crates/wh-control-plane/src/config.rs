@@ -10,6 +10,10 @@ use std::time::Duration;
 pub struct Secret(Vec<u8>);
 
 impl Secret {
+    pub fn new(value: impl Into<Vec<u8>>) -> Secret {
+        Secret(value.into())
+    }
+
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
@@ -36,6 +40,15 @@ pub struct ServeArgs {
     /// File holding the JWT secret.
     #[arg(long, env = "WH_JWT_SECRET_FILE")]
     pub jwt_secret_file: Option<PathBuf>,
+    /// Bearer token the ingress proxy presents for /v1/traefik/*.
+    #[arg(long, env = "WH_PROXY_TOKEN", hide_env_values = true)]
+    pub proxy_token: Option<String>,
+    /// File holding the proxy token.
+    #[arg(long, env = "WH_PROXY_TOKEN_FILE")]
+    pub proxy_token_file: Option<PathBuf>,
+    /// Domain apps are served under: <slug>.<route domain>.
+    #[arg(long, env = "WH_ROUTE_DOMAIN", default_value = "route.localhost")]
+    pub route_domain: String,
     /// Lifetime of worker JWTs, in seconds.
     #[arg(long, env = "WH_JWT_TTL_SECS", default_value_t = 900)]
     pub jwt_ttl_secs: u64,
@@ -48,6 +61,8 @@ pub struct Config {
     pub database_url: String,
     pub jwt_secret: Secret,
     pub jwt_ttl: Duration,
+    pub proxy_token: Secret,
+    pub route_domain: String,
 }
 
 /// A configuration problem; `main` exits with 64 on it.
@@ -66,11 +81,17 @@ impl Config {
         if args.jwt_ttl_secs < 60 {
             return Err(ConfigError("WH_JWT_TTL_SECS must be at least 60".into()));
         }
+        let proxy_token = secret(args.proxy_token, args.proxy_token_file, "WH_PROXY_TOKEN")?;
+        if proxy_token.expose().len() < 16 {
+            return Err(ConfigError("WH_PROXY_TOKEN must be at least 16 characters".into()));
+        }
         Ok(Config {
             listen: args.listen,
             database_url,
             jwt_secret,
             jwt_ttl: Duration::from_secs(args.jwt_ttl_secs),
+            proxy_token,
+            route_domain: args.route_domain.trim_matches('.').to_ascii_lowercase(),
         })
     }
 }

@@ -161,10 +161,16 @@ async fn serve(args: ServeArgs) -> ExitCode {
     });
     let hub = Arc::new(hub::Hub::new(inbound_tx));
     tokio::spawn(hub.clone().enforce_enabled(pool.clone(), Duration::from_secs(5), stop.clone()));
+    let routing = wh_control_plane::Routing::follow(
+        &pool,
+        Some(config.proxy_token.clone()),
+        &config.route_domain,
+    );
     let state = AppState {
         pool,
         jwt: Arc::new(jwt::JwtKeys::new(config.jwt_secret.expose(), config.jwt_ttl)),
         hub,
+        routing: Arc::new(routing),
     };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,

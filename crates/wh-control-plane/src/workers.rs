@@ -74,7 +74,7 @@ pub async fn find_by_key(pool: &PgPool, raw_key: &str) -> Result<Option<Worker>,
     .fetch_optional(pool)
     .await?;
     // The index lookup found a candidate; the final comparison is constant-time.
-    Ok(found.filter(|w| constant_time_eq(w.api_key_hash.as_bytes(), hash.as_bytes())))
+    Ok(found.filter(|w| crate::constant_time_eq(w.api_key_hash.as_bytes(), hash.as_bytes())))
 }
 
 /// The worker with `id`.
@@ -102,8 +102,4 @@ pub async fn unusable(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Er
     .bind(ids)
     .fetch_all(pool)
     .await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -38,6 +38,7 @@ async fn start() -> Cp {
         pool: db.pool.clone(),
         jwt: Arc::new(JwtKeys::new(SECRET, Duration::from_secs(900))),
         hub: hub.clone(),
+        routing: Arc::new(wh_control_plane::Routing::follow(&db.pool, None, "route.test")),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -98,10 +98,11 @@ async fn request_inner(
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", uri.authority().map(|a| a.as_str()).unwrap_or(&host));
+    let mut req = Request::builder().method(method).uri(path);
+    // A caller-given Host replaces the one derived from the URL (routing tests need that).
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", uri.authority().map(|a| a.as_str()).unwrap_or(&host));
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

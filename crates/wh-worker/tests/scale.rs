@@ -28,6 +28,7 @@ async fn hundred_workers_heartbeating_for_thirty_seconds_lose_nothing() {
         pool: db.pool.clone(),
         jwt: Arc::new(JwtKeys::new(&[3u8; 32], Duration::from_secs(900))),
         hub: hub.clone(),
+        routing: Arc::new(wh_control_plane::Routing::follow(&db.pool, None, "route.test")),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -42,6 +42,7 @@ async fn start_cp(pool: &sqlx::PgPool, addr: SocketAddr, ttl: Duration) -> Cp {
         pool: pool.clone(),
         jwt: Arc::new(JwtKeys::new(&[9u8; 32], ttl)),
         hub: hub.clone(),
+        routing: Arc::new(wh_control_plane::Routing::follow(pool, None, "route.test")),
     };
     let mut listener = None;
     for _ in 0..50 {

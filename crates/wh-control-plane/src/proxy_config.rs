@@ -1,0 +1,135 @@
+//! What the ingress proxy routes: Traefik dynamic configuration for every live app.
+//!
+//! `GET /v1/traefik/proxy-config` (static bearer token, compared in constant time): one router
+//! `app-<slug>` per live app with rule `Host(`<slug>.<route domain>`)`, TLS through the `le`
+//! resolver, and one service whose server is the worker's mesh address and the container's host
+//! port. The body is deterministic (sorted), so its ETag changes only when the routing does.
+//! `?watch=1` with a matching `If-None-Match` holds the request until a change (NOTIFY
+//! `wh_routes` from triggers on apps, deployments and workers) or 30 s, then answers 304.
+//! `GET /v1/traefik/config?worker=<id>`: the legacy per-worker form, servers on localhost ports.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The NOTIFY channel for routing changes.
+pub const CHANNEL: &str = "wh_routes";
+/// How long a watch request is held before a 304.
+pub const WATCH_HOLD: Duration = Duration::from_secs(30);
+
+/// A rendered document and its ETag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub body: String,
+    pub etag: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct LiveApp {
+    slug: String,
+    mesh_ip: String,
+    host_port: i32,
+}
+
+/// The proxy-wide document.
+pub async fn render(pool: &PgPool, route_domain: &str) -> Result<Rendered, sqlx::Error> {
+    let apps: Vec<LiveApp> = sqlx::query_as(
+        "SELECT a.slug, host(w.mesh_ip) AS mesh_ip, d.host_port
+         FROM apps a
+         JOIN LATERAL (SELECT worker_id, host_port FROM deployments
+                       WHERE app_id = a.id AND state = 'live' AND host_port IS NOT NULL
+                       ORDER BY updated_at DESC, id DESC LIMIT 1) d ON true
+         JOIN workers w ON w.id = d.worker_id AND w.enabled
+         ORDER BY a.slug",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(document(
+        apps.iter().map(|a| (a.slug.as_str(), format!("http://{}:{}", a.mesh_ip, a.host_port))),
+        route_domain,
+        true,
+    ))
+}
+
+/// The legacy per-worker document: that worker's live apps on localhost ports.
+pub async fn render_for_worker(
+    pool: &PgPool,
+    worker: Uuid,
+    route_domain: &str,
+) -> Result<Rendered, sqlx::Error> {
+    let apps: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT a.slug, d.host_port FROM apps a
+         JOIN LATERAL (SELECT worker_id, host_port FROM deployments
+                       WHERE app_id = a.id AND state = 'live' AND host_port IS NOT NULL
+                       ORDER BY updated_at DESC, id DESC LIMIT 1) d ON true
+         WHERE d.worker_id = $1 ORDER BY a.slug",
+    )
+    .bind(worker)
+    .fetch_all(pool)
+    .await?;
+    Ok(document(
+        apps.iter().map(|(slug, port)| (slug.as_str(), format!("http://127.0.0.1:{port}"))),
+        route_domain,
+        false,
+    ))
+}
+
+fn document<'a>(
+    apps: impl Iterator<Item = (&'a str, String)>,
+    route_domain: &str,
+    tls: bool,
+) -> Rendered {
+    let mut routers = BTreeMap::new();
+    let mut services = BTreeMap::new();
+    for (slug, server) in apps {
+        let name = format!("app-{slug}");
+        let mut router = serde_json::json!({
+            "entryPoints": [if tls { "websecure" } else { "web" }],
+            "rule": format!("Host(`{slug}.{route_domain}`)"),
+            "service": name,
+        });
+        if tls {
+            router["tls"] = serde_json::json!({"certResolver": "le"});
+        }
+        routers.insert(name.clone(), router);
+        services.insert(name, serde_json::json!({"loadBalancer": {"servers": [{"url": server}], "passHostHeader": true}}));
+    }
+    let body = serde_json::json!({"http": {"routers": routers, "services": services}}).to_string();
+    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(body.as_bytes()))[..32]);
+    Rendered { body, etag }
+}
+
+/// Bumps a generation counter on every `wh_routes` notification (reconnecting on loss), so
+/// watch requests wake at once.
+pub async fn follow_changes(pool: PgPool, changes: watch::Sender<u64>) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(mut l) => match l.listen(CHANNEL).await {
+                Ok(()) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN wh_routes failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot connect for LISTEN wh_routes");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        // A change may have been missed while not listening.
+        changes.send_modify(|g| *g += 1);
+        while listener.recv().await.is_ok() {
+            changes.send_modify(|g| *g += 1);
+        }
+        if changes.is_closed() {
+            return;
+        }
+    }
+}

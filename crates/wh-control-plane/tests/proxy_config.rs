@@ -1,0 +1,234 @@
+//! The proxy-config endpoints against the real Postgres, and the real wh-proxy following them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use wh_control_plane::config::Secret;
+use wh_control_plane::hub::Hub;
+use wh_control_plane::jwt::JwtKeys;
+use wh_control_plane::{api, workers, AppState, Routing};
+use wh_testkit::http;
+
+const TOKEN: &str = "proxy-token-0123456789";
+
+struct Cp {
+    addr: std::net::SocketAddr,
+    pool: sqlx::PgPool,
+    user: i64,
+    _db: wh_testkit::postgres::TestDatabase,
+}
+
+async fn start() -> Cp {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let (tx, _rx) = mpsc::channel(16);
+    let state = AppState {
+        pool: db.pool.clone(),
+        jwt: Arc::new(JwtKeys::new(&[1u8; 32], Duration::from_secs(900))),
+        hub: Arc::new(Hub::new(tx)),
+        routing: Arc::new(Routing::follow(&db.pool, Some(Secret::new(TOKEN)), "route.test")),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
+    let user = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash) VALUES ('p@example.test', 'x') RETURNING id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    Cp { addr, pool: db.pool.clone(), user, _db: db }
+}
+
+/// An app with a live deployment on `worker` at `port`; returns the deployment id.
+async fn live_app(cp: &Cp, slug: &str, worker: uuid::Uuid, port: u16) -> i64 {
+    let app: i64 = sqlx::query_scalar(
+        "INSERT INTO apps (owner_id, slug, repo_url, plan_id, port, worker_id) VALUES ($1, $2, 'https://git.example/x.git', (SELECT id FROM plans LIMIT 1), 8080, $3) RETURNING id",
+    )
+    .bind(cp.user)
+    .bind(slug)
+    .bind(worker)
+    .fetch_one(&cp.pool)
+    .await
+    .unwrap();
+    sqlx::query_scalar("INSERT INTO deployments (app_id, git_ref, state, worker_id, host_port) VALUES ($1, 'main', 'live', $2, $3) RETURNING id")
+        .bind(app)
+        .bind(worker)
+        .bind(i32::from(port))
+        .fetch_one(&cp.pool)
+        .await
+        .unwrap()
+}
+
+async fn get(cp: &Cp, path: &str, headers: &[(&str, &str)]) -> http::Response {
+    http::request("GET", &format!("http://{}{path}", cp.addr), None, &[], headers).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_apps_etag_watch_and_auth() {
+    let cp = start().await;
+    let (w1, _) = workers::create(&cp.pool, "w1", "10.50.0.12").await.unwrap();
+    let (w2, _) = workers::create(&cp.pool, "w2", "10.50.0.13").await.unwrap();
+    live_app(&cp, "foo", w1.id, 31001).await;
+    live_app(&cp, "bar", w2.id, 31002).await;
+    let auth = format!("Bearer {TOKEN}");
+
+    assert_eq!(get(&cp, "/v1/traefik/proxy-config", &[]).await.status, 401);
+    assert_eq!(
+        get(&cp, "/v1/traefik/proxy-config", &[("authorization", "Bearer wrong-token-000000")])
+            .await
+            .status,
+        401
+    );
+
+    let r = get(&cp, "/v1/traefik/proxy-config", &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let foo = &doc["http"]["routers"]["app-foo"];
+    assert_eq!(foo["rule"], "Host(`foo.route.test`)");
+    assert_eq!(foo["tls"]["certResolver"], "le");
+    assert_eq!(
+        doc["http"]["services"]["app-foo"]["loadBalancer"]["servers"][0]["url"],
+        "http://10.50.0.12:31001"
+    );
+    assert_eq!(
+        doc["http"]["services"]["app-bar"]["loadBalancer"]["servers"][0]["url"],
+        "http://10.50.0.13:31002"
+    );
+    let etag = r.headers["etag"].to_str().unwrap().to_owned();
+
+    let same =
+        get(&cp, "/v1/traefik/proxy-config", &[("authorization", &auth), ("if-none-match", &etag)])
+            .await;
+    assert_eq!(same.status, 304);
+
+    // Watch: held until a change, which arrives well under 100 ms after it commits.
+    let url = format!("/v1/traefik/proxy-config?watch=1");
+    let (auth2, etag2, cp_addr) = (auth.clone(), etag.clone(), cp.addr);
+    let watcher = tokio::spawn(async move {
+        let r = http::request(
+            "GET",
+            &format!("http://{cp_addr}{url}"),
+            None,
+            &[],
+            &[("authorization", &auth2), ("if-none-match", &etag2)],
+        )
+        .await
+        .unwrap();
+        (r, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!watcher.is_finished(), "the watch request was not held");
+    let changed_at = Instant::now();
+    sqlx::query("UPDATE deployments SET host_port = 31009 WHERE host_port = 31002")
+        .execute(&cp.pool)
+        .await
+        .unwrap();
+    let (r, answered_at) = watcher.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        answered_at.duration_since(changed_at) < Duration::from_millis(100),
+        "watch answered after {:?}",
+        answered_at.duration_since(changed_at)
+    );
+    assert!(r.text().contains("31009"));
+
+    // Legacy per-worker form: that worker's apps on localhost ports.
+    let legacy =
+        get(&cp, &format!("/v1/traefik/config?worker={}", w1.id), &[("authorization", &auth)])
+            .await;
+    assert_eq!(legacy.status, 200);
+    assert!(
+        legacy.text().contains("http://127.0.0.1:31001") && !legacy.text().contains("bar"),
+        "{}",
+        legacy.text()
+    );
+    assert_eq!(
+        get(&cp, "/v1/traefik/config?worker=nope", &[("authorization", &auth)]).await.status,
+        422
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wh_proxy_watching_the_control_plane_routes_to_the_live_deployment() {
+    use clap::Parser;
+    let cp = start().await;
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        axum::serve(backend, axum::Router::new().fallback(|| async { "hello from foo" }))
+            .await
+            .unwrap()
+    });
+    let (worker, _) = workers::create(&cp.pool, "local", "127.0.0.1").await.unwrap();
+    live_app(&cp, "foo", worker.id, backend_port).await;
+
+    let state = tempfile_dir();
+    let args = wh_proxy::cli::Args::try_parse_from([
+        "wh-proxy",
+        "--provider",
+        "watch",
+        "--config-url",
+        &format!("http://{}/v1/traefik/proxy-config", cp.addr),
+        "--config-token",
+        TOKEN,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--http-addr",
+        "127.0.0.1:0",
+        "--https-addr",
+        "off",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--threads",
+        "1",
+        "--access-log",
+        "off",
+    ])
+    .unwrap();
+    let proxy =
+        wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
+    let through = |host: &'static str| {
+        let addr = proxy.http_addr;
+        async move {
+            http::request("GET", &format!("http://{addr}/"), None, &[], &[("host", host)])
+                .await
+                .unwrap()
+        }
+    };
+    let mut ok = false;
+    for _ in 0..100 {
+        let r = through("foo.route.test").await;
+        if r.status == 200 {
+            assert_eq!(r.text(), "hello from foo");
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "wh-proxy never routed foo.route.test");
+    // A second app going live reaches the proxy through the watch.
+    let (w2, _) = workers::create(&cp.pool, "local2", "127.0.0.1").await.unwrap();
+    live_app(&cp, "bar", w2.id, backend_port).await;
+    let mut bar = false;
+    for _ in 0..100 {
+        if through("bar.route.test").await.status == 200 {
+            bar = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(bar, "a new live app did not reach the proxy");
+    proxy.shutdown().await;
+    let _ = std::fs::remove_dir_all(state);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "wh-cp-proxy-{}-{}",
+        std::process::id(),
+        wh_control_plane::now_ms()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
