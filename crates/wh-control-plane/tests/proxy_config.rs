@@ -103,7 +103,7 @@ async fn live_apps_etag_watch_and_auth() {
     assert_eq!(same.status, 304);
 
     // Watch: held until a change, which arrives well under 100 ms after it commits.
-    let url = format!("/v1/traefik/proxy-config?watch=1");
+    let url = "/v1/traefik/proxy-config?watch=1";
     let (auth2, etag2, cp_addr) = (auth.clone(), etag.clone(), cp.addr);
     let watcher = tokio::spawn(async move {
         let r = http::request(
