@@ -7,6 +7,7 @@
 //! - [`jwt`]: short-lived HS256 tokens for workers.
 //! - [`proxy_config`]: the Traefik configuration the ingress proxy polls or watches.
 //! - [`queue`]: the Postgres job queue (SKIP LOCKED claims, leases, fencing, NOTIFY).
+//! - [`scheduler`]: places pending jobs on healthy workers and applies their reports.
 //! - [`secrets`]: AES-256-GCM for secrets at rest, one HKDF-derived key per purpose.
 //! - [`hub`]: the WebSocket hub: one verified, signed channel per connected worker.
 //! - [`api`]: HTTP routes and the one [`api::ApiError`] they answer errors with.
@@ -21,6 +22,7 @@ pub mod hub;
 pub mod jwt;
 pub mod proxy_config;
 pub mod queue;
+pub mod scheduler;
 pub mod secrets;
 pub mod workers;
 

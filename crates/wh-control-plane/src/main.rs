@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use wh_control_plane::config::{Config, ServeArgs};
-use wh_control_plane::{api, database, hub, jwt, workers, AppState};
+use wh_control_plane::{api, database, hub, jwt, scheduler, workers, AppState};
 
 /// BSD `EX_USAGE`: the configuration is invalid.
 const EX_USAGE: u8 = 64;
@@ -152,15 +152,17 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let stop = CancellationToken::new();
-    // Verified worker messages; the scheduler, stats cache and log bus consume them once they exist.
-    let (inbound_tx, mut inbound_rx) = tokio::sync::mpsc::channel::<hub::Inbound>(4096);
-    tokio::spawn(async move {
-        while let Some(msg) = inbound_rx.recv().await {
-            tracing::debug!(worker = %msg.worker_id, t = msg.message.type_name(), "worker message");
-        }
-    });
+    // Verified worker messages go to the scheduler (later: stats cache, log bus).
+    let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel::<hub::Inbound>(4096);
     let hub = Arc::new(hub::Hub::new(inbound_tx));
     tokio::spawn(hub.clone().enforce_enabled(pool.clone(), Duration::from_secs(5), stop.clone()));
+    tokio::spawn(scheduler::run(
+        pool.clone(),
+        hub.clone(),
+        scheduler::SchedulerSettings::default(),
+        inbound_rx,
+        stop.clone(),
+    ));
     let routing = wh_control_plane::Routing::follow(
         &pool,
         Some(config.proxy_token.clone()),

@@ -73,6 +73,63 @@ pub async fn claim(
     .await
 }
 
+/// The oldest runnable job, as a scheduler sees it before choosing where it goes.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Pending {
+    pub id: i64,
+    pub kind: String,
+    pub deployment_id: Option<i64>,
+    /// The worker the job's app runs on now, if any (jobs follow their app).
+    pub app_worker: Option<uuid::Uuid>,
+}
+
+/// Claims the oldest runnable job for the claimer `choose` picks for it (the scheduler's
+/// placement), atomically: the job is locked (SKIP LOCKED) while choosing. `None` from `choose`
+/// leaves the job pending and returns `None`.
+pub async fn claim_for(
+    pool: &PgPool,
+    lease: Duration,
+    choose: impl FnOnce(&Pending) -> Option<String>,
+) -> Result<Option<(Claimed, String)>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let pending: Option<Pending> = sqlx::query_as(
+        "SELECT j.id, j.kind, j.deployment_id, a.worker_id AS app_worker
+         FROM jobs j
+         LEFT JOIN deployments d ON d.id = j.deployment_id
+         LEFT JOIN apps a ON a.id = d.app_id
+         WHERE j.state = 'pending' AND j.run_after <= now()
+         ORDER BY j.run_after, j.id
+         FOR UPDATE OF j SKIP LOCKED LIMIT 1",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(pending) = pending else { return Ok(None) };
+    let Some(claimer) = choose(&pending) else { return Ok(None) };
+    let claimed = sqlx::query_as::<_, Claimed>(
+        "UPDATE jobs SET state = 'claimed', attempt = attempt + 1, claimed_by = $2,
+                lease_expires_at = now() + make_interval(secs => $3)
+         WHERE id = $1 RETURNING id, kind, payload, attempt, deployment_id",
+    )
+    .bind(pending.id)
+    .bind(&claimer)
+    .bind(lease.as_secs_f64())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some((claimed, claimer)))
+}
+
+/// Gives a claimed job back (it could not be delivered); the attempt counter stays raised, so
+/// anything the lost attempt reports later is refused.
+pub async fn release(pool: &PgPool, job: i64, attempt: i32) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE jobs SET state = 'pending', claimed_by = NULL, lease_expires_at = NULL WHERE id = $1 AND attempt = $2 AND state = 'claimed'")
+        .bind(job)
+        .bind(attempt)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
 /// Extends the lease of a job still held by `attempt`.
 pub async fn extend(
     pool: &PgPool,

@@ -1,0 +1,218 @@
+//! The scheduler: places pending jobs on workers and turns worker reports into job outcomes.
+//!
+//! Placement: a job for an app that already runs goes to that app's worker while it is healthy;
+//! otherwise to the healthy worker with the lowest utilisation (the larger of its CPU and memory
+//! shares from its latest heartbeat), ties broken by fewer running jobs. A worker is healthy
+//! while connected and heard from within 3 heartbeat intervals. The job is claimed for that
+//! worker (lease + fencing attempt) and pushed over the hub; if it cannot be delivered it goes
+//! back to pending. Worker reports extend the lease (ack, progress) or complete the attempt
+//! (result; a stale attempt is refused and logged). Expired leases fail visibly every second.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use wh_wsproto::messages::JobAssign;
+use wh_wsproto::Message;
+
+use crate::hub::{Hub, Inbound, WorkerHealth};
+use crate::queue::{self, CompleteError, Pending, Waiter};
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    /// A job's lease; workers extend it with acks and progress.
+    pub lease: Duration,
+    /// The interval workers send heartbeats at; 3 missed make a worker unhealthy.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self { lease: Duration::from_secs(120), heartbeat_interval: Duration::from_secs(10) }
+    }
+}
+
+/// A worker's placement score: (utilisation, running jobs); lower is better.
+fn score(h: &WorkerHealth) -> (f64, usize) {
+    let Some(hb) = &h.last_heartbeat else { return (0.0, 0) };
+    let mem = if hb.stats.memory_total_mb > 0 {
+        hb.stats.memory_used_mb as f64 / hb.stats.memory_total_mb as f64
+    } else {
+        0.0
+    };
+    (hb.stats.cpu.max(mem), hb.running_jobs.len())
+}
+
+/// Healthy workers at `now`.
+pub fn healthy(
+    health: &HashMap<Uuid, WorkerHealth>,
+    interval: Duration,
+    now: SystemTime,
+) -> Vec<(Uuid, (f64, usize))> {
+    health
+        .iter()
+        .filter(|(_, h)| {
+            h.connected && now.duration_since(h.last_seen).unwrap_or_default() <= interval * 3
+        })
+        .map(|(id, h)| (*id, score(h)))
+        .collect()
+}
+
+/// Where `job` should go among `candidates`.
+pub fn place(job: &Pending, candidates: &[(Uuid, (f64, usize))]) -> Option<Uuid> {
+    if let Some(w) = job.app_worker.filter(|w| candidates.iter().any(|(c, _)| c == w)) {
+        return Some(w);
+    }
+    candidates
+        .iter()
+        .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(a.1 .1.cmp(&b.1 .1)).then(a.0.cmp(&b.0)))
+        .map(|(id, _)| *id)
+}
+
+/// Runs until `stop`.
+pub async fn run(
+    pool: PgPool,
+    hub: std::sync::Arc<Hub>,
+    settings: SchedulerSettings,
+    mut inbound: mpsc::Receiver<Inbound>,
+    stop: CancellationToken,
+) {
+    let mut waiter = Waiter::new(&pool, Duration::from_secs(1)).await;
+    let mut expiry = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        assign_pending(&pool, &hub, &settings).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = waiter.wait() => {}
+            _ = expiry.tick() => {
+                match queue::expire_leases(&pool).await {
+                    Ok(ids) if !ids.is_empty() => tracing::warn!(jobs = ?ids, "job leases expired; jobs failed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot expire leases"),
+                }
+            }
+            msg = inbound.recv() => match msg {
+                Some(m) => handle(&pool, &settings, m).await,
+                None => return,
+            },
+        }
+    }
+}
+
+/// Places every pending job that has a healthy worker to go to.
+pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettings) {
+    loop {
+        let candidates = healthy(&hub.health(), settings.heartbeat_interval, SystemTime::now());
+        if candidates.is_empty() {
+            return;
+        }
+        let claimed = queue::claim_for(pool, settings.lease, |job| {
+            place(job, &candidates).map(|w| w.to_string())
+        })
+        .await;
+        let (job, worker) = match claimed {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim jobs");
+                return;
+            }
+        };
+        let Ok(worker_id) = worker.parse::<Uuid>() else { return };
+        let assign = Message::JobAssign(JobAssign {
+            job_id: job.id,
+            attempt: job.attempt,
+            kind: job.kind.clone(),
+            payload: job.payload.clone(),
+            lease_expires_ms: crate::now_ms() + settings.lease.as_millis() as i64,
+        });
+        match hub.send(worker_id, assign) {
+            Ok(()) => {
+                tracing::info!(job = job.id, attempt = job.attempt, %worker_id, "job assigned")
+            }
+            Err(e) => {
+                tracing::warn!(job = job.id, %worker_id, error = %e, "job could not be delivered; back to pending");
+                let _ = queue::release(pool, job.id, job.attempt).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Applies one worker report.
+pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) {
+    let result = match &msg.message {
+        Message::JobAck(r) => queue::extend(pool, r.job_id, r.attempt, settings.lease).await,
+        Message::JobProgress(p) => queue::extend(pool, p.job_id, p.attempt, settings.lease).await,
+        Message::JobResult(r) => {
+            let outcome = if r.ok {
+                Ok(())
+            } else {
+                Err(r.error.as_deref().unwrap_or("failed without a reason"))
+            };
+            queue::complete(pool, r.job_id, r.attempt, outcome).await
+        }
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => {}
+        Err(CompleteError::Stale { job, attempt }) => {
+            tracing::warn!(worker = %msg.worker_id, job, attempt, "report for a stale attempt refused")
+        }
+        Err(CompleteError::Db(e)) => tracing::error!(error = %e, "cannot record a job report"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wh_wsproto::messages::{Heartbeat, HostStats};
+
+    fn health(cpu: f64, mem: (u64, u64), jobs: usize, seen_ago: Duration) -> WorkerHealth {
+        WorkerHealth {
+            connected: true,
+            last_seen: SystemTime::now() - seen_ago,
+            last_heartbeat: Some(Heartbeat {
+                stats: HostStats {
+                    cpu,
+                    memory_used_mb: mem.0,
+                    memory_total_mb: mem.1,
+                    ..Default::default()
+                },
+                running_jobs: (0..jobs as i64).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn placement_prefers_the_apps_worker_then_the_least_loaded() {
+        let (a, b, c, stale) =
+            (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3), Uuid::from_u128(4));
+        let mut h = HashMap::new();
+        h.insert(a, health(0.9, (100, 1000), 0, Duration::ZERO));
+        h.insert(b, health(0.2, (800, 1000), 0, Duration::ZERO)); // memory 80 % dominates
+        h.insert(c, health(0.3, (100, 1000), 5, Duration::ZERO));
+        h.insert(stale, health(0.0, (0, 1000), 0, Duration::from_secs(31)));
+        let candidates = healthy(&h, Duration::from_secs(10), SystemTime::now());
+        assert_eq!(candidates.len(), 3, "a worker silent for 3 intervals is unhealthy");
+        let job = Pending { id: 1, kind: "deploy".into(), deployment_id: None, app_worker: None };
+        assert_eq!(place(&job, &candidates), Some(c));
+        assert_eq!(
+            place(&Pending { app_worker: Some(a), ..job.clone() }, &candidates),
+            Some(a),
+            "jobs follow their app"
+        );
+        assert_eq!(
+            place(&Pending { app_worker: Some(stale), ..job.clone() }, &candidates),
+            Some(c),
+            "unless its worker is gone"
+        );
+        let tie = [(a, (0.5, 2)), (b, (0.5, 1))];
+        assert_eq!(place(&job, &tie), Some(b), "ties go to fewer running jobs");
+        assert_eq!(place(&job, &[]), None);
+    }
+}
