@@ -1,9 +1,11 @@
-//! The Postgres job queue against a throwaway local Postgres (the testkit's):
-//! claim → complete throughput with 8 concurrent claimers, and enqueue → claim latency over
-//! NOTIFY. Prints figures; asserts nothing. `cargo bench -p wh-benches --bench queue`.
+//! Control-plane figures against a throwaway local Postgres (the testkit's): job queue
+//! claim → complete throughput with 8 concurrent claimers, enqueue → claim latency over NOTIFY,
+//! and rendering the proxy configuration for 10,000 live apps. Prints figures; asserts nothing.
+//! `cargo bench -p wh-benches --bench control_plane`.
 
 use std::time::{Duration, Instant};
 
+use wh_control_plane::proxy_config;
 use wh_control_plane::queue::{self, Waiter};
 
 const JOBS: i64 = 20_000;
@@ -68,6 +70,42 @@ fn main() {
             pct(0.50).as_secs_f64() * 1e3,
             pct(0.99).as_secs_f64() * 1e3,
             samples.last().unwrap().as_secs_f64() * 1e3
+        );
+
+        // 10,000 live apps spread over 100 workers.
+        sqlx::query("INSERT INTO users (email, password_hash) VALUES ('bench@example.test', 'x')").execute(&db.pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO workers (id, name, mesh_ip, api_key_hash)
+             SELECT gen_random_uuid(), 'w' || i, ('10.50.0.' || i)::inet, md5(i::text) FROM generate_series(1, 100) i",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO apps (owner_id, slug, repo_url, plan_id, port, worker_id)
+             SELECT (SELECT id FROM users LIMIT 1), 'app-' || i, 'https://git.example/x.git', (SELECT id FROM plans LIMIT 1), 8080,
+                    (SELECT id FROM workers ORDER BY name OFFSET (i % 100) LIMIT 1)
+             FROM generate_series(1, 10000) i",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO deployments (app_id, git_ref, state, worker_id, host_port) SELECT id, 'main', 'live', worker_id, 30000 + (id % 30000) FROM apps")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
+        let _ = proxy_config::render(&db.pool, "route.example.com").await.unwrap();
+        let runs = 20;
+        let started = Instant::now();
+        let mut size = 0;
+        for _ in 0..runs {
+            size = proxy_config::render(&db.pool, "route.example.com").await.unwrap().body.len();
+        }
+        println!(
+            "proxy-config/render: 10,000 live apps, {:.1} ms per document ({} KiB)",
+            started.elapsed().as_secs_f64() * 1e3 / runs as f64,
+            size / 1024
         );
     });
 }
