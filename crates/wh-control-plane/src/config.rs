@@ -40,6 +40,15 @@ pub struct ServeArgs {
     /// File holding the JWT secret.
     #[arg(long, env = "WH_JWT_SECRET_FILE")]
     pub jwt_secret_file: Option<PathBuf>,
+    /// 32 random bytes, base64: the master key secrets at rest are derived from.
+    #[arg(long, env = "WH_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// File holding the master key.
+    #[arg(long, env = "WH_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Mark session cookies Secure (turn off only for plain-HTTP localhost).
+    #[arg(long, env = "WH_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cookie_secure: bool,
     /// Bearer token the ingress proxy presents for /v1/traefik/*.
     #[arg(long, env = "WH_PROXY_TOKEN", hide_env_values = true)]
     pub proxy_token: Option<String>,
@@ -63,6 +72,8 @@ pub struct Config {
     pub jwt_ttl: Duration,
     pub proxy_token: Secret,
     pub route_domain: String,
+    pub master_key: crate::secrets::MasterKey,
+    pub cookie_secure: bool,
 }
 
 /// A configuration problem; `main` exits with 64 on it.
@@ -85,7 +96,13 @@ impl Config {
         if proxy_token.expose().len() < 16 {
             return Err(ConfigError("WH_PROXY_TOKEN must be at least 16 characters".into()));
         }
+        let master = secret(args.master_key, args.master_key_file, "WH_MASTER_KEY")?;
+        let master_key =
+            crate::secrets::MasterKey::from_base64(&String::from_utf8_lossy(master.expose()))
+                .map_err(ConfigError)?;
         Ok(Config {
+            master_key,
+            cookie_secure: args.cookie_secure,
             listen: args.listen,
             database_url,
             jwt_secret,

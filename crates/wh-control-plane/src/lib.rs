@@ -10,12 +10,16 @@
 //! - [`scheduler`]: places pending jobs on healthy workers and applies their reports.
 //! - [`secrets`]: AES-256-GCM for secrets at rest, one HKDF-derived key per purpose.
 //! - [`hub`]: the WebSocket hub: one verified, signed channel per connected worker.
+//! - [`audit`]: the audit trail of every mutation.
+//! - [`auth`]: users (argon2id), sessions with CSRF tokens, personal API tokens.
 //! - [`api`]: HTTP routes and the one [`api::ApiError`] they answer errors with.
 //!
 //! Later subsystems (scheduler, alerts, usage, webhooks, dashboard) are wired in when they exist;
 //! nothing here fakes them.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod database;
 pub mod hub;
@@ -35,6 +39,32 @@ pub struct AppState {
     pub jwt: Arc<jwt::JwtKeys>,
     pub hub: Arc<hub::Hub>,
     pub routing: Arc<Routing>,
+    /// Seals app environment variables.
+    pub env: Arc<secrets::Sealer>,
+    /// Mark session cookies `Secure` (off only for plain-HTTP localhost).
+    pub cookie_secure: bool,
+}
+
+impl AppState {
+    /// State with a random, process-lifetime master key (tests and tools that never read
+    /// secrets back across restarts); `serve` builds it from `WH_MASTER_KEY` instead.
+    pub fn new(
+        pool: sqlx::PgPool,
+        jwt: Arc<jwt::JwtKeys>,
+        hub: Arc<hub::Hub>,
+        routing: Arc<Routing>,
+    ) -> AppState {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the OS random source is available");
+        AppState {
+            pool,
+            jwt,
+            hub,
+            routing,
+            env: Arc::new(secrets::MasterKey::from_bytes(key).sealer(secrets::Purpose::Env)),
+            cookie_secure: true,
+        }
+    }
 }
 
 /// What the proxy-config endpoints need.

@@ -29,6 +29,21 @@ enum Command {
     /// Manage workers.
     #[command(subcommand)]
     Workers(WorkersCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user; the password is read from standard input (one line).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,6 +102,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(cli.serve).await,
             Command::Workers(cmd) => workers_command(cli.serve, cmd).await,
+            Command::Users(cmd) => users_command(cli.serve, cmd).await,
         }
     })
 }
@@ -136,6 +152,51 @@ async fn workers_command(args: ServeArgs, cmd: WorkersCommand) -> ExitCode {
     }
 }
 
+async fn users_command(args: ServeArgs, cmd: UsersCommand) -> ExitCode {
+    let Some(url) = args.database_url else {
+        eprintln!("wh-control-plane: DATABASE_URL is not set");
+        return ExitCode::from(EX_USAGE);
+    };
+    let UsersCommand::Create { email, admin } = cmd;
+    if !email.contains('@') || email.len() > 254 {
+        eprintln!("wh-control-plane: --email must be an e-mail address");
+        return ExitCode::from(EX_USAGE);
+    }
+    eprintln!("password for {email} (one line on standard input):");
+    let mut password = String::new();
+    if std::io::stdin().read_line(&mut password).is_err() {
+        eprintln!("wh-control-plane: cannot read the password");
+        return ExitCode::from(EX_USAGE);
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.chars().count() < 10 {
+        eprintln!("wh-control-plane: the password must be at least 10 characters");
+        return ExitCode::from(EX_USAGE);
+    }
+    let pool = match database::connect(&url, Duration::from_secs(10)).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("wh-control-plane: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match wh_control_plane::auth::create_user(&pool, &email, password, admin).await {
+        Ok(u) => {
+            println!(
+                "user {} created (id {}{})",
+                u.email,
+                u.id,
+                if u.is_admin { ", admin" } else { "" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wh-control-plane: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn serve(args: ServeArgs) -> ExitCode {
     let config = match Config::from_args(args) {
         Ok(c) => c,
@@ -173,6 +234,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         jwt: Arc::new(jwt::JwtKeys::new(config.jwt_secret.expose(), config.jwt_ttl)),
         hub,
         routing: Arc::new(routing),
+        env: Arc::new(config.master_key.sealer(wh_control_plane::secrets::Purpose::Env)),
+        cookie_secure: config.cookie_secure,
     };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
@@ -183,7 +246,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     tracing::info!(listen = %config.listen, "control plane listening");
     let shutdown = stop.clone();
-    let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(async move {
+    let app = api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         wait_for_signal().await;
         shutdown.cancel();
     });

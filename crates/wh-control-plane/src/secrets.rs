@@ -57,6 +57,11 @@ impl MasterKey {
         Ok(MasterKey(key))
     }
 
+    /// A key from raw bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
+        MasterKey(bytes)
+    }
+
     /// The sealer for one purpose.
     pub fn sealer(&self, purpose: Purpose) -> Sealer {
         let mut derived = [0u8; 32];

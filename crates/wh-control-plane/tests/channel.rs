@@ -34,12 +34,12 @@ async fn start() -> Cp {
         Duration::from_millis(100),
         tokio_util::sync::CancellationToken::new(),
     ));
-    let state = AppState {
-        pool: db.pool.clone(),
-        jwt: Arc::new(JwtKeys::new(SECRET, Duration::from_secs(900))),
-        hub: hub.clone(),
-        routing: Arc::new(wh_control_plane::Routing::follow(&db.pool, None, "route.test")),
-    };
+    let state = AppState::new(
+        db.pool.clone(),
+        Arc::new(JwtKeys::new(SECRET, Duration::from_secs(900))),
+        hub.clone(),
+        Arc::new(wh_control_plane::Routing::follow(&db.pool, None, "route.test")),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });

@@ -22,12 +22,12 @@ struct Cp {
 async fn start() -> Cp {
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
     let (tx, _rx) = mpsc::channel(16);
-    let state = AppState {
-        pool: db.pool.clone(),
-        jwt: Arc::new(JwtKeys::new(&[1u8; 32], Duration::from_secs(900))),
-        hub: Arc::new(Hub::new(tx)),
-        routing: Arc::new(Routing::follow(&db.pool, Some(Secret::new(TOKEN)), "route.test")),
-    };
+    let state = AppState::new(
+        db.pool.clone(),
+        Arc::new(JwtKeys::new(&[1u8; 32], Duration::from_secs(900))),
+        Arc::new(Hub::new(tx)),
+        Arc::new(Routing::follow(&db.pool, Some(Secret::new(TOKEN)), "route.test")),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });

@@ -24,12 +24,12 @@ async fn hundred_workers_heartbeating_for_thirty_seconds_lose_nothing() {
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
     let (tx, mut inbound) = mpsc::channel::<Inbound>(4096);
     let hub = Arc::new(Hub::new(tx));
-    let state = AppState {
-        pool: db.pool.clone(),
-        jwt: Arc::new(JwtKeys::new(&[3u8; 32], Duration::from_secs(900))),
-        hub: hub.clone(),
-        routing: Arc::new(wh_control_plane::Routing::follow(&db.pool, None, "route.test")),
-    };
+    let state = AppState::new(
+        db.pool.clone(),
+        Arc::new(JwtKeys::new(&[3u8; 32], Duration::from_secs(900))),
+        hub.clone(),
+        Arc::new(wh_control_plane::Routing::follow(&db.pool, None, "route.test")),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });

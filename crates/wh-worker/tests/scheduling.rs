@@ -19,12 +19,12 @@ async fn a_queued_job_goes_to_the_least_loaded_worker_and_its_result_completes_i
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
     let (tx, inbound) = mpsc::channel(1024);
     let hub = Arc::new(Hub::new(tx));
-    let state = AppState {
-        pool: db.pool.clone(),
-        jwt: Arc::new(JwtKeys::new(&[5u8; 32], Duration::from_secs(900))),
-        hub: hub.clone(),
-        routing: Arc::new(Routing::follow(&db.pool, None, "route.test")),
-    };
+    let state = AppState::new(
+        db.pool.clone(),
+        Arc::new(JwtKeys::new(&[5u8; 32], Duration::from_secs(900))),
+        hub.clone(),
+        Arc::new(Routing::follow(&db.pool, None, "route.test")),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });

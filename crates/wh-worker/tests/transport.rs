@@ -38,12 +38,12 @@ async fn start_cp(pool: &sqlx::PgPool, addr: SocketAddr, ttl: Duration) -> Cp {
         Duration::from_millis(100),
         CancellationToken::new(),
     ));
-    let state = AppState {
-        pool: pool.clone(),
-        jwt: Arc::new(JwtKeys::new(&[9u8; 32], ttl)),
-        hub: hub.clone(),
-        routing: Arc::new(wh_control_plane::Routing::follow(pool, None, "route.test")),
-    };
+    let state = AppState::new(
+        pool.clone(),
+        Arc::new(JwtKeys::new(&[9u8; 32], ttl)),
+        hub.clone(),
+        Arc::new(wh_control_plane::Routing::follow(pool, None, "route.test")),
+    );
     let mut listener = None;
     for _ in 0..50 {
         match tokio::net::TcpListener::bind(addr).await {

@@ -9,8 +9,14 @@ use axum::Json;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
+    #[error("bad request: {0}")]
+    BadRequest(String),
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("conflict on {field}: {message}")]
+    Conflict { field: &'static str, message: String },
     #[error("not found")]
     NotFound,
     #[error("invalid {field}: {message}")]
@@ -28,6 +34,13 @@ impl From<sqlx::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, field) = match &self {
+            ApiError::BadRequest(why) => {
+                (StatusCode::BAD_REQUEST, "bad_request", why.clone(), None)
+            }
+            ApiError::Forbidden(why) => (StatusCode::FORBIDDEN, "forbidden", why.to_string(), None),
+            ApiError::Conflict { field, message } => {
+                (StatusCode::CONFLICT, "conflict", message.clone(), Some(*field))
+            }
             ApiError::Unauthorized(why) => {
                 (StatusCode::UNAUTHORIZED, "unauthorized", why.to_string(), None)
             }

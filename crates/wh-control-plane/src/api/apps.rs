@@ -1,0 +1,404 @@
+//! Apps and their environment variables under `/api/v1/apps`. A user sees and changes only
+//! their own apps: another user's app is a 404, exactly like one that does not exist.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{ApiJson, Caller};
+use super::ApiError;
+use crate::{audit, AppState};
+
+/// Slugs that would collide with the platform's own names.
+const RESERVED: &[&str] = &[
+    "www",
+    "api",
+    "admin",
+    "dashboard",
+    "app",
+    "apps",
+    "static",
+    "assets",
+    "mail",
+    "proxy",
+    "traefik",
+    "control",
+    "root",
+    "status",
+    "docs",
+    "help",
+    "wisehosting",
+    "localhost",
+];
+
+/// Validates an app slug: 3–40 of `[a-z0-9-]`, no leading or trailing hyphen, not reserved.
+pub fn validate_slug(slug: &str) -> Result<(), ApiError> {
+    let bad = |m: &str| Err(ApiError::Validation { field: "name", message: m.to_owned() });
+    if !(3..=40).contains(&slug.len()) {
+        return bad("must be 3 to 40 characters");
+    }
+    if !slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return bad("may contain only a-z, 0-9 and -");
+    }
+    if slug.starts_with('-') || slug.ends_with('-') {
+        return bad("must not start or end with -");
+    }
+    if RESERVED.contains(&slug) {
+        return bad("is reserved");
+    }
+    Ok(())
+}
+
+/// Validates an environment variable name (POSIX: a letter or `_`, then letters, digits, `_`).
+pub fn validate_env_key(key: &str) -> Result<(), ApiError> {
+    let mut bytes = key.bytes();
+    let ok = matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && key.len() <= 255;
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Validation {
+            field: "key",
+            message: "must be a POSIX name: a letter or _, then letters, digits or _".into(),
+        })
+    }
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct App {
+    #[serde(skip)]
+    pub id: i64,
+    pub slug: String,
+    pub repo_url: String,
+    pub branch: String,
+    pub plan: String,
+    pub port: i32,
+}
+
+const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port";
+
+async fn owned_app(state: &AppState, caller: &Caller, slug: &str) -> Result<App, ApiError> {
+    sqlx::query_as::<_, App>(&format!("SELECT {APP_COLUMNS} FROM apps a JOIN plans p ON p.id = a.plan_id WHERE a.slug = $1 AND a.owner_id = $2"))
+        .bind(slug)
+        .bind(caller.user.id)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+#[derive(Deserialize)]
+pub struct NewApp {
+    name: String,
+    repo_url: String,
+    #[serde(default)]
+    branch: Option<String>,
+    #[serde(default)]
+    plan: Option<String>,
+    port: i32,
+}
+
+fn validate_repo(url: &str) -> Result<(), ApiError> {
+    if (url.starts_with("https://") || url.starts_with("ssh://") || url.starts_with("git@"))
+        && url.len() <= 500
+        && !url.contains(char::is_whitespace)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::Validation {
+            field: "repo_url",
+            message: "must be an https://, ssh:// or git@ URL".into(),
+        })
+    }
+}
+
+fn validate_port(port: i32) -> Result<(), ApiError> {
+    if (1..=65535).contains(&port) {
+        Ok(())
+    } else {
+        Err(ApiError::Validation { field: "port", message: "must be 1 to 65535".into() })
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewApp>,
+) -> Result<Response, ApiError> {
+    validate_slug(&body.name)?;
+    validate_repo(&body.repo_url)?;
+    validate_port(body.port)?;
+    let branch = body.branch.unwrap_or_else(|| "main".into());
+    let plan = body.plan.unwrap_or_else(|| "hobby".into());
+    let mut tx = state.pool.begin().await?;
+    let plan_id: Option<i64> = sqlx::query_scalar("SELECT id FROM plans WHERE name = $1")
+        .bind(&plan)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let plan_id = plan_id.ok_or(ApiError::Validation {
+        field: "plan",
+        message: format!("no plan named `{plan}`"),
+    })?;
+    let inserted = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO apps (owner_id, slug, repo_url, branch, plan_id, port) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (slug) DO NOTHING RETURNING id",
+    )
+    .bind(caller.user.id)
+    .bind(&body.name)
+    .bind(&body.repo_url)
+    .bind(&branch)
+    .bind(plan_id)
+    .bind(body.port)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if inserted.is_none() {
+        return Err(ApiError::Conflict {
+            field: "name",
+            message: format!("`{}` is taken", body.name),
+        });
+    }
+    audit::record(
+        &mut tx,
+        Some(caller.user.id),
+        "app.create",
+        &format!("app:{}", body.name),
+        caller.client_ip,
+        serde_json::json!({"repo_url": body.repo_url, "plan": plan}),
+    )
+    .await?;
+    tx.commit().await?;
+    let app = owned_app(&state, &caller, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(app)).into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<App>>, ApiError> {
+    let apps = sqlx::query_as::<_, App>(&format!("SELECT {APP_COLUMNS} FROM apps a JOIN plans p ON p.id = a.plan_id WHERE a.owner_id = $1 ORDER BY a.slug"))
+        .bind(caller.user.id)
+        .fetch_all(&state.pool)
+        .await?;
+    Ok(Json(apps))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+) -> Result<Json<App>, ApiError> {
+    owned_app(&state, &caller, &slug).await.map(Json)
+}
+
+#[derive(Deserialize)]
+pub struct AppPatch {
+    repo_url: Option<String>,
+    branch: Option<String>,
+    port: Option<i32>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<AppPatch>,
+) -> Result<Json<App>, ApiError> {
+    let app = owned_app(&state, &caller, &slug).await?;
+    if let Some(r) = &body.repo_url {
+        validate_repo(r)?;
+    }
+    if let Some(p) = body.port {
+        validate_port(p)?;
+    }
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("UPDATE apps SET repo_url = coalesce($2, repo_url), branch = coalesce($3, branch), port = coalesce($4, port), updated_at = now() WHERE id = $1")
+        .bind(app.id)
+        .bind(&body.repo_url)
+        .bind(&body.branch)
+        .bind(body.port)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        Some(caller.user.id),
+        "app.update",
+        &format!("app:{slug}"),
+        caller.client_ip,
+        serde_json::json!({"repo_url": body.repo_url, "branch": body.branch, "port": body.port}),
+    )
+    .await?;
+    tx.commit().await?;
+    owned_app(&state, &caller, &slug).await.map(Json)
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let app = owned_app(&state, &caller, &slug).await?;
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("DELETE FROM apps WHERE id = $1").bind(app.id).execute(&mut *tx).await?;
+    audit::record(
+        &mut tx,
+        Some(caller.user.id),
+        "app.delete",
+        &format!("app:{slug}"),
+        caller.client_ip,
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct Reveal {
+    #[serde(default)]
+    reveal: bool,
+}
+
+pub async fn env_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    Query(q): Query<Reveal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let app = owned_app(&state, &caller, &slug).await?;
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT key, value_sealed FROM env_vars WHERE app_id = $1 ORDER BY key")
+            .bind(app.id)
+            .fetch_all(&state.pool)
+            .await?;
+    let mut out = serde_json::Map::new();
+    for (key, sealed) in rows {
+        let value = if q.reveal {
+            let plain = state.env.open(&sealed, app.id).map_err(|e| {
+                ApiError::Internal(anyhow::anyhow!("env var {key} of app {}: {e}", app.id))
+            })?;
+            serde_json::Value::String(String::from_utf8_lossy(&plain).into_owned())
+        } else {
+            serde_json::Value::String("********".into())
+        };
+        out.insert(key, value);
+    }
+    Ok(Json(serde_json::Value::Object(out)))
+}
+
+#[derive(Deserialize)]
+pub struct EnvValue {
+    value: String,
+}
+
+pub async fn env_set(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((slug, key)): Path<(String, String)>,
+    ApiJson(body): ApiJson<EnvValue>,
+) -> Result<StatusCode, ApiError> {
+    validate_env_key(&key)?;
+    if body.value.len() > 64 * 1024 {
+        return Err(ApiError::Validation { field: "value", message: "at most 64 KiB".into() });
+    }
+    let app = owned_app(&state, &caller, &slug).await?;
+    let sealed = state.env.seal(body.value.as_bytes(), app.id);
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) VALUES ($1, $2, $3) ON CONFLICT (app_id, key) DO UPDATE SET value_sealed = excluded.value_sealed, updated_at = now()")
+        .bind(app.id)
+        .bind(&key)
+        .bind(sealed)
+        .execute(&mut *tx)
+        .await?;
+    // The key is recorded, never the value.
+    audit::record(
+        &mut tx,
+        Some(caller.user.id),
+        "env.set",
+        &format!("app:{slug}"),
+        caller.client_ip,
+        serde_json::json!({"key": key}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn env_delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((slug, key)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let app = owned_app(&state, &caller, &slug).await?;
+    let mut tx = state.pool.begin().await?;
+    let gone = sqlx::query("DELETE FROM env_vars WHERE app_id = $1 AND key = $2")
+        .bind(app.id)
+        .bind(&key)
+        .execute(&mut *tx)
+        .await?;
+    if gone.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        Some(caller.user.id),
+        "env.delete",
+        &format!("app:{slug}"),
+        caller.client_ip,
+        serde_json::json!({"key": key}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One audit event as the API shows it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub actor_id: Option<i64>,
+    pub action: String,
+    pub target: String,
+    pub client_ip: Option<String>,
+    pub details: serde_json::Value,
+    pub at: String,
+}
+
+/// `GET /api/v1/audit-events`: the caller's own events (an admin sees everyone's), newest first.
+pub async fn audit_events(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    let events = sqlx::query_as::<_, AuditEvent>(
+        "SELECT id, actor_id, action, target, host(client_ip) AS client_ip, details,
+                to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at
+         FROM audit_events WHERE $1 OR actor_id = $2 ORDER BY id DESC LIMIT 500",
+    )
+    .bind(caller.user.is_admin)
+    .bind(caller.user.id)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_and_env_keys() {
+        for ok in ["foo", "my-app-2", "a1b"] {
+            assert!(validate_slug(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "-foo", "foo-", "Foo", "fo_o", "admin", &"a".repeat(41)] {
+            assert!(validate_slug(bad).is_err(), "{bad}");
+        }
+        for ok in ["PATH", "_X", "database_url2"] {
+            assert!(validate_env_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1X", "A-B", "A B", "É"] {
+            assert!(validate_env_key(bad).is_err(), "{bad}");
+        }
+    }
+}

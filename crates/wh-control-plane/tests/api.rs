@@ -1,0 +1,296 @@
+//! The user API through the router (`tower::ServiceExt::oneshot`) on the real Postgres:
+//! sessions and CSRF, API tokens, apps with ownership, encrypted env vars, audit, error shapes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+use wh_control_plane::hub::Hub;
+use wh_control_plane::jwt::JwtKeys;
+use wh_control_plane::{api, auth, AppState, Routing};
+
+struct Env {
+    state: AppState,
+    db: wh_testkit::postgres::TestDatabase,
+}
+
+async fn env() -> Env {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let (tx, _rx) = mpsc::channel(4);
+    let state = AppState::new(
+        db.pool.clone(),
+        Arc::new(JwtKeys::new(&[2u8; 32], Duration::from_secs(900))),
+        Arc::new(Hub::new(tx)),
+        Arc::new(Routing::follow(&db.pool, None, "route.test")),
+    );
+    Env { state, db }
+}
+
+async fn call(
+    env: &Env,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req.body(Body::from(body.unwrap_or("").to_owned())).unwrap();
+    let resp = api::app(env.state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+/// Signs in; returns (cookie header, csrf token).
+async fn sign_in(env: &Env, email: &str) -> (String, String) {
+    auth::create_user(&env.db.pool, email, "a long enough password", false).await.unwrap();
+    let body =
+        serde_json::json!({"email": email, "password": "a long enough password"}).to_string();
+    let (status, headers, json) = call(env, "POST", "/api/v1/auth/login", &[], Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let set_cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        set_cookie.contains("HttpOnly")
+            && set_cookie.contains("SameSite=Lax")
+            && set_cookie.contains("Secure"),
+        "{set_cookie}"
+    );
+    (
+        set_cookie.split(';').next().unwrap().to_owned(),
+        json["csrf_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn sessions_csrf_tokens_and_ownership() {
+    let env = env().await;
+    assert_eq!(call(&env, "GET", "/api/v1/me", &[], None).await.0, StatusCode::UNAUTHORIZED);
+    let wrong = serde_json::json!({"email": "nobody@example.test", "password": "x"}).to_string();
+    assert_eq!(
+        call(&env, "POST", "/api/v1/auth/login", &[], Some(&wrong)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (alice, csrf) = sign_in(&env, "alice@example.test").await;
+    let (status, _, me) = call(&env, "GET", "/api/v1/me", &[("cookie", &alice)], None).await;
+    assert_eq!((status, me["email"].as_str()), (StatusCode::OK, Some("alice@example.test")));
+
+    let new_app = r#"{"name": "alice-app", "repo_url": "https://git.example/a.git", "port": 8080}"#;
+    let (status, _, err) =
+        call(&env, "POST", "/api/v1/apps", &[("cookie", &alice)], Some(new_app)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "cookie mutation without CSRF: {err}");
+    let (status, _, app) = call(
+        &env,
+        "POST",
+        "/api/v1/apps",
+        &[("cookie", &alice), ("x-csrf-token", &csrf)],
+        Some(new_app),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    assert_eq!(
+        (app["slug"].as_str(), app["plan"].as_str(), app["branch"].as_str()),
+        (Some("alice-app"), Some("hobby"), Some("main"))
+    );
+    let (status, _, err) = call(
+        &env,
+        "POST",
+        "/api/v1/apps",
+        &[("cookie", &alice), ("x-csrf-token", &csrf)],
+        Some(new_app),
+    )
+    .await;
+    assert_eq!((status, err["error"]["field"].as_str()), (StatusCode::CONFLICT, Some("name")));
+
+    // Bob cannot see or change Alice's app: 404, as if it did not exist.
+    let (bob, bob_csrf) = sign_in(&env, "bob@example.test").await;
+    assert_eq!(
+        call(&env, "GET", "/api/v1/apps/alice-app", &[("cookie", &bob)], None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(
+            &env,
+            "DELETE",
+            "/api/v1/apps/alice-app",
+            &[("cookie", &bob), ("x-csrf-token", &bob_csrf)],
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, _, list) = call(&env, "GET", "/api/v1/apps", &[("cookie", &bob)], None).await;
+    assert_eq!(list, serde_json::json!([]));
+
+    // A personal API token: no CSRF needed, shown once.
+    let (status, _, token) = call(
+        &env,
+        "POST",
+        "/api/v1/tokens",
+        &[("cookie", &alice), ("x-csrf-token", &csrf)],
+        Some(r#"{"name": "cli"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    let (status, _, _) = call(
+        &env,
+        "PATCH",
+        "/api/v1/apps/alice-app",
+        &[("authorization", &bearer)],
+        Some(r#"{"branch": "prod"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        call(&env, "GET", "/api/v1/me", &[("authorization", "Bearer wht_nope")], None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
+        .fetch_all(&env.db.pool)
+        .await
+        .unwrap();
+    assert!(!stored.iter().any(|h| bearer.contains(h.as_str())), "raw token stored");
+
+    // Logout ends the session.
+    assert_eq!(
+        call(
+            &env,
+            "POST",
+            "/api/v1/auth/logout",
+            &[("cookie", &alice), ("x-csrf-token", &csrf)],
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&env, "GET", "/api/v1/me", &[("cookie", &alice)], None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_field_and_bad_json_is_400() {
+    let env = env().await;
+    let (cookie, csrf) = sign_in(&env, "v@example.test").await;
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    for (body, field) in [
+        (r#"{"name": "ab", "repo_url": "https://g/x.git", "port": 80}"#, "name"),
+        (r#"{"name": "admin", "repo_url": "https://g/x.git", "port": 80}"#, "name"),
+        (r#"{"name": "good-name", "repo_url": "file:///etc", "port": 80}"#, "repo_url"),
+        (r#"{"name": "good-name", "repo_url": "https://g/x.git", "port": 70000}"#, "port"),
+        (
+            r#"{"name": "good-name", "repo_url": "https://g/x.git", "port": 80, "plan": "gold"}"#,
+            "plan",
+        ),
+    ] {
+        let (status, _, err) = call(&env, "POST", "/api/v1/apps", &h, Some(body)).await;
+        assert_eq!(
+            (status, err["error"]["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+            "{body}: {err}"
+        );
+    }
+    let (status, _, err) = call(&env, "POST", "/api/v1/apps", &h, Some("{not json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(err["error"]["message"].as_str().unwrap().to_lowercase().contains("json"), "{err}");
+    let (status, _, err) = call(&env, "POST", "/api/v1/apps", &h, Some(r#"{"name": "x"}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "missing fields: {err}");
+}
+
+#[tokio::test]
+async fn env_vars_are_encrypted_masked_audited_and_bound_to_their_app() {
+    let env = env().await;
+    let (cookie, csrf) = sign_in(&env, "e@example.test").await;
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    for name in ["env-one", "env-two"] {
+        let body = format!(
+            r#"{{"name": "{name}", "repo_url": "https://git.example/x.git", "port": 8080}}"#
+        );
+        assert_eq!(
+            call(&env, "POST", "/api/v1/apps", &h, Some(&body)).await.0,
+            StatusCode::CREATED
+        );
+    }
+    const SECRET: &str = "sup3r-s3cret-database-password";
+    assert_eq!(
+        call(
+            &env,
+            "PUT",
+            "/api/v1/apps/env-one/env/DATABASE_URL",
+            &h,
+            Some(&format!(r#"{{"value": "{SECRET}"}}"#))
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, _, err) =
+        call(&env, "PUT", "/api/v1/apps/env-one/env/1BAD", &h, Some(r#"{"value": "x"}"#)).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("key"))
+    );
+
+    let (_, _, masked) = call(&env, "GET", "/api/v1/apps/env-one/env", &h, None).await;
+    assert_eq!(masked["DATABASE_URL"], "********");
+    let (_, _, revealed) =
+        call(&env, "GET", "/api/v1/apps/env-one/env?reveal=true", &h, None).await;
+    assert_eq!(revealed["DATABASE_URL"], SECRET);
+
+    // No plaintext anywhere in a dump of the whole database.
+    let bin = wh_testkit::postgres::bin_dir().unwrap();
+    let url = env.db.url.split('?').next().unwrap(); // libpq rejects sqlx-only parameters
+    let dump = std::process::Command::new(bin.join("pg_dump"))
+        .arg("--data-only")
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(text.contains("DATABASE_URL"), "the dump did not include env_vars at all");
+    assert!(!text.contains(SECRET), "plaintext secret in the database dump");
+
+    // A ciphertext copied to another app does not decrypt there.
+    sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) SELECT (SELECT id FROM apps WHERE slug = 'env-two'), key, value_sealed FROM env_vars")
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    let (status, _, body) =
+        call(&env, "GET", "/api/v1/apps/env-two/env?reveal=true", &h, None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!body.to_string().contains(SECRET));
+
+    // Audited: who set which key, never the value.
+    let (_, _, events) = call(&env, "GET", "/api/v1/audit-events", &h, None).await;
+    let events = events.to_string();
+    assert!(
+        events.contains("env.set")
+            && events.contains("DATABASE_URL")
+            && events.contains("app.create"),
+        "{events}"
+    );
+    assert!(!events.contains(SECRET));
+    assert_eq!(
+        call(&env, "DELETE", "/api/v1/apps/env-one/env/DATABASE_URL", &h, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&env, "DELETE", "/api/v1/apps/env-one/env/DATABASE_URL", &h, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
