@@ -3,8 +3,10 @@
 
 pub mod apps;
 pub mod auth;
+pub mod deployments;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod proxy_config;
 pub mod workers;
 
@@ -14,6 +16,41 @@ use axum::Router;
 pub use error::ApiError;
 
 use crate::AppState;
+
+/// Per-IP limits on `/api/`: sign-in attempts (10/min) and everything (600/min); over the limit
+/// is 429 with `Retry-After`. The worker and proxy endpoints are not limited here (they
+/// authenticate with their own credentials and poll by design).
+async fn rate_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = req.uri().path();
+    if path.starts_with("/api/") {
+        let ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+        let now = std::time::Instant::now();
+        let mut verdict = state.limits.api.check(ip, now);
+        if verdict.is_ok() && path == "/api/v1/auth/login" {
+            verdict = state.limits.login.check(ip, now);
+        }
+        if let Err(retry) = verdict {
+            let body = axum::Json(
+                serde_json::json!({"error": {"code": "rate_limited", "message": "too many requests"}}),
+            );
+            return (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, retry.as_secs().to_string())],
+                body,
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
 
 /// The control plane's router.
 pub fn app(state: AppState) -> Router {
@@ -32,6 +69,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/apps/{slug}/env", get(apps::env_list))
         .route("/api/v1/apps/{slug}/env/{key}", put(apps::env_set).delete(apps::env_delete))
         .route("/api/v1/audit-events", get(apps::audit_events))
+        .route("/api/v1/apps/{slug}/deployments", post(deployments::create).get(deployments::list))
+        .route("/api/v1/deployments/{id}", get(deployments::get))
+        .route("/api/v1/deployments/{id}/cancel", post(deployments::cancel))
+        .route("/api/v1/workers", get(deployments::workers))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
 }

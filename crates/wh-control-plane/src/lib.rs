@@ -6,6 +6,8 @@
 //! - [`workers`]: the worker registry (create, rotate key, disable; only key hashes stored).
 //! - [`jwt`]: short-lived HS256 tokens for workers.
 //! - [`proxy_config`]: the Traefik configuration the ingress proxy polls or watches.
+//! - [`deployments`]: the deployment state machine and its per-state deadlines.
+//! - [`ratelimit`]: per-IP request limits.
 //! - [`queue`]: the Postgres job queue (SKIP LOCKED claims, leases, fencing, NOTIFY).
 //! - [`scheduler`]: places pending jobs on healthy workers and applies their reports.
 //! - [`secrets`]: AES-256-GCM for secrets at rest, one HKDF-derived key per purpose.
@@ -22,10 +24,12 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod database;
+pub mod deployments;
 pub mod hub;
 pub mod jwt;
 pub mod proxy_config;
 pub mod queue;
+pub mod ratelimit;
 pub mod scheduler;
 pub mod secrets;
 pub mod workers;
@@ -43,6 +47,25 @@ pub struct AppState {
     pub env: Arc<secrets::Sealer>,
     /// Mark session cookies `Secure` (off only for plain-HTTP localhost).
     pub cookie_secure: bool,
+    /// Per-IP limits: sign-in attempts and the API in general.
+    pub limits: Arc<Limits>,
+}
+
+/// The API's rate limiters.
+#[derive(Debug)]
+pub struct Limits {
+    pub login: ratelimit::RateLimiter,
+    pub api: ratelimit::RateLimiter,
+}
+
+impl Default for Limits {
+    /// 10 sign-in attempts and 600 API requests per minute per IP.
+    fn default() -> Self {
+        Limits {
+            login: ratelimit::RateLimiter::per_minute(10),
+            api: ratelimit::RateLimiter::per_minute(600),
+        }
+    }
 }
 
 impl AppState {
@@ -63,6 +86,7 @@ impl AppState {
             routing,
             env: Arc::new(secrets::MasterKey::from_bytes(key).sealer(secrets::Purpose::Env)),
             cookie_secure: true,
+            limits: Arc::new(Limits::default()),
         }
     }
 }

@@ -236,6 +236,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         routing: Arc::new(routing),
         env: Arc::new(config.master_key.sealer(wh_control_plane::secrets::Purpose::Env)),
         cookie_secure: config.cookie_secure,
+        limits: Arc::new(wh_control_plane::Limits::default()),
     };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,

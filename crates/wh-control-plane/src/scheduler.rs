@@ -6,7 +6,8 @@
 //! while connected and heard from within 3 heartbeat intervals. The job is claimed for that
 //! worker (lease + fencing attempt) and pushed over the hub; if it cannot be delivered it goes
 //! back to pending. Worker reports extend the lease (ack, progress) or complete the attempt
-//! (result; a stale attempt is refused and logged). Expired leases fail visibly every second.
+//! (result; a stale attempt is refused and logged). Expired leases, and deployments past their
+//! state's deadline, fail visibly every second.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -93,6 +94,11 @@ pub async fn run(
                     Ok(ids) if !ids.is_empty() => tracing::warn!(jobs = ?ids, "job leases expired; jobs failed"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot expire leases"),
+                }
+                match crate::deployments::expire(&pool).await {
+                    Ok(ids) if !ids.is_empty() => tracing::warn!(deployments = ?ids, "deployments timed out"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot expire deployments"),
                 }
             }
             msg = inbound.recv() => match msg {

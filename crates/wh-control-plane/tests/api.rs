@@ -294,3 +294,135 @@ async fn env_vars_are_encrypted_masked_audited_and_bound_to_their_app() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn deployments_are_queued_with_their_job_listed_cancelled_and_time_out() {
+    let env = env().await;
+    let (cookie, csrf) = sign_in(&env, "d@example.test").await;
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let app = r#"{"name": "dep-app", "repo_url": "https://git.example/x.git", "port": 8080}"#;
+    assert_eq!(call(&env, "POST", "/api/v1/apps", &h, Some(app)).await.0, StatusCode::CREATED);
+
+    let (status, _, d) = call(&env, "POST", "/api/v1/apps/dep-app/deployments", &h, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    assert_eq!((d["state"].as_str(), d["git_ref"].as_str()), (Some("queued"), Some("main")));
+    let id = d["id"].as_i64().unwrap();
+    let (kind, payload): (String, serde_json::Value) =
+        sqlx::query_as("SELECT kind, payload FROM jobs WHERE deployment_id = $1")
+            .bind(id)
+            .fetch_one(&env.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(kind, "deploy");
+    assert_eq!(payload["deployment_id"], id);
+    assert_eq!(payload["repo_url"], "https://git.example/x.git");
+
+    let (status, _, d2) =
+        call(&env, "POST", "/api/v1/apps/dep-app/deployments", &h, Some(r#"{"ref": "v1.2.3"}"#))
+            .await;
+    assert_eq!((status, d2["git_ref"].as_str()), (StatusCode::CREATED, Some("v1.2.3")));
+    let (status, _, err) = call(
+        &env,
+        "POST",
+        "/api/v1/apps/dep-app/deployments",
+        &h,
+        Some(r#"{"ref": "--upload-pack=evil"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("ref"))
+    );
+    let (_, _, list) = call(&env, "GET", "/api/v1/apps/dep-app/deployments", &h, None).await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+
+    let (status, _, cancelled) =
+        call(&env, "POST", &format!("/api/v1/deployments/{id}/cancel"), &h, None).await;
+    assert_eq!((status, cancelled["state"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let job_state: String =
+        sqlx::query_scalar("SELECT state::text FROM jobs WHERE deployment_id = $1")
+            .bind(id)
+            .fetch_one(&env.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(job_state, "cancelled");
+    assert_eq!(
+        call(&env, "POST", &format!("/api/v1/deployments/{id}/cancel"), &h, None).await.0,
+        StatusCode::CONFLICT
+    );
+
+    // Someone else's deployment does not exist for you.
+    let (other, other_csrf) = sign_in(&env, "other@example.test").await;
+    let oh = [("cookie", other.as_str()), ("x-csrf-token", other_csrf.as_str())];
+    assert_eq!(
+        call(&env, "GET", &format!("/api/v1/deployments/{id}"), &oh, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&env, "GET", "/api/v1/apps/dep-app/deployments", &oh, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // A deployment past its state's deadline fails, saying where it was stuck.
+    let stuck = d2["id"].as_i64().unwrap();
+    sqlx::query(
+        "UPDATE deployments SET state_deadline = now() - interval '1 second' WHERE id = $1",
+    )
+    .bind(stuck)
+    .execute(&env.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(wh_control_plane::deployments::expire(&env.db.pool).await.unwrap(), vec![stuck]);
+    let (_, _, failed) = call(&env, "GET", &format!("/api/v1/deployments/{stuck}"), &h, None).await;
+    assert_eq!(
+        (failed["state"].as_str(), failed["error"].as_str()),
+        (Some("failed"), Some("timed out while queued"))
+    );
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_ip_admin_endpoints_and_openapi() {
+    let env = env().await;
+    let wrong = serde_json::json!({"email": "x@example.test", "password": "nope"}).to_string();
+    for _ in 0..10 {
+        assert_eq!(
+            call(&env, "POST", "/api/v1/auth/login", &[], Some(&wrong)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (status, headers, _) = call(&env, "POST", "/api/v1/auth/login", &[], Some(&wrong)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+
+    let env = self::env().await; // fresh limiter
+    let (user, _) = sign_in(&env, "plain@example.test").await;
+    assert_eq!(
+        call(&env, "GET", "/api/v1/workers", &[("cookie", &user)], None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    wh_control_plane::auth::create_user(
+        &env.db.pool,
+        "root@example.test",
+        "a long enough password",
+        true,
+    )
+    .await
+    .unwrap();
+    let body =
+        serde_json::json!({"email": "root@example.test", "password": "a long enough password"})
+            .to_string();
+    let (_, headers, _) = call(&env, "POST", "/api/v1/auth/login", &[], Some(&body)).await;
+    let admin = headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    wh_control_plane::workers::create(&env.db.pool, "w-admin", "10.50.0.50").await.unwrap();
+    let (status, _, workers) =
+        call(&env, "GET", "/api/v1/workers", &[("cookie", &admin)], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(workers[0]["name"], "w-admin");
+    assert_eq!(workers[0]["connected"], false);
+
+    let (status, _, doc) = call(&env, "GET", "/api/v1/openapi.json", &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/api/v1/apps"]["post"].is_object());
+}

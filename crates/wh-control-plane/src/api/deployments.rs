@@ -1,0 +1,189 @@
+//! Deployments under `/api/v1`: create (queued, with its job, in one transaction), list, show,
+//! cancel. Only the app's owner sees them.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::extract::Caller;
+use super::ApiError;
+use crate::{audit, deployments, AppState};
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Deployment {
+    pub id: i64,
+    pub app: String,
+    pub git_ref: String,
+    pub state: String,
+    pub error: Option<String>,
+    pub worker_id: Option<uuid::Uuid>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLUMNS: &str =
+    "d.id, a.slug AS app, d.git_ref, d.state::text AS state, d.error, d.worker_id,
+    to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS created_at,
+    to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS updated_at";
+
+#[derive(Deserialize, Default)]
+pub struct NewDeployment {
+    #[serde(default, rename = "ref")]
+    git_ref: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The body is optional: no body deploys the app's branch.
+    let body: NewDeployment = if body.iter().all(u8::is_ascii_whitespace) {
+        NewDeployment::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?
+    };
+    let app: Option<(i64, String, String, i32, i32, i32)> = sqlx::query_as(
+        "SELECT a.id, a.repo_url, a.branch, a.port, p.memory_mb, p.cpu_millis FROM apps a JOIN plans p ON p.id = a.plan_id
+         WHERE a.slug = $1 AND a.owner_id = $2",
+    )
+    .bind(&slug)
+    .bind(caller.user.id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (app_id, repo_url, branch, port, memory_mb, cpu_millis) = app.ok_or(ApiError::NotFound)?;
+    let git_ref = body.git_ref.unwrap_or(branch);
+    if git_ref.is_empty()
+        || git_ref.len() > 200
+        || git_ref.starts_with('-')
+        || git_ref.contains(char::is_whitespace)
+    {
+        return Err(ApiError::Validation {
+            field: "ref",
+            message: "must be a branch, tag or commit".into(),
+        });
+    }
+    let payload = serde_json::json!({"app": slug, "repo_url": repo_url, "ref": git_ref, "port": port, "memory_mb": memory_mb, "cpu_millis": cpu_millis});
+    let mut tx = state.pool.begin().await?;
+    let id = deployments::create(&mut tx, app_id, &git_ref, payload).await?;
+    audit::record(
+        &mut tx,
+        Some(caller.user.id),
+        "deployment.create",
+        &format!("app:{slug}"),
+        caller.client_ip,
+        serde_json::json!({"deployment": id, "ref": git_ref}),
+    )
+    .await?;
+    tx.commit().await?;
+    let d = owned(&state, &caller, id).await?;
+    Ok((StatusCode::CREATED, Json(d)).into_response())
+}
+
+async fn owned(state: &AppState, caller: &Caller, id: i64) -> Result<Deployment, ApiError> {
+    sqlx::query_as::<_, Deployment>(&format!("SELECT {COLUMNS} FROM deployments d JOIN apps a ON a.id = d.app_id WHERE d.id = $1 AND a.owner_id = $2"))
+        .bind(id)
+        .bind(caller.user.id)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+) -> Result<Json<Vec<Deployment>>, ApiError> {
+    let rows = sqlx::query_as::<_, Deployment>(&format!(
+        "SELECT {COLUMNS} FROM deployments d JOIN apps a ON a.id = d.app_id WHERE a.slug = $1 AND a.owner_id = $2 ORDER BY d.id DESC LIMIT 100"
+    ))
+    .bind(&slug)
+    .bind(caller.user.id)
+    .fetch_all(&state.pool)
+    .await?;
+    if rows.is_empty() {
+        // Distinguish "no deployments yet" from "not your app".
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM apps WHERE slug = $1 AND owner_id = $2)",
+        )
+        .bind(&slug)
+        .bind(caller.user.id)
+        .fetch_one(&state.pool)
+        .await?;
+        if !exists {
+            return Err(ApiError::NotFound);
+        }
+    }
+    Ok(Json(rows))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Deployment>, ApiError> {
+    owned(&state, &caller, id).await.map(Json)
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Deployment>, ApiError> {
+    let d = owned(&state, &caller, id).await?;
+    if !deployments::cancel(&state.pool, id).await? {
+        return Err(ApiError::Conflict {
+            field: "state",
+            message: format!("deployment is already {}", d.state),
+        });
+    }
+    let mut tx = state.pool.begin().await?;
+    audit::record(
+        &mut tx,
+        Some(caller.user.id),
+        "deployment.cancel",
+        &format!("app:{}", d.app),
+        caller.client_ip,
+        serde_json::json!({"deployment": id}),
+    )
+    .await?;
+    tx.commit().await?;
+    owned(&state, &caller, id).await.map(Json)
+}
+
+/// `GET /api/v1/workers` (admins): registry, connection, last seen, utilisation, running apps.
+pub async fn workers(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    if !caller.user.is_admin {
+        return Err(ApiError::Forbidden("administrators only"));
+    }
+    let rows: Vec<(uuid::Uuid, String, String, bool, i64)> = sqlx::query_as(
+        "SELECT w.id, w.name, host(w.mesh_ip), w.enabled, (SELECT count(*) FROM apps a WHERE a.worker_id = w.id) FROM workers w ORDER BY w.name",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let health = state.hub.health();
+    let now = std::time::SystemTime::now();
+    Ok(Json(
+        rows.into_iter()
+            .map(|(id, name, mesh_ip, enabled, apps)| {
+                let h = health.get(&id);
+                let stats = h.and_then(|h| h.last_heartbeat.as_ref()).map(|hb| &hb.stats);
+                serde_json::json!({
+                    "id": id, "name": name, "mesh_ip": mesh_ip, "enabled": enabled, "running_apps": apps,
+                    "connected": h.is_some_and(|h| h.connected),
+                    "last_seen_secs_ago": h.map(|h| now.duration_since(h.last_seen).unwrap_or_default().as_secs()),
+                    "cpu": stats.map(|s| s.cpu),
+                    "memory_used_mb": stats.map(|s| s.memory_used_mb),
+                    "memory_total_mb": stats.map(|s| s.memory_total_mb),
+                })
+            })
+            .collect(),
+    ))
+}
