@@ -52,14 +52,14 @@ async fn rate_limit(
     next.run(req).await
 }
 
-/// The control plane's router.
+/// The control plane's whole router (both halves on one listener).
 pub fn app(state: AppState) -> Router {
+    public(state.clone()).merge(internal(state))
+}
+
+/// The user-facing API (`/api/v1`), rate-limited per IP.
+pub fn public(state: AppState) -> Router {
     Router::new()
-        .route("/v1/workers/register", post(workers::register))
-        .route("/v1/workers/refresh-token", post(workers::refresh))
-        .route("/v1/workers/ws", get(workers::ws))
-        .route("/v1/traefik/proxy-config", get(proxy_config::proxy_config))
-        .route("/v1/traefik/config", get(proxy_config::worker_config))
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
@@ -76,5 +76,17 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit))
         .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+/// The machine endpoints: workers (`/v1/workers`) and the ingress proxy (`/v1/traefik`).
+/// With `WH_INTERNAL_LISTEN` they are served only there (e.g. on the mesh address).
+pub fn internal(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/workers/register", post(workers::register))
+        .route("/v1/workers/refresh-token", post(workers::refresh))
+        .route("/v1/workers/ws", get(workers::ws))
+        .route("/v1/traefik/proxy-config", get(proxy_config::proxy_config))
+        .route("/v1/traefik/config", get(proxy_config::worker_config))
         .with_state(state)
 }

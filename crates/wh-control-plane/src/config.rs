@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// API listener.
     #[arg(long, env = "WH_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
+    /// Optional second listener for the worker and proxy endpoints (e.g. the mesh address
+    /// 10.50.0.1:8081); when set, WH_LISTEN serves only the user API.
+    #[arg(long, env = "WH_INTERNAL_LISTEN")]
+    pub internal_listen: Option<SocketAddr>,
     /// Postgres connection URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -67,6 +71,7 @@ pub struct ServeArgs {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub internal_listen: Option<SocketAddr>,
     pub database_url: String,
     pub jwt_secret: Secret,
     pub jwt_ttl: Duration,
@@ -104,6 +109,7 @@ impl Config {
             master_key,
             cookie_secure: args.cookie_secure,
             listen: args.listen,
+            internal_listen: args.internal_listen,
             database_url,
             jwt_secret,
             jwt_ttl: Duration::from_secs(args.jwt_ttl_secs),

@@ -238,27 +238,69 @@ async fn serve(args: ServeArgs) -> ExitCode {
         cookie_secure: config.cookie_secure,
         limits: Arc::new(wh_control_plane::Limits::default()),
     };
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let bind = |addr: std::net::SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    };
+    let (public, internal) = match config.internal_listen {
+        Some(addr) => (api::public(state.clone()), Some((addr, api::internal(state)))),
+        None => (api::app(state), None),
+    };
+    let public_listener = match bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("wh-control-plane: cannot listen on {}: {e}", config.listen);
+            eprintln!("wh-control-plane: {e}");
             return ExitCode::FAILURE;
         }
     };
     tracing::info!(listen = %config.listen, "control plane listening");
+    let mut servers = tokio::task::JoinSet::new();
+    if let Some((addr, router)) = internal {
+        let listener = match bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("wh-control-plane: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(listen = %addr, "worker and proxy endpoints listening");
+        let stop = stop.clone();
+        servers.spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+        });
+    }
     let shutdown = stop.clone();
-    let app = api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        wait_for_signal().await;
-        shutdown.cancel();
+    servers.spawn(async move {
+        axum::serve(
+            public_listener,
+            public.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
     });
-    match server.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            stop.cancel();
+        }
+    });
+    let mut code = ExitCode::SUCCESS;
+    while let Some(result) = servers.join_next().await {
+        if let Ok(Err(e)) | Err(e) = result.map_err(std::io::Error::other) {
             eprintln!("wh-control-plane: {e}");
-            ExitCode::FAILURE
+            code = ExitCode::FAILURE;
+            stop.cancel();
         }
     }
+    code
 }
 
 async fn wait_for_signal() {
