@@ -1,0 +1,327 @@
+//! Podman as a subprocess: building images and running containers with this host's settings.
+//!
+//! The settings Podman needs on a host are runtime configuration, found by [`PodmanSettings::probe`]:
+//! on cgroup v1 hosts crun fails, so runc is used when present; ulimits are passed explicitly
+//! (`nofile`, `nproc`) because raising them implicitly fails on some hosts. Builds run on a
+//! per-host build network (never `--network=host`) with memory and CPU caps and a timeout, their
+//! output streamed line by line. Environment values reach `podman run` through the child's
+//! environment (`-e KEY`), never its argv, so they do not show in `ps` or in logs.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// Label carrying the app slug on every container we start.
+pub const LABEL_APP: &str = "wh.app";
+/// Label carrying the deployment id.
+pub const LABEL_DEPLOYMENT: &str = "wh.deployment";
+
+/// Why a Podman call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("podman is not usable: {0}")]
+    Unavailable(String),
+    #[error("`podman {command}` failed: {output}")]
+    Failed { command: String, output: String },
+    #[error("build timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How to invoke Podman on this host.
+#[derive(Debug, Clone)]
+pub struct PodmanSettings {
+    pub runtime: Option<String>,
+    pub ulimits: Vec<String>,
+    pub build_network: String,
+}
+
+impl PodmanSettings {
+    /// Looks at this host: Podman must answer; runc is preferred on cgroup v1 (crun fails
+    /// there); `WH_PODMAN_RUNTIME` and `WH_PODMAN_ULIMITS` override.
+    pub async fn probe() -> Result<PodmanSettings, RuntimeError> {
+        let info = Command::new("podman")
+            .args(["info", "--format", "json"])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| {
+                RuntimeError::Unavailable(format!("podman: {e} (apt-get install podman)"))
+            })?;
+        if !info.status.success() {
+            return Err(RuntimeError::Unavailable(
+                String::from_utf8_lossy(&info.stderr).into_owned(),
+            ));
+        }
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap_or_default();
+        let cgroup_v1 = info["host"]["cgroupVersion"].as_str() == Some("v1");
+        let has_runc = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("runc").is_file()));
+        let runtime = match std::env::var("WH_PODMAN_RUNTIME") {
+            Ok(r) if r.is_empty() => None,
+            Ok(r) => Some(r),
+            Err(_) => (has_runc
+                && (cgroup_v1 || info["host"]["ociRuntime"]["name"].as_str() != Some("runc")))
+            .then(|| "runc".to_owned()),
+        };
+        let ulimits = std::env::var("WH_PODMAN_ULIMITS")
+            .unwrap_or_else(|_| "nofile=1024:1024 nproc=1024:1024".into())
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        Ok(PodmanSettings { runtime, ulimits, build_network: "wisehosting-build".into() })
+    }
+}
+
+/// A container to start.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    pub name: String,
+    pub image: String,
+    /// Values travel in the podman child's environment, not its arguments.
+    pub env: Vec<(String, String)>,
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids_limit: u32,
+    pub labels: Vec<(String, String)>,
+    /// (host address, host port, container port)
+    pub publish: Option<(String, u16, u16)>,
+    pub extra_args: Vec<String>,
+}
+
+/// A container found by label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The Podman runtime.
+#[derive(Debug, Clone)]
+pub struct Podman {
+    pub settings: PodmanSettings,
+}
+
+impl Podman {
+    fn command(&self, sub: &str) -> Command {
+        let mut c = Command::new("podman");
+        c.arg(sub).stdin(Stdio::null()).kill_on_drop(true);
+        if matches!(sub, "run" | "build" | "create") {
+            if let Some(rt) = &self.settings.runtime {
+                c.args(["--runtime", rt]);
+            }
+            for u in &self.settings.ulimits {
+                c.args(["--ulimit", u]);
+            }
+        }
+        c
+    }
+
+    async fn output(&self, mut cmd: Command, what: &str) -> Result<String, RuntimeError> {
+        let out = cmd.output().await?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(RuntimeError::Failed {
+                command: what.to_owned(),
+                output: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    /// Creates the build network unless it exists.
+    pub async fn ensure_build_network(&self) -> Result<(), RuntimeError> {
+        let net = &self.settings.build_network;
+        let exists = Command::new("podman")
+            .args(["network", "exists", net])
+            .stdin(Stdio::null())
+            .status()
+            .await?;
+        if exists.success() {
+            return Ok(());
+        }
+        let mut c = Command::new("podman");
+        c.args(["network", "create", net]).stdin(Stdio::null());
+        match self.output(c, "network create").await {
+            Ok(_) => Ok(()),
+            // Another build created it meanwhile.
+            Err(RuntimeError::Failed { output, .. }) if output.contains("already") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Builds `context` into `tag`, streaming every output line to `on_line`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn build(
+        &self,
+        context: &Path,
+        dockerfile: Option<&Path>,
+        tag: &str,
+        labels: &[(String, String)],
+        memory_mb: u64,
+        timeout: Duration,
+        mut on_line: impl FnMut(&str) + Send,
+    ) -> Result<(), RuntimeError> {
+        self.ensure_build_network().await?;
+        let mut cmd = self.command("build");
+        cmd.args([
+            "--network",
+            &self.settings.build_network,
+            "--memory",
+            &format!("{memory_mb}m"),
+            "-t",
+            tag,
+        ]);
+        for (k, v) in labels {
+            cmd.args(["--label", &format!("{k}={v}")]);
+        }
+        if let Some(f) = dockerfile {
+            cmd.arg("-f").arg(f);
+        }
+        cmd.arg(context).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        let stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let mut merged = tokio_stream_merge(stdout, stderr);
+        let run = async {
+            let mut tail = std::collections::VecDeque::new();
+            while let Some(line) = merged.recv().await {
+                on_line(&line);
+                if tail.len() == 20 {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+            (child.wait().await, tail)
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Err(_) => Err(RuntimeError::Timeout(timeout)),
+            Ok((status, tail)) => {
+                if status?.success() {
+                    Ok(())
+                } else {
+                    Err(RuntimeError::Failed {
+                        command: "build".into(),
+                        output: tail.into_iter().collect::<Vec<_>>().join("\n"),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Starts a detached container; returns its id.
+    pub async fn run(&self, spec: &RunSpec) -> Result<String, RuntimeError> {
+        let mut cmd = self.command("run");
+        cmd.args(["-d", "--name", &spec.name, "--restart", "on-failure:5"]);
+        if spec.memory_mb > 0 {
+            cmd.args(["--memory", &format!("{}m", spec.memory_mb)]);
+        }
+        if spec.cpus > 0.0 {
+            cmd.args(["--cpus", &format!("{:.2}", spec.cpus)]);
+        }
+        if spec.pids_limit > 0 {
+            cmd.args(["--pids-limit", &spec.pids_limit.to_string()]);
+        }
+        for (k, v) in &spec.labels {
+            cmd.args(["--label", &format!("{k}={v}")]);
+        }
+        if let Some((ip, host, container)) = &spec.publish {
+            cmd.args(["-p", &format!("{ip}:{host}:{container}")]);
+        }
+        for (k, v) in &spec.env {
+            // `-e KEY` takes the value from podman's own environment: never in argv.
+            cmd.args(["-e", k]);
+            cmd.env(k, v);
+        }
+        cmd.args(&spec.extra_args).arg(&spec.image);
+        self.output(cmd, "run").await.map(|out| out.trim().to_owned())
+    }
+
+    /// `podman inspect` of a container, as JSON.
+    pub async fn inspect(&self, id: &str) -> Result<serde_json::Value, RuntimeError> {
+        let mut cmd = self.command("inspect");
+        cmd.args(["--format", "json", id]);
+        let out = self.output(cmd, "inspect").await?;
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| {
+            RuntimeError::Failed { command: "inspect".into(), output: e.to_string() }
+        })?;
+        Ok(v.get(0).cloned().unwrap_or(v))
+    }
+
+    /// Containers (running or not) carrying label `key` (any value) — what this worker runs.
+    pub async fn list(&self, key: &str) -> Result<Vec<Found>, RuntimeError> {
+        let mut cmd = self.command("ps");
+        cmd.args(["-a", "--format", "json", "--filter", &format!("label={key}")]);
+        let out = self.output(cmd, "ps").await?;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+        Ok(rows
+            .iter()
+            .map(|r| Found {
+                id: r["Id"].as_str().unwrap_or_default().to_owned(),
+                name: r["Names"].get(0).and_then(|n| n.as_str()).unwrap_or_default().to_owned(),
+                state: r["State"].as_str().unwrap_or_default().to_owned(),
+                labels: r["Labels"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// The last `lines` lines of a container's output (for failure reports).
+    pub async fn logs_tail(&self, id: &str, lines: usize) -> Result<String, RuntimeError> {
+        let mut cmd = self.command("logs");
+        cmd.args(["--tail", &lines.to_string(), id]);
+        let out = cmd.output().await?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+
+    /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container.
+    pub async fn remove(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let mut cmd = self.command("rm");
+        cmd.args(["-f", "-t", &grace.as_secs().to_string(), id]);
+        self.output(cmd, "rm").await.map(drop)
+    }
+}
+
+/// Merges two line streams into one channel (build output comes on both).
+fn tokio_stream_merge<A, B>(
+    mut a: tokio::io::Lines<A>,
+    mut b: tokio::io::Lines<B>,
+) -> tokio::sync::mpsc::Receiver<String>
+where
+    A: tokio::io::AsyncBufRead + Unpin + Send + 'static,
+    B: tokio::io::AsyncBufRead + Unpin + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let tx2 = tx.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = a.next_line().await {
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = b.next_line().await {
+            if tx2.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

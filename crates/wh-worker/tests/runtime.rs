@@ -1,0 +1,119 @@
+//! The Podman runtime against real Podman, with the testkit's local busybox base image.
+
+use std::time::Duration;
+
+use wh_testkit::podman::{Podman as TestPodman, LABEL};
+use wh_worker::runtime::{Podman, PodmanSettings, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and_removes() {
+    let kit = TestPodman::get().unwrap();
+    let base = kit.base_image().unwrap();
+    let cleanup = (LABEL.to_owned(), kit.run_id().to_owned());
+    let settings = PodmanSettings::probe().await.unwrap();
+    assert_eq!(
+        settings.runtime.as_deref(),
+        Some("runc"),
+        "this host needs runc (cgroup v1 hybrid)"
+    );
+    let podman = Podman { settings };
+
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Containerfile"),
+        format!(
+            "FROM {base}\nRUN mkdir -p /www && echo built-by-wh > /www/index.html && echo step-output-line\n\
+             CMD [\"sh\", \"-c\", \"echo $GREETING > /www/env.txt; httpd -f -p 8000 -h /www\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut lines = Vec::new();
+    let tag = format!("localhost/wh-runtime-test:{}", kit.run_id());
+    podman
+        .build(ctx.path(), None, &tag, &[cleanup.clone()], 256, Duration::from_secs(120), |l| {
+            lines.push(l.to_owned())
+        })
+        .await
+        .unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("step-output-line")),
+        "build output not streamed: {lines:?}"
+    );
+
+    let port = wh_testkit::net::free_port();
+    let spec = RunSpec {
+        name: format!("wh-rt-{}", kit.run_id()),
+        image: tag.clone(),
+        env: vec![("GREETING".into(), "hello-from-env".into())],
+        memory_mb: 64,
+        cpus: 0.5,
+        pids_limit: 100,
+        labels: vec![
+            cleanup.clone(),
+            (LABEL_APP.into(), "rt-app".into()),
+            (LABEL_DEPLOYMENT.into(), "42".into()),
+        ],
+        publish: Some(("127.0.0.1".into(), port, 8000)),
+        extra_args: vec![],
+    };
+    let id = podman.run(&spec).await.unwrap();
+    let mut page = None;
+    for _ in 0..100 {
+        if let Ok(r) = wh_testkit::http::get(&format!("http://127.0.0.1:{port}/env.txt"), &[]).await
+        {
+            if r.status == 200 {
+                page = Some(r.text());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        page.as_deref().map(str::trim),
+        Some("hello-from-env"),
+        "env var did not reach the container"
+    );
+    let inspect = podman.inspect(&id).await.unwrap();
+    assert_eq!(inspect["HostConfig"]["Memory"].as_i64(), Some(64 * 1024 * 1024));
+    assert_eq!(inspect["HostConfig"]["PidsLimit"].as_i64(), Some(100));
+    let args = inspect["Args"].to_string() + &inspect["Config"]["Cmd"].to_string();
+    assert!(!args.contains("hello-from-env"), "the env value leaked into the command line");
+
+    let found = podman.list(LABEL_APP).await.unwrap();
+    let mine = found
+        .iter()
+        .find(|f| id.starts_with(&f.id) || f.id.starts_with(&id))
+        .expect("not listed by label");
+    assert_eq!(mine.labels.get(LABEL_DEPLOYMENT).map(String::as_str), Some("42"));
+    assert_eq!(mine.state, "running");
+
+    podman.remove(&id, Duration::from_secs(0)).await.unwrap();
+    assert!(podman.inspect(&id).await.is_err(), "container still there after remove");
+}
+
+#[tokio::test]
+async fn a_failing_build_reports_its_last_lines() {
+    let kit = TestPodman::get().unwrap();
+    let base = kit.base_image().unwrap();
+    let podman = Podman { settings: PodmanSettings::probe().await.unwrap() };
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Containerfile"),
+        format!("FROM {base}\nRUN echo about-to-fail && false\n"),
+    )
+    .unwrap();
+    let tag = format!("localhost/wh-runtime-fail:{}", kit.run_id());
+    let err = podman
+        .build(
+            ctx.path(),
+            None,
+            &tag,
+            &[(LABEL.to_owned(), kit.run_id().to_owned())],
+            128,
+            Duration::from_secs(120),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("about-to-fail"), "{err}");
+}
