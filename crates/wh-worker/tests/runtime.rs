@@ -30,9 +30,15 @@ async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and
     let mut lines = Vec::new();
     let tag = format!("localhost/wh-runtime-test:{}", kit.run_id());
     podman
-        .build(ctx.path(), None, &tag, &[cleanup.clone()], 256, Duration::from_secs(120), |l| {
-            lines.push(l.to_owned())
-        })
+        .build(
+            ctx.path(),
+            None,
+            &tag,
+            std::slice::from_ref(&cleanup),
+            256,
+            Duration::from_secs(120),
+            |l| lines.push(l.to_owned()),
+        )
         .await
         .unwrap();
     assert!(
