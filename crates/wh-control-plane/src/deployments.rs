@@ -96,3 +96,76 @@ pub async fn expire(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
     .fetch_all(pool)
     .await
 }
+
+/// A worker reported a stage (`building`, `starting`, `healthy`) of the deployment `job` is for.
+pub async fn progress(pool: &PgPool, job: i64, stage: &str) -> Result<(), sqlx::Error> {
+    let Some(secs) = deadline(stage).map(|d| d.as_secs_f64()) else { return Ok(()) };
+    sqlx::query(
+        "UPDATE deployments SET state = $2::deployment_state, updated_at = now(), state_deadline = now() + make_interval(secs => $3)
+         WHERE id = (SELECT deployment_id FROM jobs WHERE id = $1)
+           AND state IN ('queued', 'building', 'starting', 'healthy') AND state <> $2::deployment_state",
+    )
+    .bind(job)
+    .bind(stage)
+    .bind(secs)
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// The deploy job `job` ended. On success the deployment goes live on `worker` at the reported
+/// host port, the app points there, and the previous live deployment is superseded (the proxy
+/// follows through proxy-config); on failure the deployment fails with the worker's reason.
+pub async fn finish(
+    pool: &PgPool,
+    job: i64,
+    worker: uuid::Uuid,
+    ok: bool,
+    error: Option<&str>,
+    output: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(Option<i64>, String)> =
+        sqlx::query_as("SELECT deployment_id, kind FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((Some(deployment), kind)) = row else { return Ok(()) };
+    if kind != "deploy" {
+        return Ok(());
+    }
+    if !ok {
+        sqlx::query(
+            "UPDATE deployments SET state = 'failed', error = $2, state_deadline = NULL, updated_at = now()
+             WHERE id = $1 AND state IN ('queued', 'building', 'starting', 'healthy')",
+        )
+        .bind(deployment)
+        .bind(error.unwrap_or("the worker reported a failure"))
+        .execute(&mut *tx)
+        .await?;
+        return tx.commit().await;
+    }
+    let host_port = output.get("host_port").and_then(|p| p.as_i64()).map(|p| p as i32);
+    let app: Option<i64> = sqlx::query_scalar(
+        "UPDATE deployments SET state = 'live', worker_id = $2, host_port = $3, state_deadline = NULL, updated_at = now()
+         WHERE id = $1 AND state IN ('queued', 'building', 'starting', 'healthy') RETURNING app_id",
+    )
+    .bind(deployment)
+    .bind(worker)
+    .bind(host_port)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(app) = app {
+        sqlx::query("UPDATE deployments SET state = 'superseded', updated_at = now() WHERE app_id = $1 AND state = 'live' AND id <> $2")
+            .bind(app)
+            .bind(deployment)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE apps SET worker_id = $2, updated_at = now() WHERE id = $1")
+            .bind(app)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}

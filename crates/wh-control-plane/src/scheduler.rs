@@ -29,12 +29,42 @@ pub struct SchedulerSettings {
     pub lease: Duration,
     /// The interval workers send heartbeats at; 3 missed make a worker unhealthy.
     pub heartbeat_interval: Duration,
+    /// Opens app env vars, which deploy jobs carry to the worker (over the signed channel only).
+    pub env: Option<std::sync::Arc<crate::secrets::Sealer>>,
 }
 
 impl Default for SchedulerSettings {
     fn default() -> Self {
-        Self { lease: Duration::from_secs(120), heartbeat_interval: Duration::from_secs(10) }
+        Self {
+            lease: Duration::from_secs(120),
+            heartbeat_interval: Duration::from_secs(10),
+            env: None,
+        }
     }
+}
+
+/// The decrypted env vars of the app a deploy job is for.
+async fn job_env(
+    pool: &PgPool,
+    settings: &SchedulerSettings,
+    deployment: Option<i64>,
+) -> Result<serde_json::Value, String> {
+    let (Some(sealer), Some(deployment)) = (&settings.env, deployment) else {
+        return Ok(serde_json::json!({}));
+    };
+    let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT e.app_id, e.key, e.value_sealed FROM env_vars e JOIN deployments d ON d.app_id = e.app_id WHERE d.id = $1",
+    )
+    .bind(deployment)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut env = serde_json::Map::new();
+    for (app, key, sealed) in rows {
+        let value = sealer.open(&sealed, app).map_err(|e| format!("env var {key}: {e}"))?;
+        env.insert(key, String::from_utf8_lossy(&value).into_owned().into());
+    }
+    Ok(serde_json::Value::Object(env))
 }
 
 /// A worker's placement score: (utilisation, running jobs); lower is better.
@@ -129,11 +159,26 @@ pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettin
             }
         };
         let Ok(worker_id) = worker.parse::<Uuid>() else { return };
+        let mut payload = job.payload.clone();
+        match job_env(pool, settings, job.deployment_id).await {
+            Ok(env) if job.kind == "deploy" => payload["env"] = env,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = queue::complete(
+                    pool,
+                    job.id,
+                    job.attempt,
+                    Err(&format!("cannot open the app's env vars: {e}")),
+                )
+                .await;
+                continue;
+            }
+        }
         let assign = Message::JobAssign(JobAssign {
             job_id: job.id,
             attempt: job.attempt,
             kind: job.kind.clone(),
-            payload: job.payload.clone(),
+            payload,
             lease_expires_ms: crate::now_ms() + settings.lease.as_millis() as i64,
         });
         match hub.send(worker_id, assign) {
@@ -153,14 +198,37 @@ pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettin
 pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) {
     let result = match &msg.message {
         Message::JobAck(r) => queue::extend(pool, r.job_id, r.attempt, settings.lease).await,
-        Message::JobProgress(p) => queue::extend(pool, p.job_id, p.attempt, settings.lease).await,
+        Message::JobProgress(p) => {
+            let extended = queue::extend(pool, p.job_id, p.attempt, settings.lease).await;
+            if extended.is_ok() {
+                if let Err(e) = crate::deployments::progress(pool, p.job_id, &p.stage).await {
+                    tracing::warn!(error = %e, "cannot record deployment progress");
+                }
+            }
+            extended
+        }
         Message::JobResult(r) => {
             let outcome = if r.ok {
                 Ok(())
             } else {
                 Err(r.error.as_deref().unwrap_or("failed without a reason"))
             };
-            queue::complete(pool, r.job_id, r.attempt, outcome).await
+            let completed = queue::complete(pool, r.job_id, r.attempt, outcome).await;
+            if completed.is_ok() {
+                let finished = crate::deployments::finish(
+                    pool,
+                    r.job_id,
+                    msg.worker_id,
+                    r.ok,
+                    r.error.as_deref(),
+                    &r.output,
+                )
+                .await;
+                if let Err(e) = finished {
+                    tracing::error!(error = %e, "cannot record the deployment outcome");
+                }
+            }
+            completed
         }
         _ => Ok(()),
     };

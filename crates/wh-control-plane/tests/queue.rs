@@ -158,3 +158,50 @@ async fn a_rolled_back_enqueue_leaves_nothing_and_notify_wakes_a_waiter_at_once(
     );
     assert!(queue::claim(&db.pool, "c", Duration::from_secs(1)).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn deploy_progress_and_results_move_the_deployment() {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let d0 = deployment(&db.pool).await;
+    let app: i64 = sqlx::query_scalar("SELECT app_id FROM deployments WHERE id = $1")
+        .bind(d0)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let (worker, _) = wh_control_plane::workers::create(&db.pool, "wq", "127.0.0.1").await.unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    let d = wh_control_plane::deployments::create(&mut tx, app, "main", serde_json::json!({}))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let job = queue::claim(&db.pool, &worker.id.to_string(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.deployment_id, Some(d));
+    wh_control_plane::deployments::progress(&db.pool, job.id, "building").await.unwrap();
+    let state: String = sqlx::query_scalar("SELECT state::text FROM deployments WHERE id = $1")
+        .bind(d)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "building");
+    queue::complete(&db.pool, job.id, job.attempt, Ok(())).await.unwrap();
+    wh_control_plane::deployments::finish(
+        &db.pool,
+        job.id,
+        worker.id,
+        true,
+        None,
+        &serde_json::json!({"host_port": 31555}),
+    )
+    .await
+    .unwrap();
+    let (state, port): (String, Option<i32>) =
+        sqlx::query_as("SELECT state::text, host_port FROM deployments WHERE id = $1")
+            .bind(d)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), port), ("live", Some(31555)));
+}

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use wh_worker::host;
 use wh_worker::transport::{net, Endpoint, Transport, TransportConfig};
+use wh_worker::{agent, host, runtime};
 use wh_wsproto::messages::{Heartbeat, Hello};
 use wh_wsproto::Message;
 
@@ -29,6 +29,9 @@ struct Args {
     /// PEM roots to trust for an https control plane (default: the system store).
     #[arg(long, env = "WH_CA_BUNDLE")]
     ca_bundle: Option<std::path::PathBuf>,
+    /// Address container ports are published on (this worker's mesh address).
+    #[arg(long, env = "WH_PUBLISH_IP", default_value = "127.0.0.1")]
+    publish_ip: String,
     /// Seconds between heartbeats.
     #[arg(long, env = "WH_HEARTBEAT_SECS", default_value_t = 10)]
     heartbeat_secs: u64,
@@ -88,7 +91,7 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let (transport, mut inbound) = Transport::new(TransportConfig::new(endpoint, key));
+        let (transport, inbound) = Transport::new(TransportConfig::new(endpoint, key));
         let stop = CancellationToken::new();
         let beat = transport.clone();
         let every = Duration::from_secs(args.heartbeat_secs.max(1));
@@ -101,12 +104,22 @@ fn main() -> ExitCode {
                 }));
             }
         });
-        tokio::spawn(async move {
-            while let Some(msg) = inbound.recv().await {
-                // Jobs are executed once the deploy work lands; until then they are only logged.
-                tracing::info!(t = msg.type_name(), "message from the control plane");
+        let podman = match runtime::PodmanSettings::probe().await {
+            Ok(settings) => runtime::Podman { settings },
+            Err(e) => {
+                eprintln!("wh-worker: {e}");
+                return ExitCode::FAILURE;
             }
+        };
+        let agent = std::sync::Arc::new(agent::Agent {
+            podman,
+            transport: transport.clone(),
+            settings: agent::AgentSettings {
+                publish_ip: args.publish_ip.clone(),
+                ..agent::AgentSettings::default()
+            },
         });
+        tokio::spawn(agent.run(inbound));
         let signal_stop = stop.clone();
         tokio::spawn(async move {
             let mut term =

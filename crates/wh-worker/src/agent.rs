@@ -1,0 +1,312 @@
+//! Executes jobs from the control plane. A `deploy` job: shallow-clone the ref into a temporary
+//! directory (removed afterwards), use the repository's Containerfile/Dockerfile or a preset,
+//! build (output streamed as log lines), start the container with the app's env vars and plan
+//! limits, published on this worker's address at a free host port, health-check it, and report
+//! the host port. A failed health check removes the new container (whatever was serving keeps
+//! serving) and fails the job with the reason and the container's last log lines.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use wh_wsproto::messages::{JobAssign, JobProgress, JobRef, JobResult, LogLine, LogLines, Stream};
+use wh_wsproto::Message;
+
+use crate::frameworks::{self, BaseImages};
+use crate::runtime::{Podman, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
+use crate::transport::Transport;
+
+/// How the agent runs apps on this host.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Address container ports are published on (the mesh address; 127.0.0.1 for dev).
+    pub publish_ip: String,
+    pub base_images: BaseImages,
+    pub build_timeout: Duration,
+    pub health_timeout: Duration,
+    pub health_path: String,
+    /// Extra labels on everything the agent creates (tests use it for cleanup).
+    pub extra_labels: Vec<(String, String)>,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            publish_ip: "127.0.0.1".into(),
+            base_images: BaseImages::default(),
+            build_timeout: Duration::from_secs(15 * 60),
+            health_timeout: Duration::from_secs(60),
+            health_path: "/".into(),
+            extra_labels: Vec::new(),
+        }
+    }
+}
+
+/// The job executor.
+pub struct Agent {
+    pub podman: Podman,
+    pub transport: Arc<Transport>,
+    pub settings: AgentSettings,
+}
+
+impl Agent {
+    /// Runs every job that arrives, each in its own task.
+    pub async fn run(self: Arc<Self>, mut inbound: mpsc::Receiver<Message>) {
+        while let Some(msg) = inbound.recv().await {
+            if let Message::JobAssign(job) = msg {
+                let me = self.clone();
+                tokio::spawn(async move { me.execute(job).await });
+            }
+        }
+    }
+
+    async fn execute(&self, job: JobAssign) {
+        let (id, attempt) = (job.job_id, job.attempt);
+        self.transport.send(Message::JobAck(JobRef { job_id: id, attempt }));
+        let result = match job.kind.as_str() {
+            "deploy" => self.deploy(&job).await,
+            other => Err(format!("this worker does not know job kind `{other}`")),
+        };
+        let (ok, error, output) = match result {
+            Ok(output) => (true, None, output),
+            Err(e) => (false, Some(e), serde_json::Value::Null),
+        };
+        self.transport.send(Message::JobResult(JobResult {
+            job_id: id,
+            attempt,
+            ok,
+            error,
+            output,
+        }));
+    }
+
+    fn progress(&self, job: &JobAssign, stage: &str, message: &str) {
+        self.transport.send(Message::JobProgress(JobProgress {
+            job_id: job.job_id,
+            attempt: job.attempt,
+            stage: stage.into(),
+            message: message.into(),
+        }));
+    }
+
+    async fn deploy(&self, job: &JobAssign) -> Result<serde_json::Value, String> {
+        let p = &job.payload;
+        let text = |k: &str| {
+            p.get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("deploy job without `{k}`"))
+        };
+        let (app, repo, git_ref) = (text("app")?, text("repo_url")?, text("ref")?);
+        let deployment = p
+            .get("deployment_id")
+            .and_then(|v| v.as_i64())
+            .ok_or("deploy job without `deployment_id`")?;
+        let port = p
+            .get("port")
+            .and_then(|v| v.as_u64())
+            .and_then(|v| u16::try_from(v).ok())
+            .ok_or("deploy job without a valid `port`")?;
+        let memory_mb = p.get("memory_mb").and_then(|v| v.as_u64()).unwrap_or(512);
+        let cpus = p.get("cpu_millis").and_then(|v| v.as_u64()).unwrap_or(1000) as f64 / 1000.0;
+        if git_ref.starts_with('-') || repo.starts_with('-') {
+            return Err("refusing a ref or repository that looks like an option".into());
+        }
+        self.progress(job, "building", "cloning");
+        let checkout =
+            tempfile::Builder::new().prefix("wh-build-").tempdir().map_err(|e| e.to_string())?;
+        clone(&repo, &git_ref, checkout.path()).await?;
+        let dockerfile: Option<PathBuf> = match frameworks::own_dockerfile(checkout.path()) {
+            Some(_) => None,
+            None => {
+                let preset = frameworks::detect(checkout.path(), &self.settings.base_images)
+                    .ok_or("no Dockerfile or Containerfile, and no known framework (Next.js, Vite, Node, Go, Python, static)")?;
+                let path = checkout.path().join("Containerfile.wisehosting");
+                std::fs::write(&path, preset.dockerfile).map_err(|e| e.to_string())?;
+                Some(path)
+            }
+        };
+        let tag = format!("localhost/wh-{app}:{deployment}");
+        let mut labels = vec![
+            (LABEL_APP.to_owned(), app.clone()),
+            (LABEL_DEPLOYMENT.to_owned(), deployment.to_string()),
+        ];
+        labels.extend(self.settings.extra_labels.iter().cloned());
+        let mut batch = Vec::new();
+        let transport = self.transport.clone();
+        let app_name = app.clone();
+        let flush = move |batch: &mut Vec<LogLine>| {
+            if !batch.is_empty() {
+                transport.send(Message::LogLines(LogLines {
+                    app: app_name.clone(),
+                    deployment_id: Some(deployment),
+                    lines: std::mem::take(batch),
+                    dropped: 0,
+                }));
+            }
+        };
+        let built = self
+            .podman
+            .build(
+                checkout.path(),
+                dockerfile.as_deref(),
+                &tag,
+                &labels,
+                memory_mb.max(256),
+                self.settings.build_timeout,
+                |line| {
+                    batch.push(LogLine {
+                        ts_ms: now_ms(),
+                        stream: Stream::Build,
+                        line: line.to_owned(),
+                    });
+                    if batch.len() >= 50 {
+                        flush(&mut batch);
+                    }
+                },
+            )
+            .await;
+        flush(&mut batch);
+        built.map_err(|e| format!("build failed: {e}"))?;
+        drop(checkout);
+
+        self.progress(job, "starting", "");
+        let host_port = free_port(&self.settings.publish_ip)?;
+        let mut env: Vec<(String, String)> = p
+            .get("env")
+            .and_then(|e| e.as_object())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        env.push(("PORT".into(), port.to_string()));
+        let spec = RunSpec {
+            name: format!("wh-{app}-{deployment}-{}", job.attempt),
+            image: tag,
+            env,
+            memory_mb,
+            cpus,
+            pids_limit: 512,
+            labels,
+            publish: Some((self.settings.publish_ip.clone(), host_port, port)),
+            extra_args: vec![],
+        };
+        let container = self.podman.run(&spec).await.map_err(|e| format!("start failed: {e}"))?;
+        let url =
+            format!("http://{}:{host_port}{}", self.settings.publish_ip, self.settings.health_path);
+        if let Err(why) = health_check(&url, self.settings.health_timeout).await {
+            let logs = self.podman.logs_tail(&container, 20).await.unwrap_or_default();
+            let _ = self.podman.remove(&container, Duration::from_secs(0)).await;
+            return Err(format!("health check failed: {why}; last log lines:\n{logs}"));
+        }
+        self.progress(job, "healthy", "");
+        Ok(serde_json::json!({"host_port": host_port, "container_id": container}))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `git clone --depth 1` of a branch or tag; a commit id falls back to a full clone + checkout.
+async fn clone(repo: &str, git_ref: &str, into: &std::path::Path) -> Result<(), String> {
+    let run = |args: Vec<String>, dir: Option<&std::path::Path>| {
+        let mut c = Command::new("git");
+        c.args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(d) = dir {
+            c.current_dir(d);
+        }
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(300), c.output())
+                .await
+                .map_err(|_| "git timed out".to_owned())?
+                .map_err(|e| format!("git: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+            }
+        }
+    };
+    let target = into.display().to_string();
+    let shallow = run(
+        vec![
+            "clone".into(),
+            "--depth".into(),
+            "1".into(),
+            "--branch".into(),
+            git_ref.into(),
+            "--".into(),
+            repo.into(),
+            target.clone(),
+        ],
+        None,
+    )
+    .await;
+    if shallow.is_ok() {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(into);
+    run(vec!["clone".into(), "--".into(), repo.into(), target], None)
+        .await
+        .map_err(|e| format!("clone failed: {e}"))?;
+    run(vec!["checkout".into(), "--detach".into(), git_ref.into()], Some(into))
+        .await
+        .map_err(|e| format!("no such ref `{git_ref}`: {e}"))
+}
+
+/// A free TCP port on `ip` (the OS picks it).
+fn free_port(ip: &str) -> Result<u16, String> {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port on {ip}: {e}"))
+}
+
+/// GET `url` until 2xx/3xx, for at most `limit`.
+async fn health_check(url: &str, limit: Duration) -> Result<(), String> {
+    let started = Instant::now();
+    let mut last = String::from("no answer");
+    while started.elapsed() < limit {
+        match get_status(url).await {
+            Ok(s) if (200..400).contains(&s) => return Ok(()),
+            Ok(s) => last = format!("status {s}"),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("{last} after {limit:?}"))
+}
+
+async fn get_status(url: &str) -> Result<u16, String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let host = uri.host().ok_or("no host")?.to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get(uri.path())
+            .header("host", format!("{host}:{port}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        send.send_request(req).await.map(|r| r.status().as_u16()).map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(2), exchange)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}

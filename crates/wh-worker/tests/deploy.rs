@@ -1,0 +1,271 @@
+//! Deploys end to end: a local git repository goes in, an app comes out at a URL. Real Postgres,
+//! control plane with scheduler, worker over the real channel, Podman, and wh-proxy following
+//! the control plane's proxy-config.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wh_control_plane::config::Secret;
+use wh_control_plane::hub::Hub;
+use wh_control_plane::jwt::JwtKeys;
+use wh_control_plane::scheduler::{self, SchedulerSettings};
+use wh_control_plane::{api, deployments, workers, AppState, Routing};
+use wh_testkit::podman::{Podman as TestPodman, LABEL};
+use wh_worker::agent::{Agent, AgentSettings};
+use wh_worker::runtime::{Podman, PodmanSettings};
+use wh_worker::transport::{Endpoint, Transport, TransportConfig};
+use wh_wsproto::messages::{Capacity, Hello};
+
+const PROXY_TOKEN: &str = "proxy-token-for-deploys";
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A repository serving `page` with busybox httpd on $PORT, writing $GREETING to /www/env.txt.
+fn app_repo(base: &str, page: &str, listen: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = if listen {
+        "echo $GREETING > /www/env.txt; exec httpd -f -p $PORT -h /www"
+    } else {
+        "echo not listening; sleep 300"
+    };
+    std::fs::write(
+        dir.path().join("Containerfile"),
+        format!("FROM {base}\nCOPY index.html /www/index.html\nCMD [\"sh\", \"-c\", \"{cmd}\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("index.html"), page).unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["-c", "user.email=t@example.test", "-c", "user.name=t", "add", "."]);
+    git(
+        dir.path(),
+        &["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-q", "-m", "app"],
+    );
+    dir
+}
+
+async fn wait_state(
+    pool: &sqlx::PgPool,
+    id: i64,
+    want: &[&str],
+    limit: Duration,
+) -> (String, Option<String>) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let (state, error): (String, Option<String>) =
+            sqlx::query_as("SELECT state::text, error FROM deployments WHERE id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if want.contains(&state.as_str()) || tokio::time::Instant::now() > deadline {
+            return (state, error);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_with_its_reason() {
+    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let kit = TestPodman::get().unwrap();
+    let base = kit.base_image().unwrap();
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let pool = db.pool.clone();
+
+    // Control plane: API + hub + scheduler, env vars sealed with the state's key.
+    let (tx, inbound) = mpsc::channel(1024);
+    let hub = Arc::new(Hub::new(tx));
+    let state = AppState::new(
+        pool.clone(),
+        Arc::new(JwtKeys::new(&[4u8; 32], Duration::from_secs(900))),
+        hub.clone(),
+        Arc::new(Routing::follow(&pool, Some(Secret::new(PROXY_TOKEN)), "route.test")),
+    );
+    let stop = CancellationToken::new();
+    let sched = SchedulerSettings { env: Some(state.env.clone()), ..SchedulerSettings::default() };
+    tokio::spawn(scheduler::run(pool.clone(), hub.clone(), sched, inbound, stop.clone()));
+    let sealer = state.env.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cp = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
+
+    // A worker on loopback with the real Podman runtime.
+    let (_, key) = workers::create(&pool, "local", "127.0.0.1").await.unwrap();
+    let (transport, jobs) = Transport::new(TransportConfig::new(
+        Endpoint::parse(&format!("http://{cp}"), None).unwrap(),
+        key,
+    ));
+    let hello = |id: &str| Hello {
+        worker_id: id.into(),
+        version: "e2e".into(),
+        capacity: Capacity::default(),
+        containers: vec![],
+    };
+    tokio::spawn(transport.clone().run(hello, stop.clone()));
+    let agent = Arc::new(Agent {
+        podman: Podman { settings: PodmanSettings::probe().await.unwrap() },
+        transport: transport.clone(),
+        settings: AgentSettings {
+            health_timeout: Duration::from_secs(10),
+            extra_labels: vec![(LABEL.to_owned(), kit.run_id().to_owned())],
+            ..AgentSettings::default()
+        },
+    });
+    tokio::spawn(agent.run(jobs));
+    transport.send(wh_wsproto::Message::Heartbeat(Default::default()));
+
+    // wh-proxy following the control plane.
+    let proxy_state = tempfile::tempdir().unwrap();
+    let args = {
+        use clap::Parser;
+        wh_proxy::cli::Args::try_parse_from([
+            "wh-proxy",
+            "--provider",
+            "watch",
+            "--config-url",
+            &format!("http://{cp}/v1/traefik/proxy-config"),
+            "--config-token",
+            PROXY_TOKEN,
+            "--state-dir",
+            proxy_state.path().to_str().unwrap(),
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "off",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--access-log",
+            "off",
+        ])
+        .unwrap()
+    };
+    let proxy =
+        wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
+
+    // The app and its secret env var.
+    let user: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash) VALUES ('e2e@example.test', 'x') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let repo = app_repo(&base, "<h1>hello from wisehosting</h1>", true);
+    let app: i64 = sqlx::query_scalar(
+        "INSERT INTO apps (owner_id, slug, repo_url, plan_id, port) VALUES ($1, 'hello', $2, (SELECT id FROM plans WHERE name = 'hobby'), 8000) RETURNING id",
+    )
+    .bind(user)
+    .bind(repo.path().to_str().unwrap())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) VALUES ($1, 'GREETING', $2)")
+        .bind(app)
+        .bind(sealer.seal(b"hi-from-env", app))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let payload = serde_json::json!({"app": "hello", "repo_url": repo.path().to_str().unwrap(), "ref": "main", "port": 8000, "memory_mb": 128, "cpu_millis": 500});
+    let mut txn = pool.begin().await.unwrap();
+    let deployment = deployments::create(&mut txn, app, "main", payload).await.unwrap();
+    txn.commit().await.unwrap();
+
+    let (state, error) =
+        wait_state(&pool, deployment, &["live", "failed"], Duration::from_secs(90)).await;
+    let jobs: Option<String> = sqlx::query_scalar(
+        "SELECT string_agg(id || ':' || state::text || ':' || coalesce(error, ''), ', ') FROM jobs",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        state,
+        "live",
+        "deployment ended {state}: {error:?}; jobs {jobs:?}; hub {:?}",
+        hub.health().values().map(|h| h.connected).collect::<Vec<_>>()
+    );
+
+    // Through the proxy at <slug>.<route domain>.
+    let mut page = None;
+    for _ in 0..100 {
+        let r = wh_testkit::http::request(
+            "GET",
+            &format!("http://{}/", proxy.http_addr),
+            None,
+            &[],
+            &[("host", "hello.route.test")],
+        )
+        .await
+        .unwrap();
+        if r.status == 200 {
+            page = Some(r.text());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(page.as_deref().map(str::trim), Some("<h1>hello from wisehosting</h1>"));
+    let env = wh_testkit::http::request(
+        "GET",
+        &format!("http://{}/env.txt", proxy.http_addr),
+        None,
+        &[],
+        &[("host", "hello.route.test")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(env.text().trim(), "hi-from-env", "the env var did not reach the container");
+    // The plan's memory limit is applied.
+    let container = Command::new("podman")
+        .args(["ps", "-q", "--filter", &format!("label=wh.deployment={deployment}")])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&container.stdout).trim().to_owned();
+    let mem = Command::new("podman")
+        .args(["inspect", "--format", "{{.HostConfig.Memory}}", &id])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&mem.stdout).trim(), (128u64 * 1024 * 1024).to_string());
+
+    // A repository whose container never listens: fails with the reason and its last lines.
+    let broken = app_repo(&base, "x", false);
+    let app2: i64 = sqlx::query_scalar(
+        "INSERT INTO apps (owner_id, slug, repo_url, plan_id, port) VALUES ($1, 'broken', $2, (SELECT id FROM plans WHERE name = 'hobby'), 8000) RETURNING id",
+    )
+    .bind(user)
+    .bind(broken.path().to_str().unwrap())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let payload = serde_json::json!({"app": "broken", "repo_url": broken.path().to_str().unwrap(), "ref": "main", "port": 8000, "memory_mb": 128, "cpu_millis": 500});
+    let mut txn = pool.begin().await.unwrap();
+    let failing = deployments::create(&mut txn, app2, "main", payload).await.unwrap();
+    txn.commit().await.unwrap();
+    let (state, error) =
+        wait_state(&pool, failing, &["live", "failed"], Duration::from_secs(90)).await;
+    assert_eq!(state, "failed");
+    let error = error.unwrap_or_default();
+    assert!(error.contains("health check failed") && error.contains("not listening"), "{error}");
+    // The working app still serves.
+    let r = wh_testkit::http::request(
+        "GET",
+        &format!("http://{}/", proxy.http_addr),
+        None,
+        &[],
+        &[("host", "hello.route.test")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+
+    stop.cancel();
+    proxy.shutdown().await;
+    let _ = Command::new("podman").args(["rm", "-f", "-t", "0", &id]).output();
+}
