@@ -115,7 +115,9 @@ pub async fn progress(pool: &PgPool, job: i64, stage: &str) -> Result<(), sqlx::
 
 /// The deploy job `job` ended. On success the deployment goes live on `worker` at the reported
 /// host port, the app points there, and the previous live deployment is superseded (the proxy
-/// follows through proxy-config); on failure the deployment fails with the worker's reason.
+/// follows through proxy-config) and retired after `drain`; on failure the deployment fails with
+/// the worker's reason and whatever was live keeps serving.
+#[allow(clippy::too_many_arguments)]
 pub async fn finish(
     pool: &PgPool,
     job: i64,
@@ -123,6 +125,7 @@ pub async fn finish(
     ok: bool,
     error: Option<&str>,
     output: &serde_json::Value,
+    drain: Duration,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let row: Option<(Option<i64>, String)> =
@@ -156,11 +159,25 @@ pub async fn finish(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(app) = app {
-        sqlx::query("UPDATE deployments SET state = 'superseded', updated_at = now() WHERE app_id = $1 AND state = 'live' AND id <> $2")
-            .bind(app)
-            .bind(deployment)
-            .execute(&mut *tx)
+        let superseded: Vec<i64> = sqlx::query_scalar(
+            "UPDATE deployments SET state = 'superseded', updated_at = now() WHERE app_id = $1 AND state = 'live' AND id <> $2 RETURNING id",
+        )
+        .bind(app)
+        .bind(deployment)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Zero downtime: the old container keeps serving until the proxy has the new route and
+        // in-flight requests are done; then its worker stops it.
+        for old in superseded {
+            crate::queue::enqueue_after(
+                &mut tx,
+                "retire",
+                &serde_json::json!({"deployment_id": old}),
+                Some(old),
+                drain,
+            )
             .await?;
+        }
         sqlx::query("UPDATE apps SET worker_id = $2, updated_at = now() WHERE id = $1")
             .bind(app)
             .bind(worker)

@@ -44,12 +44,25 @@ pub async fn enqueue(
     payload: &serde_json::Value,
     deployment_id: Option<i64>,
 ) -> Result<i64, sqlx::Error> {
+    enqueue_after(tx, kind, payload, deployment_id, Duration::ZERO).await
+}
+
+/// Adds a job that becomes runnable after `delay`.
+pub async fn enqueue_after(
+    tx: &mut PgConnection,
+    kind: &str,
+    payload: &serde_json::Value,
+    deployment_id: Option<i64>,
+    delay: Duration,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
-        "INSERT INTO jobs (kind, payload, deployment_id) VALUES ($1, $2, $3) RETURNING id",
+        "INSERT INTO jobs (kind, payload, deployment_id, run_after)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id",
     )
     .bind(kind)
     .bind(payload)
     .bind(deployment_id)
+    .bind(delay.as_secs_f64())
     .fetch_one(tx)
     .await
 }
@@ -81,6 +94,8 @@ pub struct Pending {
     pub deployment_id: Option<i64>,
     /// The worker the job's app runs on now, if any (jobs follow their app).
     pub app_worker: Option<uuid::Uuid>,
+    /// The worker the job's deployment ran on (a `retire` job must go there).
+    pub deployment_worker: Option<uuid::Uuid>,
 }
 
 /// Claims the oldest runnable job for the claimer `choose` picks for it (the scheduler's
@@ -93,7 +108,7 @@ pub async fn claim_for(
 ) -> Result<Option<(Claimed, String)>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let pending: Option<Pending> = sqlx::query_as(
-        "SELECT j.id, j.kind, j.deployment_id, a.worker_id AS app_worker
+        "SELECT j.id, j.kind, j.deployment_id, a.worker_id AS app_worker, d.worker_id AS deployment_worker
          FROM jobs j
          LEFT JOIN deployments d ON d.id = j.deployment_id
          LEFT JOIN apps a ON a.id = d.app_id

@@ -31,6 +31,9 @@ pub struct SchedulerSettings {
     pub heartbeat_interval: Duration,
     /// Opens app env vars, which deploy jobs carry to the worker (over the signed channel only).
     pub env: Option<std::sync::Arc<crate::secrets::Sealer>>,
+    /// How long a superseded deployment keeps running after the switch, so the proxy has applied
+    /// the new route and in-flight requests finish before its container is stopped.
+    pub drain: Duration,
 }
 
 impl Default for SchedulerSettings {
@@ -39,6 +42,7 @@ impl Default for SchedulerSettings {
             lease: Duration::from_secs(120),
             heartbeat_interval: Duration::from_secs(10),
             env: None,
+            drain: Duration::from_secs(30),
         }
     }
 }
@@ -93,8 +97,12 @@ pub fn healthy(
         .collect()
 }
 
-/// Where `job` should go among `candidates`.
+/// Where `job` should go among `candidates`. A `retire` job must go to the worker that ran the
+/// deployment it retires (it waits while that worker is away).
 pub fn place(job: &Pending, candidates: &[(Uuid, (f64, usize))]) -> Option<Uuid> {
+    if job.kind == "retire" {
+        return job.deployment_worker.filter(|w| candidates.iter().any(|(c, _)| c == w));
+    }
     if let Some(w) = job.app_worker.filter(|w| candidates.iter().any(|(c, _)| c == w)) {
         return Some(w);
     }
@@ -222,6 +230,7 @@ pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) {
                     r.ok,
                     r.error.as_deref(),
                     &r.output,
+                    settings.drain,
                 )
                 .await;
                 if let Err(e) = finished {
@@ -273,7 +282,13 @@ mod tests {
         h.insert(stale, health(0.0, (0, 1000), 0, Duration::from_secs(31)));
         let candidates = healthy(&h, Duration::from_secs(10), SystemTime::now());
         assert_eq!(candidates.len(), 3, "a worker silent for 3 intervals is unhealthy");
-        let job = Pending { id: 1, kind: "deploy".into(), deployment_id: None, app_worker: None };
+        let job = Pending {
+            id: 1,
+            kind: "deploy".into(),
+            deployment_id: None,
+            app_worker: None,
+            deployment_worker: None,
+        };
         assert_eq!(place(&job, &candidates), Some(c));
         assert_eq!(
             place(&Pending { app_worker: Some(a), ..job.clone() }, &candidates),
@@ -288,5 +303,21 @@ mod tests {
         let tie = [(a, (0.5, 2)), (b, (0.5, 1))];
         assert_eq!(place(&job, &tie), Some(b), "ties go to fewer running jobs");
         assert_eq!(place(&job, &[]), None);
+        let retire = Pending {
+            kind: "retire".into(),
+            deployment_worker: Some(a),
+            app_worker: Some(c),
+            ..job.clone()
+        };
+        assert_eq!(
+            place(&retire, &candidates),
+            Some(a),
+            "a retire job goes where the old deployment ran"
+        );
+        assert_eq!(
+            place(&Pending { deployment_worker: Some(stale), ..retire }, &candidates),
+            None,
+            "and waits for it"
+        );
     }
 }

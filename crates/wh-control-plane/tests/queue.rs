@@ -194,6 +194,7 @@ async fn deploy_progress_and_results_move_the_deployment() {
         true,
         None,
         &serde_json::json!({"host_port": 31555}),
+        Duration::from_secs(30),
     )
     .await
     .unwrap();

@@ -3,7 +3,9 @@
 //! build (output streamed as log lines), start the container with the app's env vars and plan
 //! limits, published on this worker's address at a free host port, health-check it, and report
 //! the host port. A failed health check removes the new container (whatever was serving keeps
-//! serving) and fails the job with the reason and the container's last log lines.
+//! serving) and fails the job with the reason and the container's last log lines. A `retire`
+//! job stops the containers of a superseded deployment once the control plane's drain delay
+//! has passed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,6 +69,7 @@ impl Agent {
         self.transport.send(Message::JobAck(JobRef { job_id: id, attempt }));
         let result = match job.kind.as_str() {
             "deploy" => self.deploy(&job).await,
+            "retire" => self.retire(&job).await,
             other => Err(format!("this worker does not know job kind `{other}`")),
         };
         let (ok, error, output) = match result {
@@ -80,6 +83,23 @@ impl Agent {
             error,
             output,
         }));
+    }
+
+    /// Stops the containers of a superseded deployment (the proxy no longer routes to them).
+    async fn retire(&self, job: &JobAssign) -> Result<serde_json::Value, String> {
+        let deployment = job
+            .payload
+            .get("deployment_id")
+            .and_then(|v| v.as_i64())
+            .ok_or("retire job without `deployment_id`")?;
+        let wanted = deployment.to_string();
+        let found = self.podman.list(LABEL_DEPLOYMENT).await.map_err(|e| e.to_string())?;
+        let mut stopped = Vec::new();
+        for c in found.into_iter().filter(|c| c.labels.get(LABEL_DEPLOYMENT) == Some(&wanted)) {
+            self.podman.remove(&c.id, Duration::from_secs(10)).await.map_err(|e| e.to_string())?;
+            stopped.push(c.id);
+        }
+        Ok(serde_json::json!({"stopped": stopped}))
     }
 
     fn progress(&self, job: &JobAssign, stage: &str, message: &str) {

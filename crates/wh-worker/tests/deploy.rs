@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +90,11 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
         Arc::new(Routing::follow(&pool, Some(Secret::new(PROXY_TOKEN)), "route.test")),
     );
     let stop = CancellationToken::new();
-    let sched = SchedulerSettings { env: Some(state.env.clone()), ..SchedulerSettings::default() };
+    let sched = SchedulerSettings {
+        env: Some(state.env.clone()),
+        drain: Duration::from_secs(2),
+        ..SchedulerSettings::default()
+    };
     tokio::spawn(scheduler::run(pool.clone(), hub.clone(), sched, inbound, stop.clone()));
     let sealer = state.env.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -234,6 +239,82 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&mem.stdout).trim(), (128u64 * 1024 * 1024).to_string());
 
+    // Redeploy a change while a client keeps requesting through the proxy: no request fails,
+    // the new page appears, and the old container is stopped after the drain delay.
+    std::fs::write(repo.path().join("index.html"), "<h1>version two</h1>").unwrap();
+    git(
+        repo.path(),
+        &["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qam", "v2"],
+    );
+    let looping = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (ok, failed, saw_v2) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let client = {
+        let (looping, ok, failed, saw_v2, addr) =
+            (looping.clone(), ok.clone(), failed.clone(), saw_v2.clone(), proxy.http_addr);
+        tokio::spawn(async move {
+            while looping.load(Relaxed) {
+                match wh_testkit::http::request(
+                    "GET",
+                    &format!("http://{addr}/"),
+                    None,
+                    &[],
+                    &[("host", "hello.route.test")],
+                )
+                .await
+                {
+                    Ok(r) if r.status == 200 => {
+                        ok.fetch_add(1, Relaxed);
+                        if r.text().contains("version two") {
+                            saw_v2.fetch_add(1, Relaxed);
+                        }
+                    }
+                    _ => {
+                        failed.fetch_add(1, Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let payload = serde_json::json!({"app": "hello", "repo_url": repo.path().to_str().unwrap(), "ref": "main", "port": 8000, "memory_mb": 128, "cpu_millis": 500});
+    let mut txn = pool.begin().await.unwrap();
+    let second = deployments::create(&mut txn, app, "main", payload).await.unwrap();
+    txn.commit().await.unwrap();
+    let (state, error) =
+        wait_state(&pool, second, &["live", "failed"], Duration::from_secs(90)).await;
+    assert_eq!(state, "live", "{error:?}");
+    let first_gone = async {
+        for _ in 0..200 {
+            let out = Command::new("podman")
+                .args(["ps", "-q", "--filter", &format!("label=wh.deployment={deployment}")])
+                .output()
+                .unwrap();
+            if out.stdout.iter().all(u8::is_ascii_whitespace) && saw_v2.load(Relaxed) > 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(first_gone.await, "the superseded container was not stopped, or v2 never appeared");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    looping.store(false, Relaxed);
+    client.await.unwrap();
+    assert_eq!(
+        failed.load(Relaxed),
+        0,
+        "requests failed during the redeploy ({} succeeded)",
+        ok.load(Relaxed)
+    );
+    assert!(ok.load(Relaxed) > 50);
+    let old_state: String = sqlx::query_scalar("SELECT state::text FROM deployments WHERE id = $1")
+        .bind(deployment)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(old_state, "superseded");
+
     // A repository whose container never listens: fails with the reason and its last lines.
     let broken = app_repo(&base, "x", false);
     let app2: i64 = sqlx::query_scalar(
@@ -267,5 +348,5 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
 
     stop.cancel();
     proxy.shutdown().await;
-    let _ = Command::new("podman").args(["rm", "-f", "-t", "0", &id]).output();
+    let _ = id;
 }
