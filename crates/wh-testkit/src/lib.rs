@@ -27,5 +27,15 @@ mod process;
 
 pub use error::Error;
 
+/// Tags everything this test run creates (temp dirs, process names, container labels), so a
+/// leftover check can tell this run's processes from another suite's. `cargo xtask test` sets
+/// `WH_TESTKIT_TAG`; otherwise it is `local`.
+pub fn run_tag() -> String {
+    std::env::var("WH_TESTKIT_TAG")
+        .ok()
+        .filter(|t| !t.is_empty() && t.len() <= 32 && t.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| "local".to_owned())
+}
+
 /// Result alias for the testkit.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,6 +9,7 @@
 //! die first, by a [`reaper`](crate::reaper).
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -63,7 +64,9 @@ impl Pebble {
                 hint: "apt-get install pebble".into(),
             })?;
         }
-        let dir = tempfile::Builder::new().prefix("wh-testkit-pebble-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("wh-testkit-pebble-{}-", crate::run_tag()))
+            .tempdir()?;
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
             .map_err(|e| Error::Other(format!("rcgen: {e}")))?;
         let cert_pem = cert.cert.pem();
@@ -91,7 +94,9 @@ impl Pebble {
         let log = |name: &str| -> Result<Stdio> {
             Ok(std::fs::File::create(dir.path().join(name))?.into())
         };
+        // argv[0] carries the run tag, so a leftover check can find exactly this run's process.
         let dns = Command::new("pebble-challtestsrv")
+            .arg0(format!("pebble-challtestsrv-{}", crate::run_tag()))
             .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
             .args(["-dns01", &dns_addr.to_string(), "-management", &dns_mgmt_addr.to_string()])
             .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])

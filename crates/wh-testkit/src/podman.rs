@@ -60,7 +60,8 @@ impl Podman {
             .map(str::to_owned)
             .collect();
         let run_id = format!(
-            "{}-{}",
+            "{}-{}-{}",
+            crate::run_tag(),
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -195,7 +195,10 @@ fn pg_command(bin: &Path, root: bool) -> Command {
 fn start_cluster() -> Result<PgConnectOptions> {
     let bin = bin_dir()?;
     let root = is_root();
-    let base = tempfile::Builder::new().prefix("wh-testkit-pg-").tempdir()?.keep();
+    let base = tempfile::Builder::new()
+        .prefix(&format!("wh-testkit-pg-{}-", crate::run_tag()))
+        .tempdir()?
+        .keep();
     let data = base.join("data");
     let sock = base.join("sock");
     std::fs::create_dir_all(&sock)?;

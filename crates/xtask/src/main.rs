@@ -46,8 +46,23 @@ fn test(extra: &[String]) -> Result<(), String> {
     step("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     let mut args = vec!["test", "--workspace", "--no-fail-fast"];
     args.extend(extra.iter().map(String::as_str));
-    let tests = step("cargo", &args);
-    let leftovers = check_leftovers();
+    // Everything the suite creates carries this tag, so the leftover check below only sees this
+    // run (another suite running at the same time is none of its business).
+    let tag = format!("xt{}", std::process::id());
+    eprintln!("xtask: running cargo {}", args.join(" "));
+    let tests = Command::new("cargo")
+        .args(&args)
+        .env("WH_TESTKIT_TAG", &tag)
+        .status()
+        .map_err(|e| format!("cargo: {e}"))
+        .and_then(|s| {
+            if s.success() {
+                Ok(())
+            } else {
+                Err(format!("`cargo {}` failed ({s})", args.join(" ")))
+            }
+        });
+    let leftovers = check_leftovers(&tag);
     tests?;
     leftovers?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
@@ -128,10 +143,10 @@ fn ensure_packages() -> Result<(), String> {
 
 /// Every test component is cleaned up by a reaper when its test process exits; give those a
 /// moment, then fail the run if anything is left.
-fn check_leftovers() -> Result<(), String> {
+fn check_leftovers(tag: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let left = leftovers();
+        let left = leftovers(tag);
         if left.is_empty() {
             return Ok(());
         }
@@ -142,24 +157,34 @@ fn check_leftovers() -> Result<(), String> {
     }
 }
 
-fn leftovers() -> Vec<String> {
+fn leftovers(tag: &str) -> Vec<String> {
     let mut left = Vec::new();
     for (what, pattern) in [
-        ("postgres", "wh-testkit-pg-"),
-        ("pebble", "wh-testkit-pebble-"),
-        ("challtestsrv", "pebble-challtestsrv"),
+        ("postgres", format!("wh-testkit-pg-{tag}-")),
+        ("pebble", format!("wh-testkit-pebble-{tag}-")),
+        ("challtestsrv", format!("pebble-challtestsrv-{tag}")),
     ] {
-        if let Ok(out) = Command::new("pgrep").args(["-f", pattern]).output() {
+        if let Ok(out) = Command::new("pgrep").args(["-f", &pattern]).output() {
             let pids = String::from_utf8_lossy(&out.stdout).split_whitespace().count();
             if pids > 0 {
                 left.push(format!("{pids} {what} process(es)"));
             }
         }
     }
-    if let Ok(out) =
-        Command::new("podman").args(["ps", "-aq", "--filter", "label=wh.testkit.run"]).output()
+    if let Ok(out) = Command::new("podman")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            "label=wh.testkit.run",
+            "--format",
+            "{{index .Labels \"wh.testkit.run\"}}",
+        ])
+        .output()
     {
-        let n = String::from_utf8_lossy(&out.stdout).split_whitespace().count();
+        let prefix = format!("{tag}-");
+        let n =
+            String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with(&prefix)).count();
         if n > 0 {
             left.push(format!("{n} podman container(s) labelled wh.testkit.run"));
         }
