@@ -72,6 +72,8 @@ pub fn public(state: AppState) -> Router {
         .route("/api/v1/apps/{slug}/deployments", post(deployments::create).get(deployments::list))
         .route("/api/v1/deployments/{id}", get(deployments::get))
         .route("/api/v1/deployments/{id}/cancel", post(deployments::cancel))
+        .route("/api/v1/deployments/{id}/build-log", get(deployments::build_log))
+        .route("/api/v1/apps/{slug}/logs", get(apps::logs))
         .route("/api/v1/workers", get(deployments::workers))
         .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit))

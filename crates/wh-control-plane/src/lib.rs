@@ -5,6 +5,7 @@
 //! - [`database`]: the pool and migrations (applied on every start).
 //! - [`workers`]: the worker registry (create, rotate key, disable; only key hashes stored).
 //! - [`jwt`]: short-lived HS256 tokens for workers.
+//! - [`logbus`]: recent runtime logs per app (bounded), with live followers.
 //! - [`proxy_config`]: the Traefik configuration the ingress proxy polls or watches.
 //! - [`deployments`]: the deployment state machine and its per-state deadlines.
 //! - [`ratelimit`]: per-IP request limits.
@@ -27,6 +28,7 @@ pub mod database;
 pub mod deployments;
 pub mod hub;
 pub mod jwt;
+pub mod logbus;
 pub mod proxy_config;
 pub mod queue;
 pub mod ratelimit;
@@ -49,6 +51,8 @@ pub struct AppState {
     pub cookie_secure: bool,
     /// Per-IP limits: sign-in attempts and the API in general.
     pub limits: Arc<Limits>,
+    /// Recent runtime logs of every app.
+    pub logs: Arc<logbus::LogBus>,
 }
 
 /// The API's rate limiters.
@@ -87,6 +91,7 @@ impl AppState {
             env: Arc::new(secrets::MasterKey::from_bytes(key).sealer(secrets::Purpose::Env)),
             cookie_secure: true,
             limits: Arc::new(Limits::default()),
+            logs: Arc::new(logbus::LogBus::default()),
         }
     }
 }

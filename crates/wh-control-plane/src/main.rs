@@ -213,17 +213,17 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let stop = CancellationToken::new();
-    // Verified worker messages go to the scheduler (later: stats cache, log bus).
+    // Verified worker messages go to the scheduler, which feeds the log bus too.
     let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel::<hub::Inbound>(4096);
     let hub = Arc::new(hub::Hub::new(inbound_tx));
     tokio::spawn(hub.clone().enforce_enabled(pool.clone(), Duration::from_secs(5), stop.clone()));
-    tokio::spawn(scheduler::run(
-        pool.clone(),
-        hub.clone(),
-        scheduler::SchedulerSettings::default(),
-        inbound_rx,
-        stop.clone(),
-    ));
+    let logs = Arc::new(wh_control_plane::logbus::LogBus::default());
+    let scheduling = scheduler::SchedulerSettings {
+        env: Some(Arc::new(config.master_key.sealer(wh_control_plane::secrets::Purpose::Env))),
+        logs: Some(logs.clone()),
+        ..scheduler::SchedulerSettings::default()
+    };
+    tokio::spawn(scheduler::run(pool.clone(), hub.clone(), scheduling, inbound_rx, stop.clone()));
     let routing = wh_control_plane::Routing::follow(
         &pool,
         Some(config.proxy_token.clone()),
@@ -237,6 +237,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         env: Arc::new(config.master_key.sealer(wh_control_plane::secrets::Purpose::Env)),
         cookie_secure: config.cookie_secure,
         limits: Arc::new(wh_control_plane::Limits::default()),
+        logs: logs.clone(),
     };
     let bind = |addr: std::net::SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)

@@ -34,6 +34,8 @@ pub struct SchedulerSettings {
     /// How long a superseded deployment keeps running after the switch, so the proxy has applied
     /// the new route and in-flight requests finish before its container is stopped.
     pub drain: Duration,
+    /// Where runtime log lines from workers go.
+    pub logs: Option<std::sync::Arc<crate::logbus::LogBus>>,
 }
 
 impl Default for SchedulerSettings {
@@ -43,6 +45,7 @@ impl Default for SchedulerSettings {
             heartbeat_interval: Duration::from_secs(10),
             env: None,
             drain: Duration::from_secs(30),
+            logs: None,
         }
     }
 }
@@ -202,6 +205,58 @@ pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettin
     }
 }
 
+/// Runtime lines go to the log bus; build lines also to their deployment's `build_log`.
+async fn record_logs(
+    pool: &PgPool,
+    settings: &SchedulerSettings,
+    l: &wh_wsproto::messages::LogLines,
+) {
+    use wh_wsproto::messages::Stream;
+    let stream = |s: Stream| match s {
+        Stream::Build => "build",
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    };
+    if let Some(bus) = &settings.logs {
+        let mut entries: Vec<crate::logbus::Entry> = Vec::with_capacity(l.lines.len() + 1);
+        if l.dropped > 0 {
+            entries.push(crate::logbus::Entry {
+                ts_ms: crate::now_ms(),
+                stream: "system",
+                line: format!("[{} lines dropped by the worker]", l.dropped),
+                deployment_id: l.deployment_id,
+            });
+        }
+        entries.extend(l.lines.iter().map(|x| crate::logbus::Entry {
+            ts_ms: x.ts_ms,
+            stream: stream(x.stream),
+            line: x.line.clone(),
+            deployment_id: l.deployment_id,
+        }));
+        bus.push(&l.app, entries);
+    }
+    if let Some(deployment) = l.deployment_id {
+        let build: String = l
+            .lines
+            .iter()
+            .filter(|x| x.stream == Stream::Build)
+            .map(|x| format!("{}\n", x.line))
+            .collect();
+        if !build.is_empty() {
+            let appended = sqlx::query(
+                "UPDATE deployments SET build_log = right(build_log || $2, 1048576) WHERE id = $1",
+            )
+            .bind(deployment)
+            .bind(build)
+            .execute(pool)
+            .await;
+            if let Err(e) = appended {
+                tracing::warn!(error = %e, "cannot store build output");
+            }
+        }
+    }
+}
+
 /// Applies one worker report.
 pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) {
     let result = match &msg.message {
@@ -238,6 +293,10 @@ pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) {
                 }
             }
             completed
+        }
+        Message::LogLines(l) => {
+            record_logs(pool, settings, l).await;
+            Ok(())
         }
         _ => Ok(()),
     };

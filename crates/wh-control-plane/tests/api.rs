@@ -426,3 +426,84 @@ async fn login_is_rate_limited_per_ip_admin_endpoints_and_openapi() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/apps"]["post"].is_object());
 }
+
+#[tokio::test]
+async fn runtime_logs_recent_and_followed_and_build_logs_kept_with_the_deployment() {
+    use wh_control_plane::logbus::Entry;
+    use wh_wsproto::messages::{LogLine, LogLines, Stream};
+    let env = env().await;
+    let (cookie, csrf) = sign_in(&env, "logs@example.test").await;
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let app = r#"{"name": "log-app", "repo_url": "https://git.example/x.git", "port": 8080}"#;
+    assert_eq!(call(&env, "POST", "/api/v1/apps", &h, Some(app)).await.0, StatusCode::CREATED);
+    let line = |s: &str| Entry { ts_ms: 1, stream: "stdout", line: s.into(), deployment_id: None };
+    env.state.logs.push("log-app", [line("first"), line("second")]);
+    let (status, _, recent) =
+        call(&env, "GET", "/api/v1/apps/log-app/logs?lines=1", &h, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(recent[0]["line"], "second");
+    assert_eq!(recent.as_array().unwrap().len(), 1);
+
+    // Follow: the backlog, then a line pushed afterwards, as server-sent events.
+    let req = Request::get("/api/v1/apps/log-app/logs?follow=1&lines=1")
+        .header("cookie", &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let resp = api::app(env.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut seen = String::new();
+    async fn next(body: &mut Body) -> bytes::Bytes {
+        tokio::time::timeout(Duration::from_secs(3), body.frame())
+            .await
+            .expect("no event")
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap()
+    }
+    seen.push_str(&String::from_utf8_lossy(&next(&mut body).await));
+    assert!(seen.contains("second"), "{seen}");
+    env.state.logs.push("log-app", [line("third, live")]);
+    seen.push_str(&String::from_utf8_lossy(&next(&mut body).await));
+    assert!(seen.contains("third, live"), "{seen}");
+
+    // Build output arriving from a worker is kept with its deployment.
+    let (_, _, d) = call(&env, "POST", "/api/v1/apps/log-app/deployments", &h, None).await;
+    let id = d["id"].as_i64().unwrap();
+    let settings = wh_control_plane::scheduler::SchedulerSettings {
+        logs: Some(env.state.logs.clone()),
+        ..Default::default()
+    };
+    let build = LogLines {
+        app: "log-app".into(),
+        deployment_id: Some(id),
+        lines: vec![LogLine {
+            ts_ms: 2,
+            stream: Stream::Build,
+            line: "STEP 1/2: FROM base".into(),
+        }],
+        dropped: 3,
+    };
+    let inbound = wh_control_plane::hub::Inbound {
+        worker_id: uuid::Uuid::nil(),
+        message: wh_wsproto::Message::LogLines(build),
+    };
+    wh_control_plane::scheduler::handle(&env.db.pool, &settings, inbound).await;
+    let req = Request::get(format!("/api/v1/deployments/{id}/build-log"))
+        .header("cookie", &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let text = api::app(env.state.clone())
+        .oneshot(req)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(String::from_utf8_lossy(&text), "STEP 1/2: FROM base\n");
+    let (_, _, recent) = call(&env, "GET", "/api/v1/apps/log-app/logs", &h, None).await;
+    assert!(recent.to_string().contains("3 lines dropped"), "{recent}");
+}

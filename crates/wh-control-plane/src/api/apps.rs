@@ -353,6 +353,48 @@ pub async fn env_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize)]
+pub struct LogQuery {
+    #[serde(default)]
+    lines: Option<usize>,
+    #[serde(default)]
+    follow: Option<String>,
+}
+
+/// `GET /api/v1/apps/{slug}/logs`: recent runtime lines (`?lines=N`, default 200); with
+/// `?follow=1`, a server-sent event stream of them and of every new line until the client leaves.
+pub async fn logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    owned_app(&state, &caller, &slug).await?;
+    let n = q.lines.unwrap_or(200).min(2_000);
+    if !q.follow.as_deref().is_some_and(|f| f == "1" || f == "true") {
+        return Ok(Json(state.logs.recent(&slug, n)).into_response());
+    }
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let (recent, rx) = state.logs.follow(&slug, n);
+    let event = |e: &crate::logbus::Entry| {
+        Event::default().json_data(e).unwrap_or_else(|_| Event::default().data(e.line.clone()))
+    };
+    let backlog: Vec<Result<Event, std::convert::Infallible>> =
+        recent.iter().map(|e| Ok(event(e))).collect();
+    let live = futures_util::stream::unfold(rx, move |mut rx| async move {
+        match rx.recv().await {
+            Ok(e) => Some((Ok(event(&e)), rx)),
+            // A slow follower missed lines: say how many, and carry on.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                Some((Ok(Event::default().event("dropped").data(n.to_string())), rx))
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+        }
+    });
+    let stream = futures_util::StreamExt::chain(futures_util::stream::iter(backlog), live);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
 /// One audit event as the API shows it.
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct AuditEvent {

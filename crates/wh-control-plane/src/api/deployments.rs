@@ -129,6 +129,20 @@ pub async fn get(
     owned(&state, &caller, id).await.map(Json)
 }
 
+/// `GET /api/v1/deployments/{id}/build-log`: the build output kept with the deployment.
+pub async fn build_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    owned(&state, &caller, id).await?;
+    let log: String = sqlx::query_scalar("SELECT build_log FROM deployments WHERE id = $1")
+        .bind(id)
+        .fetch_one(&state.pool)
+        .await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], log).into_response())
+}
+
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

@@ -26,6 +26,13 @@ const OPERATIONS: &[(&str, &str, &str, bool)] = &[
     ("/api/v1/apps/{slug}/deployments", "post", "Deploy {ref?}", true),
     ("/api/v1/deployments/{id}", "get", "Show a deployment", true),
     ("/api/v1/deployments/{id}/cancel", "post", "Cancel a deployment in progress", true),
+    ("/api/v1/deployments/{id}/build-log", "get", "Build output of a deployment", true),
+    (
+        "/api/v1/apps/{slug}/logs",
+        "get",
+        "Recent runtime logs (?lines=N); ?follow=1 streams them (SSE)",
+        true,
+    ),
     ("/api/v1/workers", "get", "Workers with health and utilisation (admins)", true),
     ("/api/v1/audit-events", "get", "Audit trail (yours; everyone's for admins)", true),
 ];
