@@ -5,7 +5,7 @@
 //! the host port. A failed health check removes the new container (whatever was serving keeps
 //! serving) and fails the job with the reason and the container's last log lines. A `retire`
 //! job stops the containers of a superseded deployment once the control plane's drain delay
-//! has passed.
+//! has passed. A running container's output is followed and forwarded as log lines.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -224,8 +224,66 @@ impl Agent {
             return Err(format!("health check failed: {why}; last log lines:\n{logs}"));
         }
         self.progress(job, "healthy", "");
+        tokio::spawn(forward_logs(
+            self.transport.clone(),
+            app.clone(),
+            deployment,
+            container.clone(),
+        ));
         Ok(serde_json::json!({"host_port": host_port, "container_id": container}))
     }
+}
+
+/// Follows a container's output (`podman logs -f`) and sends it as log lines, in batches of up
+/// to 100 lines or every 500 ms, until the container goes away. The transport bounds what waits
+/// while disconnected (oldest dropped, counted).
+async fn forward_logs(transport: Arc<Transport>, app: String, deployment: i64, container: String) {
+    use tokio::io::AsyncBufReadExt;
+    let child = Command::new("podman")
+        .args(["logs", "-f", &container])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let Ok(mut child) = child else { return };
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else { return };
+    let (tx, mut rx) = mpsc::channel::<LogLine>(1024);
+    for (reader, stream) in [
+        (Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, Stream::Stdout),
+        (Box::new(err), Stream::Stderr),
+    ] {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(reader).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(LogLine { ts_ms: now_ms(), stream, line }).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut batch = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
+        let (done, quiet) = (matches!(next, Ok(None)), next.is_err());
+        if let Ok(Some(line)) = next {
+            batch.push(line);
+        }
+        if !batch.is_empty() && (batch.len() >= 100 || done || quiet) {
+            transport.send(Message::LogLines(LogLines {
+                app: app.clone(),
+                deployment_id: Some(deployment),
+                lines: std::mem::take(&mut batch),
+                dropped: 0,
+            }));
+        }
+        if done {
+            break;
+        }
+    }
+    let _ = child.wait().await;
 }
 
 fn now_ms() -> i64 {

@@ -32,7 +32,7 @@ fn git(dir: &Path, args: &[&str]) {
 fn app_repo(base: &str, page: &str, listen: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let cmd = if listen {
-        "echo $GREETING > /www/env.txt; exec httpd -f -p $PORT -h /www"
+        "echo $GREETING > /www/env.txt; echo app-started-on-$PORT; exec httpd -f -p $PORT -h /www"
     } else {
         "echo not listening; sleep 300"
     };
@@ -90,9 +90,11 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
         Arc::new(Routing::follow(&pool, Some(Secret::new(PROXY_TOKEN)), "route.test")),
     );
     let stop = CancellationToken::new();
+    let logs = state.logs.clone();
     let sched = SchedulerSettings {
         env: Some(state.env.clone()),
         drain: Duration::from_secs(2),
+        logs: Some(logs.clone()),
         ..SchedulerSettings::default()
     };
     tokio::spawn(scheduler::run(pool.clone(), hub.clone(), sched, inbound, stop.clone()));
@@ -238,6 +240,27 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&mem.stdout).trim(), (128u64 * 1024 * 1024).to_string());
+
+    // The app's own output reaches the control plane's log bus; the build output its deployment.
+    let mut runtime_seen = false;
+    for _ in 0..50 {
+        if logs.recent("hello", 100).iter().any(|e| e.line.contains("app-started-on-8000")) {
+            runtime_seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        runtime_seen,
+        "runtime output never reached the log bus: {:?}",
+        logs.recent("hello", 100)
+    );
+    let build_log: String = sqlx::query_scalar("SELECT build_log FROM deployments WHERE id = $1")
+        .bind(deployment)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(build_log.contains("COPY index.html"), "{build_log}");
 
     // Redeploy a change while a client keeps requesting through the proxy: no request fails,
     // the new page appears, and the old container is stopped after the drain delay.
