@@ -107,17 +107,22 @@ fn main() -> ExitCode {
     })
 }
 
+/// The database for an operator command (migrated, 10 s patience), or the exit code to use.
+async fn command_pool(url: &str) -> Result<sqlx::PgPool, ExitCode> {
+    database::connect(url, Duration::from_secs(10)).await.map_err(|e| {
+        eprintln!("wh-control-plane: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 async fn workers_command(args: ServeArgs, cmd: WorkersCommand) -> ExitCode {
     let Some(url) = args.database_url else {
         eprintln!("wh-control-plane: DATABASE_URL is not set");
         return ExitCode::from(EX_USAGE);
     };
-    let pool = match database::connect(&url, Duration::from_secs(10)).await {
+    let pool = match command_pool(&url).await {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("wh-control-plane: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = match cmd {
         WorkersCommand::Create { name, mesh_ip } => {
@@ -173,12 +178,9 @@ async fn users_command(args: ServeArgs, cmd: UsersCommand) -> ExitCode {
         eprintln!("wh-control-plane: the password must be at least 10 characters");
         return ExitCode::from(EX_USAGE);
     }
-    let pool = match database::connect(&url, Duration::from_secs(10)).await {
+    let pool = match command_pool(&url).await {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("wh-control-plane: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match wh_control_plane::auth::create_user(&pool, &email, password, admin).await {
         Ok(u) => {

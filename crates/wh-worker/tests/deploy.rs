@@ -51,6 +51,15 @@ fn app_repo(base: &str, page: &str, listen: bool) -> tempfile::TempDir {
     dir
 }
 
+/// Queues a deployment of `repo`'s main branch for the app `id`/`slug` (as the API does).
+async fn queue_deploy(pool: &sqlx::PgPool, id: i64, slug: &str, repo: &Path) -> i64 {
+    let payload = serde_json::json!({"app": slug, "repo_url": repo.to_str().unwrap(), "ref": "main", "port": 8000, "memory_mb": 128, "cpu_millis": 500});
+    let mut txn = pool.begin().await.unwrap();
+    let deployment = deployments::create(&mut txn, id, "main", payload).await.unwrap();
+    txn.commit().await.unwrap();
+    deployment
+}
+
 async fn wait_state(
     pool: &sqlx::PgPool,
     id: i64,
@@ -180,10 +189,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
         .execute(&pool)
         .await
         .unwrap();
-    let payload = serde_json::json!({"app": "hello", "repo_url": repo.path().to_str().unwrap(), "ref": "main", "port": 8000, "memory_mb": 128, "cpu_millis": 500});
-    let mut txn = pool.begin().await.unwrap();
-    let deployment = deployments::create(&mut txn, app, "main", payload).await.unwrap();
-    txn.commit().await.unwrap();
+    let deployment = queue_deploy(&pool, app, "hello", repo.path()).await;
 
     let (state, error) =
         wait_state(&pool, deployment, &["live", "failed"], Duration::from_secs(90)).await;
@@ -300,10 +306,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
             }
         })
     };
-    let payload = serde_json::json!({"app": "hello", "repo_url": repo.path().to_str().unwrap(), "ref": "main", "port": 8000, "memory_mb": 128, "cpu_millis": 500});
-    let mut txn = pool.begin().await.unwrap();
-    let second = deployments::create(&mut txn, app, "main", payload).await.unwrap();
-    txn.commit().await.unwrap();
+    let second = queue_deploy(&pool, app, "hello", repo.path()).await;
     let (state, error) =
         wait_state(&pool, second, &["live", "failed"], Duration::from_secs(90)).await;
     assert_eq!(state, "live", "{error:?}");
@@ -348,10 +351,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     .fetch_one(&pool)
     .await
     .unwrap();
-    let payload = serde_json::json!({"app": "broken", "repo_url": broken.path().to_str().unwrap(), "ref": "main", "port": 8000, "memory_mb": 128, "cpu_millis": 500});
-    let mut txn = pool.begin().await.unwrap();
-    let failing = deployments::create(&mut txn, app2, "main", payload).await.unwrap();
-    txn.commit().await.unwrap();
+    let failing = queue_deploy(&pool, app2, "broken", broken.path()).await;
     let (state, error) =
         wait_state(&pool, failing, &["live", "failed"], Duration::from_secs(90)).await;
     assert_eq!(state, "failed");
