@@ -25,7 +25,7 @@ async fn swapping_ten_times_a_second_under_load_fails_no_request() {
     let p = TestProxy::start(&docs[0], &[]).await;
     let addr = p.addr;
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let stop = tokio_util_like_stop();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
     for _ in 0..4 {
         let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
@@ -51,10 +51,6 @@ async fn swapping_ten_times_a_second_under_load_fails_no_request() {
     assert_eq!(p.generation(), 21);
     assert_eq!(failed.load(Ordering::Relaxed), 0, "{} ok", ok.load(Ordering::Relaxed));
     assert!(ok.load(Ordering::Relaxed) > 100, "too few requests to mean anything");
-}
-
-fn tokio_util_like_stop() -> Arc<std::sync::atomic::AtomicBool> {
-    Arc::new(std::sync::atomic::AtomicBool::new(false))
 }
 
 #[tokio::test]

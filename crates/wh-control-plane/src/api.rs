@@ -1,6 +1,7 @@
 //! HTTP routes. Worker endpoints live under `/v1/workers`, the proxy's configuration under
 //! `/v1/traefik`; errors are one [`ApiError`].
 
+pub mod admin;
 pub mod apps;
 pub mod auth;
 pub mod deployments;
@@ -74,7 +75,7 @@ pub fn public(state: AppState) -> Router {
         .route("/api/v1/deployments/{id}/cancel", post(deployments::cancel))
         .route("/api/v1/deployments/{id}/build-log", get(deployments::build_log))
         .route("/api/v1/apps/{slug}/logs", get(apps::logs))
-        .route("/api/v1/workers", get(deployments::workers))
+        .route("/api/v1/workers", get(admin::workers))
         .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit))
         .route("/healthz", get(|| async { "ok\n" }))

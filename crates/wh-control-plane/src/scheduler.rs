@@ -171,9 +171,15 @@ pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettin
         };
         let Ok(worker_id) = worker.parse::<Uuid>() else { return };
         let mut payload = job.payload.clone();
-        match job_env(pool, settings, job.deployment_id).await {
-            Ok(env) if job.kind == "deploy" => payload["env"] = env,
-            Ok(_) => {}
+        // Only deploy jobs need the app's env vars: nothing else opens them.
+        let env = if job.kind == "deploy" {
+            job_env(pool, settings, job.deployment_id).await.map(Some)
+        } else {
+            Ok(None)
+        };
+        match env {
+            Ok(Some(env)) => payload["env"] = env,
+            Ok(None) => {}
             Err(e) => {
                 let _ = queue::complete(
                     pool,

@@ -51,6 +51,20 @@ fn app_repo(base: &str, page: &str, listen: bool) -> tempfile::TempDir {
     dir
 }
 
+/// An app on the hobby plan listening on 8000, built from `repo`.
+async fn insert_app(pool: &sqlx::PgPool, owner: i64, slug: &str, repo: &Path) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO apps (owner_id, slug, repo_url, plan_id, port)
+         VALUES ($1, $2, $3, (SELECT id FROM plans WHERE name = 'hobby'), 8000) RETURNING id",
+    )
+    .bind(owner)
+    .bind(slug)
+    .bind(repo.to_str().unwrap())
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// Queues a deployment of `repo`'s main branch for the app `id`/`slug` (as the API does).
 async fn queue_deploy(pool: &sqlx::PgPool, id: i64, slug: &str, repo: &Path) -> i64 {
     let payload = serde_json::json!({"app": slug, "repo_url": repo.to_str().unwrap(), "ref": "main", "port": 8000, "memory_mb": 128, "cpu_millis": 500});
@@ -175,14 +189,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     .await
     .unwrap();
     let repo = app_repo(&base, "<h1>hello from wisehosting</h1>", true);
-    let app: i64 = sqlx::query_scalar(
-        "INSERT INTO apps (owner_id, slug, repo_url, plan_id, port) VALUES ($1, 'hello', $2, (SELECT id FROM plans WHERE name = 'hobby'), 8000) RETURNING id",
-    )
-    .bind(user)
-    .bind(repo.path().to_str().unwrap())
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let app = insert_app(&pool, user, "hello", repo.path()).await;
     sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) VALUES ($1, 'GREETING', $2)")
         .bind(app)
         .bind(sealer.seal(b"hi-from-env", app))
@@ -343,14 +350,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
 
     // A repository whose container never listens: fails with the reason and its last lines.
     let broken = app_repo(&base, "x", false);
-    let app2: i64 = sqlx::query_scalar(
-        "INSERT INTO apps (owner_id, slug, repo_url, plan_id, port) VALUES ($1, 'broken', $2, (SELECT id FROM plans WHERE name = 'hobby'), 8000) RETURNING id",
-    )
-    .bind(user)
-    .bind(broken.path().to_str().unwrap())
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let app2 = insert_app(&pool, user, "broken", broken.path()).await;
     let failing = queue_deploy(&pool, app2, "broken", broken.path()).await;
     let (state, error) =
         wait_state(&pool, failing, &["live", "failed"], Duration::from_secs(90)).await;
