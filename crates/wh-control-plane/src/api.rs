@@ -70,7 +70,14 @@ pub fn public(state: AppState) -> Router {
         .route("/api/v1/apps/{slug}/env", get(apps::env_list))
         .route("/api/v1/apps/{slug}/env/{key}", put(apps::env_set).delete(apps::env_delete))
         .route("/api/v1/audit-events", get(apps::audit_events))
-        .route("/api/v1/apps/{slug}/deployments", post(deployments::create).get(deployments::list))
+        .route(
+            "/api/v1/apps/{slug}/deployments",
+            // An upload deploy carries its source: the handler enforces its own, larger limit.
+            post(deployments::create)
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .get(deployments::list),
+        )
+        .route("/api/v1/apps/{slug}/containers", get(apps::containers))
         .route("/api/v1/deployments/{id}", get(deployments::get))
         .route("/api/v1/deployments/{id}/cancel", post(deployments::cancel))
         .route("/api/v1/deployments/{id}/build-log", get(deployments::build_log))
@@ -89,6 +96,7 @@ pub fn internal(state: AppState) -> Router {
         .route("/v1/workers/register", post(workers::register))
         .route("/v1/workers/refresh-token", post(workers::refresh))
         .route("/v1/workers/ws", get(workers::ws))
+        .route("/v1/workers/sources/{deployment}", get(workers::source))
         .route("/v1/traefik/proxy-config", get(proxy_config::proxy_config))
         .route("/v1/traefik/config", get(proxy_config::worker_config))
         .with_state(state)

@@ -97,6 +97,18 @@ pub async fn expire(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
     .await
 }
 
+/// Deletes the uploaded sources of deployments that have ended (built or not, they are no
+/// longer needed); returns how many.
+pub async fn drop_finished_sources(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM deployment_sources s USING deployments d
+         WHERE d.id = s.deployment_id AND d.state IN ('live', 'failed', 'cancelled', 'superseded')",
+    )
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected())
+}
+
 /// A worker reported a stage (`building`, `starting`, `healthy`) of the deployment `job` is for.
 pub async fn progress(pool: &PgPool, job: i64, stage: &str) -> Result<(), sqlx::Error> {
     let Some(secs) = deadline(stage).map(|d| d.as_secs_f64()) else { return Ok(()) };

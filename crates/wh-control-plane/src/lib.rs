@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: settings from flags and environment; secrets wrapped so they never print.
+//! - [`containers`]: what workers run (inventory, events, stats); adoption after reconnects.
 //! - [`database`]: the pool and migrations (applied on every start).
 //! - [`workers`]: the worker registry (create, rotate key, disable; only key hashes stored).
 //! - [`jwt`]: short-lived HS256 tokens for workers.
@@ -24,6 +25,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod containers;
 pub mod database;
 pub mod deployments;
 pub mod hub;

@@ -168,6 +168,29 @@ pub async fn extend(
     }
 }
 
+/// Extends the leases of the jobs `worker` says it is still running (its heartbeat), so a long
+/// build keeps its lease while the worker lives and loses it soon after the worker dies.
+pub async fn extend_running(
+    pool: &PgPool,
+    worker: &str,
+    jobs: &[i64],
+    lease: Duration,
+) -> Result<u64, sqlx::Error> {
+    if jobs.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query(
+        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
+         WHERE id = ANY($1) AND claimed_by = $2 AND state = 'claimed'",
+    )
+    .bind(jobs)
+    .bind(worker)
+    .bind(lease.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Records the outcome of `attempt`; `Err(reason)` fails the job.
 pub async fn complete(
     pool: &PgPool,

@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use wh_wsproto::messages::JobAssign;
+use wh_wsproto::messages::{ContainerStop, JobAssign};
 use wh_wsproto::Message;
 
 use crate::hub::{Hub, Inbound, WorkerHealth};
@@ -141,9 +141,19 @@ pub async fn run(
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot expire deployments"),
                 }
+                if let Err(e) = crate::deployments::drop_finished_sources(&pool).await {
+                    tracing::warn!(error = %e, "cannot drop finished sources");
+                }
             }
             msg = inbound.recv() => match msg {
-                Some(m) => handle(&pool, &settings, m).await,
+                Some(m) => {
+                    let worker = m.worker_id;
+                    if let Some(answer) = handle(&pool, &settings, m).await {
+                        if let Err(e) = hub.send(worker, answer) {
+                            tracing::warn!(%worker, error = %e, "cannot answer the worker");
+                        }
+                    }
+                }
                 None => return,
             },
         }
@@ -263,9 +273,46 @@ async fn record_logs(
     }
 }
 
-/// Applies one worker report.
-pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) {
+/// Applies one worker report; returns the answer to send back to that worker, if any.
+pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) -> Option<Message> {
     let result = match &msg.message {
+        Message::Hello(h) => {
+            return match crate::containers::adopt(pool, msg.worker_id, &h.containers).await {
+                Ok(stop) if stop.is_empty() => None,
+                Ok(stop) => {
+                    tracing::info!(worker = %msg.worker_id, containers = ?stop, "stopping containers no deployment accounts for");
+                    Some(Message::ContainerStop(ContainerStop {
+                        container_ids: stop,
+                        reason: "no deployment that should run on this worker".into(),
+                    }))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record the worker's containers");
+                    None
+                }
+            };
+        }
+        Message::Heartbeat(hb) => {
+            let worker = msg.worker_id.to_string();
+            if let Err(e) =
+                queue::extend_running(pool, &worker, &hb.running_jobs, settings.lease).await
+            {
+                tracing::warn!(error = %e, "cannot extend leases from a heartbeat");
+            }
+            Ok(())
+        }
+        Message::ContainerEvent(e) => {
+            if let Err(err) = crate::containers::event(pool, msg.worker_id, e).await {
+                tracing::warn!(error = %err, "cannot record a container event");
+            }
+            Ok(())
+        }
+        Message::ContainerStats(s) => {
+            if let Err(err) = crate::containers::stats(pool, msg.worker_id, s).await {
+                tracing::warn!(error = %err, "cannot record container stats");
+            }
+            Ok(())
+        }
         Message::JobAck(r) => queue::extend(pool, r.job_id, r.attempt, settings.lease).await,
         Message::JobProgress(p) => {
             let extended = queue::extend(pool, p.job_id, p.attempt, settings.lease).await;
@@ -313,6 +360,7 @@ pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) {
         }
         Err(CompleteError::Db(e)) => tracing::error!(error = %e, "cannot record a job report"),
     }
+    None
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ fn hello(worker_id: &str) -> Message {
     Message::Hello(Hello {
         worker_id: worker_id.into(),
         version: "test".into(),
-        capacity: Capacity { cpus: 2.0, memory_mb: 1024, disk_mb: 1 },
+        capacity: Capacity { cpus: 2.0, memory_mb: 1024, disk_mb: 1, ..Default::default() },
         containers: vec![],
     })
 }

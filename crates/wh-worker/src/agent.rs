@@ -1,11 +1,14 @@
-//! Executes jobs from the control plane. A `deploy` job: shallow-clone the ref into a temporary
-//! directory (removed afterwards), use the repository's Containerfile/Dockerfile or a preset,
+//! Executes jobs from the control plane. A `deploy` job: shallow-clone the ref (or unpack the
+//! uploaded source archive) into a temporary directory (removed afterwards), use the repository's Containerfile/Dockerfile or a preset,
 //! build (output streamed as log lines), start the container with the app's env vars and plan
 //! limits, published on this worker's address at a free host port, health-check it, and report
 //! the host port. A failed health check removes the new container (whatever was serving keeps
 //! serving) and fails the job with the reason and the container's last log lines. A `retire`
 //! job stops the containers of a superseded deployment once the control plane's drain delay
 //! has passed. A running container's output is followed and forwarded as log lines.
+//! `container.stop` removes containers the control plane does not account for (only ones
+//! carrying our app label). The jobs in progress are listed in every heartbeat, which keeps
+//! their leases alive.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +34,8 @@ pub struct AgentSettings {
     pub health_path: String,
     /// Extra labels on everything the agent creates (tests use it for cleanup).
     pub extra_labels: Vec<(String, String)>,
+    /// Per-app disk limits (`--storage-opt size=`): only where the storage supports them.
+    pub disk_quota: bool,
 }
 
 impl Default for AgentSettings {
@@ -42,36 +47,67 @@ impl Default for AgentSettings {
             health_timeout: Duration::from_secs(60),
             health_path: "/".into(),
             extra_labels: Vec::new(),
+            disk_quota: false,
         }
     }
 }
 
 /// The job executor.
 pub struct Agent {
-    pub podman: Podman,
-    pub transport: Arc<Transport>,
-    pub settings: AgentSettings,
+    podman: Podman,
+    transport: Arc<Transport>,
+    settings: AgentSettings,
+    running: std::sync::Mutex<std::collections::BTreeSet<i64>>,
 }
 
 impl Agent {
+    pub fn new(podman: Podman, transport: Arc<Transport>, settings: AgentSettings) -> Arc<Agent> {
+        Arc::new(Agent { podman, transport, settings, running: Default::default() })
+    }
+
+    /// The ids of the jobs in progress (for heartbeats).
+    pub fn running_jobs(&self) -> Vec<i64> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect()
+    }
+
     /// Runs every job that arrives, each in its own task.
     pub async fn run(self: Arc<Self>, mut inbound: mpsc::Receiver<Message>) {
         while let Some(msg) = inbound.recv().await {
-            if let Message::JobAssign(job) = msg {
-                let me = self.clone();
-                tokio::spawn(async move { me.execute(job).await });
+            match msg {
+                Message::JobAssign(job) => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.execute(job).await });
+                }
+                Message::ContainerStop(stop) => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.stop_unknown(stop.container_ids).await });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Removes the listed containers that carry our app label (never anything else).
+    async fn stop_unknown(&self, ids: Vec<String>) {
+        let Ok(ours) = self.podman.list(LABEL_APP).await else { return };
+        for c in ours.into_iter().filter(|c| ids.contains(&c.id)) {
+            tracing::info!(container = %c.id, name = %c.name, "stopping a container the control plane does not account for");
+            if let Err(e) = self.podman.remove(&c.id, Duration::from_secs(10)).await {
+                tracing::warn!(container = %c.id, error = %e, "cannot stop container");
             }
         }
     }
 
     async fn execute(&self, job: JobAssign) {
         let (id, attempt) = (job.job_id, job.attempt);
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
         self.transport.send(Message::JobAck(JobRef { job_id: id, attempt }));
         let result = match job.kind.as_str() {
             "deploy" => self.deploy(&job).await,
             "retire" => self.retire(&job).await,
             other => Err(format!("this worker does not know job kind `{other}`")),
         };
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         let (ok, error, output) = match result {
             Ok(output) => (true, None, output),
             Err(e) => (false, Some(e), serde_json::Value::Null),
@@ -119,7 +155,7 @@ impl Agent {
                 .map(str::to_owned)
                 .ok_or_else(|| format!("deploy job without `{k}`"))
         };
-        let (app, repo, git_ref) = (text("app")?, text("repo_url")?, text("ref")?);
+        let app = text("app")?;
         let deployment = p
             .get("deployment_id")
             .and_then(|v| v.as_i64())
@@ -131,13 +167,32 @@ impl Agent {
             .ok_or("deploy job without a valid `port`")?;
         let memory_mb = p.get("memory_mb").and_then(|v| v.as_u64()).unwrap_or(512);
         let cpus = p.get("cpu_millis").and_then(|v| v.as_u64()).unwrap_or(1000) as f64 / 1000.0;
-        if git_ref.starts_with('-') || repo.starts_with('-') {
-            return Err("refusing a ref or repository that looks like an option".into());
-        }
-        self.progress(job, "building", "cloning");
+        let disk_mb =
+            p.get("disk_mb").and_then(|v| v.as_u64()).filter(|_| self.settings.disk_quota);
         let checkout =
             tempfile::Builder::new().prefix("wh-build-").tempdir().map_err(|e| e.to_string())?;
-        clone(&repo, &git_ref, checkout.path()).await?;
+        if p.get("source").and_then(|v| v.as_str()) == Some("upload") {
+            self.progress(job, "building", "downloading the uploaded source");
+            let bytes = self
+                .transport
+                .fetch(
+                    &format!("/v1/workers/sources/{deployment}"),
+                    wh_wsproto::archive::Limits::default().max_compressed,
+                    Duration::from_secs(120),
+                )
+                .await?;
+            let into = checkout.path().to_owned();
+            tokio::task::spawn_blocking(move || crate::source::unpack(&bytes, &into))
+                .await
+                .map_err(|e| e.to_string())??;
+        } else {
+            let (repo, git_ref) = (text("repo_url")?, text("ref")?);
+            if git_ref.starts_with('-') || repo.starts_with('-') {
+                return Err("refusing a ref or repository that looks like an option".into());
+            }
+            self.progress(job, "building", "cloning");
+            clone(&repo, &git_ref, checkout.path()).await?;
+        }
         let dockerfile: Option<PathBuf> = match frameworks::own_dockerfile(checkout.path()) {
             Some(_) => None,
             None => {
@@ -175,6 +230,7 @@ impl Agent {
                 &tag,
                 &labels,
                 memory_mb.max(256),
+                cpus,
                 self.settings.build_timeout,
                 |line| {
                     batch.push(LogLine {
@@ -213,7 +269,9 @@ impl Agent {
             pids_limit: 512,
             labels,
             publish: Some((self.settings.publish_ip.clone(), host_port, port)),
-            extra_args: vec![],
+            extra_args: disk_mb
+                .map(|mb| vec!["--storage-opt".to_owned(), format!("size={mb}M")])
+                .unwrap_or_default(),
         };
         let container = self.podman.run(&spec).await.map_err(|e| format!("start failed: {e}"))?;
         let url =

@@ -14,6 +14,7 @@ pub fn capacity() -> Capacity {
         cpus: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
         memory_mb: meminfo_kib("MemTotal:").unwrap_or(0) / 1024,
         disk_mb: 0,
+        disk_quota: String::new(),
     }
 }
 

@@ -2,17 +2,21 @@
 //! but the containers it runs.
 //!
 //! # Layout
+//! - [`worker`]: all of the above wired together (for `main` and `wh dev`).
 //! - [`transport`]: registration, JWT refresh, the signed WebSocket channel, reconnects with
 //!   full-jitter backoff, and the outbox (reliable messages until acknowledged, bounded logs).
 //! - [`agent`]: executes jobs (deploy: clone, build, run, health-check, report).
 //! - [`frameworks`]: Dockerfile presets for repositories that bring none.
 //! - [`runtime`]: Podman as a subprocess (build, run, inspect, list by label, remove).
+//! - [`monitor`]: inventory, stats every 10 s, container events.
+//! - [`source`]: unpacks an uploaded source archive.
 //! - [`host`]: this host's capacity and stats for `hello` and heartbeats.
-//!
-//! Building and running apps with Podman arrives with the deploy work.
 
 pub mod agent;
 pub mod frameworks;
 pub mod host;
+pub mod monitor;
 pub mod runtime;
+pub mod source;
 pub mod transport;
+pub mod worker;

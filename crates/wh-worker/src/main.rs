@@ -1,14 +1,12 @@
-//! wh-worker: settings → logging → transport → heartbeats → wait for SIGTERM.
+//! wh-worker: settings → logging → Podman probe → [`worker::run`] until SIGTERM.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use wh_worker::transport::{net, Endpoint, Transport, TransportConfig};
-use wh_worker::{agent, host, runtime};
-use wh_wsproto::messages::{Heartbeat, Hello};
-use wh_wsproto::Message;
+use wh_worker::transport::{net, Endpoint};
+use wh_worker::{agent, runtime, worker};
 
 /// BSD `EX_USAGE`.
 const EX_USAGE: u8 = 64;
@@ -91,19 +89,6 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let (transport, inbound) = Transport::new(TransportConfig::new(endpoint, key));
-        let stop = CancellationToken::new();
-        let beat = transport.clone();
-        let every = Duration::from_secs(args.heartbeat_secs.max(1));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                beat.send(Message::Heartbeat(Heartbeat {
-                    stats: host::stats(),
-                    running_jobs: vec![],
-                }));
-            }
-        });
         let podman = match runtime::PodmanSettings::probe().await {
             Ok(settings) => runtime::Podman { settings },
             Err(e) => {
@@ -111,15 +96,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let agent = std::sync::Arc::new(agent::Agent {
-            podman,
-            transport: transport.clone(),
-            settings: agent::AgentSettings {
-                publish_ip: args.publish_ip.clone(),
-                ..agent::AgentSettings::default()
-            },
-        });
-        tokio::spawn(agent.run(inbound));
+        tracing::info!(runtime = ?podman.settings.runtime, disk_quota = %podman.settings.disk_quota, "podman probed");
+        let stop = CancellationToken::new();
         let signal_stop = stop.clone();
         tokio::spawn(async move {
             let mut term =
@@ -131,13 +109,15 @@ fn main() -> ExitCode {
             }
             signal_stop.cancel();
         });
-        let hello = |worker_id: &str| Hello {
-            worker_id: worker_id.to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            capacity: host::capacity(),
-            containers: vec![],
+        let settings = worker::WorkerSettings {
+            heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
+            agent: agent::AgentSettings {
+                publish_ip: args.publish_ip.clone(),
+                ..agent::AgentSettings::default()
+            },
+            ..worker::WorkerSettings::default()
         };
-        match transport.run(hello, stop).await {
+        match worker::run(endpoint, key, podman, settings, stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wh-worker: {e}");

@@ -3,7 +3,7 @@
 //! The settings Podman needs on a host are runtime configuration, found by [`PodmanSettings::probe`]:
 //! on cgroup v1 hosts crun fails, so runc is used when present; ulimits are passed explicitly
 //! (`nofile`, `nproc`) because raising them implicitly fails on some hosts. Builds run on a
-//! per-host build network (never `--network=host`) with memory and CPU caps and a timeout, their
+//! per-host build network (never `--network=host`) with memory and CPU caps (`--cpu-quota`) and a timeout, their
 //! output streamed line by line. Environment values reach `podman run` through the child's
 //! environment (`-e KEY`), never its argv, so they do not show in `ps` or in logs.
 
@@ -38,6 +38,48 @@ pub struct PodmanSettings {
     pub runtime: Option<String>,
     pub ulimits: Vec<String>,
     pub build_network: String,
+    /// How per-app disk limits are enforced (`xfs-prjquota`, `btrfs`) or why they are not
+    /// (`unsupported: …`); see [`disk_quota_support`].
+    pub disk_quota: String,
+}
+
+impl PodmanSettings {
+    /// Whether `--storage-opt size=` can be used for app containers.
+    pub fn disk_quota_enabled(&self) -> bool {
+        !self.disk_quota.starts_with("unsupported")
+    }
+}
+
+/// Whether the container storage at `graph_root` (driver `driver`) can limit a container's
+/// disk, from the mount table (`/proc/self/mounts`): overlay on xfs mounted with project quotas
+/// (`prjquota`/`pquota`), or the btrfs driver on btrfs.
+pub fn disk_quota_support(
+    mounts: &str,
+    graph_root: &str,
+    driver: &str,
+) -> Result<&'static str, String> {
+    // The mount holding graph_root: the longest mount point that is a path prefix of it.
+    let mount = mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, point, fstype, options) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            let inside = graph_root == point
+                || point == "/"
+                || graph_root.strip_prefix(point).is_some_and(|rest| rest.starts_with('/'));
+            inside.then_some((point, fstype, options))
+        })
+        .max_by_key(|(point, _, _)| point.len());
+    let Some((point, fstype, options)) = mount else {
+        return Err(format!("no mount found for {graph_root}"));
+    };
+    let has = |o: &str| options.split(',').any(|x| x == o);
+    match (fstype, driver) {
+        ("xfs", "overlay") if has("prjquota") || has("pquota") => Ok("xfs-prjquota"),
+        ("xfs", _) => Err(format!("{point} is xfs without project quotas (mount it with prjquota)")),
+        ("btrfs", "btrfs") => Ok("btrfs"),
+        (fs, d) => Err(format!("{point} is {fs} with the {d} driver; per-app disk limits need xfs with prjquota or btrfs")),
+    }
 }
 
 impl PodmanSettings {
@@ -73,7 +115,21 @@ impl PodmanSettings {
             .split_whitespace()
             .map(str::to_owned)
             .collect();
-        Ok(PodmanSettings { runtime, ulimits, build_network: "wisehosting-build".into() })
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let disk_quota = match disk_quota_support(
+            &mounts,
+            info["store"]["graphRoot"].as_str().unwrap_or("/var/lib/containers/storage"),
+            info["store"]["graphDriverName"].as_str().unwrap_or("overlay"),
+        ) {
+            Ok(how) => how.to_owned(),
+            Err(why) => format!("unsupported: {why}"),
+        };
+        Ok(PodmanSettings {
+            runtime,
+            ulimits,
+            build_network: "wisehosting-build".into(),
+            disk_quota,
+        })
     }
 }
 
@@ -100,6 +156,31 @@ pub struct Found {
     pub name: String,
     pub state: String,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The first published host port.
+    pub host_port: Option<u16>,
+}
+
+/// One `podman stats` sample (raw counters).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Sample {
+    #[serde(rename = "ContainerID")]
+    pub container_id: String,
+    /// CPU time used since the container started, in nanoseconds.
+    #[serde(default, rename = "CPUNano")]
+    pub cpu_nano: u64,
+    #[serde(default)]
+    pub mem_usage: u64,
+    #[serde(default)]
+    pub mem_limit: u64,
+    #[serde(default)]
+    pub net_input: u64,
+    #[serde(default)]
+    pub net_output: u64,
+    #[serde(default)]
+    pub block_input: u64,
+    #[serde(default)]
+    pub block_output: u64,
 }
 
 /// The Podman runtime.
@@ -165,6 +246,7 @@ impl Podman {
         tag: &str,
         labels: &[(String, String)],
         memory_mb: u64,
+        cpus: f64,
         timeout: Duration,
         mut on_line: impl FnMut(&str) + Send,
     ) -> Result<(), RuntimeError> {
@@ -175,6 +257,11 @@ impl Podman {
             &self.settings.build_network,
             "--memory",
             &format!("{memory_mb}m"),
+            // CPU cap: `cpus` cores' worth of each 100 ms period.
+            "--cpu-period",
+            "100000",
+            "--cpu-quota",
+            &((cpus.max(0.1) * 100_000.0) as u64).to_string(),
             "-t",
             tag,
         ]);
@@ -274,8 +361,31 @@ impl Podman {
                             .collect()
                     })
                     .unwrap_or_default(),
+                host_port: r["Ports"]
+                    .get(0)
+                    .and_then(|p| p["host_port"].as_u64())
+                    .and_then(|p| u16::try_from(p).ok()),
             })
             .collect())
+    }
+
+    /// One resource sample of each of `ids` (running containers; others are skipped).
+    pub async fn stats(&self, ids: &[String]) -> Result<Vec<Sample>, RuntimeError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = self.command("stats");
+        cmd.args(["--no-stream", "--no-reset", "--format", "{{json .ContainerStats}}"]).args(ids);
+        let out = tokio::time::timeout(Duration::from_secs(30), self.output(cmd, "stats"))
+            .await
+            .map_err(|_| RuntimeError::Timeout(Duration::from_secs(30)))??;
+        Ok(parse_samples(&out))
+    }
+
+    /// How often the restart policy has restarted a container.
+    pub async fn restart_count(&self, id: &str) -> Result<u32, RuntimeError> {
+        let v = self.inspect(id).await?;
+        Ok(v["RestartCount"].as_u64().unwrap_or(0) as u32)
     }
 
     /// The last `lines` lines of a container's output (for failure reports).
@@ -296,6 +406,12 @@ impl Podman {
         cmd.args(["-f", "-t", &grace.as_secs().to_string(), id]);
         self.output(cmd, "rm").await.map(drop)
     }
+}
+
+/// Parses `podman stats --format '{{json .ContainerStats}}'` output: one JSON object a line;
+/// lines that are not one are skipped.
+pub fn parse_samples(out: &str) -> Vec<Sample> {
+    out.lines().filter_map(|l| serde_json::from_str(l.trim()).ok()).collect()
 }
 
 /// Merges two line streams into one channel (build output comes on both).
@@ -324,4 +440,31 @@ where
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_quotas_need_xfs_with_project_quotas_or_btrfs() {
+        let mounts = "/dev/sda1 / ext4 rw,relatime 0 0\n\
+                      /dev/sdb1 /var/lib/containers xfs rw,prjquota 0 0\n\
+                      /dev/sdc1 /srv xfs rw,noquota 0 0\n\
+                      /dev/sdd1 /data btrfs rw 0 0\n";
+        assert_eq!(
+            disk_quota_support(mounts, "/var/lib/containers/storage", "overlay"),
+            Ok("xfs-prjquota")
+        );
+        assert!(disk_quota_support(mounts, "/srv/storage", "overlay")
+            .unwrap_err()
+            .contains("without project quotas"));
+        assert_eq!(disk_quota_support(mounts, "/data/storage", "btrfs"), Ok("btrfs"));
+        assert!(disk_quota_support(mounts, "/home/x/storage", "overlay")
+            .unwrap_err()
+            .contains("ext4"));
+        // A mount point that is only a string prefix is not a parent directory.
+        let tricky = "/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /var/lib/cont xfs rw,prjquota 0 0\n";
+        assert!(disk_quota_support(tricky, "/var/lib/containers/storage", "overlay").is_err());
+    }
 }

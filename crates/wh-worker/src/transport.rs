@@ -137,6 +137,22 @@ impl Transport {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner()).pending_reliable()
     }
 
+    /// `GET path` from the control plane with this worker's JWT (e.g. an uploaded source);
+    /// at most `limit` bytes within `timeout`.
+    pub async fn fetch(
+        &self,
+        path: &str,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<bytes::Bytes, String> {
+        let token = self.bearer().ok_or("not registered with the control plane yet")?;
+        self.config
+            .endpoint
+            .get(path, &token.jwt, limit, timeout)
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))
+    }
+
     /// The current bearer token (read at each connect: a refreshed token applies next time).
     fn bearer(&self) -> Option<Token> {
         self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()

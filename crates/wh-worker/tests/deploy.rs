@@ -16,10 +16,10 @@ use wh_control_plane::jwt::JwtKeys;
 use wh_control_plane::scheduler::{self, SchedulerSettings};
 use wh_control_plane::{api, deployments, workers, AppState, Routing};
 use wh_testkit::podman::{Podman as TestPodman, LABEL};
-use wh_worker::agent::{Agent, AgentSettings};
+use wh_worker::agent::AgentSettings;
 use wh_worker::runtime::{Podman, PodmanSettings};
-use wh_worker::transport::{Endpoint, Transport, TransportConfig};
-use wh_wsproto::messages::{Capacity, Hello};
+use wh_worker::transport::Endpoint;
+use wh_worker::worker::{self, WorkerSettings};
 
 const PROXY_TOKEN: &str = "proxy-token-for-deploys";
 
@@ -128,28 +128,22 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
 
     // A worker on loopback with the real Podman runtime.
     let (_, key) = workers::create(&pool, "local", "127.0.0.1").await.unwrap();
-    let (transport, jobs) = Transport::new(TransportConfig::new(
-        Endpoint::parse(&format!("http://{cp}"), None).unwrap(),
-        key,
-    ));
-    let hello = |id: &str| Hello {
-        worker_id: id.into(),
-        version: "e2e".into(),
-        capacity: Capacity::default(),
-        containers: vec![],
-    };
-    tokio::spawn(transport.clone().run(hello, stop.clone()));
-    let agent = Arc::new(Agent {
-        podman: Podman { settings: PodmanSettings::probe().await.unwrap() },
-        transport: transport.clone(),
-        settings: AgentSettings {
+    let worker_settings = WorkerSettings {
+        heartbeat: Duration::from_secs(1),
+        stats_every: Duration::from_secs(1),
+        agent: AgentSettings {
             health_timeout: Duration::from_secs(10),
             extra_labels: vec![(LABEL.to_owned(), kit.run_id().to_owned())],
             ..AgentSettings::default()
         },
-    });
-    tokio::spawn(agent.run(jobs));
-    transport.send(wh_wsproto::Message::Heartbeat(Default::default()));
+    };
+    tokio::spawn(worker::run(
+        Endpoint::parse(&format!("http://{cp}"), None).unwrap(),
+        key,
+        Podman { settings: PodmanSettings::probe().await.unwrap() },
+        worker_settings,
+        stop.clone(),
+    ));
 
     // wh-proxy following the control plane.
     let proxy_state = tempfile::tempdir().unwrap();
@@ -253,6 +247,28 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&mem.stdout).trim(), (128u64 * 1024 * 1024).to_string());
+
+    // The worker reports the container and samples it every second (stats_every).
+    let mut sampled = None;
+    for _ in 0..100 {
+        let row: Option<(String, i32, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT state, restarts, memory_bytes, memory_limit FROM containers WHERE deployment_id = $1 AND stats_at IS NOT NULL",
+        )
+        .bind(deployment)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if row.is_some() {
+            sampled = row;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (cstate, restarts, mem_used, mem_limit) =
+        sampled.expect("no container stats reached the control plane");
+    assert_eq!((cstate.as_str(), restarts), ("running", 0));
+    assert!(mem_used.unwrap_or(0) > 0, "memory use sampled");
+    assert_eq!(mem_limit, Some(128 << 20), "the limit podman stats sees is the plan's");
 
     // The app's own output reaches the control plane's log bus; the build output its deployment.
     let mut runtime_seen = false;

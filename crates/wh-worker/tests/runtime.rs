@@ -23,6 +23,7 @@ async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and
         ctx.path().join("Containerfile"),
         format!(
             "FROM {base}\nRUN mkdir -p /www && echo built-by-wh > /www/index.html && echo step-output-line\n\
+             RUN echo cpu-quota=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) mem-limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)\n\
              CMD [\"sh\", \"-c\", \"echo $GREETING > /www/env.txt; httpd -f -p 8000 -h /www\"]\n"
         ),
     )
@@ -36,6 +37,7 @@ async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and
             &tag,
             std::slice::from_ref(&cleanup),
             256,
+            0.5,
             Duration::from_secs(120),
             |l| lines.push(l.to_owned()),
         )
@@ -44,6 +46,11 @@ async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and
     assert!(
         lines.iter().any(|l| l.contains("step-output-line")),
         "build output not streamed: {lines:?}"
+    );
+    // The build ran under its caps: half a core of each period and 256 MiB.
+    assert!(
+        lines.iter().any(|l| l.contains("cpu-quota=50000 mem-limit=268435456")),
+        "build caps not applied: {lines:?}"
     );
 
     let port = wh_testkit::net::free_port();
@@ -116,6 +123,7 @@ async fn a_failing_build_reports_its_last_lines() {
             &tag,
             &[(LABEL.to_owned(), kit.run_id().to_owned())],
             128,
+            1.0,
             Duration::from_secs(120),
             |_| {},
         )

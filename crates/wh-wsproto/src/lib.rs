@@ -14,9 +14,11 @@
 //! - [`window`]: the IPsec-style anti-replay bitmap.
 //! - [`messages`]: the typed payloads the channel carries.
 //! - [`error`]: why an envelope was rejected.
+//! - [`archive`]: the tar.gz source of an upload deploy, checked on both sides.
 //!
 //! Decoding never panics, whatever the bytes (property tests and `fuzz/fuzz_targets/decode.rs`).
 
+pub mod archive;
 pub mod envelope;
 pub mod error;
 pub mod key;

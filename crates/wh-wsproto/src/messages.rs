@@ -10,13 +10,16 @@
 //! | `job.result` | worker → CP | [`JobResult`] |
 //! | `log.lines` | worker → CP | [`LogLines`] (build or runtime output) |
 //! | `container.event` | worker → CP | [`ContainerEvent`] |
+//! | `container.stats` | worker → CP | [`ContainerStats`]: every 10 s |
+//! | `container.stop` | CP → worker | [`ContainerStop`]: containers the control plane does not know |
 //! | `ping` / `pong` | both | [`Ping`] |
 //! | `ack` | CP → worker | [`Ack`]: these envelope ids were processed; stop resending them |
 //!
 //! Delivery: `job.ack`, `job.progress`, `job.result` and `container.event` are *reliable*: the
 //! worker keeps each until the control plane acknowledges its envelope id, resends it (same id,
 //! new sequence number) after a reconnect, and the control plane drops ids it has already
-//! processed, so each arrives exactly once. Log lines and heartbeats are best-effort.
+//! processed, so each arrives exactly once. Log lines, stats and heartbeats are best-effort; `container.stop` is repeated on every
+//! `hello` that still reports the container, so it needs no acknowledgement.
 //!
 //! Unknown fields are ignored so either side can add fields without breaking the other; an
 //! unknown `t` is an error the receiver logs and skips.
@@ -32,6 +35,10 @@ pub struct Capacity {
     pub cpus: f64,
     pub memory_mb: u64,
     pub disk_mb: u64,
+    /// How per-app disk limits are enforced here (`xfs-prjquota`, `btrfs`), or why they are
+    /// not (`unsupported: …`).
+    #[serde(default)]
+    pub disk_quota: String,
 }
 
 /// A container the worker runs, found by its labels.
@@ -42,6 +49,8 @@ pub struct ContainerInfo {
     pub deployment_id: i64,
     pub host_port: Option<u16>,
     pub state: String,
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// Sent first on every connection.
@@ -158,6 +167,36 @@ pub struct ContainerEvent {
     pub restarts: u32,
 }
 
+/// Resource use of one container, sampled by `podman stats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStat {
+    pub container_id: String,
+    pub app: String,
+    pub deployment_id: i64,
+    /// Percent of one core (200.0 = two cores busy).
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    pub memory_limit: u64,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+    pub block_read: u64,
+    pub block_write: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    pub containers: Vec<ContainerStat>,
+}
+
+/// Containers the worker must stop and remove: the control plane knows no deployment of theirs
+/// that should run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStop {
+    pub container_ids: Vec<String>,
+    #[serde(default)]
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
     pub nonce: String,
@@ -181,6 +220,8 @@ pub enum Message {
     JobResult(JobResult),
     LogLines(LogLines),
     ContainerEvent(ContainerEvent),
+    ContainerStats(ContainerStats),
+    ContainerStop(ContainerStop),
     Ping(Ping),
     Pong(Ping),
     Ack(Ack),
@@ -198,6 +239,8 @@ impl Message {
             Message::JobResult(_) => "job.result",
             Message::LogLines(_) => "log.lines",
             Message::ContainerEvent(_) => "container.event",
+            Message::ContainerStats(_) => "container.stats",
+            Message::ContainerStop(_) => "container.stop",
             Message::Ping(_) => "ping",
             Message::Pong(_) => "pong",
             Message::Ack(_) => "ack",
@@ -226,6 +269,8 @@ impl Message {
             Message::JobResult(m) => serde_json::to_string(m),
             Message::LogLines(m) => serde_json::to_string(m),
             Message::ContainerEvent(m) => serde_json::to_string(m),
+            Message::ContainerStats(m) => serde_json::to_string(m),
+            Message::ContainerStop(m) => serde_json::to_string(m),
             Message::Ping(m) | Message::Pong(m) => serde_json::to_string(m),
             Message::Ack(m) => serde_json::to_string(m),
         };
@@ -248,6 +293,8 @@ impl Message {
             "job.result" => Message::JobResult(parse(t, p)?),
             "log.lines" => Message::LogLines(parse(t, p)?),
             "container.event" => Message::ContainerEvent(parse(t, p)?),
+            "container.stats" => Message::ContainerStats(parse(t, p)?),
+            "container.stop" => Message::ContainerStop(parse(t, p)?),
             "ping" => Message::Ping(parse(t, p)?),
             "pong" => Message::Pong(parse(t, p)?),
             "ack" => Message::Ack(parse(t, p)?),
@@ -271,13 +318,19 @@ mod tests {
             Message::Hello(Hello {
                 worker_id: "w1".into(),
                 version: "0.1.0".into(),
-                capacity: Capacity { cpus: 2.0, memory_mb: 4096, disk_mb: 100_000 },
+                capacity: Capacity {
+                    cpus: 2.0,
+                    memory_mb: 4096,
+                    disk_mb: 100_000,
+                    disk_quota: "unsupported: ext4".into(),
+                },
                 containers: vec![ContainerInfo {
                     container_id: "c1".into(),
                     app: "foo".into(),
                     deployment_id: 3,
                     host_port: Some(31001),
                     state: "running".into(),
+                    restarts: 1,
                 }],
             }),
             Message::Heartbeat(Heartbeat {
@@ -324,6 +377,21 @@ mod tests {
                 event: ContainerEventKind::Restarted,
                 exit_code: Some(137),
                 restarts: 2,
+            }),
+            Message::ContainerStats(ContainerStats {
+                containers: vec![ContainerStat {
+                    container_id: "c1".into(),
+                    app: "foo".into(),
+                    deployment_id: 3,
+                    cpu_percent: 12.5,
+                    memory_bytes: 1 << 20,
+                    memory_limit: 128 << 20,
+                    ..Default::default()
+                }],
+            }),
+            Message::ContainerStop(ContainerStop {
+                container_ids: vec!["c9".into()],
+                reason: "unknown deployment".into(),
             }),
             Message::Ping(Ping { nonce: "n".into() }),
             Message::Pong(Ping { nonce: "n".into() }),

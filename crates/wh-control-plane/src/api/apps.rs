@@ -92,6 +92,8 @@ async fn owned_app(state: &AppState, caller: &Caller, slug: &str) -> Result<App,
 #[derive(Deserialize)]
 pub struct NewApp {
     name: String,
+    /// Empty or absent: the app is deployed from uploads only (`wh deploy --path`).
+    #[serde(default)]
     repo_url: String,
     #[serde(default)]
     branch: Option<String>,
@@ -101,6 +103,9 @@ pub struct NewApp {
 }
 
 fn validate_repo(url: &str) -> Result<(), ApiError> {
+    if url.is_empty() {
+        return Ok(());
+    }
     if (url.starts_with("https://") || url.starts_with("ssh://") || url.starts_with("git@"))
         && url.len() <= 500
         && !url.contains(char::is_whitespace)
@@ -359,6 +364,17 @@ pub struct LogQuery {
     lines: Option<usize>,
     #[serde(default)]
     follow: Option<String>,
+}
+
+/// `GET /api/v1/apps/{slug}/containers`: the app's containers as their workers last reported
+/// them: state, restart count, and the latest resource sample (every 10 s).
+pub async fn containers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+) -> Result<Json<Vec<crate::containers::Container>>, ApiError> {
+    let app = owned_app(&state, &caller, &slug).await?;
+    Ok(Json(crate::containers::of_app(&state.pool, app.id).await?))
 }
 
 /// `GET /api/v1/apps/{slug}/logs`: recent runtime lines (`?lines=N`, default 200); with

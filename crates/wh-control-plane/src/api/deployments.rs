@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::Caller;
 use super::ApiError;
+use wh_wsproto::archive;
+
 use crate::{audit, deployments, AppState};
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -34,42 +36,95 @@ pub struct NewDeployment {
     git_ref: Option<String>,
 }
 
+/// `POST /api/v1/apps/{slug}/deployments`: a JSON body `{"ref": …}` (or none) deploys a git
+/// ref of the app's repository; a `Content-Type: application/gzip` body is an uploaded source
+/// archive (`wh deploy --path`), checked ([`archive::check`]) and kept with the deployment
+/// until it ends.
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Path(slug): Path<String>,
-    body: axum::body::Bytes,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    // The body is optional: no body deploys the app's branch.
-    let body: NewDeployment = if body.iter().all(u8::is_ascii_whitespace) {
-        NewDeployment::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?
-    };
-    let app: Option<(i64, String, String, i32, i32, i32)> = sqlx::query_as(
-        "SELECT a.id, a.repo_url, a.branch, a.port, p.memory_mb, p.cpu_millis FROM apps a JOIN plans p ON p.id = a.plan_id
+    let upload =
+        headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(
+            |t| matches!(t, "application/gzip" | "application/x-gzip" | "application/x-tar+gzip"),
+        );
+    let limits = archive::Limits::default();
+    let limit = if upload { limits.max_compressed } else { 64 << 10 };
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::TooLarge(format!("the request body is over {limit} bytes")))?;
+    let app: Option<(i64, String, String, i32, i32, i32, i32)> = sqlx::query_as(
+        "SELECT a.id, a.repo_url, a.branch, a.port, p.memory_mb, p.cpu_millis, p.disk_mb FROM apps a JOIN plans p ON p.id = a.plan_id
          WHERE a.slug = $1 AND a.owner_id = $2",
     )
     .bind(&slug)
     .bind(caller.user.id)
     .fetch_optional(&state.pool)
     .await?;
-    let (app_id, repo_url, branch, port, memory_mb, cpu_millis) = app.ok_or(ApiError::NotFound)?;
-    let git_ref = body.git_ref.unwrap_or(branch);
-    if git_ref.is_empty()
-        || git_ref.len() > 200
-        || git_ref.starts_with('-')
-        || git_ref.contains(char::is_whitespace)
-    {
-        return Err(ApiError::Validation {
-            field: "ref",
-            message: "must be a branch, tag or commit".into(),
-        });
-    }
-    let payload = serde_json::json!({"app": slug, "repo_url": repo_url, "ref": git_ref, "port": port, "memory_mb": memory_mb, "cpu_millis": cpu_millis});
+    let (app_id, repo_url, branch, port, memory_mb, cpu_millis, disk_mb) =
+        app.ok_or(ApiError::NotFound)?;
+    let mut payload = serde_json::json!({"app": slug, "port": port, "memory_mb": memory_mb, "cpu_millis": cpu_millis, "disk_mb": disk_mb});
+    let (git_ref, source) = if upload {
+        let checked = body.clone();
+        let summary = tokio::task::spawn_blocking(move || archive::check(&checked, &limits))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| match e {
+                archive::ArchiveError::TooLarge(..) | archive::ArchiveError::UnpacksTooLarge(_) => {
+                    ApiError::TooLarge(e.to_string())
+                }
+                other => ApiError::Validation { field: "source", message: other.to_string() },
+            })?;
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(&body));
+        payload["source"] = "upload".into();
+        tracing::info!(app = %slug, files = summary.files, bytes = summary.unpacked_bytes, "source uploaded");
+        (format!("upload:{}", &sha[..12]), Some((body, sha)))
+    } else {
+        // The body is optional: no body deploys the app's branch.
+        let body: NewDeployment = if body.iter().all(u8::is_ascii_whitespace) {
+            NewDeployment::default()
+        } else {
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?
+        };
+        if repo_url.is_empty() {
+            return Err(ApiError::Validation {
+                field: "ref",
+                message: "this app has no repository; upload its source (wh deploy --path DIR)"
+                    .into(),
+            });
+        }
+        let git_ref = body.git_ref.unwrap_or(branch);
+        if git_ref.is_empty()
+            || git_ref.len() > 200
+            || git_ref.starts_with('-')
+            || git_ref.contains(char::is_whitespace)
+        {
+            return Err(ApiError::Validation {
+                field: "ref",
+                message: "must be a branch, tag or commit".into(),
+            });
+        }
+        payload["repo_url"] = repo_url.into();
+        payload["ref"] = git_ref.clone().into();
+        (git_ref, None)
+    };
     let mut tx = state.pool.begin().await?;
     let id = deployments::create(&mut tx, app_id, &git_ref, payload).await?;
+    if let Some((archive, sha)) = source {
+        sqlx::query(
+            "INSERT INTO deployment_sources (deployment_id, archive, sha256) VALUES ($1, $2, $3)",
+        )
+        .bind(id)
+        .bind(archive.as_ref())
+        .bind(&sha)
+        .execute(&mut *tx)
+        .await?;
+    }
     audit::record(
         &mut tx,
         Some(caller.user.id),

@@ -19,6 +19,8 @@ pub enum ApiError {
     Conflict { field: &'static str, message: String },
     #[error("not found")]
     NotFound,
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("invalid {field}: {message}")]
     Validation { field: &'static str, message: String },
     #[error(transparent)]
@@ -46,6 +48,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotFound => {
                 (StatusCode::NOT_FOUND, "not_found", "not found".to_owned(), None)
+            }
+            ApiError::TooLarge(why) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large", why.clone(), None)
             }
             ApiError::Validation { field, message } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message.clone(), Some(*field))

@@ -111,3 +111,25 @@ pub async fn ws(
     let hub = state.hub.clone();
     Ok(upgrade.max_message_size(1 << 20).on_upgrade(move |socket| hub.serve(worker, socket)))
 }
+
+/// `GET /v1/workers/sources/{deployment}`: the uploaded source archive of a deployment, only
+/// for the worker that holds its deploy job right now.
+pub async fn source(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(deployment): axum::extract::Path<i64>,
+) -> Result<Response, ApiError> {
+    use axum::response::IntoResponse;
+    let worker = worker_from_jwt(&state, &headers).await?;
+    let archive: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT s.archive FROM deployment_sources s
+         JOIN jobs j ON j.deployment_id = s.deployment_id AND j.kind = 'deploy' AND j.state = 'claimed'
+         WHERE s.deployment_id = $1 AND j.claimed_by = $2",
+    )
+    .bind(deployment)
+    .bind(worker.id.to_string())
+    .fetch_optional(&state.pool)
+    .await?;
+    let archive = archive.ok_or(ApiError::NotFound)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/gzip")], archive).into_response())
+}

@@ -102,22 +102,47 @@ impl Endpoint {
         }
     }
 
-    /// `POST path` with a bearer token; returns the body of a 200.
+    /// `POST path` with a bearer token; returns the body of a 200 (at most 1 MiB).
     pub async fn post(&self, path: &str, bearer: &str) -> Result<Bytes, NetError> {
+        self.request(hyper::Method::POST, path, bearer, 1 << 20, NET_TIMEOUT).await
+    }
+
+    /// `GET path` with a bearer token; returns the body of a 200 (at most `limit` bytes), all
+    /// within `timeout`.
+    pub async fn get(
+        &self,
+        path: &str,
+        bearer: &str,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Bytes, NetError> {
+        self.request(hyper::Method::GET, path, bearer, limit, timeout).await
+    }
+
+    async fn request(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        bearer: &str,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Bytes, NetError> {
         let exchange = async {
             let io = self.dial().await?;
             let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
                 .await
                 .map_err(|e| NetError::Other(e.to_string()))?;
             tokio::spawn(conn);
-            let req = hyper::Request::post(path)
+            let req = hyper::Request::builder()
+                .method(method)
+                .uri(path)
                 .header("host", self.authority())
                 .header("authorization", format!("Bearer {bearer}"))
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| NetError::Other(e.to_string()))?;
             let resp = send.send_request(req).await.map_err(|e| NetError::Other(e.to_string()))?;
             let status = resp.status().as_u16();
-            let body = Limited::new(resp.into_body(), 1 << 20)
+            let body = Limited::new(resp.into_body(), limit)
                 .collect()
                 .await
                 .map_err(|e| NetError::Other(e.to_string()))?
@@ -131,7 +156,7 @@ impl Endpoint {
                 ))
             }
         };
-        tokio::time::timeout(NET_TIMEOUT, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| NetError::Other("request timed out".into()))?
     }

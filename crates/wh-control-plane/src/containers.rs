@@ -1,0 +1,159 @@
+//! What workers report they run: the inventory in every `hello`, container events (exits,
+//! restarts), and resource samples every 10 s, kept in the `containers` table.
+//!
+//! Workers are stateless and the control plane is the source of truth: after a reconnect the
+//! control plane *adopts* each reported container whose deployment should run on that worker
+//! (live, or still in progress) and tells the worker to stop the others (unknown deployment,
+//! failed, cancelled, or superseded with no retire job left to stop it).
+
+use sqlx::PgPool;
+use uuid::Uuid;
+use wh_wsproto::messages::{ContainerEvent, ContainerEventKind, ContainerInfo, ContainerStats};
+
+/// Records a worker's inventory; returns the ids of the containers it must stop.
+pub async fn adopt(
+    pool: &PgPool,
+    worker: Uuid,
+    reported: &[ContainerInfo],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut stop = Vec::new();
+    let mut kept = Vec::new();
+    for c in reported {
+        // (app id, state, worker it went live on, a retire job still to run)
+        let row: Option<(i64, String, Option<Uuid>, bool)> = sqlx::query_as(
+            "SELECT d.app_id, d.state::text, d.worker_id,
+                    EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = 'retire'
+                            AND j.state IN ('pending', 'claimed'))
+             FROM deployments d JOIN apps a ON a.id = d.app_id
+             WHERE d.id = $1 AND a.slug = $2",
+        )
+        .bind(c.deployment_id)
+        .bind(&c.app)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let keep = match &row {
+            None => false,
+            Some((_, state, on, retiring)) => match state.as_str() {
+                "queued" | "building" | "starting" | "healthy" => true,
+                "live" => on.is_none_or(|w| w == worker),
+                "superseded" => *retiring,
+                _ => false,
+            },
+        };
+        if !keep {
+            stop.push(c.container_id.clone());
+            continue;
+        }
+        let app = row.map(|r| r.0);
+        sqlx::query(
+            "INSERT INTO containers (container_id, worker_id, app_id, deployment_id, state, restarts)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (container_id) DO UPDATE SET worker_id = $2, state = $5, restarts = $6, updated_at = now()",
+        )
+        .bind(&c.container_id)
+        .bind(worker)
+        .bind(app)
+        .bind(c.deployment_id)
+        .bind(&c.state)
+        .bind(c.restarts as i32)
+        .execute(&mut *tx)
+        .await?;
+        kept.push(c.container_id.clone());
+    }
+    // Whatever this worker no longer reports is gone.
+    sqlx::query("DELETE FROM containers WHERE worker_id = $1 AND container_id <> ALL($2)")
+        .bind(worker)
+        .bind(&kept)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(stop)
+}
+
+/// Applies a container event (state, exit code, restart count).
+pub async fn event(pool: &PgPool, worker: Uuid, e: &ContainerEvent) -> Result<(), sqlx::Error> {
+    if e.event == ContainerEventKind::Removed {
+        sqlx::query("DELETE FROM containers WHERE container_id = $1 AND worker_id = $2")
+            .bind(&e.container_id)
+            .bind(worker)
+            .execute(pool)
+            .await?;
+        return Ok(());
+    }
+    let state = match e.event {
+        ContainerEventKind::Started | ContainerEventKind::Restarted => "running",
+        _ => "exited",
+    };
+    sqlx::query(
+        "INSERT INTO containers (container_id, worker_id, app_id, deployment_id, state, restarts, exit_code)
+         SELECT $1, $2, d.app_id, d.id, $4, $5, $6 FROM deployments d WHERE d.id = $3
+         ON CONFLICT (container_id) DO UPDATE
+             SET state = $4, restarts = GREATEST(containers.restarts, $5), exit_code = coalesce($6, containers.exit_code), updated_at = now()",
+    )
+    .bind(&e.container_id)
+    .bind(worker)
+    .bind(e.deployment_id)
+    .bind(state)
+    .bind(e.restarts as i32)
+    .bind(e.exit_code)
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// Stores the latest resource sample of each container (only containers already known).
+pub async fn stats(pool: &PgPool, worker: Uuid, s: &ContainerStats) -> Result<(), sqlx::Error> {
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for c in &s.containers {
+        sqlx::query(
+            "UPDATE containers SET cpu_percent = $3, memory_bytes = $4, memory_limit = $5, net_rx_bytes = $6,
+                    net_tx_bytes = $7, block_read = $8, block_write = $9, stats_at = now(), updated_at = now()
+             WHERE container_id = $1 AND worker_id = $2",
+        )
+        .bind(&c.container_id)
+        .bind(worker)
+        .bind(if c.cpu_percent.is_finite() { c.cpu_percent } else { 0.0 })
+        .bind(clamp(c.memory_bytes))
+        .bind(clamp(c.memory_limit))
+        .bind(clamp(c.net_rx_bytes))
+        .bind(clamp(c.net_tx_bytes))
+        .bind(clamp(c.block_read))
+        .bind(clamp(c.block_write))
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A container of an app, as the API shows it.
+#[derive(Debug, serde::Serialize, sqlx::FromRow)]
+pub struct Container {
+    pub container_id: String,
+    pub worker_id: Uuid,
+    pub deployment_id: Option<i64>,
+    pub state: String,
+    pub restarts: i32,
+    pub exit_code: Option<i32>,
+    pub cpu_percent: Option<f64>,
+    pub memory_bytes: Option<i64>,
+    pub memory_limit: Option<i64>,
+    pub net_rx_bytes: Option<i64>,
+    pub net_tx_bytes: Option<i64>,
+    pub block_read: Option<i64>,
+    pub block_write: Option<i64>,
+    pub stats_at: Option<String>,
+}
+
+/// The containers of app `app_id`, newest deployment first.
+pub async fn of_app(pool: &PgPool, app_id: i64) -> Result<Vec<Container>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT container_id, worker_id, deployment_id, state, restarts, exit_code, cpu_percent, memory_bytes,
+                memory_limit, net_rx_bytes, net_tx_bytes, block_read, block_write,
+                to_char(stats_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS stats_at
+         FROM containers WHERE app_id = $1 ORDER BY deployment_id DESC NULLS LAST, container_id",
+    )
+    .bind(app_id)
+    .fetch_all(pool)
+    .await
+}

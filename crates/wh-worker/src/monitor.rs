@@ -1,0 +1,282 @@
+//! Watches the containers this worker runs (those labelled [`LABEL_APP`]):
+//! - the inventory every `hello` reports (kept fresh by the stats tick and by events), so a
+//!   control plane that restarted, or a worker that did, learns what runs where;
+//! - a resource sample of each every 10 s (`podman stats`) → `container.stats`, CPU as the
+//!   share of a core over the interval;
+//! - exits, restarts, starts and removals (`podman events`) → `container.event`, with the restart
+//!   count the restart policy has reached (what crash-loop detection reads).
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncBufReadExt;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+use wh_wsproto::messages::{
+    ContainerEvent, ContainerEventKind, ContainerInfo, ContainerStat, ContainerStats,
+};
+use wh_wsproto::Message;
+
+use crate::runtime::{Found, Podman, Sample, LABEL_APP, LABEL_DEPLOYMENT};
+use crate::transport::Transport;
+
+/// The containers this worker runs, as last seen.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory(Arc<Mutex<Vec<ContainerInfo>>>);
+
+impl Inventory {
+    /// A copy of the current list (for `hello`).
+    pub fn snapshot(&self) -> Vec<ContainerInfo> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, list: Vec<ContainerInfo>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = list;
+    }
+
+    /// Lists the labelled containers again (restart counts from `inspect`).
+    pub async fn refresh(&self, podman: &Podman) -> Result<(), crate::runtime::RuntimeError> {
+        let found = podman.list(LABEL_APP).await?;
+        let mut list = Vec::with_capacity(found.len());
+        for f in found {
+            let restarts = podman.restart_count(&f.id).await.unwrap_or(0);
+            if let Some(info) = info(&f, restarts) {
+                list.push(info);
+            }
+        }
+        self.replace(list);
+        Ok(())
+    }
+}
+
+/// A labelled container as the protocol reports it; `None` without a deployment label.
+fn info(f: &Found, restarts: u32) -> Option<ContainerInfo> {
+    Some(ContainerInfo {
+        container_id: f.id.clone(),
+        app: f.labels.get(LABEL_APP)?.clone(),
+        deployment_id: f.labels.get(LABEL_DEPLOYMENT)?.parse().ok()?,
+        host_port: f.host_port,
+        state: f.state.clone(),
+        restarts,
+    })
+}
+
+/// CPU share from two cumulative samples: percent of one core over the wall-clock interval.
+pub fn cpu_percent(prev: Option<(u64, Instant)>, now: (u64, Instant)) -> f64 {
+    let Some((cpu0, t0)) = prev else { return 0.0 };
+    let wall = now.1.saturating_duration_since(t0).as_nanos() as f64;
+    if wall <= 0.0 {
+        return 0.0;
+    }
+    now.0.saturating_sub(cpu0) as f64 / wall * 100.0
+}
+
+/// Samples every `every` until `stop`, refreshing the inventory on the way.
+pub async fn stats_loop(
+    podman: Podman,
+    transport: Arc<Transport>,
+    inventory: Inventory,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut previous: HashMap<String, (u64, Instant)> = HashMap::new();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = inventory.refresh(&podman).await {
+            tracing::warn!(error = %e, "cannot list containers");
+            continue;
+        }
+        let running: Vec<ContainerInfo> =
+            inventory.snapshot().into_iter().filter(|c| c.state == "running").collect();
+        let ids: Vec<String> = running.iter().map(|c| c.container_id.clone()).collect();
+        let samples = match podman.stats(&ids).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sample container stats");
+                continue;
+            }
+        };
+        let at = Instant::now();
+        let stats = to_stats(&running, &samples, &mut previous, at);
+        previous.retain(|id, _| ids.contains(id));
+        if !stats.containers.is_empty() {
+            transport.send(Message::ContainerStats(stats));
+        }
+    }
+}
+
+/// Joins samples to the inventory; `previous` keeps the last CPU counter of each container.
+pub fn to_stats(
+    running: &[ContainerInfo],
+    samples: &[Sample],
+    previous: &mut HashMap<String, (u64, Instant)>,
+    at: Instant,
+) -> ContainerStats {
+    let mut out = Vec::with_capacity(samples.len());
+    for s in samples {
+        // `podman stats` may print the full id or a prefix of it.
+        let Some(c) = running.iter().find(|c| {
+            !s.container_id.is_empty() && c.container_id.starts_with(s.container_id.as_str())
+        }) else {
+            continue;
+        };
+        let cpu = cpu_percent(previous.get(&c.container_id).copied(), (s.cpu_nano, at));
+        previous.insert(c.container_id.clone(), (s.cpu_nano, at));
+        out.push(ContainerStat {
+            container_id: c.container_id.clone(),
+            app: c.app.clone(),
+            deployment_id: c.deployment_id,
+            cpu_percent: cpu,
+            memory_bytes: s.mem_usage,
+            memory_limit: s.mem_limit,
+            net_rx_bytes: s.net_input,
+            net_tx_bytes: s.net_output,
+            block_read: s.block_input,
+            block_write: s.block_output,
+        });
+    }
+    ContainerStats { containers: out }
+}
+
+/// One line of `podman events --format json`, reduced to what a container event needs.
+#[derive(Debug, serde::Deserialize)]
+struct RawEvent {
+    #[serde(rename = "ID", default)]
+    id: String,
+    #[serde(rename = "Status", default)]
+    status: String,
+    #[serde(rename = "Type", default)]
+    kind: String,
+    #[serde(rename = "ContainerExitCode", default)]
+    exit_code: Option<i32>,
+    #[serde(rename = "Attributes", default)]
+    attributes: HashMap<String, String>,
+}
+
+/// Parses one event line into (container, app, deployment, kind, exit code); `None` for events
+/// that are not about one of our containers or that we do not report.
+pub fn parse_event(line: &str) -> Option<(String, String, i64, ContainerEventKind, Option<i32>)> {
+    let e: RawEvent = serde_json::from_str(line).ok()?;
+    if e.kind != "container" {
+        return None;
+    }
+    let kind = match e.status.as_str() {
+        "start" => ContainerEventKind::Started,
+        "died" => ContainerEventKind::Exited,
+        "restart" => ContainerEventKind::Restarted,
+        "remove" => ContainerEventKind::Removed,
+        _ => return None,
+    };
+    let app = e.attributes.get(LABEL_APP)?.clone();
+    let deployment = e.attributes.get(LABEL_DEPLOYMENT)?.parse().ok()?;
+    Some((e.id, app, deployment, kind, e.exit_code))
+}
+
+/// Follows `podman events` until `stop` (restarted after a second if it ends), sending each
+/// event of ours and refreshing the inventory.
+pub async fn events_loop(
+    podman: Podman,
+    transport: Arc<Transport>,
+    inventory: Inventory,
+    stop: CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        let child = Command::new("podman")
+            .args(["events", "--format", "json", "--filter", "type=container"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        if let Ok(mut child) = child {
+            if let Some(out) = child.stdout.take() {
+                let mut lines = tokio::io::BufReader::new(out).lines();
+                loop {
+                    let line = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        l = lines.next_line() => l,
+                    };
+                    let Ok(Some(line)) = line else { break };
+                    let Some((id, app, deployment, kind, exit_code)) = parse_event(&line) else {
+                        continue;
+                    };
+                    let restarts = if kind == ContainerEventKind::Removed {
+                        0
+                    } else {
+                        podman.restart_count(&id).await.unwrap_or(0)
+                    };
+                    transport.send(Message::ContainerEvent(ContainerEvent {
+                        container_id: id,
+                        app,
+                        deployment_id: deployment,
+                        event: kind,
+                        exit_code,
+                        restarts,
+                    }));
+                    if let Err(e) = inventory.refresh(&podman).await {
+                        tracing::debug!(error = %e, "cannot refresh the inventory");
+                    }
+                }
+            }
+            let _ = child.kill().await;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_of_our_containers_are_reported_and_others_skipped() {
+        let died = r#"{"ContainerExitCode":3,"ID":"abc","Status":"died","Type":"container","Attributes":{"wh.app":"foo","wh.deployment":"7"}}"#;
+        assert_eq!(
+            parse_event(died),
+            Some(("abc".into(), "foo".into(), 7, ContainerEventKind::Exited, Some(3)))
+        );
+        let restart = r#"{"ID":"abc","Status":"restart","Type":"container","Attributes":{"wh.app":"foo","wh.deployment":"7"}}"#;
+        assert_eq!(parse_event(restart).map(|e| e.3), Some(ContainerEventKind::Restarted));
+        let foreign = r#"{"ID":"x","Status":"died","Type":"container","Attributes":{}}"#;
+        assert_eq!(parse_event(foreign), None);
+        let init = r#"{"ID":"abc","Status":"init","Type":"container","Attributes":{"wh.app":"foo","wh.deployment":"7"}}"#;
+        assert_eq!(parse_event(init), None);
+        assert_eq!(parse_event("not json"), None);
+    }
+
+    #[test]
+    fn cpu_share_comes_from_the_counter_delta_over_wall_time() {
+        let t0 = Instant::now();
+        assert_eq!(cpu_percent(None, (5_000_000_000, t0)), 0.0);
+        let t1 = t0 + Duration::from_secs(2);
+        let pct = cpu_percent(Some((1_000_000_000, t0)), (3_000_000_000, t1));
+        assert!((pct - 100.0).abs() < 1e-9, "2 s of CPU in 2 s is one core: {pct}");
+        let raw = r#"{"ContainerID":"abcdef","CPUNano":3000000000,"MemUsage":1024,"MemLimit":4096,"NetInput":1,"NetOutput":2,"BlockInput":3,"BlockOutput":4}
+garbage"#;
+        let samples = crate::runtime::parse_samples(raw);
+        assert_eq!(samples.len(), 1);
+        let running = vec![ContainerInfo {
+            container_id: "abcdef0123".into(),
+            app: "foo".into(),
+            deployment_id: 7,
+            state: "running".into(),
+            ..Default::default()
+        }];
+        let mut prev = HashMap::from([("abcdef0123".to_owned(), (1_000_000_000, t0))]);
+        let stats = to_stats(&running, &samples, &mut prev, t1);
+        assert_eq!(stats.containers.len(), 1);
+        let c = &stats.containers[0];
+        assert_eq!((c.memory_bytes, c.memory_limit, c.block_write), (1024, 4096, 4));
+        assert!((c.cpu_percent - 100.0).abs() < 1e-9);
+    }
+}

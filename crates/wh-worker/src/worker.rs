@@ -1,0 +1,89 @@
+//! One worker, wired: the transport, the agent, the monitor and heartbeats, in the order
+//! `main` and `wh dev` both need. Returns when `stop` fires or the control plane refuses the key.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wh_wsproto::messages::{Heartbeat, Hello};
+use wh_wsproto::Message;
+
+use crate::agent::{Agent, AgentSettings};
+use crate::host;
+use crate::monitor::{self, Inventory};
+use crate::runtime::Podman;
+use crate::transport::{Endpoint, Transport, TransportConfig, TransportError};
+
+/// How this worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub heartbeat: Duration,
+    /// Interval of container resource samples.
+    pub stats_every: Duration,
+    pub agent: AgentSettings,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            heartbeat: Duration::from_secs(10),
+            stats_every: Duration::from_secs(10),
+            agent: AgentSettings::default(),
+        }
+    }
+}
+
+/// Runs the worker until `stop` (Ok) or until its key is refused (Err).
+pub async fn run(
+    endpoint: Endpoint,
+    key: String,
+    podman: Podman,
+    mut settings: WorkerSettings,
+    stop: CancellationToken,
+) -> Result<(), TransportError> {
+    let (transport, inbound) = Transport::new(TransportConfig::new(endpoint, key));
+    settings.agent.disk_quota = podman.settings.disk_quota_enabled();
+    let disk_quota = podman.settings.disk_quota.clone();
+    let agent = Agent::new(podman.clone(), transport.clone(), settings.agent);
+    let inventory = Inventory::default();
+    if let Err(e) = inventory.refresh(&podman).await {
+        tracing::warn!(error = %e, "cannot list this host's containers");
+    }
+    tokio::spawn(agent.clone().run(inbound));
+    tokio::spawn(monitor::stats_loop(
+        podman.clone(),
+        transport.clone(),
+        inventory.clone(),
+        settings.stats_every,
+        stop.clone(),
+    ));
+    tokio::spawn(monitor::events_loop(podman, transport.clone(), inventory.clone(), stop.clone()));
+    tokio::spawn({
+        let (transport, agent, stop) = (transport.clone(), agent.clone(), stop.clone());
+        async move {
+            let mut tick =
+                tokio::time::interval(settings.heartbeat.max(Duration::from_millis(100)));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                transport.send(Message::Heartbeat(Heartbeat {
+                    stats: host::stats(),
+                    running_jobs: agent.running_jobs(),
+                }));
+            }
+        }
+    });
+    let hello = move |worker_id: &str| Hello {
+        worker_id: worker_id.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        capacity: wh_wsproto::messages::Capacity {
+            disk_quota: disk_quota.clone(),
+            ..host::capacity()
+        },
+        containers: inventory.snapshot(),
+    };
+    let result = transport.run(hello, stop.clone()).await;
+    stop.cancel();
+    result
+}
