@@ -209,19 +209,10 @@ impl Agent {
             (LABEL_DEPLOYMENT.to_owned(), deployment.to_string()),
         ];
         labels.extend(self.settings.extra_labels.iter().cloned());
-        let mut batch = Vec::new();
-        let transport = self.transport.clone();
-        let app_name = app.clone();
-        let flush = move |batch: &mut Vec<LogLine>| {
-            if !batch.is_empty() {
-                transport.send(Message::LogLines(LogLines {
-                    app: app_name.clone(),
-                    deployment_id: Some(deployment),
-                    lines: std::mem::take(batch),
-                    dropped: 0,
-                }));
-            }
-        };
+        // Build output streams while it runs: batched by count or a short quiet time.
+        let (lines_tx, lines_rx) = mpsc::channel::<LogLine>(1024);
+        let sender =
+            tokio::spawn(send_batches(self.transport.clone(), app.clone(), deployment, lines_rx));
         let built = self
             .podman
             .build(
@@ -233,18 +224,17 @@ impl Agent {
                 cpus,
                 self.settings.build_timeout,
                 |line| {
-                    batch.push(LogLine {
+                    // A full queue drops the line rather than stall the build.
+                    let _ = lines_tx.try_send(LogLine {
                         ts_ms: now_ms(),
                         stream: Stream::Build,
                         line: line.to_owned(),
                     });
-                    if batch.len() >= 50 {
-                        flush(&mut batch);
-                    }
                 },
             )
             .await;
-        flush(&mut batch);
+        drop(lines_tx);
+        let _ = sender.await;
         built.map_err(|e| format!("build failed: {e}"))?;
         drop(checkout);
 
@@ -292,8 +282,8 @@ impl Agent {
     }
 }
 
-/// Follows a container's output (`podman logs -f`) and sends it as log lines, in batches of up
-/// to 100 lines or every 500 ms, until the container goes away. The transport bounds what waits
+/// Follows a container's output (`podman logs -f`) and sends it as log lines ([`send_batches`])
+/// until the container goes away. The transport bounds what waits
 /// while disconnected (oldest dropped, counted).
 async fn forward_logs(transport: Arc<Transport>, app: String, deployment: i64, container: String) {
     use tokio::io::AsyncBufReadExt;
@@ -306,7 +296,7 @@ async fn forward_logs(transport: Arc<Transport>, app: String, deployment: i64, c
         .spawn();
     let Ok(mut child) = child else { return };
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else { return };
-    let (tx, mut rx) = mpsc::channel::<LogLine>(1024);
+    let (tx, rx) = mpsc::channel::<LogLine>(1024);
     for (reader, stream) in [
         (Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, Stream::Stdout),
         (Box::new(err), Stream::Stderr),
@@ -322,9 +312,21 @@ async fn forward_logs(transport: Arc<Transport>, app: String, deployment: i64, c
         });
     }
     drop(tx);
+    send_batches(transport, app, deployment, rx).await;
+    let _ = child.wait().await;
+}
+
+/// Sends the lines arriving on `rx` as `log.lines`, in batches of up to 100 lines or whatever
+/// arrived before 200 ms of quiet, until `rx` closes.
+async fn send_batches(
+    transport: Arc<Transport>,
+    app: String,
+    deployment: i64,
+    mut rx: mpsc::Receiver<LogLine>,
+) {
     let mut batch = Vec::new();
     loop {
-        let next = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
+        let next = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
         let (done, quiet) = (matches!(next, Ok(None)), next.is_err());
         if let Ok(Some(line)) = next {
             batch.push(line);
@@ -341,7 +343,6 @@ async fn forward_logs(transport: Arc<Transport>, app: String, deployment: i64, c
             break;
         }
     }
-    let _ = child.wait().await;
 }
 
 fn now_ms() -> i64 {

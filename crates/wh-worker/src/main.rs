@@ -30,6 +30,9 @@ struct Args {
     /// Address container ports are published on (this worker's mesh address).
     #[arg(long, env = "WH_PUBLISH_IP", default_value = "127.0.0.1")]
     publish_ip: String,
+    /// Extra labels on every image and container this worker creates, `key=value`, repeatable.
+    #[arg(long = "label", env = "WH_CONTAINER_LABELS", value_delimiter = ',')]
+    labels: Vec<String>,
     /// Seconds between heartbeats.
     #[arg(long, env = "WH_HEARTBEAT_SECS", default_value_t = 10)]
     heartbeat_secs: u64,
@@ -81,6 +84,22 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    let mut extra_labels = Vec::new();
+    for l in &args.labels {
+        match l.split_once('=') {
+            Some((k, v))
+                if !k.is_empty() && !k.starts_with("wh.app") && !k.starts_with("wh.deployment") =>
+            {
+                extra_labels.push((k.to_owned(), v.to_owned()))
+            }
+            _ => {
+                eprintln!(
+                    "wh-worker: --label `{l}` must be key=value (and not one of the wh.* labels)"
+                );
+                return ExitCode::from(EX_USAGE);
+            }
+        }
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -113,6 +132,7 @@ fn main() -> ExitCode {
             heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
             agent: agent::AgentSettings {
                 publish_ip: args.publish_ip.clone(),
+                extra_labels,
                 ..agent::AgentSettings::default()
             },
             ..worker::WorkerSettings::default()

@@ -1,0 +1,80 @@
+//! Helpers shared by the end-to-end tests: app repositories, apps and deployments in the DB.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use wh_control_plane::deployments;
+
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A repository serving `page` with busybox httpd on $PORT, writing $GREETING to /www/env.txt.
+pub fn app_repo(base: &str, page: &str, listen: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = if listen {
+        "echo $GREETING > /www/env.txt; echo app-started-on-$PORT; exec httpd -f -p $PORT -h /www"
+    } else {
+        "echo not listening; sleep 300"
+    };
+    std::fs::write(
+        dir.path().join("Containerfile"),
+        format!("FROM {base}\nCOPY index.html /www/index.html\nCMD [\"sh\", \"-c\", \"{cmd}\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("index.html"), page).unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["-c", "user.email=t@example.test", "-c", "user.name=t", "add", "."]);
+    git(
+        dir.path(),
+        &["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-q", "-m", "app"],
+    );
+    dir
+}
+
+/// An app on the hobby plan listening on 8000, built from `repo`.
+pub async fn insert_app(pool: &sqlx::PgPool, owner: i64, slug: &str, repo: &Path) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO apps (owner_id, slug, repo_url, plan_id, port)
+         VALUES ($1, $2, $3, (SELECT id FROM plans WHERE name = 'hobby'), 8000) RETURNING id",
+    )
+    .bind(owner)
+    .bind(slug)
+    .bind(repo.to_str().unwrap())
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Queues a deployment of `repo`'s main branch for the app `id`/`slug` (as the API does).
+pub async fn queue_deploy(pool: &sqlx::PgPool, id: i64, slug: &str, repo: &Path) -> i64 {
+    let payload = serde_json::json!({"app": slug, "repo_url": repo.to_str().unwrap(), "ref": "main", "port": 8000, "memory_mb": 128, "cpu_millis": 500});
+    let mut txn = pool.begin().await.unwrap();
+    let deployment = deployments::create(&mut txn, id, "main", payload).await.unwrap();
+    txn.commit().await.unwrap();
+    deployment
+}
+
+pub async fn wait_state(
+    pool: &sqlx::PgPool,
+    id: i64,
+    want: &[&str],
+    limit: Duration,
+) -> (String, Option<String>) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let (state, error): (String, Option<String>) =
+            sqlx::query_as("SELECT state::text, error FROM deployments WHERE id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if want.contains(&state.as_str()) || tokio::time::Instant::now() > deadline {
+            return (state, error);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

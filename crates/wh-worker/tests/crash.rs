@@ -1,0 +1,233 @@
+//! A worker process killed with SIGKILL in the middle of a build: its job fails within one
+//! lease (the deployment says why), and the restarted worker reconnects, reports the containers
+//! it runs (adopted by the control plane), has an unaccounted-for container stopped, and
+//! reports a crash-looping container's restarts. Real Postgres, Podman and the `wh-worker`
+//! binary; the control plane in-process with a short lease.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{app_repo, git, insert_app, queue_deploy, wait_state};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wh_control_plane::hub::Hub;
+use wh_control_plane::jwt::JwtKeys;
+use wh_control_plane::scheduler::{self, SchedulerSettings};
+use wh_control_plane::{api, workers, AppState, Routing};
+use wh_testkit::podman::{Podman as TestPodman, LABEL};
+
+/// The worker process, killed (SIGKILL) when dropped, so a failed assertion leaves none behind.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_worker(cp: std::net::SocketAddr, key: &str, run_id: &str) -> WorkerProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_wh-worker"))
+        .env("WH_CONTROL_PLANE_URL", format!("http://{cp}"))
+        .env("WH_WORKER_KEY", key)
+        .env("WH_HEARTBEAT_SECS", "1")
+        .env("WH_CONTAINER_LABELS", format!("{LABEL}={run_id}"))
+        .env("WH_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    WorkerProcess(child)
+}
+
+fn podman_ids(filter: &str) -> Vec<String> {
+    let out = Command::new("podman")
+        .args(["ps", "-aq", "--no-trunc", "--filter", filter])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
+}
+
+async fn eventually<T>(limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containers_on_return() {
+    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let kit = TestPodman::get().unwrap();
+    let base = kit.base_image().unwrap();
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let pool = db.pool.clone();
+
+    let (tx, inbound) = mpsc::channel(1024);
+    let hub = Arc::new(Hub::new(tx));
+    let state = AppState::new(
+        pool.clone(),
+        Arc::new(JwtKeys::new(&[5u8; 32], Duration::from_secs(900))),
+        hub.clone(),
+        Arc::new(Routing::follow(&pool, None, "route.test")),
+    );
+    let stop = CancellationToken::new();
+    let lease = Duration::from_secs(4);
+    let sched = SchedulerSettings {
+        lease,
+        heartbeat_interval: Duration::from_secs(1),
+        drain: Duration::from_secs(1),
+        ..SchedulerSettings::default()
+    };
+    tokio::spawn(scheduler::run(pool.clone(), hub.clone(), sched, inbound, stop.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cp = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
+
+    let (worker, key) = workers::create(&pool, "crashy", "127.0.0.1").await.unwrap();
+    let mut child = spawn_worker(cp, &key, kit.run_id());
+
+    let user: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash) VALUES ('crash@example.test', 'x') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let repo = app_repo(&base, "<h1>first</h1>", true);
+    let app = insert_app(&pool, user, "crashy", repo.path()).await;
+    let first = queue_deploy(&pool, app, "crashy", repo.path()).await;
+    let (state, error) =
+        wait_state(&pool, first, &["live", "failed"], Duration::from_secs(90)).await;
+    assert_eq!(state, "live", "{error:?}");
+    let live_container = podman_ids(&format!("label=wh.deployment={first}"));
+    assert_eq!(live_container.len(), 1);
+
+    // A build that takes a while: the heartbeats keep its 4 s lease alive...
+    std::fs::write(
+        repo.path().join("Containerfile"),
+        // Unique per run, so no earlier run's layer cache skips the sleep.
+        format!(
+            "FROM {base}\nRUN echo slow-build-started {} && sleep 20\nCMD [\"sleep\", \"300\"]\n",
+            kit.run_id()
+        ),
+    )
+    .unwrap();
+    git(
+        repo.path(),
+        &["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qam", "slow"],
+    );
+    let slow = queue_deploy(&pool, app, "crashy", repo.path()).await;
+    let started = eventually(Duration::from_secs(60), async || {
+        let log: String = sqlx::query_scalar("SELECT build_log FROM deployments WHERE id = $1")
+            .bind(slow)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        log.contains("slow-build-started").then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "the slow build never started");
+    tokio::time::sleep(lease + Duration::from_secs(1)).await;
+    let (state, error) = wait_state(&pool, slow, &["failed"], Duration::ZERO).await;
+    let log: String = sqlx::query_scalar("SELECT build_log FROM deployments WHERE id = $1")
+        .bind(slow)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        state, "building",
+        "a live worker's heartbeats keep a long build's lease: {error:?}\n{log}"
+    );
+
+    // ...until the worker dies mid-build.
+    child.kill(); // SIGKILL
+    let killed = Instant::now();
+    let (state, error) = wait_state(&pool, slow, &["failed"], Duration::from_secs(30)).await;
+    let took = killed.elapsed();
+    assert_eq!(state, "failed");
+    let error = error.unwrap_or_default();
+    assert!(error.contains("stopped reporting"), "{error}");
+    assert!(took <= lease + Duration::from_secs(3), "failed after {took:?}, lease {lease:?}");
+
+    // While it is away: a container no deployment accounts for appears on its host.
+    let ghost_name = format!("wh-ghost-{}", kit.run_id());
+    let ghost = kit
+        .run_detached(
+            &["--name", &ghost_name, "--label", "wh.app=crashy", "--label", "wh.deployment=999999"],
+            &base,
+            &["sleep", "300"],
+        )
+        .unwrap();
+
+    // The worker comes back: reconnects, reports its containers; the live one is adopted and
+    // the ghost stopped.
+    let mut child = spawn_worker(cp, &key, kit.run_id());
+    let adopted = eventually(Duration::from_secs(30), async || {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT container_id, state FROM containers WHERE worker_id = $1 AND deployment_id = $2",
+        )
+        .bind(worker.id)
+        .bind(first)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await
+    .expect("the restarted worker never reported its live container");
+    assert_eq!(adopted, vec![(live_container[0].clone(), "running".to_owned())]);
+    let ghost_gone = eventually(Duration::from_secs(30), async || {
+        podman_ids(&format!("name={ghost_name}")).is_empty().then_some(())
+    })
+    .await;
+    assert!(ghost_gone.is_some(), "the unaccounted-for container {} still exists", ghost.id);
+    assert_eq!(
+        podman_ids(&format!("label=wh.deployment={first}")),
+        live_container,
+        "the live app keeps running through the worker's restart"
+    );
+
+    // A crash-looping container of the live deployment: its exits and restarts reach the
+    // control plane with the count.
+    let looping = kit
+        .run_detached(
+            &[
+                "--restart",
+                "on-failure:3",
+                "--label",
+                "wh.app=crashy",
+                "--label",
+                &format!("wh.deployment={first}"),
+            ],
+            &base,
+            &["sh", "-c", "sleep 1; exit 3"],
+        )
+        .unwrap();
+    let restarts = eventually(Duration::from_secs(30), async || {
+        let row: Option<(i32, Option<i32>)> = sqlx::query_as(
+            "SELECT restarts, exit_code FROM containers WHERE container_id = $1 AND restarts >= 2",
+        )
+        .bind(&looping.id)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        row
+    })
+    .await;
+    assert_eq!(restarts.map(|r| r.1), Some(Some(3)), "restart events not recorded");
+
+    child.kill();
+    stop.cancel();
+}
