@@ -95,12 +95,12 @@ fn main() {
             .await
             .unwrap();
         sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
-        let _ = proxy_config::render(&db.pool, "route.example.com").await.unwrap();
+        let _ = proxy_config::render(&db.pool, "route.example.com", true).await.unwrap();
         let runs = 20;
         let started = Instant::now();
         let mut size = 0;
         for _ in 0..runs {
-            size = proxy_config::render(&db.pool, "route.example.com").await.unwrap().body.len();
+            size = proxy_config::render(&db.pool, "route.example.com", true).await.unwrap().body.len();
         }
         println!(
             "proxy-config/render: 10,000 live apps, {:.1} ms per document ({} KiB)",

@@ -62,6 +62,13 @@ pub struct ServeArgs {
     /// Domain apps are served under: <slug>.<route domain>.
     #[arg(long, env = "WH_ROUTE_DOMAIN", default_value = "route.localhost")]
     pub route_domain: String,
+    /// Route apps over HTTPS (ACME certificates, `websecure`); off only for local development,
+    /// where the proxy serves plain HTTP.
+    #[arg(long, env = "WH_ROUTE_TLS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub route_tls: bool,
+    /// The proxy's public port, when apps are reached on a non-default one (URLs shown to users).
+    #[arg(long, env = "WH_ROUTE_PORT")]
+    pub route_port: Option<u16>,
     /// Lifetime of worker JWTs, in seconds.
     #[arg(long, env = "WH_JWT_TTL_SECS", default_value_t = 900)]
     pub jwt_ttl_secs: u64,
@@ -77,6 +84,8 @@ pub struct Config {
     pub jwt_ttl: Duration,
     pub proxy_token: Secret,
     pub route_domain: String,
+    pub route_tls: bool,
+    pub route_port: Option<u16>,
     pub master_key: crate::secrets::MasterKey,
     pub cookie_secure: bool,
 }
@@ -115,6 +124,8 @@ impl Config {
             jwt_ttl: Duration::from_secs(args.jwt_ttl_secs),
             proxy_token,
             route_domain: args.route_domain.trim_matches('.').to_ascii_lowercase(),
+            route_tls: args.route_tls,
+            route_port: args.route_port,
         })
     }
 }

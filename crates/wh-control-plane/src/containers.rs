@@ -4,7 +4,8 @@
 //! Workers are stateless and the control plane is the source of truth: after a reconnect the
 //! control plane *adopts* each reported container whose deployment should run on that worker
 //! (live, or still in progress) and tells the worker to stop the others (unknown deployment,
-//! failed, cancelled, or superseded with no retire job left to stop it).
+//! failed, cancelled, or superseded with no retire job left to stop it). A container whose
+//! deployment is gone (its app was deleted) is stopped at its next stats sample.
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -102,8 +103,14 @@ pub async fn event(pool: &PgPool, worker: Uuid, e: &ContainerEvent) -> Result<()
     .map(drop)
 }
 
-/// Stores the latest resource sample of each container (only containers already known).
-pub async fn stats(pool: &PgPool, worker: Uuid, s: &ContainerStats) -> Result<(), sqlx::Error> {
+/// Stores the latest resource sample of each container (only containers already known); returns
+/// the sampled containers whose deployment no longer exists (their app was deleted), which the
+/// worker must stop.
+pub async fn stats(
+    pool: &PgPool,
+    worker: Uuid,
+    s: &ContainerStats,
+) -> Result<Vec<String>, sqlx::Error> {
     let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     for c in &s.containers {
         sqlx::query(
@@ -123,7 +130,16 @@ pub async fn stats(pool: &PgPool, worker: Uuid, s: &ContainerStats) -> Result<()
         .execute(pool)
         .await?;
     }
-    Ok(())
+    let deployments: Vec<i64> = s.containers.iter().map(|c| c.deployment_id).collect();
+    let existing: Vec<i64> = sqlx::query_scalar("SELECT id FROM deployments WHERE id = ANY($1)")
+        .bind(&deployments)
+        .fetch_all(pool)
+        .await?;
+    Ok(s.containers
+        .iter()
+        .filter(|c| !existing.contains(&c.deployment_id))
+        .map(|c| c.container_id.clone())
+        .collect())
 }
 
 /// A container of an app, as the API shows it.

@@ -16,6 +16,7 @@
 //! - [`hub`]: the WebSocket hub: one verified, signed channel per connected worker.
 //! - [`audit`]: the audit trail of every mutation.
 //! - [`auth`]: users (argon2id), sessions with CSRF tokens, personal API tokens.
+//! - [`server`]: the whole control plane from a [`config::Config`] (for `main` and `wh dev`).
 //! - [`api`]: HTTP routes and the one [`api::ApiError`] they answer errors with.
 //!
 //! Later subsystems (scheduler, alerts, usage, webhooks, dashboard) are wired in when they exist;
@@ -36,6 +37,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod scheduler;
 pub mod secrets;
+pub mod server;
 pub mod workers;
 
 use std::sync::Arc;
@@ -104,6 +106,10 @@ pub struct Routing {
     pub token: Option<config::Secret>,
     /// e.g. `route.example.com`: apps answer at `<slug>.<route_domain>`.
     pub route_domain: String,
+    /// Routers ask for TLS (`websecure`, ACME); off only in local development.
+    pub tls: bool,
+    /// The proxy's public port when it is not the scheme's default (e.g. 8080 in `wh dev`).
+    pub public_port: Option<u16>,
     /// Bumped on every routing change (see [`proxy_config::follow_changes`]).
     pub changes: tokio::sync::watch::Receiver<u64>,
 }
@@ -117,7 +123,20 @@ impl Routing {
     ) -> Routing {
         let (tx, rx) = tokio::sync::watch::channel(0);
         tokio::spawn(proxy_config::follow_changes(pool.clone(), tx));
-        Routing { token, route_domain: route_domain.to_owned(), changes: rx }
+        Routing {
+            token,
+            route_domain: route_domain.to_owned(),
+            tls: true,
+            public_port: None,
+            changes: rx,
+        }
+    }
+
+    /// The URL app `slug` answers at.
+    pub fn app_url(&self, slug: &str) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        let port = self.public_port.map(|p| format!(":{p}")).unwrap_or_default();
+        format!("{scheme}://{slug}.{}{port}", self.route_domain)
     }
 }
 

@@ -1,14 +1,13 @@
 //! wh-control-plane: `serve` (the default) or operator commands such as `workers create`.
-//! Settings → logging → database → hub → API server → wait for SIGTERM → drain.
+//! Settings → logging → [`server::start`] → wait for SIGTERM → drain.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use wh_control_plane::config::{Config, ServeArgs};
-use wh_control_plane::{api, database, hub, jwt, scheduler, workers, AppState};
+use wh_control_plane::{database, server, workers};
 
 /// BSD `EX_USAGE`: the configuration is invalid.
 const EX_USAGE: u8 = 64;
@@ -207,103 +206,27 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let pool = match database::connect(&config.database_url, Duration::from_secs(60)).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("wh-control-plane: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let stop = CancellationToken::new();
-    // Verified worker messages go to the scheduler, which feeds the log bus too.
-    let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel::<hub::Inbound>(4096);
-    let hub = Arc::new(hub::Hub::new(inbound_tx));
-    tokio::spawn(hub.clone().enforce_enabled(pool.clone(), Duration::from_secs(5), stop.clone()));
-    let logs = Arc::new(wh_control_plane::logbus::LogBus::default());
-    let scheduling = scheduler::SchedulerSettings {
-        env: Some(Arc::new(config.master_key.sealer(wh_control_plane::secrets::Purpose::Env))),
-        logs: Some(logs.clone()),
-        ..scheduler::SchedulerSettings::default()
-    };
-    tokio::spawn(scheduler::run(pool.clone(), hub.clone(), scheduling, inbound_rx, stop.clone()));
-    let routing = wh_control_plane::Routing::follow(
-        &pool,
-        Some(config.proxy_token.clone()),
-        &config.route_domain,
-    );
-    let state = AppState {
-        pool,
-        jwt: Arc::new(jwt::JwtKeys::new(config.jwt_secret.expose(), config.jwt_ttl)),
-        hub,
-        routing: Arc::new(routing),
-        env: Arc::new(config.master_key.sealer(wh_control_plane::secrets::Purpose::Env)),
-        cookie_secure: config.cookie_secure,
-        limits: Arc::new(wh_control_plane::Limits::default()),
-        logs: logs.clone(),
-    };
-    let bind = |addr: std::net::SocketAddr| async move {
-        tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))
-    };
-    let (public, internal) = match config.internal_listen {
-        Some(addr) => (api::public(state.clone()), Some((addr, api::internal(state)))),
-        None => (api::app(state), None),
-    };
-    let public_listener = match bind(config.listen).await {
-        Ok(l) => l,
+    let server = match server::start(config, Duration::from_secs(60), stop.clone()).await {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("wh-control-plane: {e}");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(listen = %config.listen, "control plane listening");
-    let mut servers = tokio::task::JoinSet::new();
-    if let Some((addr, router)) = internal {
-        let listener = match bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("wh-control-plane: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!(listen = %addr, "worker and proxy endpoints listening");
-        let stop = stop.clone();
-        servers.spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-        });
-    }
-    let shutdown = stop.clone();
-    servers.spawn(async move {
-        axum::serve(
-            public_listener,
-            public.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    tracing::info!(listen = %server.public_addr, internal = ?server.internal_addr, "control plane listening");
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        stop.cancel();
     });
-    tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            stop.cancel();
-        }
-    });
-    let mut code = ExitCode::SUCCESS;
-    while let Some(result) = servers.join_next().await {
-        if let Ok(Err(e)) | Err(e) = result.map_err(std::io::Error::other) {
+    match server.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("wh-control-plane: {e}");
-            code = ExitCode::FAILURE;
-            stop.cancel();
+            ExitCode::FAILURE
         }
     }
-    code
 }
 
 async fn wait_for_signal() {

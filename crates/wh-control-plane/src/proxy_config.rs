@@ -36,7 +36,7 @@ struct LiveApp {
 }
 
 /// The proxy-wide document.
-pub async fn render(pool: &PgPool, route_domain: &str) -> Result<Rendered, sqlx::Error> {
+pub async fn render(pool: &PgPool, route_domain: &str, tls: bool) -> Result<Rendered, sqlx::Error> {
     let apps: Vec<LiveApp> = sqlx::query_as(
         "SELECT a.slug, host(w.mesh_ip) AS mesh_ip, d.host_port
          FROM (SELECT DISTINCT ON (app_id) app_id, worker_id, host_port FROM deployments
@@ -51,7 +51,7 @@ pub async fn render(pool: &PgPool, route_domain: &str) -> Result<Rendered, sqlx:
     Ok(document(
         apps.iter().map(|a| (a.slug.as_str(), format!("http://{}:{}", a.mesh_ip, a.host_port))),
         route_domain,
-        true,
+        tls,
     ))
 }
 

@@ -308,10 +308,20 @@ pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) -
             Ok(())
         }
         Message::ContainerStats(s) => {
-            if let Err(err) = crate::containers::stats(pool, msg.worker_id, s).await {
-                tracing::warn!(error = %err, "cannot record container stats");
-            }
-            Ok(())
+            return match crate::containers::stats(pool, msg.worker_id, s).await {
+                Ok(orphans) if orphans.is_empty() => None,
+                Ok(orphans) => {
+                    tracing::info!(worker = %msg.worker_id, containers = ?orphans, "stopping containers of deleted apps");
+                    Some(Message::ContainerStop(ContainerStop {
+                        container_ids: orphans,
+                        reason: "the app was deleted".into(),
+                    }))
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot record container stats");
+                    None
+                }
+            };
         }
         Message::JobAck(r) => queue::extend(pool, r.job_id, r.attempt, settings.lease).await,
         Message::JobProgress(p) => {

@@ -251,7 +251,12 @@ impl Agent {
             .unwrap_or_default();
         env.push(("PORT".into(), port.to_string()));
         let spec = RunSpec {
-            name: format!("wh-{app}-{deployment}-{}", job.attempt),
+            // Unique on the host even when two control planes (two `wh dev`s) share its Podman.
+            name: format!(
+                "wh-{app}-{deployment}-{}-{}",
+                job.attempt,
+                &wh_wsproto::Signer::new_id()[..8]
+            ),
             image: tag,
             env,
             memory_mb,

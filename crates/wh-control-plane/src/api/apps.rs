@@ -76,17 +76,22 @@ pub struct App {
     pub branch: String,
     pub plan: String,
     pub port: i32,
+    /// Where the app answers once live.
+    #[sqlx(skip)]
+    pub url: String,
 }
 
 const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port";
 
 async fn owned_app(state: &AppState, caller: &Caller, slug: &str) -> Result<App, ApiError> {
-    sqlx::query_as::<_, App>(&format!("SELECT {APP_COLUMNS} FROM apps a JOIN plans p ON p.id = a.plan_id WHERE a.slug = $1 AND a.owner_id = $2"))
+    let mut app = sqlx::query_as::<_, App>(&format!("SELECT {APP_COLUMNS} FROM apps a JOIN plans p ON p.id = a.plan_id WHERE a.slug = $1 AND a.owner_id = $2"))
         .bind(slug)
         .bind(caller.user.id)
         .fetch_optional(&state.pool)
         .await?
-        .ok_or(ApiError::NotFound)
+        .ok_or(ApiError::NotFound)?;
+    app.url = state.routing.app_url(&app.slug);
+    Ok(app)
 }
 
 #[derive(Deserialize)]
@@ -182,10 +187,13 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<App>>, ApiError> {
-    let apps = sqlx::query_as::<_, App>(&format!("SELECT {APP_COLUMNS} FROM apps a JOIN plans p ON p.id = a.plan_id WHERE a.owner_id = $1 ORDER BY a.slug"))
+    let mut apps = sqlx::query_as::<_, App>(&format!("SELECT {APP_COLUMNS} FROM apps a JOIN plans p ON p.id = a.plan_id WHERE a.owner_id = $1 ORDER BY a.slug"))
         .bind(caller.user.id)
         .fetch_all(&state.pool)
         .await?;
+    for app in &mut apps {
+        app.url = state.routing.app_url(&app.slug);
+    }
     Ok(Json(apps))
 }
 

@@ -58,7 +58,7 @@ pub async fn proxy_config(
     let mut changes = state.routing.changes.clone();
     loop {
         changes.borrow_and_update();
-        let rendered = render(&state.pool, &state.routing.route_domain).await?;
+        let rendered = render(&state.pool, &state.routing.route_domain, state.routing.tls).await?;
         if known.as_deref() != Some(rendered.etag.as_str()) {
             return Ok(answer(rendered));
         }

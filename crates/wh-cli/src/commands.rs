@@ -1,0 +1,295 @@
+//! The user commands: sign in, apps, env vars, deploys and logs, each one API call or a few.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+
+use crate::client::Api;
+use crate::credentials::{self, Credentials};
+use crate::error::CliError;
+use crate::pack;
+
+/// `wh login`: password from `WH_PASSWORD` or the first line of standard input.
+pub async fn login(api_url: &str, email: &str) -> Result<(), CliError> {
+    let password = match std::env::var("WH_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            eprint!("password for {email}: ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let anonymous = Api::new(api_url, None)?;
+    let (headers, body) = anonymous
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            Some("application/json"),
+            Bytes::from(json!({"email": email, "password": password}).to_string()),
+            &[],
+        )
+        .await?;
+    let session: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let cookie = headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .ok_or_else(|| CliError::Auth("the API answered without a session".into()))?
+        .to_owned();
+    let csrf = session["csrf_token"].as_str().unwrap_or_default().to_owned();
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this machine".into());
+    let (_, token) = anonymous
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some("application/json"),
+            Bytes::from(json!({"name": format!("wh CLI on {host}")}).to_string()),
+            &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+        )
+        .await?;
+    let token: Value = serde_json::from_slice(&token).unwrap_or_default();
+    let token = token["token"]
+        .as_str()
+        .ok_or_else(|| CliError::Auth("the API did not issue a token".into()))?;
+    let path =
+        credentials::save(&Credentials { api_url: api_url.to_owned(), token: token.into() })?;
+    println!("signed in as {email} (credentials in {})", path.display());
+    Ok(())
+}
+
+/// An app name: given, or the directory's name made into a slug.
+pub fn app_name(given: Option<&str>, dir: Option<&Path>) -> Result<String, CliError> {
+    if let Some(g) = given {
+        return Ok(g.to_owned());
+    }
+    let dir = match dir {
+        Some(d) => std::fs::canonicalize(d)?,
+        None => std::env::current_dir()?,
+    };
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let slug: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .to_owned();
+    if slug.len() < 3 {
+        return Err(CliError::Usage("name the app with --app NAME".into()));
+    }
+    Ok(slug)
+}
+
+pub async fn apps_create(
+    api: &Api,
+    name: &str,
+    repo: Option<&str>,
+    branch: Option<&str>,
+    port: u16,
+    plan: Option<&str>,
+) -> Result<Value, CliError> {
+    let mut body = json!({"name": name, "port": port, "repo_url": repo.unwrap_or_default()});
+    if let Some(b) = branch {
+        body["branch"] = b.into();
+    }
+    if let Some(p) = plan {
+        body["plan"] = p.into();
+    }
+    api.json("POST", "/api/v1/apps", Some(&body)).await
+}
+
+pub async fn apps_list(api: &Api) -> Result<(), CliError> {
+    let apps = api.json("GET", "/api/v1/apps", None).await?;
+    let apps = apps.as_array().cloned().unwrap_or_default();
+    if apps.is_empty() {
+        println!("no apps yet: wh deploy --path DIR creates one");
+    }
+    for a in apps {
+        println!(
+            "{:<24} {:<8} port {:<6} {}",
+            a["slug"].as_str().unwrap_or_default(),
+            a["plan"].as_str().unwrap_or_default(),
+            a["port"],
+            a["url"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub async fn apps_delete(api: &Api, name: &str) -> Result<(), CliError> {
+    api.json("DELETE", &format!("/api/v1/apps/{name}"), None).await?;
+    println!("deleted {name}");
+    Ok(())
+}
+
+pub async fn env_set(api: &Api, app: &str, pairs: &[String]) -> Result<(), CliError> {
+    for pair in pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("`{pair}` is not KEY=VALUE")))?;
+        api.json("PUT", &format!("/api/v1/apps/{app}/env/{k}"), Some(&json!({"value": v}))).await?;
+        println!("set {k}");
+    }
+    Ok(())
+}
+
+pub async fn env_unset(api: &Api, app: &str, keys: &[String]) -> Result<(), CliError> {
+    for k in keys {
+        api.json("DELETE", &format!("/api/v1/apps/{app}/env/{k}"), None).await?;
+        println!("unset {k}");
+    }
+    Ok(())
+}
+
+/// Lists the keys; values stay masked unless `reveal`.
+pub async fn env_list(api: &Api, app: &str, reveal: bool) -> Result<(), CliError> {
+    let query = if reveal { "?reveal=true" } else { "" };
+    let vars = api.json("GET", &format!("/api/v1/apps/{app}/env{query}"), None).await?;
+    for (k, v) in vars.as_object().into_iter().flatten() {
+        println!("{k}={}", v.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// What `wh deploy` deploys.
+pub enum Source {
+    Path(PathBuf),
+    Ref(String),
+}
+
+/// Creates the deployment (and the app, for an upload to a new name), prints the build output
+/// as it arrives, and ends with the URL once live; a failed deployment is an error with its
+/// reason.
+pub async fn deploy(api: &Api, app: &str, source: Source, port: u16) -> Result<(), CliError> {
+    let exists = match api.json("GET", &format!("/api/v1/apps/{app}"), None).await {
+        Ok(_) => true,
+        Err(CliError::Api { status: 404, .. }) => false,
+        Err(e) => return Err(e),
+    };
+    let path = format!("/api/v1/apps/{app}/deployments");
+    let deployment = match source {
+        Source::Path(dir) => {
+            if !exists {
+                apps_create(api, app, None, None, port, None).await?;
+                println!("created app {app}");
+            }
+            let (archive, files) = pack::pack_dir(&dir)?;
+            println!("uploading {} ({files} files, {} KiB)", dir.display(), archive.len() / 1024);
+            let (_, body) = api
+                .call("POST", &path, Some("application/gzip"), Bytes::from(archive), &[])
+                .await?;
+            serde_json::from_slice::<Value>(&body).unwrap_or_default()
+        }
+        Source::Ref(r) => {
+            if !exists {
+                return Err(CliError::Usage(format!(
+                    "no app `{app}`: create it with `wh apps create {app} --repo URL`"
+                )));
+            }
+            api.json("POST", &path, Some(&json!({"ref": r}))).await?
+        }
+    };
+    let id = deployment["id"]
+        .as_i64()
+        .ok_or_else(|| CliError::Local("the API did not return a deployment".into()))?;
+    println!("deployment {id} queued");
+    let started = Instant::now();
+    let mut printed = 0usize;
+    let mut last_state = String::new();
+    loop {
+        let d = api.json("GET", &format!("/api/v1/deployments/{id}"), None).await?;
+        let (_, log) = api
+            .call("GET", &format!("/api/v1/deployments/{id}/build-log"), None, Bytes::new(), &[])
+            .await?;
+        if log.len() > printed {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&log[printed..]);
+            let _ = out.flush();
+            printed = log.len();
+        } else if log.len() < printed {
+            printed = log.len(); // the stored log keeps only its last MiB
+        }
+        let state = d["state"].as_str().unwrap_or_default().to_owned();
+        if state != last_state {
+            println!("→ {state}");
+            last_state = state.clone();
+        }
+        match state.as_str() {
+            "live" => {
+                let app = api.json("GET", &format!("/api/v1/apps/{app}"), None).await?;
+                println!(
+                    "live in {:.1} s: {}",
+                    started.elapsed().as_secs_f64(),
+                    app["url"].as_str().unwrap_or_default()
+                );
+                return Ok(());
+            }
+            "failed" | "cancelled" | "superseded" => {
+                return Err(CliError::Failed(format!(
+                    "deployment {id} {state}: {}",
+                    d["error"].as_str().unwrap_or("no reason given")
+                )));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+/// `wh logs`: recent lines, or with `follow` every new line until interrupted.
+pub async fn logs(api: &Api, app: &str, lines: usize, follow: bool) -> Result<(), CliError> {
+    let print = |e: &Value| {
+        println!(
+            "[{}] {}",
+            e["stream"].as_str().unwrap_or_default(),
+            e["line"].as_str().unwrap_or_default()
+        )
+    };
+    if !follow {
+        let recent =
+            api.json("GET", &format!("/api/v1/apps/{app}/logs?lines={lines}"), None).await?;
+        recent.as_array().into_iter().flatten().for_each(print);
+        return Ok(());
+    }
+    let resp = api
+        .send(
+            "GET",
+            &format!("/api/v1/apps/{app}/logs?follow=1&lines={lines}"),
+            None,
+            Bytes::new(),
+            &[("accept", "text/event-stream")],
+        )
+        .await?;
+    if !resp.status().is_success() {
+        let status = resp.status().as_u16();
+        return Err(CliError::Api {
+            status,
+            code: "error".into(),
+            message: format!("HTTP {status}"),
+            field: None,
+        });
+    }
+    let mut body = resp.into_body();
+    let mut pending = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| CliError::Unreachable { url: api.base.clone(), why: e.to_string() })?;
+        let Some(data) = frame.data_ref() else { continue };
+        pending.extend_from_slice(data);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            if let Some(data) = line.trim_end().strip_prefix("data:") {
+                match serde_json::from_str::<Value>(data.trim()) {
+                    Ok(v) if v.is_object() => print(&v),
+                    _ => println!("[dropped] {} lines", data.trim()),
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! `wh dev`: the whole platform on this machine, in one process. An embedded Postgres (kept
+//! under the dev directory between runs, or `DATABASE_URL`), the control plane on
+//! `127.0.0.1:8081`, a worker with the local Podman on loopback, and wh-proxy on
+//! `127.0.0.1:8080` routing `http://<slug>.localhost:8080`. The first run creates an admin user
+//! and signs this machine's `wh` in; secrets live in `<dir>/state.json` (0600) so sealed env vars
+//! and sign-ins survive restarts. Ctrl-C stops everything and the database cleanly.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use wh_control_plane::config::{Config, Secret};
+use wh_control_plane::{auth, server, workers};
+
+use crate::credentials::{self, Credentials};
+use crate::devdb::Cluster;
+use crate::error::CliError;
+
+/// `wh dev` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// Where the dev database, secrets and proxy state live.
+    #[arg(long, env = "WH_DEV_DIR", default_value = ".wh-dev")]
+    pub dir: PathBuf,
+    /// The proxy: apps answer at http://<slug>.localhost:<port>.
+    #[arg(long, env = "WH_DEV_PROXY_ADDR", default_value = "127.0.0.1:8080")]
+    pub proxy_addr: SocketAddr,
+    /// The control plane's API.
+    #[arg(long, env = "WH_DEV_API_ADDR", default_value = "127.0.0.1:8081")]
+    pub api_addr: SocketAddr,
+}
+
+/// What survives between runs (mode 0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    master_key: String,
+    jwt_secret: String,
+    proxy_token: String,
+    admin_email: String,
+    admin_password: String,
+    db_port: u16,
+    #[serde(default)]
+    cli_token: Option<String>,
+    #[serde(default)]
+    worker_key: Option<String>,
+}
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    hex::encode(b)
+}
+
+fn free_port() -> Result<u16, CliError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl State {
+    fn load_or_create(dir: &Path) -> Result<State, CliError> {
+        let path = dir.join("state.json");
+        if let Ok(bytes) = std::fs::read(&path) {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| CliError::Local(format!("{}: {e}", path.display())));
+        }
+        use base64::Engine;
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the OS random source is available");
+        let state = State {
+            master_key: base64::engine::general_purpose::STANDARD.encode(key),
+            jwt_secret: random_hex(32),
+            proxy_token: random_hex(24),
+            admin_email: "admin@wisehosting.localhost".into(),
+            admin_password: random_hex(12),
+            db_port: free_port()?,
+            cli_token: None,
+            worker_key: None,
+        };
+        state.save(dir)?;
+        Ok(state)
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), CliError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = dir.join(".state.json.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(serde_json::to_string_pretty(self).expect("serialisable").as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(tmp, dir.join("state.json"))?;
+        Ok(())
+    }
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(args: DevArgs) -> Result<(), CliError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = std::fs::canonicalize(&args.dir)?;
+    let mut state = State::load_or_create(&dir)?;
+
+    // The database: DATABASE_URL, or the embedded cluster (a new port if ours is taken).
+    let (cluster, database_url) = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => (None, url),
+        _ => {
+            if std::net::TcpListener::bind(("127.0.0.1", state.db_port)).is_err() {
+                state.db_port = free_port()?;
+                state.save(&dir)?;
+            }
+            let (c, url) = Cluster::start(&dir, state.db_port)?;
+            (Some(c), url)
+        }
+    };
+    let stop = CancellationToken::new();
+    let result = serve(&args, &dir, &mut state, &database_url, started, stop.clone()).await;
+    stop.cancel();
+    if let Some(c) = cluster {
+        c.stop();
+    }
+    result
+}
+
+async fn serve(
+    args: &DevArgs,
+    dir: &Path,
+    state: &mut State,
+    database_url: &str,
+    started: Instant,
+    stop: CancellationToken,
+) -> Result<(), CliError> {
+    let config = Config {
+        listen: args.api_addr,
+        internal_listen: None,
+        database_url: database_url.to_owned(),
+        jwt_secret: Secret::new(state.jwt_secret.clone()),
+        jwt_ttl: Duration::from_secs(900),
+        proxy_token: Secret::new(state.proxy_token.clone()),
+        route_domain: "localhost".into(),
+        route_tls: false,
+        route_port: Some(args.proxy_addr.port()),
+        master_key: wh_control_plane::secrets::MasterKey::from_base64(&state.master_key)
+            .map_err(CliError::Local)?,
+        cookie_secure: false,
+    };
+    let cp = server::start(config, Duration::from_secs(30), stop.clone())
+        .await
+        .map_err(|e| CliError::Local(format!("control plane: {e}")))?;
+    let pool = cp.pool.clone();
+    let api_url = format!("http://{}", cp.public_addr);
+
+    // The admin user, and this machine's `wh` signed in as them.
+    let db = |e: sqlx::Error| CliError::Local(format!("database: {e}"));
+    let admin: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(&state.admin_email)
+        .fetch_optional(&pool)
+        .await
+        .map_err(db)?;
+    let admin = match admin {
+        Some(id) => id,
+        None => {
+            auth::create_user(&pool, &state.admin_email, &state.admin_password, true)
+                .await
+                .map_err(|e| CliError::Local(format!("creating the admin user: {e}")))?
+                .id
+        }
+    };
+    let token_ok = match &state.cli_token {
+        Some(t) => crate::client::Api::new(&api_url, Some(t.clone()))?
+            .json("GET", "/api/v1/me", None)
+            .await
+            .is_ok(),
+        None => false,
+    };
+    if !token_ok {
+        state.cli_token = Some(auth::create_api_token(&pool, admin, "wh dev").await.map_err(db)?);
+        state.save(dir)?;
+    }
+    let credentials = credentials::save(&Credentials {
+        api_url: api_url.clone(),
+        token: state.cli_token.clone().unwrap_or_default(),
+    })?;
+
+    // The worker, with this machine's Podman.
+    let worker_note = match start_worker(&pool, state, dir, &api_url, stop.clone()).await {
+        Ok(()) => "connected (local Podman)".to_owned(),
+        Err(e) => format!("not started: {e}; deploys wait until a worker connects"),
+    };
+
+    // The proxy, following the control plane.
+    let proxy_args = {
+        use clap::Parser;
+        wh_proxy::cli::Args::try_parse_from([
+            "wh-proxy",
+            "--provider",
+            "watch",
+            "--config-url",
+            &format!("{api_url}/v1/traefik/proxy-config"),
+            "--config-token",
+            &state.proxy_token,
+            "--state-dir",
+            &dir.join("proxy").display().to_string(),
+            "--http-addr",
+            &args.proxy_addr.to_string(),
+            "--https-addr",
+            "off",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--access-log",
+            "off",
+            // In-process with its control plane, an empty routing table is a deleted last
+            // app, not an outage: let it through.
+            "--allow-mass-removal",
+            "true",
+            "--grace-period",
+            "5s",
+        ])
+        .map_err(|e| CliError::Local(e.to_string()))?
+    };
+    let settings = wh_proxy::cli::Settings::from_args(proxy_args).map_err(CliError::Local)?;
+    let proxy =
+        wh_proxy::run::start(settings).await.map_err(|e| CliError::Local(format!("proxy: {e}")))?;
+
+    let ready = started.elapsed();
+    println!("WiseHosting is running (ready in {:.1} s)", ready.as_secs_f64());
+    println!("  apps     http://<app>.localhost:{}", proxy.http_addr.port());
+    println!("  API      {api_url}/api/v1");
+    println!("  admin    {} / {}", state.admin_email, state.admin_password);
+    println!("  worker   {worker_note}");
+    println!("  wh CLI   signed in ({})", credentials.display());
+    println!("  data     {}", dir.display());
+    println!();
+    println!("Deploy the example:  wh deploy --path examples/hello");
+    println!("Ctrl-C stops everything.");
+    let _ = std::io::stdout().flush();
+
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = stop.cancelled() => {}
+    }
+    println!("stopping…");
+    stop.cancel();
+    proxy.shutdown().await;
+    cp.wait().await.map_err(CliError::Local)?;
+    Ok(())
+}
+
+/// Registers (or re-keys) the dev worker and runs it until `stop`.
+async fn start_worker(
+    pool: &sqlx::PgPool,
+    state: &mut State,
+    dir: &Path,
+    api_url: &str,
+    stop: CancellationToken,
+) -> Result<(), String> {
+    use wh_worker::{agent, frameworks, runtime, transport, worker};
+    let podman = runtime::Podman {
+        settings: runtime::PodmanSettings::probe().await.map_err(|e| e.to_string())?,
+    };
+    let known = match &state.worker_key {
+        Some(k) => workers::find_by_key(pool, k).await.map_err(|e| e.to_string())?.is_some(),
+        None => false,
+    };
+    if !known {
+        let key = match workers::rotate_key(pool, "dev").await.map_err(|e| e.to_string())? {
+            Some(k) => k,
+            None => workers::create(pool, "dev", "127.0.0.1").await.map_err(|e| e.to_string())?.1,
+        };
+        state.worker_key = Some(key);
+        state.save(dir).map_err(|e| e.to_string())?;
+    }
+    let static_site = crate::devbase::static_base().await?;
+    let settings = worker::WorkerSettings {
+        agent: agent::AgentSettings {
+            publish_ip: "127.0.0.1".into(),
+            base_images: frameworks::BaseImages { static_site, ..Default::default() },
+            health_timeout: Duration::from_secs(30),
+            // Operator labels on everything the worker creates, as wh-worker's --label.
+            extra_labels: std::env::var("WH_CONTAINER_LABELS")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|l| l.split_once('='))
+                .filter(|(k, _)| {
+                    !k.is_empty() && !k.starts_with("wh.app") && !k.starts_with("wh.deployment")
+                })
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let endpoint = transport::Endpoint::parse(api_url, None)?;
+    let key = state.worker_key.clone().unwrap_or_default();
+    tokio::spawn(async move {
+        if let Err(e) = worker::run(endpoint, key, podman, settings, stop).await {
+            eprintln!("wh dev: worker stopped: {e}");
+        }
+    });
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

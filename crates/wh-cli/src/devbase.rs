@@ -1,0 +1,85 @@
+//! The base image static sites build on in `wh dev`. The production preset uses the official
+//! busybox image; a machine without registry access gets a local one instead, imported once from
+//! Debian's statically linked busybox (`busybox-static`): every applet as a symlink, `httpd`
+//! included.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+const LOCAL: &str = "localhost/wh-dev-busybox:1";
+const BUSYBOX: &str = "/bin/busybox";
+
+async fn image_exists(name: &str) -> bool {
+    Command::new("podman")
+        .args(["image", "exists", name])
+        .stdin(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// The image for the static preset: the official one if present, else the local import.
+pub async fn static_base() -> Result<String, String> {
+    let official = wh_worker::frameworks::BaseImages::default().static_site;
+    if image_exists(&official).await || image_exists(LOCAL).await {
+        return Ok(if image_exists(&official).await { official } else { LOCAL.to_owned() });
+    }
+    if !Path::new(BUSYBOX).is_file() {
+        // Podman pulls the official image at the first build (needs registry access).
+        return Ok(official);
+    }
+    import().await.map(|()| LOCAL.to_owned())
+}
+
+async fn import() -> Result<(), String> {
+    let dir = tempfile_dir()?;
+    let root = dir.join("rootfs");
+    let io = |e: std::io::Error| format!("preparing the dev base image: {e}");
+    for d in ["bin", "etc", "tmp", "www"] {
+        std::fs::create_dir_all(root.join(d)).map_err(io)?;
+    }
+    std::fs::copy(BUSYBOX, root.join("bin/busybox")).map_err(io)?;
+    let list = Command::new(BUSYBOX).arg("--list").output().await.map_err(io)?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if !applet.is_empty() && applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).map_err(io)?;
+        }
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").map_err(io)?;
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").map_err(io)?;
+    let tar = dir.join("rootfs.tar");
+    let packed = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .await
+        .map_err(io)?;
+    let imported = Command::new("podman")
+        .args(["import", "--change", "ENV PATH=/bin", "--change", "CMD [\"/bin/sh\"]"])
+        .arg(&tar)
+        .arg(LOCAL)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .map_err(io)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if packed.success() && imported.success() {
+        Ok(())
+    } else {
+        Err("cannot import the dev base image from /bin/busybox".into())
+    }
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf, String> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    let dir = std::env::temp_dir().join(format!("wh-dev-base-{}", hex::encode(b)));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}

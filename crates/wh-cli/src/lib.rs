@@ -1,0 +1,18 @@
+//! `wh`, WiseHosting's command line, as a library so its tests drive the same code.
+//!
+//! # Layout
+//! - [`dev`]: `wh dev`, the whole platform in one process; [`devdb`] its embedded Postgres,
+//!   [`devbase`] the offline base image for static sites.
+//! - [`commands`]: the user commands (login, apps, env, deploy, logs).
+//! - [`client`]: the HTTP client for the API; [`credentials`]: where the sign-in is kept.
+//! - [`pack`]: a source directory as the tar.gz an upload deploy carries.
+//! - [`error`]: the one error type and its exit codes.
+
+pub mod client;
+pub mod commands;
+pub mod credentials;
+pub mod dev;
+pub mod devbase;
+pub mod devdb;
+pub mod error;
+pub mod pack;

@@ -1,0 +1,201 @@
+//! `wh`: parse the command line, run one command, map its error to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use wh_cli::commands::{self, Source};
+use wh_cli::error::CliError;
+use wh_cli::{credentials, dev};
+
+/// wh: WiseHosting from the command line.
+#[derive(Parser)]
+#[command(name = "wh", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole platform on this machine (database, control plane, worker, proxy).
+    Dev(dev::DevArgs),
+    /// Sign in to a WiseHosting API (password from WH_PASSWORD or standard input).
+    Login {
+        #[arg(long, env = "WH_API_URL", default_value = "http://127.0.0.1:8081")]
+        api: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Manage apps.
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// Manage an app's environment variables (applied at its next deploy).
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Deploy a directory (uploaded; the default is the current one) or a git ref.
+    Deploy {
+        /// The app [default: the directory's name].
+        #[arg(long, short)]
+        app: Option<String>,
+        /// Upload this directory.
+        #[arg(long, conflicts_with = "git_ref")]
+        path: Option<PathBuf>,
+        /// Deploy this branch, tag or commit of the app's repository.
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        /// The port the app listens on (when the deploy creates the app).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+    },
+    /// Show an app's runtime logs.
+    Logs {
+        #[arg(long, short)]
+        app: Option<String>,
+        /// Keep printing new lines until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        /// How many recent lines.
+        #[arg(long, short = 'n', default_value_t = 200)]
+        lines: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppsCommand {
+    /// Create an app (without --repo it deploys from uploads).
+    Create {
+        name: String,
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// List your apps and their URLs.
+    List,
+    /// Delete an app, its deployments and its route.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum EnvCommand {
+    /// Set KEY=VALUE pairs.
+    Set {
+        #[arg(long, short)]
+        app: Option<String>,
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+    /// Remove keys.
+    Unset {
+        #[arg(long, short)]
+        app: Option<String>,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// List keys (values masked unless --reveal).
+    List {
+        #[arg(long, short)]
+        app: Option<String>,
+        #[arg(long)]
+        reveal: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(64);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wh: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wh: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Login { api, email } => commands::login(&api, &email).await,
+        Command::Apps(cmd) => {
+            let api = credentials::api()?;
+            match cmd {
+                AppsCommand::Create { name, repo, branch, port, plan } => {
+                    let app = commands::apps_create(
+                        &api,
+                        &name,
+                        repo.as_deref(),
+                        branch.as_deref(),
+                        port,
+                        plan.as_deref(),
+                    )
+                    .await?;
+                    println!("created {name}: {}", app["url"].as_str().unwrap_or_default());
+                    Ok(())
+                }
+                AppsCommand::List => commands::apps_list(&api).await,
+                AppsCommand::Delete { name } => commands::apps_delete(&api, &name).await,
+            }
+        }
+        Command::Env(cmd) => {
+            let api = credentials::api()?;
+            match cmd {
+                EnvCommand::Set { app, pairs } => {
+                    commands::env_set(&api, &commands::app_name(app.as_deref(), None)?, &pairs)
+                        .await
+                }
+                EnvCommand::Unset { app, keys } => {
+                    commands::env_unset(&api, &commands::app_name(app.as_deref(), None)?, &keys)
+                        .await
+                }
+                EnvCommand::List { app, reveal } => {
+                    commands::env_list(&api, &commands::app_name(app.as_deref(), None)?, reveal)
+                        .await
+                }
+            }
+        }
+        Command::Deploy { app, path, git_ref, port } => {
+            let api = credentials::api()?;
+            let (name, source) = match (path, git_ref) {
+                (_, Some(r)) => (commands::app_name(app.as_deref(), None)?, Source::Ref(r)),
+                (path, None) => {
+                    let dir = path.unwrap_or_else(|| PathBuf::from("."));
+                    (commands::app_name(app.as_deref(), Some(&dir))?, Source::Path(dir))
+                }
+            };
+            commands::deploy(&api, &name, source, port).await
+        }
+        Command::Logs { app, follow, lines } => {
+            let api = credentials::api()?;
+            commands::logs(&api, &commands::app_name(app.as_deref(), None)?, lines, follow).await
+        }
+    }
+}

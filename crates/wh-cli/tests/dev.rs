@@ -1,0 +1,209 @@
+//! The newcomer's path, with the real binaries: `wh dev` (its own embedded Postgres, the control
+//! plane, a worker with Podman, wh-proxy), then `wh deploy --path examples/hello`, the page
+//! through the proxy at <slug>.localhost, logs, env vars, a clear error for bad input, deleting
+//! the app (its container goes), Ctrl-C stopping everything, and a restart serving again.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use wh_testkit::podman::{Podman as TestPodman, LABEL};
+
+const WH: &str = env!("CARGO_BIN_EXE_wh");
+
+/// `wh dev` as a child process, stopped as Ctrl-C would when dropped.
+struct Dev {
+    child: Child,
+    proxy: String,
+}
+
+impl Dev {
+    /// SIGTERM, then up to 60 s for a clean exit (SIGKILL after that).
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(s)) = self.child.try_wait() {
+            return Some(s);
+        }
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn examples_hello() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello")
+}
+
+fn start_dev(dir: &Path, run_id: &str) -> (Dev, String) {
+    let (proxy, api) = (wh_testkit::net::free_port(), wh_testkit::net::free_port());
+    let mut child = Command::new(WH)
+        .args(["dev", "--proxy-addr", &format!("127.0.0.1:{proxy}")])
+        .args(["--api-addr", &format!("127.0.0.1:{api}")])
+        .current_dir(dir)
+        .env("WH_CONFIG_DIR", dir.join("config"))
+        .env("WH_CONTAINER_LABELS", format!("{LABEL}={run_id}"))
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        banner.push_str(&line);
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (Dev { child, proxy: format!("127.0.0.1:{proxy}") }, banner)
+}
+
+fn wh(dir: &Path, args: &[&str]) -> Output {
+    Command::new(WH)
+        .args(args)
+        .current_dir(dir)
+        .env("WH_CONFIG_DIR", dir.join("config"))
+        .env_remove("WH_API_URL")
+        .env_remove("WH_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+async fn get(proxy: &str, host: &str) -> (u16, String) {
+    match wh_testkit::http::request(
+        "GET",
+        &format!("http://{proxy}/"),
+        None,
+        &[],
+        &[("host", host)],
+    )
+    .await
+    {
+        Ok(r) => (r.status, r.text()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+fn postgres_running(dir: &Path) -> bool {
+    let data = dir.join(".wh-dev/pg/data");
+    let out =
+        Command::new("pgrep").args(["-f", &format!("postgres -D {}", data.display())]).output();
+    out.is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wh_dev_then_wh_deploy_serves_the_example_and_ctrl_c_stops_everything() {
+    let kit = TestPodman::get().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+
+    let (mut dev, banner) = start_dev(dir, kit.run_id());
+    assert!(banner.contains("WiseHosting is running"), "{banner}");
+    assert!(banner.contains("admin    admin@wisehosting.localhost / "), "{banner}");
+    assert!(banner.contains("worker   connected"), "{banner}");
+
+    // The README's second step.
+    let hello = examples_hello();
+    let out = wh(dir, &["deploy", "--path", hello.to_str().unwrap()]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("created app hello"), "{said}");
+    assert!(said.contains("COPY . /www"), "build output streamed: {said}");
+    let port = dev.proxy.rsplit(':').next().unwrap().to_owned();
+    assert!(
+        said.trim_end().ends_with(&format!("http://hello.localhost:{port}")),
+        "ends with the URL: {said}"
+    );
+    let (status, page) = get(&dev.proxy, "hello.localhost").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Hello from WiseHosting"), "{page}");
+
+    // The user commands.
+    let list = wh(dir, &["apps", "list"]);
+    assert!(text(&list).contains("hello"), "{}", text(&list));
+    let set = wh(dir, &["env", "set", "-a", "hello", "GREETING=hi"]);
+    assert!(set.status.success(), "{}", text(&set));
+    let env = wh(dir, &["env", "list", "-a", "hello", "--reveal"]);
+    assert_eq!(text(&env).trim(), "GREETING=hi");
+    let logs = wh(dir, &["logs", "-a", "hello", "-n", "50"]);
+    assert!(logs.status.success(), "{}", text(&logs));
+    let bad = wh(dir, &["apps", "create", "Bad_Name"]);
+    assert_eq!(bad.status.code(), Some(65), "a validation error exits 65: {}", text(&bad));
+    assert!(text(&bad).contains("may contain only"), "{}", text(&bad));
+    let no_repo = wh(dir, &["deploy", "-a", "hello", "--ref", "main"]);
+    assert!(text(&no_repo).contains("no repository"), "{}", text(&no_repo));
+    let missing = wh(dir, &["deploy", "--path", dir.join("nope").to_str().unwrap(), "-a", "nope"]);
+    assert_eq!(missing.status.code(), Some(64), "{}", text(&missing));
+
+    // Ctrl-C (SIGTERM here): everything stops, the database too; the app keeps its container.
+    let status = dev.stop();
+    assert!(status.is_some_and(|s| s.success()), "wh dev did not stop cleanly: {status:?}");
+    assert!(!postgres_running(dir), "the dev database is still running");
+
+    // A restart serves the app again (the worker reports its container; the control plane adopts
+    // it), and deleting the app removes its container.
+    let (dev2, banner) = start_dev(dir, kit.run_id());
+    assert!(banner.contains("WiseHosting is running"), "{banner}");
+    let mut served = (0, String::new());
+    for _ in 0..100 {
+        served = get(&dev2.proxy, "hello.localhost").await;
+        if served.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served.0, 200, "after a restart: {}", served.1);
+    let del = wh(dir, &["apps", "delete", "hello"]);
+    assert!(del.status.success(), "{}", text(&del));
+    let mut gone = false;
+    for _ in 0..300 {
+        let ps = Command::new("podman")
+            .args(["ps", "-aq", "--filter", "label=wh.app=hello"])
+            .args(["--filter", &format!("label={LABEL}={}", kit.run_id())])
+            .output()
+            .unwrap();
+        if ps.stdout.iter().all(u8::is_ascii_whitespace) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the deleted app's container is still there");
+    let mut unrouted = (0, String::new());
+    for _ in 0..100 {
+        unrouted = get(&dev2.proxy, "hello.localhost").await;
+        if unrouted.0 == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(unrouted.0, 404, "a deleted app's route goes: {}", unrouted.1);
+    let mut dev2 = dev2;
+    assert!(dev2.stop().is_some_and(|s| s.success()));
+    assert!(!postgres_running(dir), "the dev database is still running");
+}

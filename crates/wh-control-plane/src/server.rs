@@ -1,0 +1,112 @@
+//! The whole control plane from a [`Config`]: database (migrated), hub, scheduler, log bus,
+//! routing follower and the API listeners, in the spec's startup order. `main` runs it until a
+//! signal; `wh dev` runs it in-process next to a worker and the proxy.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::{api, database, hub, jwt, logbus, scheduler, secrets, AppState, Limits, Routing};
+
+/// A started control plane.
+pub struct Server {
+    /// Where the user API listens (and the worker/proxy endpoints, unless split off).
+    pub public_addr: SocketAddr,
+    /// The separate worker/proxy listener, when configured.
+    pub internal_addr: Option<SocketAddr>,
+    pub pool: sqlx::PgPool,
+    servers: JoinSet<std::io::Result<()>>,
+    stop: CancellationToken,
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// Connects (waiting up to `db_patience` for the database), migrates, binds and serves until
+/// `stop` is cancelled.
+pub async fn start(
+    config: Config,
+    db_patience: Duration,
+    stop: CancellationToken,
+) -> Result<Server, StartError> {
+    let pool = database::connect(&config.database_url, db_patience)
+        .await
+        .map_err(|e| StartError(e.to_string()))?;
+    // Verified worker messages go to the scheduler, which feeds the log bus too.
+    let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel::<hub::Inbound>(4096);
+    let hub = Arc::new(hub::Hub::new(inbound_tx));
+    tokio::spawn(hub.clone().enforce_enabled(pool.clone(), Duration::from_secs(5), stop.clone()));
+    let logs = Arc::new(logbus::LogBus::default());
+    let env = Arc::new(config.master_key.sealer(secrets::Purpose::Env));
+    let scheduling = scheduler::SchedulerSettings {
+        env: Some(env.clone()),
+        logs: Some(logs.clone()),
+        ..scheduler::SchedulerSettings::default()
+    };
+    tokio::spawn(scheduler::run(pool.clone(), hub.clone(), scheduling, inbound_rx, stop.clone()));
+    let mut routing =
+        Routing::follow(&pool, Some(config.proxy_token.clone()), &config.route_domain);
+    routing.tls = config.route_tls;
+    routing.public_port = config.route_port;
+    let state = AppState {
+        pool: pool.clone(),
+        jwt: Arc::new(jwt::JwtKeys::new(config.jwt_secret.expose(), config.jwt_ttl)),
+        hub,
+        routing: Arc::new(routing),
+        env,
+        cookie_secure: config.cookie_secure,
+        limits: Arc::new(Limits::default()),
+        logs,
+    };
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))
+    };
+    let (public, internal) = match config.internal_listen {
+        Some(addr) => (api::public(state.clone()), Some((addr, api::internal(state)))),
+        None => (api::app(state), None),
+    };
+    let public_listener = bind(config.listen).await?;
+    let public_addr = public_listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+    let mut servers = JoinSet::new();
+    let mut internal_addr = None;
+    if let Some((addr, router)) = internal {
+        let listener = bind(addr).await?;
+        internal_addr = listener.local_addr().ok();
+        let stop = stop.clone();
+        servers.spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+    }
+    let shutdown = stop.clone();
+    servers.spawn(async move {
+        axum::serve(public_listener, public.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    });
+    Ok(Server { public_addr, internal_addr, pool, servers, stop })
+}
+
+impl Server {
+    /// Waits until every listener has finished (after `stop`, in-flight requests complete);
+    /// a listener failing stops the rest and is the error.
+    pub async fn wait(mut self) -> Result<(), String> {
+        let mut result = Ok(());
+        while let Some(joined) = self.servers.join_next().await {
+            if let Ok(Err(e)) | Err(e) = joined.map_err(std::io::Error::other) {
+                result = Err(e.to_string());
+                self.stop.cancel();
+            }
+        }
+        result
+    }
+}
