@@ -7,7 +7,7 @@ use wh_wsproto::{Key, Message, Verifier};
 
 const TYPES: &[&str] = &[
     "hello", "heartbeat", "job.assign", "job.ack", "job.progress", "job.result", "log.lines",
-    "container.event", "ping", "pong", "unknown",
+    "container.event", "container.stats", "container.stop", "ping", "pong", "unknown",
 ];
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -507,3 +507,105 @@ async fn runtime_logs_recent_and_followed_and_build_logs_kept_with_the_deploymen
     let (_, _, recent) = call(&env, "GET", "/api/v1/apps/log-app/logs", &h, None).await;
     assert!(recent.to_string().contains("3 lines dropped"), "{recent}");
 }
+
+async fn upload(
+    env: &Env,
+    h: &[(&str, &str)],
+    app: &str,
+    body: Vec<u8>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(format!("/api/v1/apps/{app}/deployments"))
+        .header("content-type", "application/gzip");
+    for (k, v) in h {
+        req = req.header(*k, *v);
+    }
+    let resp =
+        api::app(env.state.clone()).oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn uploaded_sources_are_checked_kept_for_the_claiming_worker_and_dropped_when_done() {
+    use wh_wsproto::archive;
+    let env = env().await;
+    let (cookie, csrf) = sign_in(&env, "up@example.test").await;
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    // An app without a repository: uploads only.
+    let app = r#"{"name": "up-app", "port": 8000}"#;
+    assert_eq!(call(&env, "POST", "/api/v1/apps", &h, Some(app)).await.0, StatusCode::CREATED);
+    let (status, _, err) = call(&env, "POST", "/api/v1/apps/up-app/deployments", &h, None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(err["error"]["message"].as_str().unwrap().contains("no repository"), "{err}");
+
+    // Refused: garbage, an escaping path, and over the size limit (413).
+    let (status, err) = upload(&env, &h, "up-app", b"not a tarball".to_vec()).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("source"))
+    );
+    let (status, _) = upload(&env, &h, "up-app", vec![0u8; 51 << 20]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let nothing: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments")
+        .fetch_one(&env.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(nothing, 0, "a refused upload creates nothing");
+
+    // Accepted: kept with the deployment, its job says where the source is.
+    let tarball = archive::pack([("index.html", &b"<h1>up</h1>"[..], false)]).unwrap();
+    let (status, d) = upload(&env, &h, "up-app", tarball.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    assert!(d["git_ref"].as_str().unwrap().starts_with("upload:"), "{d}");
+    let id = d["id"].as_i64().unwrap();
+    let payload: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM jobs WHERE deployment_id = $1")
+            .bind(id)
+            .fetch_one(&env.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(payload["source"], "upload");
+    assert!(payload.get("repo_url").is_none());
+
+    // Only a worker holding the job gets the source.
+    let (worker, _key) =
+        wh_control_plane::workers::create(&env.db.pool, "w-up", "127.0.0.1").await.unwrap();
+    let (jwt, _) = env.state.jwt.issue(&worker.id.to_string(), wh_control_plane::now_ms() / 1000);
+    let bearer = format!("Bearer {jwt}");
+    let fetch = |auth: Option<String>| {
+        let mut req = Request::get(format!("/v1/workers/sources/{id}"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        api::app(env.state.clone()).oneshot(req.body(Body::empty()).unwrap())
+    };
+    assert_eq!(fetch(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        fetch(Some(bearer.clone())).await.unwrap().status(),
+        StatusCode::NOT_FOUND,
+        "not claimed yet"
+    );
+    sqlx::query("UPDATE jobs SET state = 'claimed', claimed_by = $2, attempt = 1, lease_expires_at = now() + interval '1 minute' WHERE deployment_id = $1")
+        .bind(id)
+        .bind(worker.id.to_string())
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    let resp = fetch(Some(bearer)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes().as_ref(), &tarball[..]);
+
+    // Once the deployment ends, its source goes.
+    sqlx::query("UPDATE deployments SET state = 'failed' WHERE id = $1")
+        .bind(id)
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        wh_control_plane::deployments::drop_finished_sources(&env.db.pool).await.unwrap(),
+        1
+    );
+}
