@@ -141,6 +141,7 @@ async fn serve(
         route_domain: "localhost".into(),
         route_tls: false,
         route_port: Some(args.proxy_addr.port()),
+        dns: Default::default(),
         master_key: wh_control_plane::secrets::MasterKey::from_base64(&state.master_key)
             .map_err(CliError::Local)?,
         cookie_secure: false,

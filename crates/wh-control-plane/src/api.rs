@@ -5,6 +5,7 @@ pub mod admin;
 pub mod apps;
 pub mod auth;
 pub mod deployments;
+pub mod domains;
 pub mod error;
 pub mod extract;
 pub mod openapi;
@@ -78,6 +79,9 @@ pub fn public(state: AppState) -> Router {
                 .get(deployments::list),
         )
         .route("/api/v1/apps/{slug}/containers", get(apps::containers))
+        .route("/api/v1/apps/{slug}/domains", post(domains::add).get(domains::list))
+        .route("/api/v1/apps/{slug}/domains/{hostname}", axum::routing::delete(domains::remove))
+        .route("/api/v1/apps/{slug}/domains/{hostname}/verify", post(domains::verify))
         .route("/api/v1/deployments/{id}", get(deployments::get))
         .route("/api/v1/deployments/{id}/cancel", post(deployments::cancel))
         .route("/api/v1/deployments/{id}/build-log", get(deployments::build_log))

@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// The proxy's public port, when apps are reached on a non-default one (URLs shown to users).
     #[arg(long, env = "WH_ROUTE_PORT")]
     pub route_port: Option<u16>,
+    /// DNS servers that verify custom domains (ip:port, comma-separated) [default: public
+    /// resolvers 1.1.1.1, 8.8.8.8, 1.0.0.1, 8.8.4.4].
+    #[arg(long, env = "WH_DNS_SERVERS", value_delimiter = ',')]
+    pub dns_servers: Vec<SocketAddr>,
     /// Lifetime of worker JWTs, in seconds.
     #[arg(long, env = "WH_JWT_TTL_SECS", default_value_t = 900)]
     pub jwt_ttl_secs: u64,
@@ -86,6 +90,7 @@ pub struct Config {
     pub route_domain: String,
     pub route_tls: bool,
     pub route_port: Option<u16>,
+    pub dns: crate::domains::DnsSettings,
     pub master_key: crate::secrets::MasterKey,
     pub cookie_secure: bool,
 }
@@ -126,6 +131,14 @@ impl Config {
             route_domain: args.route_domain.trim_matches('.').to_ascii_lowercase(),
             route_tls: args.route_tls,
             route_port: args.route_port,
+            dns: crate::domains::DnsSettings {
+                servers: if args.dns_servers.is_empty() {
+                    crate::domains::DnsSettings::default().servers
+                } else {
+                    args.dns_servers
+                },
+                ..Default::default()
+            },
         })
     }
 }

@@ -8,6 +8,7 @@
 //! - [`jwt`]: short-lived HS256 tokens for workers.
 //! - [`logbus`]: recent runtime logs per app (bounded), with live followers.
 //! - [`proxy_config`]: the Traefik configuration the ingress proxy polls or watches.
+//! - [`domains`]: custom domains: hostname rules, TXT verification, background rechecks.
 //! - [`deployments`]: the deployment state machine and its per-state deadlines.
 //! - [`ratelimit`]: per-IP request limits.
 //! - [`queue`]: the Postgres job queue (SKIP LOCKED claims, leases, fencing, NOTIFY).
@@ -29,6 +30,7 @@ pub mod config;
 pub mod containers;
 pub mod database;
 pub mod deployments;
+pub mod domains;
 pub mod hub;
 pub mod jwt;
 pub mod logbus;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Recent runtime logs of every app.
     pub logs: Arc<logbus::LogBus>,
+    /// Looks up custom domains' verification records.
+    pub dns: Arc<domains::Verifier>,
 }
 
 /// The API's rate limiters.
@@ -96,6 +100,7 @@ impl AppState {
             cookie_secure: true,
             limits: Arc::new(Limits::default()),
             logs: Arc::new(logbus::LogBus::default()),
+            dns: Arc::new(domains::Verifier::new(&domains::DnsSettings::default())),
         }
     }
 }

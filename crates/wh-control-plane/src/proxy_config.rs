@@ -1,7 +1,8 @@
 //! What the ingress proxy routes: Traefik dynamic configuration for every live app.
 //!
 //! `GET /v1/traefik/proxy-config` (static bearer token, compared in constant time): one router
-//! `app-<slug>` per live app with rule `Host(`<slug>.<route domain>`)`, TLS through the `le`
+//! `app-<slug>` per live app with rule `Host(`<slug>.<route domain>`)` (joined by
+//! `|| Host(`<custom>`)` for each verified custom domain), TLS through the `le`
 //! resolver, and one service whose server is the worker's mesh address and the container's host
 //! port. The body is deterministic (sorted), so its ETag changes only when the routing does.
 //! `?watch=1` with a matching `If-None-Match` holds the request until a change (NOTIFY
@@ -33,12 +34,16 @@ struct LiveApp {
     slug: String,
     mesh_ip: String,
     host_port: i32,
+    /// Its verified custom domains, sorted.
+    domains: Vec<String>,
 }
 
 /// The proxy-wide document.
 pub async fn render(pool: &PgPool, route_domain: &str, tls: bool) -> Result<Rendered, sqlx::Error> {
     let apps: Vec<LiveApp> = sqlx::query_as(
-        "SELECT a.slug, host(w.mesh_ip) AS mesh_ip, d.host_port
+        "SELECT a.slug, host(w.mesh_ip) AS mesh_ip, d.host_port,
+                coalesce((SELECT array_agg(hostname ORDER BY hostname) FROM domains
+                          WHERE app_id = a.id AND status = 'verified'), '{}') AS domains
          FROM (SELECT DISTINCT ON (app_id) app_id, worker_id, host_port FROM deployments
                WHERE state = 'live' AND host_port IS NOT NULL
                ORDER BY app_id, updated_at DESC, id DESC) d
@@ -49,7 +54,9 @@ pub async fn render(pool: &PgPool, route_domain: &str, tls: bool) -> Result<Rend
     .fetch_all(pool)
     .await?;
     Ok(document(
-        apps.iter().map(|a| (a.slug.as_str(), format!("http://{}:{}", a.mesh_ip, a.host_port))),
+        apps.iter().map(|a| {
+            (a.slug.as_str(), format!("http://{}:{}", a.mesh_ip, a.host_port), &a.domains[..])
+        }),
         route_domain,
         tls,
     ))
@@ -72,7 +79,8 @@ pub async fn render_for_worker(
     .fetch_all(pool)
     .await?;
     Ok(document(
-        apps.iter().map(|(slug, port)| (slug.as_str(), format!("http://127.0.0.1:{port}"))),
+        apps.iter()
+            .map(|(slug, port)| (slug.as_str(), format!("http://127.0.0.1:{port}"), &[][..])),
         route_domain,
         false,
     ))
@@ -82,21 +90,26 @@ pub async fn render_for_worker(
 /// Names and hosts are JSON-escaped; the order is the caller's (sorted), so equal routing gives
 /// byte-equal documents and equal ETags.
 fn document<'a>(
-    apps: impl Iterator<Item = (&'a str, String)>,
+    apps: impl Iterator<Item = (&'a str, String, &'a [String])>,
     route_domain: &str,
     tls: bool,
 ) -> Rendered {
     use std::fmt::Write as _;
     let json = |s: &str| serde_json::to_string(s).expect("a string serialises");
-    let apps: Vec<(&str, String)> = apps.collect();
+    let apps: Vec<(&str, String, &[String])> = apps.collect();
     let mut routers = String::with_capacity(apps.len() * 160);
     let mut services = String::with_capacity(apps.len() * 110);
     let (entry, tls_part) =
         if tls { ("websecure", r#","tls":{"certResolver":"le"}"#) } else { ("web", "") };
-    for (i, (slug, server)) in apps.iter().enumerate() {
+    for (i, (slug, server, domains)) in apps.iter().enumerate() {
         let sep = if i == 0 { "" } else { "," };
         let name = json(&format!("app-{slug}"));
-        let rule = json(&format!("Host(`{slug}.{route_domain}`)"));
+        // One router per app: its custom domains join the rule.
+        let mut rule = format!("Host(`{slug}.{route_domain}`)");
+        for d in domains.iter() {
+            let _ = write!(rule, " || Host(`{d}`)");
+        }
+        let rule = json(&rule);
         let _ = write!(
             routers,
             r#"{sep}{name}:{{"entryPoints":["{entry}"],"rule":{rule},"service":{name}{tls_part}}}"#
@@ -148,10 +161,11 @@ mod tests {
 
     #[test]
     fn the_document_is_valid_traefik_json() {
+        let custom = ["shop.example.com".to_owned(), "www.shop.example.com".to_owned()];
         let r = document(
             [
-                ("foo", "http://10.50.0.1:31001".to_owned()),
-                ("b-2", "http://10.50.0.2:1".to_owned()),
+                ("foo", "http://10.50.0.1:31001".to_owned(), &[][..]),
+                ("b-2", "http://10.50.0.2:1".to_owned(), &custom[..]),
             ]
             .into_iter(),
             "route.test",
@@ -159,6 +173,12 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["http"]["routers"]["app-foo"]["rule"], "Host(`foo.route.test`)");
+        assert_eq!(
+            v["http"]["routers"]["app-b-2"]["rule"],
+            "Host(`b-2.route.test`) || Host(`shop.example.com`) || Host(`www.shop.example.com`)",
+            "custom domains join their app's one router"
+        );
+        assert_eq!(v["http"]["routers"].as_object().unwrap().len(), 2);
         assert_eq!(v["http"]["routers"]["app-b-2"]["tls"]["certResolver"], "le");
         assert_eq!(
             v["http"]["services"]["app-b-2"]["loadBalancer"]["servers"][0]["url"],

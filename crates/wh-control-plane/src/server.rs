@@ -10,7 +10,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::{api, database, hub, jwt, logbus, scheduler, secrets, AppState, Limits, Routing};
+use crate::{
+    api, database, domains, hub, jwt, logbus, scheduler, secrets, AppState, Limits, Routing,
+};
 
 /// A started control plane.
 pub struct Server {
@@ -63,7 +65,14 @@ pub async fn start(
         cookie_secure: config.cookie_secure,
         limits: Arc::new(Limits::default()),
         logs,
+        dns: Arc::new(domains::Verifier::new(&config.dns)),
     };
+    tokio::spawn(domains::run_rechecks(
+        pool.clone(),
+        (*state.dns).clone(),
+        Duration::from_secs(60),
+        stop.clone(),
+    ));
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await

@@ -1,0 +1,465 @@
+//! Custom domains against real components: the API on a real Postgres; verification against
+//! pebble-challtestsrv (Let's Encrypt's mock DNS) and against small DNS servers of our own on
+//! loopback (several TXT strings; one that never answers); and end to end, a verified domain
+//! routed by the real wh-proxy, certified by pebble over HTTP-01 and served over HTTPS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+use wh_control_plane::config::Secret;
+use wh_control_plane::domains::{DnsSettings, Outcome, Verifier};
+use wh_control_plane::hub::Hub;
+use wh_control_plane::jwt::JwtKeys;
+use wh_control_plane::{api, AppState, Routing};
+use wh_testkit::pebble::{Pebble, PebbleOptions};
+
+const TOKEN: &str = "proxy-token-for-domains";
+
+struct Env {
+    state: AppState,
+    db: wh_testkit::postgres::TestDatabase,
+    auth: String,
+}
+
+async fn env(dns: Option<SocketAddr>) -> Env {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let (tx, _rx) = mpsc::channel(4);
+    let mut state = AppState::new(
+        db.pool.clone(),
+        Arc::new(JwtKeys::new(&[3u8; 32], Duration::from_secs(900))),
+        Arc::new(Hub::new(tx)),
+        Arc::new(Routing::follow(&db.pool, Some(Secret::new(TOKEN)), "route.test")),
+    );
+    if let Some(addr) = dns {
+        state.dns =
+            Arc::new(Verifier::new(&DnsSettings { servers: vec![addr], ..Default::default() }));
+    }
+    let user = wh_control_plane::auth::create_user(
+        &db.pool,
+        "dom@example.test",
+        "a long enough password",
+        false,
+    )
+    .await
+    .unwrap();
+    let token = wh_control_plane::auth::create_api_token(&db.pool, user.id, "t").await.unwrap();
+    Env { state, db, auth: format!("Bearer {token}") }
+}
+
+async fn call(
+    env: &Env,
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::builder().method(method).uri(uri).header("authorization", &env.auth);
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let body = body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty);
+    let resp = api::app(env.state.clone()).oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+async fn create_app(env: &Env, name: &str) {
+    let (status, body) =
+        call(env, "POST", "/api/v1/apps", Some(serde_json::json!({"name": name, "port": 8000})))
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn add(env: &Env, app: &str, hostname: &str) -> (StatusCode, serde_json::Value) {
+    call(
+        env,
+        "POST",
+        &format!("/api/v1/apps/{app}/domains"),
+        Some(serde_json::json!({"hostname": hostname})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn domains_are_normalised_validated_unique_listed_audited_and_removed() {
+    let env = env(None).await;
+    create_app(&env, "shop").await;
+    create_app(&env, "blog").await;
+
+    let (status, d) = add(&env, "shop", "WWW.Customer.Example.").await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    assert_eq!(d["hostname"], "www.customer.example");
+    assert_eq!(d["status"], "pending");
+    let token = d["token"].as_str().unwrap();
+    assert_eq!(token.len(), 64, "32 random bytes, hex");
+    assert_eq!(
+        d["records"][0],
+        serde_json::json!({"type": "TXT", "name": "_wisehosting.www.customer.example", "value": token})
+    );
+    assert_eq!(
+        d["records"][1],
+        serde_json::json!({"type": "CNAME", "name": "www.customer.example", "value": "shop.route.test"})
+    );
+
+    // Unicode is stored as punycode.
+    let (status, d) = add(&env, "shop", "bücher.example").await;
+    assert_eq!(
+        (status, d["hostname"].as_str()),
+        (StatusCode::CREATED, Some("xn--bcher-kva.example"))
+    );
+
+    // Each invalid name is refused with 422 naming the problem.
+    for (name, why) in [
+        ("10.0.0.1", "IP address"),
+        ("localhost", "two labels"),
+        (&format!("{}.example", "a".repeat(64)) as &str, "longer than 63"),
+        ("my_shop.example", "`_`"),
+        ("-shop.example", "starting or ending with -"),
+        ("x.route.test", "platform's own domain"),
+    ] {
+        let (status, err) = add(&env, "shop", name).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {err}");
+        assert_eq!(err["error"]["field"], "hostname");
+        assert!(err["error"]["message"].as_str().unwrap().contains(why), "{name}: {err}");
+    }
+    // A name already on another app (in any spelling) is a conflict.
+    let (status, err) = add(&env, "blog", "www.CUSTOMER.example").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+
+    let (status, list) = call(&env, "GET", "/api/v1/apps/shop/domains", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> =
+        list.as_array().unwrap().iter().map(|d| d["hostname"].as_str().unwrap()).collect();
+    assert_eq!(names, ["www.customer.example", "xn--bcher-kva.example"]);
+    // Another user's app: not found.
+    let (status, _) =
+        call(&env, "DELETE", "/api/v1/apps/blog/domains/www.customer.example", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&env, "DELETE", "/api/v1/apps/shop/domains/bücher.example", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_events WHERE action LIKE 'domain.%' ORDER BY id",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(actions, ["domain.add", "domain.add", "domain.remove"]);
+}
+
+/// How a test DNS server answers.
+enum Answer {
+    /// Every TXT query with these records (each a list of character-strings).
+    Txt(Vec<Vec<String>>),
+    /// NXDOMAIN for every name.
+    NxDomain,
+    /// SERVFAIL.
+    ServFail,
+    /// Never (UDP and TCP).
+    Silent,
+}
+
+/// A DNS server on loopback answering as `answer` says.
+async fn dns_server(answer: Answer) -> SocketAddr {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::rr::rdata::TXT;
+    use hickory_proto::rr::{RData, Record};
+    // The same port for UDP and TCP (retried until both are free).
+    let (udp, tcp, addr) = loop {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+            break (udp, tcp, addr);
+        }
+    };
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        // Over TCP it never answers: accept and hold.
+        while let Ok((s, _)) = tcp.accept().await {
+            held.push(s);
+        }
+    });
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, from)) = udp.recv_from(&mut buf).await else { return };
+            if matches!(answer, Answer::Silent) {
+                continue;
+            }
+            let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+            let mut reply = Message::new();
+            reply.set_id(query.id());
+            reply.set_message_type(MessageType::Response);
+            reply.set_recursion_desired(query.recursion_desired());
+            reply.set_recursion_available(true);
+            reply.set_response_code(match &answer {
+                Answer::NxDomain => ResponseCode::NXDomain,
+                Answer::ServFail => ResponseCode::ServFail,
+                _ => ResponseCode::NoError,
+            });
+            for q in query.queries() {
+                reply.add_query(q.clone());
+                if let Answer::Txt(records) = &answer {
+                    for strings in records {
+                        reply.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            60,
+                            RData::TXT(TXT::new(strings.clone())),
+                        ));
+                    }
+                }
+            }
+            let _ = udp.send_to(&reply.to_vec().unwrap(), from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_outcomes_against_real_dns_servers() {
+    // pebble-challtestsrv: one TXT value per name.
+    let pebble = Pebble::start(PebbleOptions::default()).await.unwrap();
+    let env = env(Some(pebble.dns_addr())).await;
+    create_app(&env, "shop").await;
+    let (_, d) = add(&env, "shop", "shop.customer.test").await;
+    let token = d["token"].as_str().unwrap().to_owned();
+    let verify = |host: &'static str| {
+        let env = &env;
+        async move { call(env, "POST", &format!("/api/v1/apps/shop/domains/{host}/verify"), None).await }
+    };
+
+    // No record at all. challtestsrv answers NOERROR without records for any name it does not
+    // know (it never says NXDOMAIN), so this is "no matching TXT"; NXDOMAIN is tested below.
+    let (status, v) = verify("shop.customer.test").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["outcome"].as_str(), v["status"].as_str()),
+        (Some("no_matching_txt"), Some("pending")),
+        "{v}"
+    );
+    // The wrong token: no matching TXT, with the reason kept on the domain.
+    pebble.set_txt("_wisehosting.shop.customer.test", "not-the-token").await.unwrap();
+    let (_, v) = verify("shop.customer.test").await;
+    assert_eq!(v["outcome"], "no_matching_txt", "{v}");
+    let (_, list) = call(&env, "GET", "/api/v1/apps/shop/domains", None).await;
+    assert_eq!(list[0]["last_outcome"], "no_matching_txt");
+    assert!(list[0]["reason"].as_str().unwrap().contains("carries the token"), "{list}");
+    assert!(list[0]["last_checked_at"].is_string());
+    // The right one: verified.
+    pebble.set_txt("_wisehosting.shop.customer.test", &token).await.unwrap();
+    let (_, v) = verify("shop.customer.test").await;
+    assert_eq!(
+        (v["outcome"].as_str(), v["status"].as_str()),
+        (Some("verified"), Some("verified")),
+        "{v}"
+    );
+
+    // The daily recheck of a verified domain whose record vanished: flagged, still verified.
+    pebble.clear_txt("_wisehosting.shop.customer.test").await.unwrap();
+    sqlx::query("UPDATE domains SET next_check_at = now() - interval '1 second'")
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    let checked =
+        wh_control_plane::domains::recheck_due(&env.db.pool, &env.state.dns).await.unwrap();
+    assert_eq!(checked, 1);
+    let (_, list) = call(&env, "GET", "/api/v1/apps/shop/domains", None).await;
+    assert_eq!(
+        (list[0]["status"].as_str(), list[0]["record_missing"].as_bool()),
+        (Some("verified"), Some(true)),
+        "{list}"
+    );
+    // A pending domain older than 72 hours fails at its recheck.
+    let (_, d) = add(&env, "shop", "late.customer.test").await;
+    assert_eq!(d["status"], "pending");
+    sqlx::query("UPDATE domains SET created_at = now() - interval '73 hours' WHERE hostname = 'late.customer.test'")
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    wh_control_plane::domains::recheck_due(&env.db.pool, &env.state.dns).await.unwrap();
+    let (_, list) = call(&env, "GET", "/api/v1/apps/shop/domains", None).await;
+    let late =
+        list.as_array().unwrap().iter().find(|d| d["hostname"] == "late.customer.test").unwrap();
+    assert_eq!(late["status"], "failed", "{late}");
+
+    // Several TXT records and strings: one whose strings join to the token verifies.
+    let (half1, half2) = token.split_at(20);
+    let several =
+        dns_server(Answer::Txt(vec![vec!["v=spf1 -all".into()], vec![half1.into(), half2.into()]]))
+            .await;
+    let verifier = Verifier::new(&DnsSettings { servers: vec![several], ..Default::default() });
+    assert_eq!(verifier.check("shop.customer.test", &token).await, Outcome::Verified);
+    assert_eq!(verifier.check("shop.customer.test", "other").await, Outcome::NoMatchingTxt);
+
+    // A server that never answers: a timeout after about 8 s, not later.
+    let nx = Verifier::new(&DnsSettings {
+        servers: vec![dns_server(Answer::NxDomain).await],
+        ..Default::default()
+    });
+    assert_eq!(nx.check("gone.customer.test", &token).await, Outcome::NoSuchName);
+    let broken = Verifier::new(&DnsSettings {
+        servers: vec![dns_server(Answer::ServFail).await],
+        ..Default::default()
+    });
+    let failed = broken.check("shop.customer.test", &token).await;
+    assert!(matches!(failed, Outcome::ServerFailure(_)), "{failed:?}");
+
+    let silent = dns_server(Answer::Silent).await;
+    let verifier = Verifier::new(&DnsSettings { servers: vec![silent], ..Default::default() });
+    let started = Instant::now();
+    assert_eq!(verifier.check("shop.customer.test", &token).await, Outcome::Timeout);
+    let took = started.elapsed();
+    assert!(took <= Duration::from_secs(9), "gave up after {took:?}");
+    assert!(took >= Duration::from_secs(7), "gave up early, after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_domain_is_routed_certified_and_served_over_https_and_removing_it_unroutes() {
+    use clap::Parser;
+    let pebble = Pebble::start(PebbleOptions::default()).await.unwrap();
+    let root = pebble.root_ca_pem().await.unwrap();
+    pebble.add_a("www.shop.test", &["127.0.0.1"]).await.unwrap();
+    let env = env(Some(pebble.dns_addr())).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cp = listener.local_addr().unwrap();
+    let state = env.state.clone();
+    tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
+
+    // The app, live on a loopback "worker".
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        axum::serve(backend, axum::Router::new().fallback(|| async { "the shop" })).await.unwrap()
+    });
+    create_app(&env, "shop").await;
+    let (worker, _) =
+        wh_control_plane::workers::create(&env.db.pool, "w", "127.0.0.1").await.unwrap();
+    sqlx::query("INSERT INTO deployments (app_id, git_ref, state, worker_id, host_port) SELECT id, 'upload:x', 'live', $1, $2 FROM apps WHERE slug = 'shop'")
+        .bind(worker.id)
+        .bind(i32::from(backend_port))
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+
+    // The custom domain, verified through challtestsrv.
+    let (_, d) = add(&env, "shop", "www.shop.test").await;
+    pebble.set_txt("_wisehosting.www.shop.test", d["token"].as_str().unwrap()).await.unwrap();
+    let (_, v) = call(&env, "POST", "/api/v1/apps/shop/domains/www.shop.test/verify", None).await;
+    assert_eq!(v["status"], "verified", "{v}");
+    let config =
+        wh_control_plane::proxy_config::render(&env.db.pool, "route.test", true).await.unwrap();
+    assert!(
+        config.body.contains(r#""rule":"Host(`shop.route.test`) || Host(`www.shop.test`)""#),
+        "one router, both hosts: {}",
+        config.body
+    );
+
+    // wh-proxy following the control plane, with pebble as its ACME CA.
+    let dir = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", pebble.options().http01_port);
+    let (state_dir, ca) =
+        (dir.path().display().to_string(), pebble.directory_cert_path().display().to_string());
+    let args = wh_proxy::cli::Args::try_parse_from([
+        "wh-proxy",
+        "--provider",
+        "watch",
+        "--config-url",
+        &format!("http://{cp}/v1/traefik/proxy-config"),
+        "--config-token",
+        TOKEN,
+        "--state-dir",
+        &state_dir,
+        "--http-addr",
+        &http,
+        "--https-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--acme-directory",
+        &pebble.directory_url(),
+        "--acme-ca-bundle",
+        &ca,
+        "--threads",
+        "1",
+        "--access-log",
+        "off",
+    ])
+    .unwrap();
+    let proxy =
+        wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
+    let https = proxy.https_addr.unwrap();
+    let certs = proxy.proxy.certs.as_ref().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while certs.store.get("www.shop.test").is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        certs.store.get("www.shop.test").is_some(),
+        "no certificate: {}\n{}",
+        certs.report(),
+        pebble.log()
+    );
+
+    // HTTPS to the custom domain, trusting only pebble's root.
+    let body = https_get(https, "www.shop.test", &root).await.expect("HTTPS to the custom domain");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.ends_with("the shop"), "{body}");
+
+    // Removing the domain removes its route (the certificate is then never renewed).
+    let (status, _) = call(&env, "DELETE", "/api/v1/apps/shop/domains/www.shop.test", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut unrouted = false;
+    while Instant::now() < deadline {
+        let table = proxy.proxy.table.load();
+        if !table.tls_hosts().any(|h| h == "www.shop.test") {
+            unrouted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(unrouted, "the removed domain is still routed");
+    // Its certificate stays on disk until it expires (never renewed); the host answers 404.
+    let after = https_get(https, "www.shop.test", &root).await.unwrap_or_default();
+    assert!(after.starts_with("HTTP/1.1 404"), "the removed domain is still served: {after}");
+    proxy.shutdown().await;
+}
+
+/// `GET /` over TLS with SNI `host`, trusting only `root_pem`; the whole response as text.
+async fn https_get(addr: SocketAddr, host: &str, root_pem: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut root_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let mut tls = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| "handshake timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    tls.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
