@@ -293,3 +293,61 @@ pub async fn logs(api: &Api, app: &str, lines: usize, follow: bool) -> Result<()
     }
     Ok(())
 }
+
+/// `wh domains add`: prints the records to create.
+pub async fn domains_add(api: &Api, app: &str, hostname: &str) -> Result<(), CliError> {
+    let d = api
+        .json("POST", &format!("/api/v1/apps/{app}/domains"), Some(&json!({"hostname": hostname})))
+        .await?;
+    let host = d["hostname"].as_str().unwrap_or(hostname);
+    println!("added {host} to {app} (pending). Create these DNS records at your DNS provider:");
+    for r in d["records"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<6} {:<40} {}",
+            r["type"].as_str().unwrap_or_default(),
+            r["name"].as_str().unwrap_or_default(),
+            r["value"].as_str().unwrap_or_default()
+        );
+    }
+    println!("The CNAME must be DNS only: a CDN proxy in front (Cloudflare's orange cloud) breaks");
+    println!("the certificate challenge. Then run: wh domains verify {host} -a {app}");
+    Ok(())
+}
+
+pub async fn domains_list(api: &Api, app: &str) -> Result<(), CliError> {
+    let list = api.json("GET", &format!("/api/v1/apps/{app}/domains"), None).await?;
+    let list = list.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no custom domains: wh domains add HOSTNAME -a {app}");
+    }
+    for d in list {
+        let flag =
+            if d["record_missing"].as_bool() == Some(true) { " (TXT record missing!)" } else { "" };
+        println!(
+            "{:<40} {:<9}{flag} {}",
+            d["hostname"].as_str().unwrap_or_default(),
+            d["status"].as_str().unwrap_or_default(),
+            d["reason"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `wh domains verify`: a domain that does not verify is an error (exit 1) with the reason.
+pub async fn domains_verify(api: &Api, app: &str, hostname: &str) -> Result<(), CliError> {
+    let v =
+        api.json("POST", &format!("/api/v1/apps/{app}/domains/{hostname}/verify"), None).await?;
+    let reason = v["reason"].as_str().unwrap_or_default();
+    if v["outcome"] == "verified" {
+        println!("{hostname} verified: {reason}; its certificate follows within a minute");
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!("{hostname} not verified: {reason}")))
+    }
+}
+
+pub async fn domains_remove(api: &Api, app: &str, hostname: &str) -> Result<(), CliError> {
+    api.json("DELETE", &format!("/api/v1/apps/{app}/domains/{hostname}"), None).await?;
+    println!("removed {hostname}");
+    Ok(())
+}

@@ -141,7 +141,8 @@ async fn serve(
         route_domain: "localhost".into(),
         route_tls: false,
         route_port: Some(args.proxy_addr.port()),
-        dns: Default::default(),
+        // Custom-domain checks ask WH_DNS_SERVERS (ip:port,…) or the public resolvers.
+        dns: dns_settings()?,
         master_key: wh_control_plane::secrets::MasterKey::from_base64(&state.master_key)
             .map_err(CliError::Local)?,
         cookie_secure: false,
@@ -248,6 +249,19 @@ async fn serve(
     proxy.shutdown().await;
     cp.wait().await.map_err(CliError::Local)?;
     Ok(())
+}
+
+fn dns_settings() -> Result<wh_control_plane::domains::DnsSettings, CliError> {
+    let mut dns = wh_control_plane::domains::DnsSettings::default();
+    if let Ok(list) = std::env::var("WH_DNS_SERVERS") {
+        dns.servers = list
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| CliError::Usage(format!("WH_DNS_SERVERS: {e}")))?;
+    }
+    Ok(dns)
 }
 
 /// Registers (or re-keys) the dev worker and runs it until `stop`.

@@ -49,6 +49,9 @@ enum Command {
         #[arg(long, default_value_t = 8000)]
         port: u16,
     },
+    /// Manage an app's custom domains.
+    #[command(subcommand)]
+    Domains(DomainsCommand),
     /// Show an app's runtime logs.
     Logs {
         #[arg(long, short)]
@@ -104,6 +107,33 @@ enum EnvCommand {
         app: Option<String>,
         #[arg(long)]
         reveal: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainsCommand {
+    /// Add a hostname; prints the DNS records that prove it is yours.
+    Add {
+        hostname: String,
+        #[arg(long, short)]
+        app: Option<String>,
+    },
+    /// List the app's domains and their status.
+    List {
+        #[arg(long, short)]
+        app: Option<String>,
+    },
+    /// Check the TXT record now.
+    Verify {
+        hostname: String,
+        #[arg(long, short)]
+        app: Option<String>,
+    },
+    /// Remove a hostname (its route goes with it).
+    Remove {
+        hostname: String,
+        #[arg(long, short)]
+        app: Option<String>,
     },
 }
 
@@ -192,6 +222,22 @@ async fn run(command: Command) -> Result<(), CliError> {
                 }
             };
             commands::deploy(&api, &name, source, port).await
+        }
+        Command::Domains(cmd) => {
+            let api = credentials::api()?;
+            let app = |a: Option<String>| commands::app_name(a.as_deref(), None);
+            match cmd {
+                DomainsCommand::Add { hostname, app: a } => {
+                    commands::domains_add(&api, &app(a)?, &hostname).await
+                }
+                DomainsCommand::List { app: a } => commands::domains_list(&api, &app(a)?).await,
+                DomainsCommand::Verify { hostname, app: a } => {
+                    commands::domains_verify(&api, &app(a)?, &hostname).await
+                }
+                DomainsCommand::Remove { hostname, app: a } => {
+                    commands::domains_remove(&api, &app(a)?, &hostname).await
+                }
+            }
         }
         Command::Logs { app, follow, lines } => {
             let api = credentials::api()?;

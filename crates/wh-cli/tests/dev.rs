@@ -57,6 +57,8 @@ fn start_dev(dir: &Path, run_id: &str) -> (Dev, String) {
         .env("WH_CONFIG_DIR", dir.join("config"))
         .env("WH_CONTAINER_LABELS", format!("{LABEL}={run_id}"))
         .env_remove("DATABASE_URL")
+        // Domain checks stay on loopback (nothing answers there): tests never query the internet.
+        .env("WH_DNS_SERVERS", "127.0.0.1:9")
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
@@ -157,6 +159,16 @@ async fn wh_dev_then_wh_deploy_serves_the_example_and_ctrl_c_stops_everything() 
     assert!(text(&bad).contains("may contain only"), "{}", text(&bad));
     let no_repo = wh(dir, &["deploy", "-a", "hello", "--ref", "main"]);
     assert!(text(&no_repo).contains("no repository"), "{}", text(&no_repo));
+    let added = wh(dir, &["domains", "add", "Shop.Example.COM", "-a", "hello"]);
+    assert!(added.status.success(), "{}", text(&added));
+    assert!(text(&added).contains("_wisehosting.shop.example.com"), "{}", text(&added));
+    assert!(text(&added).contains("orange cloud"), "{}", text(&added));
+    let listed = wh(dir, &["domains", "list", "-a", "hello"]);
+    assert!(text(&listed).contains("shop.example.com") && text(&listed).contains("pending"));
+    let invalid = wh(dir, &["domains", "add", "10.0.0.1", "-a", "hello"]);
+    assert_eq!(invalid.status.code(), Some(65), "{}", text(&invalid));
+    let removed = wh(dir, &["domains", "remove", "shop.example.com", "-a", "hello"]);
+    assert!(removed.status.success(), "{}", text(&removed));
     let missing = wh(dir, &["deploy", "--path", dir.join("nope").to_str().unwrap(), "-a", "nope"]);
     assert_eq!(missing.status.code(), Some(64), "{}", text(&missing));
 
