@@ -154,6 +154,45 @@ async fn wh_dev_then_wh_deploy_serves_the_example_and_ctrl_c_stops_everything() 
     assert_eq!(text(&env).trim(), "GREETING=hi");
     let logs = wh(dir, &["logs", "-a", "hello", "-n", "50"]);
     assert!(logs.status.success(), "{}", text(&logs));
+    // `wh logs -f` prints the backlog (here the build's lines) and keeps following.
+    let mut follow = Command::new(WH)
+        .args(["logs", "-f", "-a", "hello", "-n", "5"])
+        .current_dir(dir)
+        .env("WH_CONFIG_DIR", dir.join("config"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(follow.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("[build]"), "{first}");
+    assert!(follow.try_wait().unwrap().is_none(), "wh logs -f keeps following");
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // `wh login` with the admin the banner printed, into a second configuration.
+    let password = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("admin    admin@wisehosting.localhost / "))
+        .unwrap()
+        .to_owned();
+    let api = banner.lines().find_map(|l| l.trim().strip_prefix("API      ")).unwrap();
+    let api = api.trim_end_matches("/api/v1").to_owned();
+    let other = dir.join("other-config");
+    let login = |password: &str| {
+        Command::new(WH)
+            .args(["login", "--api", &api, "--email", "admin@wisehosting.localhost"])
+            .env("WH_CONFIG_DIR", &other)
+            .env("WH_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let wrong = login("not the password");
+    assert_eq!(wrong.status.code(), Some(77), "{}", text(&wrong));
+    let ok = login(&password);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let listed =
+        Command::new(WH).args(["apps", "list"]).env("WH_CONFIG_DIR", &other).output().unwrap();
+    assert!(text(&listed).contains("hello"), "{}", text(&listed));
     let bad = wh(dir, &["apps", "create", "Bad_Name"]);
     assert_eq!(bad.status.code(), Some(65), "a validation error exits 65: {}", text(&bad));
     assert!(text(&bad).contains("may contain only"), "{}", text(&bad));
