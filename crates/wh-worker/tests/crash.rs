@@ -7,16 +7,12 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{app_repo, git, insert_app, queue_deploy, wait_state};
-use tokio::sync::mpsc;
+use common::{app_repo, control_plane, git, insert_app, queue_deploy, wait_state};
 use tokio_util::sync::CancellationToken;
-use wh_control_plane::hub::Hub;
-use wh_control_plane::jwt::JwtKeys;
-use wh_control_plane::scheduler::{self, SchedulerSettings};
-use wh_control_plane::{api, workers, AppState, Routing};
+use wh_control_plane::scheduler::SchedulerSettings;
+use wh_control_plane::workers;
 use wh_testkit::podman::{Podman as TestPodman, LABEL};
 
 /// The worker process, killed (SIGKILL) when dropped, so a failed assertion leaves none behind.
@@ -75,14 +71,6 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
     let pool = db.pool.clone();
 
-    let (tx, inbound) = mpsc::channel(1024);
-    let hub = Arc::new(Hub::new(tx));
-    let state = AppState::new(
-        pool.clone(),
-        Arc::new(JwtKeys::new(&[5u8; 32], Duration::from_secs(900))),
-        hub.clone(),
-        Arc::new(Routing::follow(&pool, None, "route.test")),
-    );
     let stop = CancellationToken::new();
     let lease = Duration::from_secs(4);
     let sched = SchedulerSettings {
@@ -91,10 +79,7 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
         drain: Duration::from_secs(1),
         ..SchedulerSettings::default()
     };
-    tokio::spawn(scheduler::run(pool.clone(), hub.clone(), sched, inbound, stop.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let cp = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
+    let (cp, _state) = control_plane(&pool, None, sched, &stop).await;
 
     let (worker, key) = workers::create(&pool, "crashy", "127.0.0.1").await.unwrap();
     let mut child = spawn_worker(cp, &key, kit.run_id());

@@ -7,13 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wh_control_plane::config::Secret;
-use wh_control_plane::hub::Hub;
-use wh_control_plane::jwt::JwtKeys;
-use wh_control_plane::scheduler::{self, SchedulerSettings};
-use wh_control_plane::{api, workers, AppState, Routing};
+use wh_control_plane::scheduler::SchedulerSettings;
+use wh_control_plane::workers;
 use wh_testkit::podman::{Podman as TestPodman, LABEL};
 use wh_worker::agent::AgentSettings;
 use wh_worker::runtime::{Podman, PodmanSettings};
@@ -22,7 +18,7 @@ use wh_worker::worker::{self, WorkerSettings};
 
 mod common;
 
-use common::{app_repo, git, insert_app, queue_deploy, wait_state};
+use common::{app_repo, control_plane, git, insert_app, queue_deploy, wait_state};
 
 const PROXY_TOKEN: &str = "proxy-token-for-deploys";
 
@@ -35,27 +31,10 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     let pool = db.pool.clone();
 
     // Control plane: API + hub + scheduler, env vars sealed with the state's key.
-    let (tx, inbound) = mpsc::channel(1024);
-    let hub = Arc::new(Hub::new(tx));
-    let state = AppState::new(
-        pool.clone(),
-        Arc::new(JwtKeys::new(&[4u8; 32], Duration::from_secs(900))),
-        hub.clone(),
-        Arc::new(Routing::follow(&pool, Some(Secret::new(PROXY_TOKEN)), "route.test")),
-    );
     let stop = CancellationToken::new();
-    let logs = state.logs.clone();
-    let sched = SchedulerSettings {
-        env: Some(state.env.clone()),
-        drain: Duration::from_secs(2),
-        logs: Some(logs.clone()),
-        ..SchedulerSettings::default()
-    };
-    tokio::spawn(scheduler::run(pool.clone(), hub.clone(), sched, inbound, stop.clone()));
-    let sealer = state.env.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let cp = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
+    let sched = SchedulerSettings { drain: Duration::from_secs(2), ..SchedulerSettings::default() };
+    let (cp, state) = control_plane(&pool, Some(PROXY_TOKEN), sched, &stop).await;
+    let (logs, sealer, hub) = (state.logs.clone(), state.env.clone(), state.hub.clone());
 
     // A worker on loopback with the real Podman runtime.
     let (_, key) = workers::create(&pool, "local", "127.0.0.1").await.unwrap();

@@ -5,7 +5,40 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use wh_control_plane::deployments;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use wh_control_plane::config::Secret;
+use wh_control_plane::hub::Hub;
+use wh_control_plane::jwt::JwtKeys;
+use wh_control_plane::scheduler::{self, SchedulerSettings};
+use wh_control_plane::{api, deployments, AppState, Routing};
+
+/// A control plane in this process: API + hub + scheduler (env vars and logs wired from the
+/// state into `sched`), serving on a free loopback port until `stop`.
+pub async fn control_plane(
+    pool: &sqlx::PgPool,
+    proxy_token: Option<&str>,
+    mut sched: SchedulerSettings,
+    stop: &CancellationToken,
+) -> (std::net::SocketAddr, AppState) {
+    let (tx, inbound) = tokio::sync::mpsc::channel(1024);
+    let hub = Arc::new(Hub::new(tx));
+    let state = AppState::new(
+        pool.clone(),
+        Arc::new(JwtKeys::new(&[4u8; 32], Duration::from_secs(900))),
+        hub.clone(),
+        Arc::new(Routing::follow(pool, proxy_token.map(Secret::new), "route.test")),
+    );
+    sched.env = Some(state.env.clone());
+    sched.logs = Some(state.logs.clone());
+    tokio::spawn(scheduler::run(pool.clone(), hub, sched, inbound, stop.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = api::app(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, state)
+}
 
 pub fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
