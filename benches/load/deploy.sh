@@ -20,23 +20,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_dev() {  # prints the "ready in X s" figure
+start_dev() {  # sets READY to the "ready in X s" figure
   (cd "$WORK" && exec "$WH" dev --proxy-addr $PROXY --api-addr $API >"$WORK/dev.out" 2>"$WORK/dev.err") &
   DEV_PID=$!
   for _ in $(seq 1 600); do
     grep -q '^Ctrl-C' "$WORK/dev.out" 2>/dev/null && break
     sleep 0.05
   done
-  sed -n 's/.*ready in \([0-9.]*\) s.*/\1/p' "$WORK/dev.out"
+  READY=$(sed -n 's/.*ready in \([0-9.]*\) s.*/\1/p' "$WORK/dev.out")
 }
 stop_dev() { kill -TERM "$DEV_PID"; wait "$DEV_PID" || true; DEV_PID=; }
 
 echo "wh dev start to ready (s):"
-echo "  cold (initdb): $(start_dev)"
+start_dev; echo "  cold (initdb): $READY"
 stop_dev
-for i in $(seq 1 "$N"); do echo "  warm $i: $(start_dev)"; stop_dev; done
+for i in $(seq 1 "$N"); do start_dev; echo "  warm $i: $READY"; stop_dev; done
 
-start_dev >/dev/null
+start_dev
 mkdir -p "$WORK/benchhello"
 echo "deploy request → first 200 with the new page (s):"
 for i in $(seq 1 "$N"); do
@@ -44,8 +44,9 @@ for i in $(seq 1 "$N"); do
   want=$(cat "$WORK/benchhello/index.html")
   t0=$(date +%s.%N)
   "$WH" deploy --path "$WORK/benchhello" >/dev/null &
+  DEPLOY_PID=$!
   until [ "$(curl -s -H 'Host: benchhello.localhost' "http://$PROXY/")" = "$want" ]; do sleep 0.02; done
   t1=$(date +%s.%N)
-  wait
+  wait "$DEPLOY_PID"
   echo "  deploy $i: $(echo "$t1 - $t0" | bc -l | xargs printf '%.2f')"
 done
