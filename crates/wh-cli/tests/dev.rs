@@ -112,10 +112,13 @@ async fn get(proxy: &str, host: &str) -> (u16, String) {
 }
 
 fn postgres_running(dir: &Path) -> bool {
-    let data = dir.join(".wh-dev/pg/data");
-    let out =
-        Command::new("pgrep").args(["-f", &format!("postgres -D {}", data.display())]).output();
-    out.is_ok_and(|o| o.status.success())
+    // Any process whose command line names this cluster's data directory.
+    let data = dir.join(".wh-dev/pg/data").display().to_string();
+    std::fs::read_dir("/proc").into_iter().flatten().filter_map(Result::ok).any(|p| {
+        std::fs::read(p.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .is_ok_and(|c| c.contains("postgres") && c.contains(&data))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
