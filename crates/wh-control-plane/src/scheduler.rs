@@ -6,8 +6,10 @@
 //! while connected and heard from within 3 heartbeat intervals. The job is claimed for that
 //! worker (lease + fencing attempt) and pushed over the hub; if it cannot be delivered it goes
 //! back to pending. Worker reports extend the lease (ack, progress) or complete the attempt
-//! (result; a stale attempt is refused and logged). Expired leases, and deployments past their
-//! state's deadline, fail visibly every second.
+//! (result; a stale attempt is refused and logged); heartbeats extend the leases of the jobs
+//! they list. Inventories (`hello`), container events and stats go to [`crate::containers`];
+//! containers no deployment accounts for are answered with `container.stop`. Expired leases,
+//! and deployments past their state's deadline, fail visibly every second.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -273,24 +275,38 @@ async fn record_logs(
     }
 }
 
+/// `container.stop` for the containers `found`, if any (a failed lookup is logged, not answered).
+fn stop_message(
+    found: Result<Vec<String>, sqlx::Error>,
+    worker: Uuid,
+    reason: &str,
+) -> Option<Message> {
+    match found {
+        Ok(ids) if ids.is_empty() => None,
+        Ok(ids) => {
+            tracing::info!(%worker, containers = ?ids, reason, "telling the worker to stop containers");
+            Some(Message::ContainerStop(ContainerStop {
+                container_ids: ids,
+                reason: reason.into(),
+            }))
+        }
+        Err(e) => {
+            tracing::warn!(%worker, error = %e, "cannot record the worker's containers");
+            None
+        }
+    }
+}
+
 /// Applies one worker report; returns the answer to send back to that worker, if any.
 pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) -> Option<Message> {
     let result = match &msg.message {
         Message::Hello(h) => {
-            return match crate::containers::adopt(pool, msg.worker_id, &h.containers).await {
-                Ok(stop) if stop.is_empty() => None,
-                Ok(stop) => {
-                    tracing::info!(worker = %msg.worker_id, containers = ?stop, "stopping containers no deployment accounts for");
-                    Some(Message::ContainerStop(ContainerStop {
-                        container_ids: stop,
-                        reason: "no deployment that should run on this worker".into(),
-                    }))
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot record the worker's containers");
-                    None
-                }
-            };
+            let unknown = crate::containers::adopt(pool, msg.worker_id, &h.containers).await;
+            return stop_message(
+                unknown,
+                msg.worker_id,
+                "no deployment that should run on this worker",
+            );
         }
         Message::Heartbeat(hb) => {
             let worker = msg.worker_id.to_string();
@@ -308,20 +324,8 @@ pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) -
             Ok(())
         }
         Message::ContainerStats(s) => {
-            return match crate::containers::stats(pool, msg.worker_id, s).await {
-                Ok(orphans) if orphans.is_empty() => None,
-                Ok(orphans) => {
-                    tracing::info!(worker = %msg.worker_id, containers = ?orphans, "stopping containers of deleted apps");
-                    Some(Message::ContainerStop(ContainerStop {
-                        container_ids: orphans,
-                        reason: "the app was deleted".into(),
-                    }))
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot record container stats");
-                    None
-                }
-            };
+            let orphans = crate::containers::stats(pool, msg.worker_id, s).await;
+            return stop_message(orphans, msg.worker_id, "the app was deleted");
         }
         Message::JobAck(r) => queue::extend(pool, r.job_id, r.attempt, settings.lease).await,
         Message::JobProgress(p) => {
