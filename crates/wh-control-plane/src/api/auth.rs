@@ -32,9 +32,8 @@ pub async fn login(
         tracing::info!("failed sign-in");
         return Err(ApiError::Unauthorized("wrong email or password"));
     };
-    let mut tx = state.pool.begin().await?;
     audit::record(
-        &mut tx,
+        &mut *state.pool.acquire().await?,
         Some(user.id),
         "auth.login",
         &format!("user:{}", user.id),
@@ -42,7 +41,6 @@ pub async fn login(
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     let cookie = session_cookie(&state, &token, i64::from(auth::SESSION_DAYS) * 86_400);
     Ok(([(SET_COOKIE, cookie)], Json(serde_json::json!({"user": user, "csrf_token": csrf})))
         .into_response())
@@ -77,9 +75,8 @@ pub async fn create_token(
         });
     }
     let token = auth::create_api_token(&state.pool, caller.user.id, name).await?;
-    let mut tx = state.pool.begin().await?;
     audit::record(
-        &mut tx,
+        &mut *state.pool.acquire().await?,
         Some(caller.user.id),
         "token.create",
         &format!("token:{name}"),
@@ -87,7 +84,6 @@ pub async fn create_token(
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"name": name, "token": token, "note": "shown once; store it now"})),

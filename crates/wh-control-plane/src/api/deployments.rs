@@ -210,9 +210,8 @@ pub async fn cancel(
             message: format!("deployment is already {}", d.state),
         });
     }
-    let mut tx = state.pool.begin().await?;
     audit::record(
-        &mut tx,
+        &mut *state.pool.acquire().await?,
         Some(caller.user.id),
         "deployment.cancel",
         &format!("app:{}", d.app),
@@ -220,6 +219,5 @@ pub async fn cancel(
         serde_json::json!({"deployment": id}),
     )
     .await?;
-    tx.commit().await?;
     owned(&state, &caller, id).await.map(Json)
 }

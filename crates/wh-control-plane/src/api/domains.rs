@@ -202,9 +202,8 @@ pub async fn verify(
     let row = one(&state, app, &hostname).await?;
     let outcome = state.dns.check(&hostname, &row.token).await;
     let status = domains::record(&state.pool, row.id, &outcome, &hostname).await?;
-    let mut tx = state.pool.begin().await?;
     audit::record(
-        &mut tx,
+        &mut *state.pool.acquire().await?,
         Some(caller.user.id),
         "domain.verify",
         &format!("app:{slug}"),
@@ -212,7 +211,6 @@ pub async fn verify(
         serde_json::json!({"hostname": hostname, "outcome": outcome.code()}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(Verification {
         reason: outcome.reason(&hostname),
         outcome: outcome.code(),
