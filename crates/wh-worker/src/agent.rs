@@ -1,6 +1,6 @@
 //! Executes jobs from the control plane. A `deploy` job: shallow-clone the ref (or unpack the
-//! uploaded source archive) into a temporary directory (removed afterwards), use the repository's Containerfile/Dockerfile or a preset,
-//! build (output streamed as log lines), start the container with the app's env vars and plan
+//! uploaded source archive) into a temporary directory (removed afterwards), use the
+//! repository's Containerfile/Dockerfile or a preset, build (output streamed as log lines), start the container with the app's env vars and plan
 //! limits, published on this worker's address at a free host port, health-check it, and report
 //! the host port. A failed health check removes the new container (whatever was serving keeps
 //! serving) and fails the job with the reason and the container's last log lines. A `retire`
@@ -282,18 +282,31 @@ impl Agent {
             app.clone(),
             deployment,
             container.clone(),
+            None,
         ));
         Ok(serde_json::json!({"host_port": host_port, "container_id": container}))
     }
 }
 
-/// Follows a container's output (`podman logs -f`) and sends it as log lines ([`send_batches`])
-/// until the container goes away. The transport bounds what waits
-/// while disconnected (oldest dropped, counted).
-async fn forward_logs(transport: Arc<Transport>, app: String, deployment: i64, container: String) {
+/// Follows a container's output (`podman logs -f`, from `since` in Unix seconds when given, so
+/// a restarted worker does not send old lines again) and sends it as log lines
+/// ([`send_batches`]) until the container goes away. The transport bounds what waits while
+/// disconnected (oldest dropped, counted).
+pub(crate) async fn forward_logs(
+    transport: Arc<Transport>,
+    app: String,
+    deployment: i64,
+    container: String,
+    since: Option<u64>,
+) {
     use tokio::io::AsyncBufReadExt;
+    let mut args = vec!["logs".to_owned(), "-f".to_owned()];
+    if let Some(s) = since {
+        args.extend(["--since".to_owned(), s.to_string()]);
+    }
+    args.push(container);
     let child = Command::new("podman")
-        .args(["logs", "-f", &container])
+        .args(&args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

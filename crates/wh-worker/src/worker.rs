@@ -1,5 +1,6 @@
 //! One worker, wired: the transport, the agent, the monitor and heartbeats, in the order
-//! `main` and `wh dev` both need. Returns when `stop` fires or the control plane refuses the key.
+//! `main` and `wh dev` both need; containers already running at start have their output
+//! followed again (new lines only). Returns when `stop` fires or the control plane refuses the key.
 
 use std::time::Duration;
 
@@ -47,6 +48,19 @@ pub async fn run(
     let inventory = Inventory::default();
     if let Err(e) = inventory.refresh(&podman).await {
         tracing::warn!(error = %e, "cannot list this host's containers");
+    }
+    // Containers from before this start keep reaching the log bus, from now on.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for c in inventory.snapshot().into_iter().filter(|c| c.state == "running") {
+        tokio::spawn(crate::agent::forward_logs(
+            transport.clone(),
+            c.app,
+            c.deployment_id,
+            c.container_id,
+            Some(now),
+        ));
     }
     tokio::spawn(agent.clone().run(inbound));
     tokio::spawn(monitor::stats_loop(

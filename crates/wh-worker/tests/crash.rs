@@ -79,7 +79,7 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
         drain: Duration::from_secs(1),
         ..SchedulerSettings::default()
     };
-    let (cp, _state) = control_plane(&pool, None, sched, &stop).await;
+    let (cp, cp_state) = control_plane(&pool, None, sched, &stop).await;
 
     let (worker, key) = workers::create(&pool, "crashy", "127.0.0.1").await.unwrap();
     let mut child = spawn_worker(cp, &key, kit.run_id());
@@ -90,7 +90,20 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     .fetch_one(&pool)
     .await
     .unwrap();
+    // The app serves and prints a line with the time every second.
     let repo = app_repo(&base, "<h1>first</h1>", true);
+    std::fs::write(
+        repo.path().join("Containerfile"),
+        format!(
+            "FROM {base}\nCOPY index.html /www/index.html\n\
+             CMD [\"sh\", \"-c\", \"httpd -p $PORT -h /www; while true; do echo tick-$(date +%s); sleep 1; done\"]\n"
+        ),
+    )
+    .unwrap();
+    git(
+        repo.path(),
+        &["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qam", "ticks"],
+    );
     let app = insert_app(&pool, user, "crashy", repo.path()).await;
     let first = queue_deploy(&pool, app, "crashy", repo.path()).await;
     let (state, error) =
@@ -158,6 +171,7 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
 
     // The worker comes back: reconnects, reports its containers; the live one is adopted and
     // the ghost stopped.
+    let restarted_at = wh_control_plane::now_ms() / 1000;
     let mut child = spawn_worker(cp, &key, kit.run_id());
     let adopted = eventually(Duration::from_secs(30), async || {
         let rows: Vec<(String, String)> = sqlx::query_as(
@@ -183,6 +197,18 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
         live_container,
         "the live app keeps running through the worker's restart"
     );
+    // The restarted worker follows the adopted container's output again (new lines only).
+    let followed = eventually(Duration::from_secs(20), async || {
+        cp_state
+            .logs
+            .recent("crashy", 200)
+            .iter()
+            .filter_map(|e| e.line.strip_prefix("tick-")?.trim().parse::<i64>().ok())
+            .any(|t| t > restarted_at + 1)
+            .then_some(())
+    })
+    .await;
+    assert!(followed.is_some(), "no output of the adopted container after the restart");
 
     // A crash-looping container of the live deployment: its exits and restarts reach the
     // control plane with the count.
