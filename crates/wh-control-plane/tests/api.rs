@@ -425,6 +425,13 @@ async fn login_is_rate_limited_per_ip_admin_endpoints_and_openapi() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/apps"]["post"].is_object());
+    for (path, method) in [
+        ("/api/v1/apps/{slug}/domains", "post"),
+        ("/api/v1/apps/{slug}/domains/{hostname}/verify", "post"),
+        ("/api/v1/apps/{slug}/containers", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} undocumented");
+    }
 }
 
 #[tokio::test]
