@@ -172,6 +172,17 @@ async fn mass_removal_is_refused_unless_allowed() {
     let (_, _, metrics) = get(p.admin, "admin", "/metrics").await;
     assert!(metrics.contains("wh_proxy_config_refusals_total 2"), "{metrics}");
 
+    // A small table may shrink to nothing: deleting the last apps is not an outage.
+    let small = TestProxy::start(&doc(3), &[]).await;
+    assert!(matches!(small.apply(&doc(2)), Ok(Outcome::Applied { routes: 2, .. })));
+    assert!(matches!(small.apply("{\"http\":{}}"), Ok(Outcome::Applied { routes: 0, .. })));
+    let three = TestProxy::start(&doc(3), &[]).await;
+    assert!(
+        matches!(three.apply("{\"http\":{}}"), Err(ApplyError::MassRemoval { removed: 3, .. })),
+        "but never more than {} routes past the fraction",
+        wh_proxy::provider::apply::SMALL_REMOVAL
+    );
+
     let forced = TestProxy::start(&doc(10), &["--allow-mass-removal", "true"]).await;
     assert!(matches!(forced.apply("{\"http\":{}}"), Ok(Outcome::Applied { routes: 0, .. })));
 }

@@ -1,9 +1,11 @@
 //! The gate between a provider and the live routing table.
 //!
 //! Every document goes through [`Applier::apply`]: identical bytes are skipped; a document that
-//! does not parse changes nothing; one that would remove every route, or more than the allowed
-//! fraction of them, is refused (unless the table is empty or mass removal is allowed), because a
-//! half-written or wrong config from the control plane must not take every app offline. An
+//! does not parse changes nothing; one that would remove more than the allowed fraction of the
+//! routes, or every route, is refused (unless the table is empty or mass removal is allowed),
+//! because a half-written or wrong config from the control plane must not take every app
+//! offline. Removing up to [`SMALL_REMOVAL`] routes is always allowed, even down to none: on a
+//! platform with one or two apps, deleting them is a user's decision, not an outage. An
 //! accepted document is compiled, swapped in, and written atomically (temp file, fsync, rename)
 //! as the last known good, which [`Applier::load_snapshot`] reads at start so the proxy serves
 //! before the control plane answers.
@@ -16,6 +18,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Document, Format};
+
+/// Routes any one update may remove whatever the fraction (so small tables can empty).
+pub const SMALL_REMOVAL: usize = 2;
 use crate::forward::Proxy;
 use crate::table::{compile, Table};
 
@@ -99,12 +104,13 @@ impl Applier {
             let old: HashSet<&str> = current.routes().iter().map(|r| &*r.name).collect();
             let new: HashSet<&str> = doc.router_names().collect();
             let removed = old.difference(&new).count();
-            let allowed = if new.is_empty() {
+            let fraction = if new.is_empty() {
                 0
             } else {
                 (old.len() as f64 * self.max_removal_fraction).floor() as usize
             };
-            if removed > allowed || new.is_empty() {
+            let allowed = fraction.max(SMALL_REMOVAL);
+            if removed > allowed {
                 self.proxy.metrics.config_refusals.fetch_add(1, Relaxed);
                 let err = ApplyError::MassRemoval { removed, current: old.len(), allowed };
                 tracing::error!(source, error = %err, "configuration refused");
