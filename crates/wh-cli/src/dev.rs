@@ -214,10 +214,6 @@ async fn serve(
             "1",
             "--access-log",
             "off",
-            // In-process with its control plane, an empty routing table is a deleted last
-            // app, not an outage: let it through.
-            "--allow-mass-removal",
-            "true",
             "--grace-period",
             "5s",
         ])
