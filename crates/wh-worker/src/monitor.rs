@@ -36,18 +36,28 @@ impl Inventory {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = list;
     }
 
-    /// Lists the labelled containers again (restart counts from `inspect`).
+    /// Lists the labelled containers again: one `podman ps` and one `podman inspect` (restart
+    /// counts), however many containers there are.
     pub async fn refresh(&self, podman: &Podman) -> Result<(), crate::runtime::RuntimeError> {
         let found = podman.list(LABEL_APP).await?;
-        let mut list = Vec::with_capacity(found.len());
-        for f in found {
-            let restarts = podman.restart_count(&f.id).await.unwrap_or(0);
-            if let Some(info) = info(&f, restarts) {
-                list.push(info);
-            }
-        }
+        let ids: Vec<String> = found.iter().map(|f| f.id.clone()).collect();
+        let restarts = podman.restart_counts(&ids).await.unwrap_or_default();
+        let list = found
+            .iter()
+            .filter_map(|f| info(f, restarts.get(&f.id).copied().unwrap_or(0)))
+            .collect();
         self.replace(list);
         Ok(())
+    }
+
+    /// The restart count last seen for `container`.
+    fn restarts(&self, container: &str) -> u32 {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|c| c.container_id == container)
+            .map_or(0, |c| c.restarts)
     }
 }
 
@@ -207,22 +217,18 @@ pub async fn events_loop(
                     let Some((id, app, deployment, kind, exit_code)) = parse_event(&line) else {
                         continue;
                     };
-                    let restarts = if kind == ContainerEventKind::Removed {
-                        0
-                    } else {
-                        podman.restart_count(&id).await.unwrap_or(0)
-                    };
+                    // One refresh gives both the new inventory and this container's count.
+                    if let Err(e) = inventory.refresh(&podman).await {
+                        tracing::debug!(error = %e, "cannot refresh the inventory");
+                    }
                     transport.send(Message::ContainerEvent(ContainerEvent {
+                        restarts: inventory.restarts(&id),
                         container_id: id,
                         app,
                         deployment_id: deployment,
                         event: kind,
                         exit_code,
-                        restarts,
                     }));
-                    if let Err(e) = inventory.refresh(&podman).await {
-                        tracing::debug!(error = %e, "cannot refresh the inventory");
-                    }
                 }
             }
             let _ = child.kill().await;
