@@ -23,8 +23,11 @@ async fn image_exists(name: &str) -> bool {
 /// The image for the static preset: the official one if present, else the local import.
 pub async fn static_base() -> Result<String, String> {
     let official = wh_worker::frameworks::BaseImages::default().static_site;
-    if image_exists(&official).await || image_exists(LOCAL).await {
-        return Ok(if image_exists(&official).await { official } else { LOCAL.to_owned() });
+    if image_exists(&official).await {
+        return Ok(official);
+    }
+    if image_exists(LOCAL).await {
+        return Ok(LOCAL.to_owned());
     }
     if !Path::new(BUSYBOX).is_file() {
         // Podman pulls the official image at the first build (needs registry access).

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiJson, Caller};
 use super::ApiError;
-use crate::{audit, AppState};
+use crate::AppState;
 
 /// Slugs that would collide with the platform's own names.
 const RESERVED: &[&str] = &[
@@ -169,15 +169,14 @@ pub async fn create(
             message: format!("`{}` is taken", body.name),
         });
     }
-    audit::record(
-        &mut tx,
-        Some(caller.user.id),
-        "app.create",
-        &format!("app:{}", body.name),
-        caller.client_ip,
-        serde_json::json!({"repo_url": body.repo_url, "plan": plan}),
-    )
-    .await?;
+    caller
+        .audit(
+            &mut tx,
+            "app.create",
+            &format!("app:{}", body.name),
+            serde_json::json!({"repo_url": body.repo_url, "plan": plan}),
+        )
+        .await?;
     tx.commit().await?;
     let app = owned_app(&state, &caller, &body.name).await?;
     Ok((StatusCode::CREATED, Json(app)).into_response())
@@ -233,12 +232,10 @@ pub async fn update(
         .bind(body.port)
         .execute(&mut *tx)
         .await?;
-    audit::record(
+    caller.audit(
         &mut tx,
-        Some(caller.user.id),
         "app.update",
         &format!("app:{slug}"),
-        caller.client_ip,
         serde_json::json!({"repo_url": body.repo_url, "branch": body.branch, "port": body.port}),
     )
     .await?;
@@ -254,15 +251,7 @@ pub async fn delete(
     let app = owned_app(&state, &caller, &slug).await?;
     let mut tx = state.pool.begin().await?;
     sqlx::query("DELETE FROM apps WHERE id = $1").bind(app.id).execute(&mut *tx).await?;
-    audit::record(
-        &mut tx,
-        Some(caller.user.id),
-        "app.delete",
-        &format!("app:{slug}"),
-        caller.client_ip,
-        serde_json::json!({}),
-    )
-    .await?;
+    caller.audit(&mut tx, "app.delete", &format!("app:{slug}"), serde_json::json!({})).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -325,15 +314,9 @@ pub async fn env_set(
         .execute(&mut *tx)
         .await?;
     // The key is recorded, never the value.
-    audit::record(
-        &mut tx,
-        Some(caller.user.id),
-        "env.set",
-        &format!("app:{slug}"),
-        caller.client_ip,
-        serde_json::json!({"key": key}),
-    )
-    .await?;
+    caller
+        .audit(&mut tx, "env.set", &format!("app:{slug}"), serde_json::json!({"key": key}))
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -353,15 +336,9 @@ pub async fn env_delete(
     if gone.rows_affected() == 0 {
         return Err(ApiError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        Some(caller.user.id),
-        "env.delete",
-        &format!("app:{slug}"),
-        caller.client_ip,
-        serde_json::json!({"key": key}),
-    )
-    .await?;
+    caller
+        .audit(&mut tx, "env.delete", &format!("app:{slug}"), serde_json::json!({"key": key}))
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

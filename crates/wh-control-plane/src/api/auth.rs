@@ -75,15 +75,14 @@ pub async fn create_token(
         });
     }
     let token = auth::create_api_token(&state.pool, caller.user.id, name).await?;
-    audit::record(
-        &mut *state.pool.acquire().await?,
-        Some(caller.user.id),
-        "token.create",
-        &format!("token:{name}"),
-        caller.client_ip,
-        serde_json::json!({}),
-    )
-    .await?;
+    caller
+        .audit(
+            &mut *state.pool.acquire().await?,
+            "token.create",
+            &format!("token:{name}"),
+            serde_json::json!({}),
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"name": name, "token": token, "note": "shown once; store it now"})),

@@ -11,7 +11,7 @@ use super::extract::Caller;
 use super::ApiError;
 use wh_wsproto::archive;
 
-use crate::{audit, deployments, AppState};
+use crate::{deployments, AppState};
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct Deployment {
@@ -125,15 +125,14 @@ pub async fn create(
         .execute(&mut *tx)
         .await?;
     }
-    audit::record(
-        &mut tx,
-        Some(caller.user.id),
-        "deployment.create",
-        &format!("app:{slug}"),
-        caller.client_ip,
-        serde_json::json!({"deployment": id, "ref": git_ref}),
-    )
-    .await?;
+    caller
+        .audit(
+            &mut tx,
+            "deployment.create",
+            &format!("app:{slug}"),
+            serde_json::json!({"deployment": id, "ref": git_ref}),
+        )
+        .await?;
     tx.commit().await?;
     let d = owned(&state, &caller, id).await?;
     Ok((StatusCode::CREATED, Json(d)).into_response())
@@ -210,14 +209,13 @@ pub async fn cancel(
             message: format!("deployment is already {}", d.state),
         });
     }
-    audit::record(
-        &mut *state.pool.acquire().await?,
-        Some(caller.user.id),
-        "deployment.cancel",
-        &format!("app:{}", d.app),
-        caller.client_ip,
-        serde_json::json!({"deployment": id}),
-    )
-    .await?;
+    caller
+        .audit(
+            &mut *state.pool.acquire().await?,
+            "deployment.cancel",
+            &format!("app:{}", d.app),
+            serde_json::json!({"deployment": id}),
+        )
+        .await?;
     owned(&state, &caller, id).await.map(Json)
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::extract::{ApiJson, Caller};
 use super::ApiError;
 use crate::domains;
-use crate::{audit, AppState};
+use crate::AppState;
 
 #[derive(Deserialize)]
 pub struct NewDomain {
@@ -125,15 +125,14 @@ pub async fn add(
             message: format!("{hostname} is already on an app"),
         });
     }
-    audit::record(
-        &mut tx,
-        Some(caller.user.id),
-        "domain.add",
-        &format!("app:{slug}"),
-        caller.client_ip,
-        serde_json::json!({"hostname": hostname}),
-    )
-    .await?;
+    caller
+        .audit(
+            &mut tx,
+            "domain.add",
+            &format!("app:{slug}"),
+            serde_json::json!({"hostname": hostname}),
+        )
+        .await?;
     tx.commit().await?;
     let row = one(&state, app, &hostname).await?;
     Ok((StatusCode::CREATED, Json(view(&state, &slug, row))).into_response())
@@ -170,15 +169,14 @@ pub async fn remove(
     if gone.rows_affected() == 0 {
         return Err(ApiError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        Some(caller.user.id),
-        "domain.remove",
-        &format!("app:{slug}"),
-        caller.client_ip,
-        serde_json::json!({"hostname": hostname}),
-    )
-    .await?;
+    caller
+        .audit(
+            &mut tx,
+            "domain.remove",
+            &format!("app:{slug}"),
+            serde_json::json!({"hostname": hostname}),
+        )
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -202,15 +200,14 @@ pub async fn verify(
     let row = one(&state, app, &hostname).await?;
     let outcome = state.dns.check(&hostname, &row.token).await;
     let status = domains::record(&state.pool, row.id, &outcome, &hostname).await?;
-    audit::record(
-        &mut *state.pool.acquire().await?,
-        Some(caller.user.id),
-        "domain.verify",
-        &format!("app:{slug}"),
-        caller.client_ip,
-        serde_json::json!({"hostname": hostname, "outcome": outcome.code()}),
-    )
-    .await?;
+    caller
+        .audit(
+            &mut *state.pool.acquire().await?,
+            "domain.verify",
+            &format!("app:{slug}"),
+            serde_json::json!({"hostname": hostname, "outcome": outcome.code()}),
+        )
+        .await?;
     Ok(Json(Verification {
         reason: outcome.reason(&hostname),
         outcome: outcome.code(),

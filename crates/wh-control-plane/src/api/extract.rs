@@ -27,6 +27,20 @@ pub struct Caller {
     pub client_ip: Option<std::net::IpAddr>,
 }
 
+impl Caller {
+    /// Records `action` on `target` in the audit trail as this caller, from their address.
+    pub async fn audit(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        crate::audit::record(conn, Some(self.user.id), action, target, self.client_ip, details)
+            .await
+    }
+}
+
 /// The value of cookie `name` in the request.
 pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts
