@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use wh_cmd::EX_USAGE;
 use wh_proxy::cli::{Args, LogFormat, Settings};
 use wh_proxy::run::{self, StartError};
 
@@ -11,20 +11,10 @@ use wh_proxy::run::{self, StartError};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// BSD `EX_USAGE`: the configuration is invalid.
-const EX_USAGE: u8 = 64;
-
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args: Args = match wh_cmd::parse() {
         Ok(a) => a,
-        Err(e) if e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::from(EX_USAGE);
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
+        Err(code) => return code,
     };
     let settings = match Settings::from_args(args) {
         Ok(s) => s,
@@ -56,20 +46,11 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(http = %running.http_addr, admin = %running.admin_addr, "wh-proxy listening");
-        wait_for_signal().await;
+        wh_cmd::wait_for_signal().await;
         running.shutdown().await;
         tracing::info!("wh-proxy stopped");
         ExitCode::SUCCESS
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -237,7 +237,7 @@ async fn serve(
     let _ = std::io::stdout().flush();
 
     tokio::select! {
-        _ = wait_for_signal() => {}
+        _ = wh_cmd::wait_for_signal() => {}
         _ = stop.cancelled() => {}
     }
     println!("stopping…");
@@ -312,13 +312,4 @@ async fn start_worker(
         }
     });
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

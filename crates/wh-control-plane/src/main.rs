@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use wh_cmd::EX_USAGE;
 use wh_control_plane::config::{Config, ServeArgs};
 use wh_control_plane::{database, server, workers};
-
-/// BSD `EX_USAGE`: the configuration is invalid.
-const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
 #[command(name = "wh-control-plane", version, about = "WiseHosting control plane")]
@@ -73,23 +71,11 @@ enum WorkersCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) if e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::from(EX_USAGE);
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
+    let cli: Cli = match wh_cmd::parse() {
+        Ok(a) => a,
+        Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WH_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    wh_cmd::init_logging("WH_LOG", "info");
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -216,7 +202,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     tracing::info!(listen = %server.public_addr, internal = ?server.internal_addr, "control plane listening");
     tokio::spawn(async move {
-        wait_for_signal().await;
+        wh_cmd::wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         stop.cancel();
     });
@@ -226,14 +212,5 @@ async fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("wh-control-plane: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
+use wh_cmd::EX_USAGE;
 use wh_worker::transport::{net, Endpoint};
 use wh_worker::{agent, runtime, worker};
-
-/// BSD `EX_USAGE`.
-const EX_USAGE: u8 = 64;
 
 /// wh-worker: WiseHosting's worker agent.
 #[derive(Parser)]
@@ -39,23 +37,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args: Args = match wh_cmd::parse() {
         Ok(a) => a,
-        Err(e) if e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::from(EX_USAGE);
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
+        Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WH_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    wh_cmd::init_logging("WH_LOG", "info");
     let key = match (args.key, &args.key_file) {
         (Some(k), _) if !k.is_empty() => k,
         (_, Some(path)) => match std::fs::read_to_string(path) {
@@ -119,13 +105,7 @@ fn main() -> ExitCode {
         let stop = CancellationToken::new();
         let signal_stop = stop.clone();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+            wh_cmd::wait_for_signal().await;
             signal_stop.cancel();
         });
         let settings = worker::WorkerSettings {
