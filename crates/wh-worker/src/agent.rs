@@ -34,8 +34,6 @@ pub struct AgentSettings {
     pub health_path: String,
     /// Extra labels on everything the agent creates (tests use it for cleanup).
     pub extra_labels: Vec<(String, String)>,
-    /// Per-app disk limits (`--storage-opt size=`): only where the storage supports them.
-    pub disk_quota: bool,
 }
 
 impl Default for AgentSettings {
@@ -47,7 +45,6 @@ impl Default for AgentSettings {
             health_timeout: Duration::from_secs(60),
             health_path: "/".into(),
             extra_labels: Vec::new(),
-            disk_quota: false,
         }
     }
 }
@@ -167,8 +164,10 @@ impl Agent {
             .ok_or("deploy job without a valid `port`")?;
         let memory_mb = p.get("memory_mb").and_then(|v| v.as_u64()).unwrap_or(512);
         let cpus = p.get("cpu_millis").and_then(|v| v.as_u64()).unwrap_or(1000) as f64 / 1000.0;
-        let disk_mb =
-            p.get("disk_mb").and_then(|v| v.as_u64()).filter(|_| self.settings.disk_quota);
+        let disk_mb = p
+            .get("disk_mb")
+            .and_then(|v| v.as_u64())
+            .filter(|_| self.podman.settings.disk_quota_enabled());
         let checkout =
             tempfile::Builder::new().prefix("wh-build-").tempdir().map_err(|e| e.to_string())?;
         if p.get("source").and_then(|v| v.as_str()) == Some("upload") {

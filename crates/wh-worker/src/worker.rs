@@ -38,11 +38,10 @@ pub async fn run(
     endpoint: Endpoint,
     key: String,
     podman: Podman,
-    mut settings: WorkerSettings,
+    settings: WorkerSettings,
     stop: CancellationToken,
 ) -> Result<(), TransportError> {
     let (transport, inbound) = Transport::new(TransportConfig::new(endpoint, key));
-    settings.agent.disk_quota = podman.settings.disk_quota_enabled();
     let disk_quota = podman.settings.disk_quota.clone();
     let agent = Agent::new(podman.clone(), transport.clone(), settings.agent);
     let inventory = Inventory::default();
