@@ -41,14 +41,14 @@ struct LiveApp {
 /// The proxy-wide document.
 pub async fn render(pool: &PgPool, route_domain: &str, tls: bool) -> Result<Rendered, sqlx::Error> {
     let apps: Vec<LiveApp> = sqlx::query_as(
-        "SELECT a.slug, host(w.mesh_ip) AS mesh_ip, d.host_port,
-                coalesce((SELECT array_agg(hostname ORDER BY hostname) FROM domains
-                          WHERE app_id = a.id AND status = 'verified'), '{}') AS domains
+        "SELECT a.slug, host(w.mesh_ip) AS mesh_ip, d.host_port, coalesce(v.domains, '{}') AS domains
          FROM (SELECT DISTINCT ON (app_id) app_id, worker_id, host_port FROM deployments
                WHERE state = 'live' AND host_port IS NOT NULL
                ORDER BY app_id, updated_at DESC, id DESC) d
          JOIN apps a ON a.id = d.app_id
          JOIN workers w ON w.id = d.worker_id AND w.enabled
+         LEFT JOIN (SELECT app_id, array_agg(hostname ORDER BY hostname) AS domains FROM domains
+                    WHERE status = 'verified' GROUP BY app_id) v ON v.app_id = a.id
          ORDER BY a.slug",
     )
     .fetch_all(pool)
