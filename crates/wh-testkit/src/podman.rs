@@ -69,11 +69,17 @@ impl Podman {
                 .unwrap_or(0)
         );
         let filter = format!("label={LABEL}={run_id}");
-        reaper::after_exit(&format!(
-            "podman rm -f -t 0 --filter {f} >/dev/null 2>&1; \
-             podman images -q --filter {f} | xargs -r podman rmi -f >/dev/null 2>&1",
-            f = reaper::sh_quote(&filter)
-        ))?;
+        // Earlier test binaries' image removals must not race this binary's builds.
+        let lock = std::env::temp_dir().join("wh-testkit-podman-cleanup.lock");
+        reaper::wait_for_reapers(&lock, std::time::Duration::from_secs(120))?;
+        reaper::after_exit_holding(
+            &format!(
+                "podman rm -f -t 0 --filter {f} >/dev/null 2>&1 </dev/null; \
+                 podman images -q --filter {f} </dev/null | xargs -r podman rmi -f >/dev/null 2>&1",
+                f = reaper::sh_quote(&filter)
+            ),
+            reaper::shared_lock(&lock)?,
+        )?;
         Ok(Podman { runtime, ulimits, run_id })
     }
 

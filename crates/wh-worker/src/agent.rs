@@ -277,6 +277,7 @@ impl Agent {
         }
         self.progress(job, "healthy", "");
         tokio::spawn(forward_logs(
+            self.podman.clone(),
             self.transport.clone(),
             app.clone(),
             deployment,
@@ -292,6 +293,7 @@ impl Agent {
 /// ([`send_batches`]) until the container goes away. The transport bounds what waits while
 /// disconnected (oldest dropped, counted).
 pub(crate) async fn forward_logs(
+    podman: Podman,
     transport: Arc<Transport>,
     app: String,
     deployment: i64,
@@ -304,7 +306,8 @@ pub(crate) async fn forward_logs(
         args.extend(["--since".to_owned(), s.to_string()]);
     }
     args.push(container);
-    let child = Command::new("podman")
+    let child = podman
+        .program()
         .args(&args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncBufReadExt;
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 use wh_wsproto::messages::{
     ContainerEvent, ContainerEventKind, ContainerInfo, ContainerStat, ContainerStats,
@@ -198,7 +197,8 @@ pub async fn events_loop(
     stop: CancellationToken,
 ) {
     while !stop.is_cancelled() {
-        let child = Command::new("podman")
+        let child = podman
+            .program()
             .args(["events", "--format", "json", "--filter", "type=container"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

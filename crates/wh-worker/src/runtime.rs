@@ -35,6 +35,8 @@ pub enum RuntimeError {
 /// How to invoke Podman on this host.
 #[derive(Debug, Clone)]
 pub struct PodmanSettings {
+    /// The `podman` executable (`podman`, found on `PATH`, unless a test puts a stand-in here).
+    pub program: std::path::PathBuf,
     pub runtime: Option<String>,
     pub ulimits: Vec<String>,
     pub build_network: String,
@@ -125,6 +127,7 @@ impl PodmanSettings {
             Err(why) => format!("unsupported: {why}"),
         };
         Ok(PodmanSettings {
+            program: "podman".into(),
             runtime,
             ulimits,
             build_network: "wisehosting-build".into(),
@@ -189,9 +192,27 @@ pub struct Podman {
     pub settings: PodmanSettings,
 }
 
+/// How many times one build may run when Podman's image store races it (see [`Podman::build`]).
+const BUILD_ATTEMPTS: u32 = 3;
+
+/// Whether a failed build's output ends with Podman's own "layer not known" error: a layer
+/// removed by a concurrent `rmi`/`prune`, not anything in the app's Containerfile.
+fn is_storage_race(output: &str) -> bool {
+    output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| l.starts_with("Error: ") && l.ends_with("layer not known"))
+}
+
 impl Podman {
+    /// A bare `podman` command, no arguments or settings applied.
+    pub fn program(&self) -> Command {
+        Command::new(&self.settings.program)
+    }
+
     fn command(&self, sub: &str) -> Command {
-        let mut c = Command::new("podman");
+        let mut c = self.program();
         c.arg(sub).stdin(Stdio::null()).kill_on_drop(true);
         if matches!(sub, "run" | "build" | "create") {
             if let Some(rt) = &self.settings.runtime {
@@ -219,15 +240,12 @@ impl Podman {
     /// Creates the build network unless it exists.
     pub async fn ensure_build_network(&self) -> Result<(), RuntimeError> {
         let net = &self.settings.build_network;
-        let exists = Command::new("podman")
-            .args(["network", "exists", net])
-            .stdin(Stdio::null())
-            .status()
-            .await?;
+        let exists =
+            self.program().args(["network", "exists", net]).stdin(Stdio::null()).status().await?;
         if exists.success() {
             return Ok(());
         }
-        let mut c = Command::new("podman");
+        let mut c = self.program();
         c.args(["network", "create", net]).stdin(Stdio::null());
         match self.output(c, "network create").await {
             Ok(_) => Ok(()),
@@ -238,6 +256,12 @@ impl Podman {
     }
 
     /// Builds `context` into `tag`, streaming every output line to `on_line`.
+    ///
+    /// Podman 4's layer cache lookup fails with "layer not known" when an image is removed while
+    /// the build looks it up (buildah #5674, fixed upstream in 1.43): a `podman rmi` or
+    /// `image prune` on the same host, by us or an operator, fails an unrelated build. Nothing
+    /// was built yet when that happens, so the build is tried again, at most [`BUILD_ATTEMPTS`]
+    /// times in all, inside the one `timeout`.
     #[allow(clippy::too_many_arguments)]
     pub async fn build(
         &self,
@@ -251,6 +275,41 @@ impl Podman {
         mut on_line: impl FnMut(&str) + Send,
     ) -> Result<(), RuntimeError> {
         self.ensure_build_network().await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let attempt = async {
+            let mut attempt = 1;
+            loop {
+                let result = self
+                    .build_once(context, dockerfile, tag, labels, memory_mb, cpus, &mut on_line)
+                    .await;
+                match result {
+                    Err(RuntimeError::Failed { ref output, .. })
+                        if attempt < BUILD_ATTEMPTS && is_storage_race(output) =>
+                    {
+                        on_line("wh: Podman's image store changed under the build (layer not known); building again");
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        tokio::time::timeout_at(deadline, attempt)
+            .await
+            .unwrap_or(Err(RuntimeError::Timeout(timeout)))
+    }
+
+    /// One `podman build`; the caller bounds it in time.
+    #[allow(clippy::too_many_arguments)]
+    async fn build_once(
+        &self,
+        context: &Path,
+        dockerfile: Option<&Path>,
+        tag: &str,
+        labels: &[(String, String)],
+        memory_mb: u64,
+        cpus: f64,
+        on_line: &mut (impl FnMut(&str) + Send),
+    ) -> Result<(), RuntimeError> {
         let mut cmd = self.command("build");
         cmd.args([
             "--network",
@@ -287,18 +346,14 @@ impl Podman {
             }
             (child.wait().await, tail)
         };
-        match tokio::time::timeout(timeout, run).await {
-            Err(_) => Err(RuntimeError::Timeout(timeout)),
-            Ok((status, tail)) => {
-                if status?.success() {
-                    Ok(())
-                } else {
-                    Err(RuntimeError::Failed {
-                        command: "build".into(),
-                        output: tail.into_iter().collect::<Vec<_>>().join("\n"),
-                    })
-                }
-            }
+        let (status, tail) = run.await;
+        if status?.success() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Failed {
+                command: "build".into(),
+                output: tail.into_iter().collect::<Vec<_>>().join("\n"),
+            })
         }
     }
 
@@ -482,5 +537,91 @@ mod tests {
         // A mount point that is only a string prefix is not a parent directory.
         let tricky = "/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /var/lib/cont xfs rw,prjquota 0 0\n";
         assert!(disk_quota_support(tricky, "/var/lib/containers/storage", "overlay").is_err());
+    }
+
+    /// A stand-in `podman` whose builds fail with Podman's "layer not known" store race the
+    /// first `races` times (or with an ordinary RUN failure when `races` is "run"), counting calls.
+    fn stand_in(dir: &Path, races: &str) -> Podman {
+        use std::os::unix::fs::PermissionsExt;
+        let program = dir.join("podman");
+        let count = dir.join("builds");
+        std::fs::write(
+            &program,
+            format!(
+                r#"#!/bin/sh
+case "$1" in
+network) exit 0 ;;
+build)
+  n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}
+  echo "STEP 1/2: FROM base"
+  if [ "{races}" = run ]; then echo "Error: building at STEP \"RUN false\": exit status 1" >&2; exit 1; fi
+  if [ $n -le {races} ]; then
+    echo "Error: checking if cached image exists from a previous build: getting top layer info: layer not known" >&2
+    exit 125
+  fi
+  echo "COMMIT" ;;
+esac
+"#,
+                count = count.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Podman {
+            settings: PodmanSettings {
+                program,
+                runtime: None,
+                ulimits: Vec::new(),
+                build_network: "wisehosting-build".into(),
+                disk_quota: "unsupported: test".into(),
+            },
+        }
+    }
+
+    async fn build_with(races: &str) -> (Result<(), RuntimeError>, u32, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let podman = stand_in(dir.path(), races);
+        let mut lines = Vec::new();
+        let result = podman
+            .build(dir.path(), None, "t", &[], 256, 1.0, Duration::from_secs(30), |l| {
+                lines.push(l.to_owned())
+            })
+            .await;
+        let builds = std::fs::read_to_string(dir.path().join("builds")).unwrap();
+        (result, builds.trim().parse().unwrap(), lines)
+    }
+
+    #[tokio::test]
+    async fn a_build_raced_by_an_image_removal_is_built_again() {
+        let (result, builds, lines) = build_with("2").await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(builds, 3);
+        assert_eq!(lines.iter().filter(|l| l.contains("building again")).count(), 2);
+        assert_eq!(lines.last().map(String::as_str), Some("COMMIT"));
+    }
+
+    #[tokio::test]
+    async fn store_races_are_retried_a_bounded_number_of_times() {
+        let (result, builds, _) = build_with("99").await;
+        assert_eq!(builds, BUILD_ATTEMPTS);
+        let Err(RuntimeError::Failed { output, .. }) = result else { panic!("{result:?}") };
+        assert!(output.ends_with("layer not known"), "{output}");
+    }
+
+    #[tokio::test]
+    async fn an_ordinary_build_failure_is_not_retried() {
+        let (result, builds, _) = build_with("run").await;
+        assert_eq!(builds, 1);
+        assert!(matches!(result, Err(RuntimeError::Failed { .. })), "{result:?}");
+    }
+
+    #[test]
+    fn only_podmans_own_final_error_counts_as_a_store_race() {
+        assert!(is_storage_race("STEP 1/2: FROM x\nError: committing container for step {}: creating image \"ab\": layer not known\n"));
+        assert!(!is_storage_race(
+            "layer not known\nError: building at STEP \"RUN x\": exit status 1"
+        ));
+        assert!(!is_storage_race("echo Error: layer not known"));
+        assert!(!is_storage_race(""));
     }
 }

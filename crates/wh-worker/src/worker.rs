@@ -54,6 +54,7 @@ pub async fn run(
         .map_or(0, |d| d.as_secs());
     for c in inventory.snapshot().into_iter().filter(|c| c.state == "running") {
         tokio::spawn(crate::agent::forward_logs(
+            podman.clone(),
             transport.clone(),
             c.app,
             c.deployment_id,
