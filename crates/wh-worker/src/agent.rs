@@ -7,7 +7,7 @@
 //! job stops the containers of a superseded deployment once the control plane's drain delay
 //! has passed. A running container's output is followed and forwarded as log lines.
 //! `container.stop` removes containers the control plane does not account for (only ones
-//! carrying our app label). The jobs in progress are listed in every heartbeat, which keeps
+//! carrying our app label). Each deploy job ends with an image sweep ([`images`]). The jobs in progress are listed in every heartbeat, which keeps
 //! their leases alive.
 
 use std::path::PathBuf;
@@ -20,6 +20,7 @@ use wh_wsproto::messages::{JobAssign, JobProgress, JobRef, JobResult, LogLine, L
 use wh_wsproto::Message;
 
 use crate::frameworks::{self, BaseImages};
+use crate::images::{self, ImagePolicy};
 use crate::runtime::{Podman, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
 use crate::transport::Transport;
 
@@ -32,8 +33,10 @@ pub struct AgentSettings {
     pub build_timeout: Duration,
     pub health_timeout: Duration,
     pub health_path: String,
-    /// Extra labels on everything the agent creates (tests use it for cleanup).
+    /// Extra labels on everything the agent creates (tests use it for cleanup); images are
+    /// swept only among those carrying all of them.
     pub extra_labels: Vec<(String, String)>,
+    pub images: ImagePolicy,
 }
 
 impl Default for AgentSettings {
@@ -45,6 +48,7 @@ impl Default for AgentSettings {
             health_timeout: Duration::from_secs(60),
             health_path: "/".into(),
             extra_labels: Vec::new(),
+            images: ImagePolicy::default(),
         }
     }
 }
@@ -100,7 +104,17 @@ impl Agent {
         self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
         self.transport.send(Message::JobAck(JobRef { job_id: id, attempt }));
         let result = match job.kind.as_str() {
-            "deploy" => self.deploy(&job).await,
+            "deploy" => {
+                let result = self.deploy(&job).await;
+                // Older images of this app (or of apps gone from here) need not wait an hour.
+                if let Err(e) =
+                    images::sweep(&self.podman, &self.settings.images, &self.settings.extra_labels)
+                        .await
+                {
+                    tracing::warn!(error = %e, "image sweep failed");
+                }
+                result
+            }
             "retire" => self.retire(&job).await,
             other => Err(format!("this worker does not know job kind `{other}`")),
         };

@@ -7,6 +7,7 @@
 //!   full-jitter backoff, and the outbox (reliable messages until acknowledged, bounded logs).
 //! - [`agent`]: executes jobs (deploy: clone, build, run, health-check, report).
 //! - [`frameworks`]: Dockerfile presets for repositories that bring none.
+//! - [`images`]: removes old app images (keeps the used, the newest per app, the young).
 //! - [`runtime`]: Podman as a subprocess (build, run, inspect, list by label, remove).
 //! - [`monitor`]: inventory, stats every 10 s, container events.
 //! - [`source`]: unpacks an uploaded source archive.
@@ -15,6 +16,7 @@
 pub mod agent;
 pub mod frameworks;
 pub mod host;
+pub mod images;
 pub mod monitor;
 pub mod runtime;
 pub mod source;

@@ -31,6 +31,10 @@ struct Args {
     /// Extra labels on every image and container this worker creates, `key=value`, repeatable.
     #[arg(long = "label", env = "WH_CONTAINER_LABELS", value_delimiter = ',')]
     labels: Vec<String>,
+    /// Newest images kept per app running here (older unused ones are removed; 0 keeps only
+    /// the images in use).
+    #[arg(long, env = "WH_KEEP_IMAGES", default_value_t = 2)]
+    keep_images: usize,
     /// Seconds between heartbeats.
     #[arg(long, env = "WH_HEARTBEAT_SECS", default_value_t = 10)]
     heartbeat_secs: u64,
@@ -113,6 +117,10 @@ fn main() -> ExitCode {
             agent: agent::AgentSettings {
                 publish_ip: args.publish_ip.clone(),
                 extra_labels,
+                images: wh_worker::images::ImagePolicy {
+                    keep: args.keep_images,
+                    ..Default::default()
+                },
                 ..agent::AgentSettings::default()
             },
             ..worker::WorkerSettings::default()

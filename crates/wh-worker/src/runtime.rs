@@ -163,6 +163,17 @@ pub struct Found {
     pub host_port: Option<u16>,
 }
 
+/// An image found by label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub id: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// How many containers (in any state) use it.
+    pub containers: u64,
+    /// Unix seconds.
+    pub created: i64,
+}
+
 /// One `podman stats` sample (raw counters).
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -408,14 +419,7 @@ impl Podman {
                 id: r["Id"].as_str().unwrap_or_default().to_owned(),
                 name: r["Names"].get(0).and_then(|n| n.as_str()).unwrap_or_default().to_owned(),
                 state: r["State"].as_str().unwrap_or_default().to_owned(),
-                labels: r["Labels"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                labels: string_map(&r["Labels"]),
                 host_port: r["Ports"]
                     .get(0)
                     .and_then(|p| p["host_port"].as_u64())
@@ -471,12 +475,45 @@ impl Podman {
         ))
     }
 
+    /// The images carrying label `key`.
+    pub async fn images(&self, key: &str) -> Result<Vec<Image>, RuntimeError> {
+        let mut cmd = self.command("images");
+        cmd.args(["--format", "json", "--filter", &format!("label={key}")]);
+        let out = self.output(cmd, "images").await?;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+        Ok(rows
+            .iter()
+            .map(|r| Image {
+                id: r["Id"].as_str().unwrap_or_default().to_owned(),
+                labels: string_map(&r["Labels"]),
+                containers: r["Containers"].as_u64().unwrap_or(0),
+                created: r["Created"].as_i64().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Removes an image unless a container uses it (no `--force`: Podman refuses then).
+    pub async fn remove_image(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut cmd = self.command("rmi");
+        cmd.arg(id);
+        self.output(cmd, "rmi").await.map(drop)
+    }
+
     /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container.
     pub async fn remove(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
         let mut cmd = self.command("rm");
         cmd.args(["-f", "-t", &grace.as_secs().to_string(), id]);
         self.output(cmd, "rm").await.map(drop)
     }
+}
+
+/// A JSON object of strings (Podman's `Labels`) as a map; anything else is empty.
+fn string_map(v: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Parses `podman stats --format '{{json .ContainerStats}}'` output: one JSON object a line;

@@ -1,4 +1,4 @@
-//! One worker, wired: the transport, the agent, the monitor and heartbeats, in the order
+//! One worker, wired: the transport, the agent, the monitor, image sweeps and heartbeats, in the order
 //! `main` and `wh dev` both need; containers already running at start have their output
 //! followed again (new lines only). Returns when `stop` fires or the control plane refuses the key.
 
@@ -43,7 +43,7 @@ pub async fn run(
 ) -> Result<(), TransportError> {
     let (transport, inbound) = Transport::new(TransportConfig::new(endpoint, key));
     let disk_quota = podman.settings.disk_quota.clone();
-    let agent = Agent::new(podman.clone(), transport.clone(), settings.agent);
+    let agent = Agent::new(podman.clone(), transport.clone(), settings.agent.clone());
     let inventory = Inventory::default();
     if let Err(e) = inventory.refresh(&podman).await {
         tracing::warn!(error = %e, "cannot list this host's containers");
@@ -62,6 +62,12 @@ pub async fn run(
             Some(now),
         ));
     }
+    tokio::spawn(crate::images::sweep_loop(
+        podman.clone(),
+        settings.agent.images.clone(),
+        settings.agent.extra_labels.clone(),
+        stop.clone(),
+    ));
     tokio::spawn(agent.clone().run(inbound));
     tokio::spawn(monitor::stats_loop(
         podman.clone(),
