@@ -11,6 +11,7 @@
 //! - [`http`]: a minimal HTTP(S) client for tests (plain TCP or rustls with explicit roots).
 //! - [`reaper`]: cleanup that runs after the test process exits, however it exits.
 //! - [`net`]: free loopback ports and waiting for a port to accept.
+//! - [`procs`]: host processes by exact command line.
 //!
 //! Everything here fails loudly with an [`Error`] that says what to install or what went wrong:
 //! a test that cannot get its component must fail, never skip silently.
@@ -20,6 +21,7 @@ pub mod net;
 pub mod pebble;
 pub mod podman;
 pub mod postgres;
+pub mod procs;
 pub mod reaper;
 
 mod error;

@@ -11,6 +11,7 @@
 //! - [`runtime`]: Podman as a subprocess (build, run, inspect, list by label, remove).
 //! - [`monitor`]: inventory, stats every 10 s, container events.
 //! - [`source`]: unpacks an uploaded source archive.
+//! - [`process_tree`]: kills what a build cut short leaves running, and dead workers' builds.
 //! - [`host`]: this host's capacity and stats for `hello` and heartbeats.
 
 pub mod agent;
@@ -18,6 +19,7 @@ pub mod frameworks;
 pub mod host;
 pub mod images;
 pub mod monitor;
+pub mod process_tree;
 pub mod runtime;
 pub mod source;
 pub mod transport;

@@ -4,12 +4,15 @@
 //! on cgroup v1 hosts crun fails, so runc is used when present; ulimits are passed explicitly
 //! (`nofile`, `nproc`) because raising them implicitly fails on some hosts. Builds run on a
 //! per-host build network (never `--network=host`) with memory and CPU caps (`--cpu-quota`) and a timeout, their
-//! output streamed line by line. Environment values reach `podman run` through the child's
+//! output streamed line by line; a build cut short loses its whole process tree, RUN step
+//! included ([`process_tree`]). Environment values reach `podman run` through the child's
 //! environment (`-e KEY`), never its argv, so they do not show in `ps` or in logs.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
+
+use crate::process_tree;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -341,8 +344,13 @@ impl Podman {
         if let Some(f) = dockerfile {
             cmd.arg("-f").arg(f);
         }
-        cmd.arg(context).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg(context)
+            .env(process_tree::OWNER_VAR, process_tree::owner())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn()?;
+        // Cut short (timeout), the build's RUN step would outlive `podman`: kill the tree.
+        let mut guard = process_tree::TreeGuard::new(child.id());
         let stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
         let stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
         let mut merged = tokio_stream_merge(stdout, stderr);
@@ -358,6 +366,7 @@ impl Podman {
             (child.wait().await, tail)
         };
         let (status, tail) = run.await;
+        guard.disarm();
         if status?.success() {
             Ok(())
         } else {

@@ -1,6 +1,6 @@
 //! One worker, wired: the transport, the agent, the monitor, image sweeps and heartbeats, in the order
 //! `main` and `wh dev` both need; containers already running at start have their output
-//! followed again (new lines only). Returns when `stop` fires or the control plane refuses the key.
+//! followed again (new lines only), and builds a dead worker left running are killed. Returns when `stop` fires or the control plane refuses the key.
 
 use std::time::Duration;
 
@@ -44,6 +44,12 @@ pub async fn run(
     let (transport, inbound) = Transport::new(TransportConfig::new(endpoint, key));
     let disk_quota = podman.settings.disk_quota.clone();
     let agent = Agent::new(podman.clone(), transport.clone(), settings.agent.clone());
+    // Builds of a previous run of this worker (SIGKILLed, crashed) would run on unsupervised.
+    if let Ok(n @ 1..) =
+        tokio::task::spawn_blocking(crate::process_tree::kill_orphaned_builds).await
+    {
+        tracing::warn!(count = n, "killed builds left by a previous worker");
+    }
     let inventory = Inventory::default();
     if let Err(e) = inventory.refresh(&podman).await {
         tracing::warn!(error = %e, "cannot list this host's containers");

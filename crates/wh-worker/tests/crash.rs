@@ -113,11 +113,14 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     assert_eq!(live_container.len(), 1);
 
     // A build that takes a while: the heartbeats keep its 4 s lease alive...
+    // (a sleep of a length no other process uses, to find it among the host's processes)
+    let step_secs = format!("{}", 800_000 + std::process::id() % 100_000);
+    let step = ["sleep", step_secs.as_str()];
     std::fs::write(
         repo.path().join("Containerfile"),
         // Unique per run, so no earlier run's layer cache skips the sleep.
         format!(
-            "FROM {base}\nRUN echo slow-build-started {} && sleep 20\nCMD [\"sleep\", \"300\"]\n",
+            "FROM {base}\nRUN echo slow-build-started {} && sleep {step_secs}\nCMD [\"sleep\", \"300\"]\n",
             kit.run_id()
         ),
     )
@@ -158,6 +161,11 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     let error = error.unwrap_or_default();
     assert!(error.contains("stopped reporting"), "{error}");
     assert!(took <= lease + Duration::from_secs(3), "failed after {took:?}, lease {lease:?}");
+    // Its build did not die with it: the RUN step still runs, unsupervised.
+    assert!(
+        !wh_testkit::procs::with_argv(&step).is_empty(),
+        "the orphaned build's step is not running"
+    );
 
     // While it is away: a container no deployment accounts for appears on its host.
     let ghost_name = format!("wh-ghost-{}", kit.run_id());
@@ -192,6 +200,12 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     })
     .await;
     assert!(ghost_gone.is_some(), "the unaccounted-for container {} still exists", ghost.id);
+    // ...and the build the killed worker left running is gone.
+    let orphan_gone = eventually(Duration::from_secs(10), async || {
+        wh_testkit::procs::with_argv(&step).is_empty().then_some(())
+    })
+    .await;
+    assert!(orphan_gone.is_some(), "the dead worker's build still runs");
     assert_eq!(
         podman_ids(&format!("label=wh.deployment={first}")),
         live_container,

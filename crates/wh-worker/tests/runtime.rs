@@ -131,3 +131,39 @@ async fn a_failing_build_reports_its_last_lines() {
         .unwrap_err();
     assert!(err.to_string().contains("about-to-fail"), "{err}");
 }
+
+#[tokio::test]
+async fn a_build_past_its_timeout_leaves_no_step_running() {
+    let kit = TestPodman::get().unwrap();
+    let base = kit.base_image().unwrap();
+    let podman = Podman { settings: PodmanSettings::probe().await.unwrap() };
+    let ctx = tempfile::tempdir().unwrap();
+    // A duration no other process uses, to find this step's `sleep` among the host's.
+    let secs = format!("{}", 900_000 + std::process::id() % 100_000);
+    std::fs::write(
+        ctx.path().join("Containerfile"),
+        format!("FROM {base}\nRUN echo step-started {} && sleep {secs}\n", kit.run_id()),
+    )
+    .unwrap();
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let tag = format!("localhost/wh-runtime-timeout:{}", kit.run_id());
+    let labels = [(LABEL.to_owned(), kit.run_id().to_owned())];
+    let build =
+        podman.build(ctx.path(), None, &tag, &labels, 128, 1.0, Duration::from_secs(8), |l| {
+            if l.starts_with("step-started") {
+                started.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    let err = build.await.unwrap_err();
+    assert!(matches!(err, wh_worker::runtime::RuntimeError::Timeout(_)), "{err}");
+    assert!(started.load(std::sync::atomic::Ordering::Relaxed), "the RUN step never started");
+    let mut left = wh_testkit::procs::with_argv(&["sleep", &secs]);
+    for _ in 0..30 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = wh_testkit::procs::with_argv(&["sleep", &secs]);
+    }
+    assert!(left.is_empty(), "the timed-out build's RUN step still runs: {left:?}");
+}
