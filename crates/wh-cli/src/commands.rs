@@ -199,21 +199,31 @@ pub async fn deploy(api: &Api, app: &str, source: Source, port: u16) -> Result<(
         .ok_or_else(|| CliError::Local("the API did not return a deployment".into()))?;
     println!("deployment {id} queued");
     let started = Instant::now();
-    let mut printed = 0usize;
+    // Byte offset into all of the build's output: each poll fetches only what is new.
+    let mut offset = 0u64;
     let mut last_state = String::new();
     loop {
         let d = api.json("GET", &format!("/api/v1/deployments/{id}"), None).await?;
-        let (_, log) = api
-            .call("GET", &format!("/api/v1/deployments/{id}/build-log"), None, Bytes::new(), &[])
+        let (headers, log) = api
+            .call(
+                "GET",
+                &format!("/api/v1/deployments/{id}/build-log?from={offset}"),
+                None,
+                Bytes::new(),
+                &[],
+            )
             .await?;
-        if log.len() > printed {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&log[printed..]);
-            let _ = out.flush();
-            printed = log.len();
-        } else if log.len() < printed {
-            printed = log.len(); // the stored log keeps only its last MiB
+        let number = |name: &str| {
+            headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        };
+        let mut out = std::io::stdout().lock();
+        if let Some(skipped @ 1..) = number("x-log-skipped") {
+            let _ = writeln!(out, "[{skipped} bytes of build output no longer kept]");
         }
+        let _ = out.write_all(&log);
+        let _ = out.flush();
+        drop(out);
+        offset = number("x-log-offset").unwrap_or(offset + log.len() as u64);
         let state = d["state"].as_str().unwrap_or_default().to_owned();
         if state != last_state {
             println!("→ {state}");

@@ -262,7 +262,8 @@ async fn record_logs(
             .collect();
         if !build.is_empty() {
             let appended = sqlx::query(
-                "UPDATE deployments SET build_log = right(build_log || $2, 1048576) WHERE id = $1",
+                "UPDATE deployments SET build_log = right(build_log || $2, 1048576), \
+                 build_log_total = build_log_total + octet_length($2) WHERE id = $1",
             )
             .bind(deployment)
             .bind(build)

@@ -497,20 +497,43 @@ async fn runtime_logs_recent_and_followed_and_build_logs_kept_with_the_deploymen
         message: wh_wsproto::Message::LogLines(build),
     };
     wh_control_plane::scheduler::handle(&env.db.pool, &settings, inbound).await;
-    let req = Request::get(format!("/api/v1/deployments/{id}/build-log"))
-        .header("cookie", &cookie)
-        .body(Body::empty())
-        .unwrap();
-    let text = api::app(env.state.clone())
-        .oneshot(req)
-        .await
-        .unwrap()
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
-    assert_eq!(String::from_utf8_lossy(&text), "STEP 1/2: FROM base\n");
+    let build_log = |query: &str| {
+        let req = Request::get(format!("/api/v1/deployments/{id}/build-log{query}"))
+            .header("cookie", &cookie)
+            .body(Body::empty())
+            .unwrap();
+        let app = api::app(env.state.clone());
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let header = |n: &str| resp.headers()[n].to_str().unwrap().parse::<u64>().unwrap();
+            let (offset, skipped) = (header("x-log-offset"), header("x-log-skipped"));
+            let text = resp.into_body().collect().await.unwrap().to_bytes();
+            (String::from_utf8_lossy(&text).into_owned(), offset, skipped)
+        }
+    };
+    assert_eq!(build_log("").await, ("STEP 1/2: FROM base\n".into(), 20, 0));
+    // A follower asks from the offset it saw and gets only what is new.
+    let more = |line: String| wh_control_plane::hub::Inbound {
+        worker_id: uuid::Uuid::nil(),
+        message: wh_wsproto::Message::LogLines(LogLines {
+            app: "log-app".into(),
+            deployment_id: Some(id),
+            lines: vec![LogLine { ts_ms: 3, stream: Stream::Build, line }],
+            dropped: 0,
+        }),
+    };
+    wh_control_plane::scheduler::handle(&env.db.pool, &settings, more("STEP 2/2: RUN é".into()))
+        .await;
+    assert_eq!(build_log("?from=20").await, ("STEP 2/2: RUN é\n".into(), 37, 0));
+    assert_eq!(build_log("?from=37").await, (String::new(), 37, 0));
+    assert_eq!(build_log("?from=999999").await, (String::new(), 37, 0));
+    // Past the kept MiB the oldest output goes, and a follower that fell behind is told so.
+    wh_control_plane::scheduler::handle(&env.db.pool, &settings, more("x".repeat(1 << 20))).await;
+    let (text, offset, skipped) = build_log("?from=37").await;
+    assert_eq!(offset, 37 + (1 << 20) + 1);
+    assert_eq!(text.len(), 1 << 20);
+    assert_eq!(skipped, 1);
+    assert!(text.ends_with("xx\n"));
     let (_, _, recent) = call(&env, "GET", "/api/v1/apps/log-app/logs", &h, None).await;
     assert!(recent.to_string().contains("3 lines dropped"), "{recent}");
 }

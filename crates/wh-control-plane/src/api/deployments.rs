@@ -1,8 +1,8 @@
 //! Deployments under `/api/v1`: create (queued, with its job, in one transaction), list, show,
 //! cancel. Only the app's owner sees them.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -183,18 +183,45 @@ pub async fn get(
     owned(&state, &caller, id).await.map(Json)
 }
 
-/// `GET /api/v1/deployments/{id}/build-log`: the build output kept with the deployment.
+/// `?from=` of the build log: a byte offset into all the output the build has had.
+#[derive(Debug, serde::Deserialize)]
+pub struct LogFrom {
+    from: Option<u64>,
+}
+
+/// `GET /api/v1/deployments/{id}/build-log`: the build output kept with the deployment (its
+/// last MiB). With `?from=N`, only what came after byte N of all the output; `X-Log-Offset`
+/// answers the offset to ask from next, and `X-Log-Skipped` how many bytes after N are no
+/// longer kept.
 pub async fn build_log(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
+    Query(q): Query<LogFrom>,
 ) -> Result<Response, ApiError> {
     owned(&state, &caller, id).await?;
-    let log: String = sqlx::query_scalar("SELECT build_log FROM deployments WHERE id = $1")
-        .bind(id)
-        .fetch_one(&state.pool)
-        .await?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], log).into_response())
+    let from = q.from.map_or(0, |f| i64::try_from(f).unwrap_or(i64::MAX));
+    // `start`: the offset of the first byte still kept.
+    let (total, start, text): (i64, i64, Vec<u8>) = sqlx::query_as(
+        "SELECT build_log_total, build_log_total - octet_length(build_log), \
+                substring(convert_to(build_log, 'UTF8') \
+                          FROM (LEAST(GREATEST($2 - (build_log_total - octet_length(build_log)), 0), 2147483646) + 1)::int) \
+         FROM deployments WHERE id = $1",
+    )
+    .bind(id)
+    .bind(from)
+    .fetch_one(&state.pool)
+    .await?;
+    let skipped = (start - from).max(0);
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (HeaderName::from_static("x-log-offset"), total.to_string()),
+            (HeaderName::from_static("x-log-skipped"), skipped.to_string()),
+        ],
+        String::from_utf8_lossy(&text).into_owned(),
+    )
+        .into_response())
 }
 
 pub async fn cancel(

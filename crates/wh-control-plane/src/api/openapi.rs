@@ -56,7 +56,7 @@ const OPERATIONS: &[(&str, &str, &str, bool)] = &[
     ),
     ("/api/v1/deployments/{id}", "get", "Show a deployment", true),
     ("/api/v1/deployments/{id}/cancel", "post", "Cancel a deployment in progress", true),
-    ("/api/v1/deployments/{id}/build-log", "get", "Build output of a deployment", true),
+    ("/api/v1/deployments/{id}/build-log", "get", "Build output of a deployment (?from=byte offset; X-Log-Offset, X-Log-Skipped)", true),
     (
         "/api/v1/apps/{slug}/logs",
         "get",
