@@ -313,10 +313,11 @@ pub async fn domains_add(api: &Api, app: &str, hostname: &str) -> Result<(), Cli
     println!("added {host} to {app} (pending). Create these DNS records at your DNS provider:");
     for r in d["records"].as_array().into_iter().flatten() {
         println!(
-            "  {:<6} {:<40} {}",
+            "  {:<6} {:<40} {}{}",
             r["type"].as_str().unwrap_or_default(),
             r["name"].as_str().unwrap_or_default(),
-            r["value"].as_str().unwrap_or_default()
+            r["value"].as_str().unwrap_or_default(),
+            r["note"].as_str().map(|n| format!("   ({n})")).unwrap_or_default()
         );
     }
     println!("The CNAME must be DNS only: a CDN proxy in front (Cloudflare's orange cloud) breaks");

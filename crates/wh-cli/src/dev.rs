@@ -141,6 +141,7 @@ async fn serve(
         route_domain: "localhost".into(),
         route_tls: false,
         route_port: Some(args.proxy_addr.port()),
+        proxy_addresses: Vec::new(),
         // Custom-domain checks ask WH_DNS_SERVERS (ip:port,…) or the public resolvers.
         dns: dns_settings()?,
         master_key: wh_control_plane::secrets::MasterKey::from_base64(&state.master_key)

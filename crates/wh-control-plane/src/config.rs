@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// The proxy's public port, when apps are reached on a non-default one (URLs shown to users).
     #[arg(long, env = "WH_ROUTE_PORT")]
     pub route_port: Option<u16>,
+    /// The proxy's public IP addresses (comma-separated): offered as A/AAAA records for custom
+    /// domains that cannot have a CNAME (apex names).
+    #[arg(long, env = "WH_PROXY_ADDRESSES", value_delimiter = ',')]
+    pub proxy_addresses: Vec<std::net::IpAddr>,
     /// DNS servers that verify custom domains (ip:port, comma-separated) [default: public
     /// resolvers 1.1.1.1, 8.8.8.8, 1.0.0.1, 8.8.4.4].
     #[arg(long, env = "WH_DNS_SERVERS", value_delimiter = ',')]
@@ -90,6 +94,7 @@ pub struct Config {
     pub route_domain: String,
     pub route_tls: bool,
     pub route_port: Option<u16>,
+    pub proxy_addresses: Vec<std::net::IpAddr>,
     pub dns: crate::domains::DnsSettings,
     pub master_key: crate::secrets::MasterKey,
     pub cookie_secure: bool,
@@ -131,6 +136,7 @@ impl Config {
             route_domain: args.route_domain.trim_matches('.').to_ascii_lowercase(),
             route_tls: args.route_tls,
             route_port: args.route_port,
+            proxy_addresses: args.proxy_addresses,
             dns: crate::domains::DnsSettings {
                 servers: if args.dns_servers.is_empty() {
                     crate::domains::DnsSettings::default().servers

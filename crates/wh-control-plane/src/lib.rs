@@ -115,6 +115,9 @@ pub struct Routing {
     pub tls: bool,
     /// The proxy's public port when it is not the scheme's default (e.g. 8080 in `wh dev`).
     pub public_port: Option<u16>,
+    /// The proxy's public addresses (`WH_PROXY_ADDRESSES`): the A/AAAA records offered for
+    /// custom domains that cannot have a CNAME (an apex such as `example.com`).
+    pub proxy_addresses: Vec<std::net::IpAddr>,
     /// Bumped on every routing change (see [`proxy_config::follow_changes`]).
     pub changes: tokio::sync::watch::Receiver<u64>,
 }
@@ -133,6 +136,7 @@ impl Routing {
             route_domain: route_domain.to_owned(),
             tls: true,
             public_port: None,
+            proxy_addresses: Vec::new(),
             changes: rx,
         }
     }

@@ -56,6 +56,7 @@ pub async fn start(
         Routing::follow(&pool, Some(config.proxy_token.clone()), &config.route_domain);
     routing.tls = config.route_tls;
     routing.public_port = config.route_port;
+    routing.proxy_addresses = config.proxy_addresses.clone();
     let state = AppState {
         pool: pool.clone(),
         jwt: Arc::new(jwt::JwtKeys::new(config.jwt_secret.expose(), config.jwt_ttl)),

@@ -87,6 +87,28 @@ async fn add(env: &Env, app: &str, hostname: &str) -> (StatusCode, serde_json::V
 }
 
 #[tokio::test]
+async fn apex_names_are_offered_the_proxys_addresses_when_configured() {
+    let mut env = env(None).await;
+    let mut routing = Routing::follow(&env.db.pool, Some(Secret::new(TOKEN)), "route.test");
+    routing.proxy_addresses = vec!["192.0.2.10".parse().unwrap(), "2001:db8::10".parse().unwrap()];
+    env.state.routing = Arc::new(routing);
+    create_app(&env, "shop").await;
+    let (status, d) = add(&env, "shop", "customer.example").await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    let records = d["records"].as_array().unwrap();
+    let kinds: Vec<&str> = records.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["TXT", "CNAME", "A", "AAAA"]);
+    assert_eq!(records[2]["value"], "192.0.2.10");
+    assert_eq!(records[3]["value"], "2001:db8::10");
+    assert_eq!(records[2]["name"], "customer.example");
+    assert!(records[2]["note"].as_str().unwrap().contains("apex"), "{d}");
+    assert!(records[1].get("note").is_none(), "{d}");
+    // The list answers the same records.
+    let (_, list) = call(&env, "GET", "/api/v1/apps/shop/domains", None).await;
+    assert_eq!(list[0]["records"], d["records"]);
+}
+
+#[tokio::test]
 async fn domains_are_normalised_validated_unique_listed_audited_and_removed() {
     let env = env(None).await;
     create_app(&env, "shop").await;
@@ -106,6 +128,7 @@ async fn domains_are_normalised_validated_unique_listed_audited_and_removed() {
         d["records"][1],
         serde_json::json!({"type": "CNAME", "name": "www.customer.example", "value": "shop.route.test"})
     );
+    assert_eq!(d["records"].as_array().map(Vec::len), Some(2), "no proxy addresses configured");
 
     // Unicode is stored as punycode.
     let (status, d) = add(&env, "shop", "bücher.example").await;

@@ -25,7 +25,14 @@ pub struct Record {
     pub kind: &'static str,
     pub name: String,
     pub value: String,
+    /// When to use this record rather than the ones before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
 }
+
+/// The note on A/AAAA records: they replace the CNAME where a name cannot have one.
+const INSTEAD_OF_CNAME: &str =
+    "instead of the CNAME, where the name cannot have one (an apex such as example.com)";
 
 #[derive(Debug, Serialize)]
 pub struct Domain {
@@ -57,14 +64,28 @@ const COLUMNS: &str = "d.id, d.hostname, d.status::text AS status, d.record_miss
 
 fn view(state: &AppState, slug: &str, r: Row) -> Domain {
     Domain {
-        records: vec![
-            Record { kind: "TXT", name: domains::txt_name(&r.hostname), value: r.token.clone() },
+        records: [
+            Record {
+                kind: "TXT",
+                name: domains::txt_name(&r.hostname),
+                value: r.token.clone(),
+                note: None,
+            },
             Record {
                 kind: "CNAME",
                 name: r.hostname.clone(),
                 value: format!("{slug}.{}", state.routing.route_domain),
+                note: None,
             },
-        ],
+        ]
+        .into_iter()
+        .chain(state.routing.proxy_addresses.iter().map(|ip| Record {
+            kind: if ip.is_ipv4() { "A" } else { "AAAA" },
+            name: r.hostname.clone(),
+            value: ip.to_string(),
+            note: Some(INSTEAD_OF_CNAME),
+        }))
+        .collect(),
         hostname: r.hostname,
         status: r.status,
         record_missing: r.record_missing,
