@@ -43,8 +43,9 @@ PY
 }
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-# Sum over a process and its children (nginx/haproxy workers).
-tree_ticks() { local t=0; for p in $1 $(pgrep -P "$1" || true); do t=$((t + $(cpu_ticks "$p"))); done; echo $t; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
+# Sum over a process and its children (nginx/haproxy workers); $2 = cpu_ticks or user_ticks.
+tree_ticks() { local t=0; for p in $1 $(pgrep -P "$1" || true); do t=$((t + $(${2:-cpu_ticks} "$p"))); done; echo $t; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
@@ -55,9 +56,9 @@ measure() { # $1 = name, $2 = pid
   wait_port $PROXY_PORT
   taskset -c 1 wrk -t1 -c64 -d2s -H "Host: $HOST" "http://127.0.0.1:$PROXY_PORT/" >/dev/null
   local before after out
-  before=$(tree_ticks "$pid")
+  before=$(tree_ticks "$pid"); user_before=$(tree_ticks "$pid" user_ticks)
   out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency -H "Host: $HOST" "http://127.0.0.1:$PROXY_PORT/")
-  after=$(tree_ticks "$pid")
+  after=$(tree_ticks "$pid"); user_after=$(tree_ticks "$pid" user_ticks)
   local reqs rps p50 p99 errors
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -66,7 +67,8 @@ measure() { # $1 = name, $2 = pid
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
   local hz; hz=$(getconf CLK_TCK)
   local cpu_us; cpu_us=$(python3 -c "print(round(($after-$before)/$hz*1e6/$reqs, 2))")
-  echo "$name $rps $p50 $p99 $cpu_us $(rss_kib "$pid") $errors" >> "$RESULTS"
+  local user_us; user_us=$(python3 -c "print(round(($user_after-$user_before)/$hz*1e6/$reqs, 2))")
+  echo "$name $rps $p50 $p99 $cpu_us $user_us $(rss_kib "$pid") $errors" >> "$RESULTS"
 }
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; sleep 0.3; }
@@ -74,7 +76,7 @@ stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; sleep 0.3
 wait_port $BACKEND_PORT
 # Direct to the backend, for the ceiling of this machine.
 before_direct=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "http://127.0.0.1:$BACKEND_PORT/" | awk '/Requests\/sec/ {print $2}')
-echo "direct $before_direct - - - - " >> "$RESULTS"
+echo "direct $before_direct - - - - - " >> "$RESULTS"
 
 # nginx as proxy.
 mkdir -p "$WORK/nginx"
@@ -134,13 +136,13 @@ echo
 echo "date: $(date -u +%F) machine: $(nproc) cores, $(uname -r); wrk -t1 -c64 -d${DUR}s; proxy on core 0, backend+wrk on core 1"
 python3 - "$RESULTS" <<'PY'
 import sys
-rows = [l.split(None, 6) for l in open(sys.argv[1]) if l.strip()]
+rows = [l.split(None, 7) for l in open(sys.argv[1]) if l.strip()]
 ng = next(r for r in rows if r[0] == "nginx")
-print(f"{'proxy':<15}{'req/s':>10}{'p50':>10}{'p99':>10}{'CPU µs/req':>12}{'RSS KiB':>10}{'rps/nginx':>11}{'cpu/nginx':>11}  notes")
+print(f"{'proxy':<15}{'req/s':>10}{'p50':>10}{'p99':>10}{'CPU µs/req':>12}{'user µs':>9}{'RSS KiB':>10}{'rps/nginx':>11}{'cpu/nginx':>11}  notes")
 for r in rows:
     name, rps = r[0], float(r[1])
     if name == "direct":
         print(f"{name:<15}{rps:>10.0f}"); continue
     cpu = float(r[4])
-    print(f"{name:<15}{rps:>10.0f}{r[2]:>10}{r[3]:>10}{cpu:>12.2f}{r[5]:>10}{rps/float(ng[1]):>11.2f}{cpu/float(ng[4]):>11.2f}  {r[6].strip() if len(r) > 6 else ''}")
+    print(f"{name:<15}{rps:>10.0f}{r[2]:>10}{r[3]:>10}{cpu:>12.2f}{float(r[5]):>9.2f}{r[6]:>10}{rps/float(ng[1]):>11.2f}{cpu/float(ng[4]):>11.2f}  {r[7].strip() if len(r) > 7 else ''}")
 PY

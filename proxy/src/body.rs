@@ -2,7 +2,8 @@
 //!
 //! Requests stream the client's body to the upstream ([`ReqBody::Incoming`]) or send nothing
 //! (health checks, retried bodyless requests). Responses stream the upstream's body or carry a
-//! small body the proxy made itself (errors, redirects, admin pages).
+//! small body the proxy made itself (errors, redirects, admin pages). An upstream body carries
+//! the [`Lease`] of its connection and gives it back to the pool when it has ended.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,6 +11,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use crate::upstream::Lease;
 
 pin_project_lite::pin_project! {
     /// Body sent to an upstream.
@@ -24,7 +27,7 @@ pin_project_lite::pin_project! {
     /// Body sent to a client.
     #[project = RespBodyProj]
     pub enum RespBody {
-        Upstream { #[pin] body: Incoming },
+        Upstream { #[pin] body: Incoming, lease: ReturnOnEnd },
         Full { data: Option<Bytes> },
     }
 }
@@ -35,9 +38,27 @@ impl ReqBody {
     }
 }
 
+/// An upstream connection that goes back to its pool if, and only if, its body ended: one
+/// dropped half-read (the client left) is closed instead.
+pub struct ReturnOnEnd {
+    lease: Option<Lease>,
+    ended: bool,
+}
+
+impl Drop for ReturnOnEnd {
+    fn drop(&mut self) {
+        if let (true, Some(lease)) = (self.ended, self.lease.take()) {
+            lease.release();
+        }
+    }
+}
+
 impl RespBody {
-    pub fn upstream(body: Incoming) -> Self {
-        RespBody::Upstream { body }
+    /// `lease`: the connection `body` arrives on, pooled again once the body has ended.
+    pub fn upstream(body: Incoming, lease: Option<Lease>) -> Self {
+        use http_body::Body as _;
+        let ended = body.is_end_stream();
+        RespBody::Upstream { body, lease: ReturnOnEnd { lease, ended } }
     }
 
     pub fn full(data: impl Into<Bytes>) -> Self {
@@ -88,21 +109,30 @@ impl Body for RespBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project() {
-            RespBodyProj::Upstream { body } => body.poll_frame(cx),
+            RespBodyProj::Upstream { mut body, lease } => {
+                let r = body.as_mut().poll_frame(cx);
+                match &r {
+                    Poll::Ready(None) => lease.ended = true,
+                    Poll::Ready(Some(Ok(_))) => lease.ended = body.is_end_stream(),
+                    Poll::Ready(Some(Err(_))) => lease.lease = None,
+                    Poll::Pending => {}
+                }
+                r
+            }
             RespBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RespBody::Upstream { body } => body.is_end_stream(),
+            RespBody::Upstream { body, .. } => body.is_end_stream(),
             RespBody::Full { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RespBody::Upstream { body } => body.size_hint(),
+            RespBody::Upstream { body, .. } => body.size_hint(),
             RespBody::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }

@@ -7,16 +7,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 use crate::body::{ReqBody, RespBody};
 use crate::error::{respond, ProxyError};
@@ -26,24 +24,8 @@ use crate::middleware::Middleware;
 use crate::service::HealthRegistry;
 use crate::table::{normalize_host, Route, Table};
 use crate::tls::challenges::{self, Challenges};
-
-/// Upstream client settings.
-#[derive(Debug, Clone)]
-pub struct ClientSettings {
-    pub connect_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_idle_per_host: usize,
-}
-
-impl Default for ClientSettings {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(90),
-            max_idle_per_host: 1024,
-        }
-    }
-}
+pub use crate::upstream::ClientSettings;
+use crate::upstream::{ConnectError, Lease, Pool};
 
 /// Everything the request path needs, shared by all connections.
 pub struct Proxy {
@@ -68,26 +50,22 @@ pub struct Listener {
     pub proto: HeaderValue,
     pub port: HeaderValue,
     pub https: bool,
-    client: Client<HttpConnector, ReqBody>,
+    pool: Arc<Pool>,
 }
 
 impl Listener {
     pub fn new(addr: SocketAddr, https: bool, client: &ClientSettings) -> Listener {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(client.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(client.idle_timeout)
-            .pool_max_idle_per_host(client.max_idle_per_host)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
         Listener {
             proto: HeaderValue::from_static(if https { "https" } else { "http" }),
             port: HeaderValue::from(addr.port()),
             https,
-            client,
+            pool: Pool::new(client.clone()),
         }
+    }
+
+    /// This listener's idle upstream connections.
+    pub fn idle_upstreams(&self) -> usize {
+        self.pool.idle_count()
     }
 }
 
@@ -237,24 +215,23 @@ impl Proxy {
         );
         let path =
             parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // A bodyless request with an idempotent method may go out again when a pooled
+        // connection turns out to be closed by the server (RFC 9110 §9.2.2).
+        let replayable = bodyless && parts.method.is_idempotent();
         let retry_parts = (bodyless && service.servers.len() > 1)
             .then(|| (parts.method.clone(), parts.headers.clone()));
         let mut body = Some(if bodyless { ReqBody::Empty } else { ReqBody::incoming(body) });
         parts.version = Version::HTTP_11;
 
+        // Origin-form: the connection already says which server.
+        let uri = Uri::from(path);
         let mut tried = None;
         loop {
             let idx = service.pick(tried).ok_or(ProxyError::NoHealthyServer)?;
             let server = &service.servers[idx];
-            let uri = Uri::builder()
-                .scheme(server.scheme.clone())
-                .authority(server.authority.clone())
-                .path_and_query(path.clone())
-                .build()
-                .map_err(|e| ProxyError::Internal(e.to_string()))?;
             let mut up = Request::new(body.take().unwrap_or(ReqBody::Empty));
             *up.method_mut() = parts.method.clone();
-            *up.uri_mut() = uri;
+            *up.uri_mut() = uri.clone();
             *up.headers_mut() = match &retry_parts {
                 Some((_, h)) => h.clone(),
                 None => std::mem::take(&mut parts.headers),
@@ -263,18 +240,21 @@ impl Proxy {
             up.headers_mut()
                 .insert(header::HOST, host.unwrap_or_else(|| server.host_header.clone()));
 
-            let result =
-                tokio::time::timeout(service.response_header_timeout, listener.client.request(up))
-                    .await;
+            let result = tokio::time::timeout(
+                service.response_header_timeout,
+                send(&listener.pool, &server.target, up, replayable),
+            )
+            .await;
             match result {
                 Err(_) => return Err(ProxyError::UpstreamTimeout),
-                Ok(Ok(mut resp)) => {
+                Ok(Ok((mut resp, lease))) => {
                     server.health.record_success();
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(client_upgrade) = client_upgrade {
                             let upstream_upgrade = hyper::upgrade::on(&mut resp);
                             tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
                         }
+                        drop(lease); // the connection is the tunnel's now
                         let (parts, _) = resp.into_parts();
                         return Ok((Response::from_parts(parts, RespBody::empty()), Some(idx)));
                     }
@@ -285,20 +265,23 @@ impl Proxy {
                     headers::strip_hop_by_hop(&mut rparts.headers, false);
                     apply_response_middlewares(route, &mut rparts.headers);
                     return Ok((
-                        Response::from_parts(rparts, RespBody::upstream(rbody)),
+                        Response::from_parts(rparts, RespBody::upstream(rbody, Some(lease))),
                         Some(idx),
                     ));
                 }
-                Ok(Err(e)) => {
-                    let timed_out = error_chain_has(&e, std::io::ErrorKind::TimedOut);
-                    if e.is_connect() {
-                        server.health.record_failure();
-                        if retry_parts.is_some() && tried.is_none() {
-                            tried = Some(idx);
-                            continue;
-                        }
+                Ok(Err(SendError::Connect(e))) => {
+                    server.health.record_failure();
+                    if retry_parts.is_some() && tried.is_none() {
+                        tried = Some(idx);
+                        continue;
                     }
-                    if timed_out {
+                    return Err(match e {
+                        ConnectError::Timeout => ProxyError::UpstreamTimeout,
+                        e => ProxyError::UpstreamUnreachable(error_text(&e)),
+                    });
+                }
+                Ok(Err(SendError::Request(e))) => {
+                    if error_chain_has(&e, std::io::ErrorKind::TimedOut) {
                         return Err(ProxyError::UpstreamTimeout);
                     }
                     return Err(ProxyError::UpstreamUnreachable(error_text(&e)));
@@ -306,6 +289,60 @@ impl Proxy {
             }
         }
     }
+}
+
+/// Why a request got no response.
+enum SendError {
+    /// No connection: the server is down or unreachable (counts against its health).
+    Connect(ConnectError),
+    /// The connection failed while the request was sent or the response awaited.
+    Request(hyper::Error),
+}
+
+/// Sends `req` to `target` on a pooled connection, or a new one.
+///
+/// A pooled connection may have been closed by the server an instant ago (its keep-alive
+/// timeout racing our reuse, Node's 5 s for one). If hyper hands the request back unsent, it
+/// goes out once more on a new connection; if it was sent and the connection closed before any
+/// response, it goes out again only when `replayable` (bodyless and idempotent), as Go's
+/// transport does.
+async fn send(
+    pool: &Arc<Pool>,
+    target: &crate::upstream::Target,
+    req: Request<ReqBody>,
+    replayable: bool,
+) -> Result<(Response<Incoming>, Lease), SendError> {
+    let mut lease = pool.checkout(target).await.map_err(SendError::Connect)?;
+    let replay = (lease.reused && replayable).then(|| {
+        let mut copy = Request::new(ReqBody::Empty);
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.headers_mut() = req.headers().clone();
+        copy
+    });
+    let again = match lease.send(req).await {
+        Ok(resp) => return Ok((resp, lease)),
+        Err(mut e) => match (e.take_message(), replay) {
+            (Some(req), _) if lease.reused => req,
+            (None, Some(copy)) if closed_before_response(e.error()) => copy,
+            _ => return Err(SendError::Request(e.into_error())),
+        },
+    };
+    let mut fresh = pool.connect(target).await.map_err(SendError::Connect)?;
+    match fresh.send(again).await {
+        Ok(resp) => Ok((resp, fresh)),
+        Err(e) => Err(SendError::Request(e.into_error())),
+    }
+}
+
+/// The connection went away before a response began: closed, reset, or never ready.
+fn closed_before_response(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    e.is_incomplete_message()
+        || e.is_canceled()
+        || [ConnectionReset, BrokenPipe, ConnectionAborted]
+            .into_iter()
+            .any(|k| error_chain_has(e, k))
 }
 
 fn body_is_empty(parts: &http::request::Parts, body: &Incoming) -> bool {

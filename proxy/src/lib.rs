@@ -11,7 +11,8 @@
 //! - [`health`]: active health checks.
 //! - [`provider`]: file / http / watch providers and the [`provider::Applier`] gate
 //!   (mass-removal guard, last-known-good snapshot).
-//! - [`forward`]: the request path; [`headers`]: header rewriting; [`body`]: body types;
+//! - [`forward`]: the request path; [`upstream`]: pooled upstream connections; [`headers`]:
+//!   header rewriting; [`body`]: body types;
 //!   [`error`]: every failure and its response, in one place.
 //! - [`server`]: the client-facing listener; [`conn`]: per-connection header/idle deadlines and
 //!   the framing check; [`admin`]: `/metrics`, `/healthz`, `/routes`;
@@ -38,3 +39,4 @@ pub mod server;
 pub mod service;
 pub mod table;
 pub mod tls;
+pub mod upstream;

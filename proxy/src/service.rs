@@ -97,6 +97,8 @@ pub struct Upstream {
     pub url: Box<str>,
     pub scheme: Scheme,
     pub authority: Authority,
+    /// Where connections go, parsed once here.
+    pub target: crate::upstream::Target,
     /// `Host` value sent when the service does not pass the client's host through.
     pub host_header: HeaderValue,
     pub health: Arc<ServerHealth>,
@@ -117,7 +119,8 @@ impl Upstream {
             return Err(format!("server url `{url}`: a path is not supported"));
         }
         let host_header = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
-        Ok(Upstream { url: url.into(), scheme, authority, host_header, health })
+        let target = crate::upstream::Target::parse(&authority);
+        Ok(Upstream { url: url.into(), scheme, authority, target, host_header, health })
     }
 }
 

@@ -1,0 +1,227 @@
+//! Connections to upstream servers: each listener (one per runtime thread) keeps its own pool of
+//! idle HTTP/1.1 connections per server address, on hyper's connection API.
+//!
+//! Why not hyper-util's pooled `Client`: per request it hashes a (scheme, authority) key, needs
+//! an absolute URI, runs a checkout future, and spawns a task that waits for the connection to
+//! be idle before pooling it again. Here a server's address is parsed once at config compile
+//! time ([`Target`]), requests carry their origin-form URI as is, and a connection goes back to
+//! the pool from the task that read its response, when that body ends ([`Lease`] in
+//! [`crate::body::RespBody`]). A body dropped before its end closes the connection.
+//!
+//! Idle connections are taken newest first, dropped when closed by the server or idle longer
+//! than `idle_timeout`, and at most `max_idle_per_host` are kept per address. They are kept per
+//! thread (a thread-local map): with a runtime per core, a listener's requests and the
+//! connections they use stay on one thread, and nothing on this path takes a lock.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::TrySendError;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::ReqBody;
+use crate::table::FastMap;
+
+/// Upstream connection settings.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle_per_host: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(90),
+            max_idle_per_host: 1024,
+        }
+    }
+}
+
+/// Where an upstream server is: an address (the mesh's `10.50.0.12:31001`), or a name
+/// resolved when a connection is made.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Addr(SocketAddr),
+    Name(Arc<str>),
+}
+
+impl Target {
+    /// From a URL authority (`host:port`, port defaulting to 80).
+    pub fn parse(authority: &http::uri::Authority) -> Target {
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Target::Addr(SocketAddr::new(ip, port)),
+            Err(_) => Target::Name(format!("{host}:{port}").into()),
+        }
+    }
+}
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("connect timed out")]
+    Timeout,
+    #[error("handshake: {0}")]
+    Handshake(#[from] hyper::Error),
+}
+
+struct Idle {
+    sender: SendRequest<ReqBody>,
+    since: Instant,
+}
+
+thread_local! {
+    /// This thread's idle connections, by pool and address.
+    static IDLE: RefCell<FastMap<(u64, Target), VecDeque<Idle>>> = RefCell::default();
+}
+
+/// One listener's upstream connections (the idle ones live in [`IDLE`]).
+pub struct Pool {
+    id: u64,
+    settings: ClientSettings,
+}
+
+/// A connection held for one request; see [`Lease::release`].
+pub struct Lease {
+    sender: SendRequest<ReqBody>,
+    target: Target,
+    pool: Arc<Pool>,
+    /// Taken from the pool (not new): a request it fails to send may be tried on a new one.
+    pub reused: bool,
+}
+
+impl Pool {
+    pub fn new(settings: ClientSettings) -> Arc<Pool> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Arc::new(Pool { id: NEXT.fetch_add(1, Relaxed), settings })
+    }
+
+    /// An idle connection to `target` that is ready for a request, or a new one.
+    pub async fn checkout(self: &Arc<Self>, target: &Target) -> Result<Lease, ConnectError> {
+        while let Some(mut sender) = self.take_idle(target) {
+            // Ready at once, normally: it went back to the pool when its last response ended.
+            // One that is still finishing (its request body, say) waits at the back.
+            let ready = std::future::poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await;
+            match ready {
+                Poll::Ready(Ok(())) => {
+                    return Ok(self.lease(sender, target.clone(), true));
+                }
+                Poll::Ready(Err(_)) => continue, // closed by the server
+                Poll::Pending => {
+                    self.put_back_oldest(target, sender);
+                    break;
+                }
+            }
+        }
+        self.connect(target).await
+    }
+
+    /// A new connection, not from the pool.
+    pub async fn connect(self: &Arc<Self>, target: &Target) -> Result<Lease, ConnectError> {
+        let connect = async {
+            match target {
+                Target::Addr(addr) => TcpStream::connect(addr).await,
+                Target::Name(name) => TcpStream::connect(&**name).await,
+            }
+        };
+        let stream = tokio::time::timeout(self.settings.connect_timeout, connect)
+            .await
+            .map_err(|_| ConnectError::Timeout)??;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(self.lease(sender, target.clone(), false))
+    }
+
+    fn lease(
+        self: &Arc<Self>,
+        sender: SendRequest<ReqBody>,
+        target: Target,
+        reused: bool,
+    ) -> Lease {
+        Lease { sender, target, pool: self.clone(), reused }
+    }
+
+    fn take_idle(&self, target: &Target) -> Option<SendRequest<ReqBody>> {
+        IDLE.with_borrow_mut(|idle| {
+            let queue = idle.get_mut(&(self.id, target.clone()))?;
+            while let Some(c) = queue.pop_back() {
+                if !c.sender.is_closed() && c.since.elapsed() < self.settings.idle_timeout {
+                    return Some(c.sender);
+                }
+            }
+            None
+        })
+    }
+
+    fn put_back_oldest(&self, target: &Target, sender: SendRequest<ReqBody>) {
+        IDLE.with_borrow_mut(|idle| {
+            if let Some(queue) = idle.get_mut(&(self.id, target.clone())) {
+                queue.push_front(Idle { sender, since: Instant::now() });
+            }
+        })
+    }
+
+    fn put(&self, target: Target, sender: SendRequest<ReqBody>) {
+        if self.settings.max_idle_per_host == 0 || sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        IDLE.with_borrow_mut(|idle| {
+            let queue = idle.entry((self.id, target)).or_default();
+            // The oldest first: expired or closed ones go as others come back.
+            while queue.front().is_some_and(|c| {
+                c.sender.is_closed() || now.duration_since(c.since) >= self.settings.idle_timeout
+            }) {
+                queue.pop_front();
+            }
+            if queue.len() >= self.settings.max_idle_per_host {
+                queue.pop_front();
+            }
+            queue.push_back(Idle { sender, since: now });
+        })
+    }
+
+    /// Idle connections of this pool on the calling thread.
+    pub fn idle_count(&self) -> usize {
+        IDLE.with_borrow(|idle| {
+            idle.iter().filter(|((id, _), _)| *id == self.id).map(|(_, q)| q.len()).sum()
+        })
+    }
+}
+
+impl Lease {
+    /// Sends `req` (origin-form URI, `Host` set). A request the connection could not take is
+    /// handed back in the error.
+    pub fn send(
+        &mut self,
+        req: Request<ReqBody>,
+    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<ReqBody>>>> {
+        self.sender.try_send_request(req)
+    }
+
+    /// The response's body has ended: the connection may serve another request.
+    pub fn release(self) {
+        self.pool.put(self.target, self.sender);
+    }
+}
