@@ -21,7 +21,7 @@ use wh_wsproto::Message;
 
 use crate::frameworks::{self, BaseImages};
 use crate::images::{self, ImagePolicy};
-use crate::runtime::{Podman, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
+use crate::runtime::{BuildSpec, Podman, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
 use crate::transport::Transport;
 
 /// How the agent runs apps on this host.
@@ -229,13 +229,15 @@ impl Agent {
         let built = self
             .podman
             .build(
-                checkout.path(),
-                dockerfile.as_deref(),
-                &tag,
-                &labels,
-                memory_mb.max(256),
-                cpus,
-                self.settings.build_timeout,
+                &BuildSpec {
+                    context: checkout.path(),
+                    dockerfile: dockerfile.as_deref(),
+                    tag: &tag,
+                    labels: &labels,
+                    memory_mb: memory_mb.max(256),
+                    cpus,
+                    timeout: self.settings.build_timeout,
+                },
                 |line| {
                     // A full queue drops the line rather than stall the build.
                     let _ = lines_tx.try_send(LogLine {

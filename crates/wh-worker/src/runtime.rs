@@ -139,6 +139,19 @@ impl PodmanSettings {
     }
 }
 
+/// An image to build.
+#[derive(Debug, Clone)]
+pub struct BuildSpec<'a> {
+    pub context: &'a Path,
+    /// A Containerfile outside the context's own (a preset); `None` uses the context's.
+    pub dockerfile: Option<&'a Path>,
+    pub tag: &'a str,
+    pub labels: &'a [(String, String)],
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub timeout: Duration,
+}
+
 /// A container to start.
 #[derive(Debug, Clone, Default)]
 pub struct RunSpec {
@@ -276,26 +289,17 @@ impl Podman {
     /// `image prune` on the same host, by us or an operator, fails an unrelated build. Nothing
     /// was built yet when that happens, so the build is tried again, at most [`BUILD_ATTEMPTS`]
     /// times in all, inside the one `timeout`.
-    #[allow(clippy::too_many_arguments)]
     pub async fn build(
         &self,
-        context: &Path,
-        dockerfile: Option<&Path>,
-        tag: &str,
-        labels: &[(String, String)],
-        memory_mb: u64,
-        cpus: f64,
-        timeout: Duration,
+        spec: &BuildSpec<'_>,
         mut on_line: impl FnMut(&str) + Send,
     ) -> Result<(), RuntimeError> {
         self.ensure_build_network().await?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::now() + spec.timeout;
         let attempt = async {
             let mut attempt = 1;
             loop {
-                let result = self
-                    .build_once(context, dockerfile, tag, labels, memory_mb, cpus, &mut on_line)
-                    .await;
+                let result = self.build_once(spec, &mut on_line).await;
                 match result {
                     Err(RuntimeError::Failed { ref output, .. })
                         if attempt < BUILD_ATTEMPTS && is_storage_race(output) =>
@@ -309,21 +313,16 @@ impl Podman {
         };
         tokio::time::timeout_at(deadline, attempt)
             .await
-            .unwrap_or(Err(RuntimeError::Timeout(timeout)))
+            .unwrap_or(Err(RuntimeError::Timeout(spec.timeout)))
     }
 
     /// One `podman build`; the caller bounds it in time.
-    #[allow(clippy::too_many_arguments)]
     async fn build_once(
         &self,
-        context: &Path,
-        dockerfile: Option<&Path>,
-        tag: &str,
-        labels: &[(String, String)],
-        memory_mb: u64,
-        cpus: f64,
+        spec: &BuildSpec<'_>,
         on_line: &mut (impl FnMut(&str) + Send),
     ) -> Result<(), RuntimeError> {
+        let BuildSpec { context, dockerfile, tag, labels, memory_mb, cpus, .. } = *spec;
         let mut cmd = self.command("build");
         cmd.args([
             "--network",
@@ -629,9 +628,18 @@ esac
         let podman = stand_in(dir.path(), races);
         let mut lines = Vec::new();
         let result = podman
-            .build(dir.path(), None, "t", &[], 256, 1.0, Duration::from_secs(30), |l| {
-                lines.push(l.to_owned())
-            })
+            .build(
+                &BuildSpec {
+                    context: dir.path(),
+                    dockerfile: None,
+                    tag: "t",
+                    labels: &[],
+                    memory_mb: 256,
+                    cpus: 1.0,
+                    timeout: Duration::from_secs(30),
+                },
+                |l| lines.push(l.to_owned()),
+            )
             .await;
         let builds = std::fs::read_to_string(dir.path().join("builds")).unwrap();
         (result, builds.trim().parse().unwrap(), lines)

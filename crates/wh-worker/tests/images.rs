@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wh_testkit::podman::{Podman as TestPodman, LABEL};
 use wh_worker::images::{sweep, ImagePolicy};
-use wh_worker::runtime::{Podman, PodmanSettings, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
+use wh_worker::runtime::{BuildSpec, Podman, PodmanSettings, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
 
 const SCOPE: &str = "wh.test.scope";
 
@@ -45,7 +45,18 @@ async fn sweeps_keep_used_newest_and_young_images_of_this_worker_only() {
             (LABEL_DEPLOYMENT.to_owned(), deployment.to_string()),
         ];
         podman
-            .build(ctx.path(), None, &tag, &labels, 256, 1.0, Duration::from_secs(120), |_| {})
+            .build(
+                &BuildSpec {
+                    context: ctx.path(),
+                    dockerfile: None,
+                    tag: &tag,
+                    labels: &labels,
+                    memory_mb: 256,
+                    cpus: 1.0,
+                    timeout: Duration::from_secs(120),
+                },
+                |_| {},
+            )
             .await
             .unwrap();
         tags.insert(format!("{app}:{deployment}"), tag);

@@ -3,7 +3,20 @@
 use std::time::Duration;
 
 use wh_testkit::podman::{Podman as TestPodman, LABEL};
-use wh_worker::runtime::{Podman, PodmanSettings, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
+use wh_worker::runtime::{BuildSpec, Podman, PodmanSettings, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
+
+/// A build of `context` into `tag`: 128 MiB, one core, two minutes, no labels.
+fn spec<'a>(context: &'a std::path::Path, tag: &'a str) -> BuildSpec<'a> {
+    BuildSpec {
+        context,
+        dockerfile: None,
+        tag,
+        labels: &[],
+        memory_mb: 128,
+        cpus: 1.0,
+        timeout: Duration::from_secs(120),
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and_removes() {
@@ -32,13 +45,12 @@ async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and
     let tag = format!("localhost/wh-runtime-test:{}", kit.run_id());
     podman
         .build(
-            ctx.path(),
-            None,
-            &tag,
-            std::slice::from_ref(&cleanup),
-            256,
-            0.5,
-            Duration::from_secs(120),
+            &BuildSpec {
+                labels: std::slice::from_ref(&cleanup),
+                memory_mb: 256,
+                cpus: 0.5,
+                ..spec(ctx.path(), &tag)
+            },
             |l| lines.push(l.to_owned()),
         )
         .await
@@ -118,13 +130,10 @@ async fn a_failing_build_reports_its_last_lines() {
     let tag = format!("localhost/wh-runtime-fail:{}", kit.run_id());
     let err = podman
         .build(
-            ctx.path(),
-            None,
-            &tag,
-            &[(LABEL.to_owned(), kit.run_id().to_owned())],
-            128,
-            1.0,
-            Duration::from_secs(120),
+            &BuildSpec {
+                labels: &[(LABEL.to_owned(), kit.run_id().to_owned())],
+                ..spec(ctx.path(), &tag)
+            },
             |_| {},
         )
         .await
@@ -148,12 +157,13 @@ async fn a_build_past_its_timeout_leaves_no_step_running() {
     let started = std::sync::atomic::AtomicBool::new(false);
     let tag = format!("localhost/wh-runtime-timeout:{}", kit.run_id());
     let labels = [(LABEL.to_owned(), kit.run_id().to_owned())];
-    let build =
-        podman.build(ctx.path(), None, &tag, &labels, 128, 1.0, Duration::from_secs(8), |l| {
-            if l.starts_with("step-started") {
-                started.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
+    let spec =
+        BuildSpec { labels: &labels, timeout: Duration::from_secs(8), ..spec(ctx.path(), &tag) };
+    let build = podman.build(&spec, |l| {
+        if l.starts_with("step-started") {
+            started.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
     let err = build.await.unwrap_err();
     assert!(matches!(err, wh_worker::runtime::RuntimeError::Timeout(_)), "{err}");
     assert!(started.load(std::sync::atomic::Ordering::Relaxed), "the RUN step never started");
