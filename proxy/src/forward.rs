@@ -62,11 +62,6 @@ impl Listener {
             pool: Pool::new(client.clone()),
         }
     }
-
-    /// This listener's idle upstream connections.
-    pub fn idle_upstreams(&self) -> usize {
-        self.pool.idle_count()
-    }
 }
 
 impl Proxy {

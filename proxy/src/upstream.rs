@@ -89,6 +89,20 @@ struct Idle {
 thread_local! {
     /// This thread's idle connections, by pool and address.
     static IDLE: RefCell<FastMap<(u64, Target), VecDeque<Idle>>> = RefCell::default();
+    /// Connections pooled on this thread since its last [`sweep`].
+    static PUTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Every this many connections pooled on a thread, its map drops closed and expired connections
+/// and the addresses left without any: apps move to new ports on every deploy, and their old
+/// addresses must not pile up.
+const SWEEP_EVERY: u32 = 4096;
+
+fn sweep(idle: &mut FastMap<(u64, Target), VecDeque<Idle>>, idle_timeout: Duration, now: Instant) {
+    idle.retain(|_, queue| {
+        queue.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < idle_timeout);
+        !queue.is_empty()
+    });
 }
 
 /// One listener's upstream connections (the idle ones live in [`IDLE`]).
@@ -188,6 +202,11 @@ impl Pool {
         }
         let now = Instant::now();
         IDLE.with_borrow_mut(|idle| {
+            let puts = PUTS.get() + 1;
+            if puts >= SWEEP_EVERY {
+                sweep(idle, self.settings.idle_timeout, now);
+            }
+            PUTS.set(puts % SWEEP_EVERY);
             let queue = idle.entry((self.id, target)).or_default();
             // The oldest first: expired or closed ones go as others come back.
             while queue.front().is_some_and(|c| {
@@ -199,13 +218,6 @@ impl Pool {
                 queue.pop_front();
             }
             queue.push_back(Idle { sender, since: now });
-        })
-    }
-
-    /// Idle connections of this pool on the calling thread.
-    pub fn idle_count(&self) -> usize {
-        IDLE.with_borrow(|idle| {
-            idle.iter().filter(|((id, _), _)| *id == self.id).map(|(_, q)| q.len()).sum()
         })
     }
 }
@@ -223,5 +235,50 @@ impl Lease {
     /// The response's body has ended: the connection may serve another request.
     pub fn release(self) {
         self.pool.put(self.target, self.sender);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender over an in-memory pipe; with `live` false its connection is gone (closed).
+    async fn sender(live: bool) -> SendRequest<ReqBody> {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let (sender, conn) = http1::handshake(TokioIo::new(ours)).await.unwrap();
+        if live {
+            tokio::spawn(async move {
+                let _theirs = theirs;
+                let _ = conn.await;
+            });
+        }
+        sender
+    }
+
+    #[tokio::test]
+    async fn sweeps_drop_closed_and_expired_connections_and_empty_addresses() {
+        let timeout = Duration::from_secs(90);
+        let now = Instant::now();
+        let addr = |port| (0, Target::Addr(SocketAddr::from(([127, 0, 0, 1], port))));
+        let mut idle: FastMap<(u64, Target), VecDeque<Idle>> = FastMap::default();
+        let fresh = Idle { sender: sender(true).await, since: now };
+        let closed = Idle { sender: sender(false).await, since: now };
+        let expired = Idle { sender: sender(true).await, since: now - timeout };
+        idle.insert(addr(1), VecDeque::from([closed, fresh]));
+        idle.insert(addr(2), VecDeque::from([expired]));
+        idle.insert(addr(3), VecDeque::new());
+        sweep(&mut idle, timeout, now);
+        assert_eq!(idle.len(), 1, "only the address with a live, young connection stays");
+        assert_eq!(idle[&addr(1)].len(), 1);
+        assert!(!idle[&addr(1)][0].sender.is_closed());
+    }
+
+    #[test]
+    fn targets_parse_addresses_and_keep_names() {
+        let t = |s: &str| Target::parse(&s.parse().unwrap());
+        assert_eq!(t("10.50.0.12:31001"), Target::Addr("10.50.0.12:31001".parse().unwrap()));
+        assert_eq!(t("10.50.0.12"), Target::Addr("10.50.0.12:80".parse().unwrap()));
+        assert_eq!(t("[::1]:8080"), Target::Addr("[::1]:8080".parse().unwrap()));
+        assert_eq!(t("backend:8080"), Target::Name("backend:8080".into()));
     }
 }
