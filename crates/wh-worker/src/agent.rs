@@ -1,14 +1,15 @@
 //! Executes jobs from the control plane. A `deploy` job: shallow-clone the ref (or unpack the
 //! uploaded source archive) into a temporary directory (removed afterwards), use the
-//! repository's Containerfile/Dockerfile or a preset, build (output streamed as log lines), start the container with the app's env vars and plan
-//! limits, published on this worker's address at a free host port, health-check it, and report
+//! repository's Containerfile/Dockerfile or a preset, build (output streamed as log lines),
+//! start the container with the app's env vars and plan limits, published on this worker's address at a free host port, health-check it, and report
 //! the host port. A failed health check removes the new container (whatever was serving keeps
 //! serving) and fails the job with the reason and the container's last log lines. A `retire`
 //! job stops the containers of a superseded deployment once the control plane's drain delay
 //! has passed. A running container's output is followed and forwarded as log lines.
 //! `container.stop` removes containers the control plane does not account for (only ones
-//! carrying our app label). Each deploy job ends with an image sweep ([`images`]). The jobs in progress are listed in every heartbeat, which keeps
-//! their leases alive.
+//! carrying our app label). Each deploy job's result is followed by an image sweep
+//! ([`images`]). The jobs in progress are listed in every heartbeat, which keeps their leases
+//! alive.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -104,17 +105,7 @@ impl Agent {
         self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
         self.transport.send(Message::JobAck(JobRef { job_id: id, attempt }));
         let result = match job.kind.as_str() {
-            "deploy" => {
-                let result = self.deploy(&job).await;
-                // Older images of this app (or of apps gone from here) need not wait an hour.
-                if let Err(e) =
-                    images::sweep(&self.podman, &self.settings.images, &self.settings.extra_labels)
-                        .await
-                {
-                    tracing::warn!(error = %e, "image sweep failed");
-                }
-                result
-            }
+            "deploy" => self.deploy(&job).await,
             "retire" => self.retire(&job).await,
             other => Err(format!("this worker does not know job kind `{other}`")),
         };
@@ -130,6 +121,20 @@ impl Agent {
             error,
             output,
         }));
+        if job.kind == "deploy" {
+            // Older images of this app (or of apps gone from here) need not wait for the hourly
+            // sweep; after the result, so the deploy is not kept waiting for it.
+            let (podman, policy, scope) = (
+                self.podman.clone(),
+                self.settings.images.clone(),
+                self.settings.extra_labels.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = images::sweep(&podman, &policy, &scope).await {
+                    tracing::warn!(error = %e, "image sweep failed");
+                }
+            });
+        }
     }
 
     /// Stops the containers of a superseded deployment (the proxy no longer routes to them).
