@@ -88,7 +88,7 @@ struct Idle {
 
 thread_local! {
     /// This thread's idle connections, by pool and address.
-    static IDLE: RefCell<FastMap<(u64, Target), VecDeque<Idle>>> = RefCell::default();
+    static IDLE: RefCell<IdleMap> = RefCell::default();
     /// Connections pooled on this thread since its last [`sweep`].
     static PUTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
@@ -98,7 +98,15 @@ thread_local! {
 /// addresses must not pile up.
 const SWEEP_EVERY: u32 = 4096;
 
-fn sweep(idle: &mut FastMap<(u64, Target), VecDeque<Idle>>, idle_timeout: Duration, now: Instant) {
+type IdleMap = FastMap<(u64, Target), VecDeque<Idle>>;
+
+/// Runs `f` on this thread's idle map; `None` (nothing pooled, nothing taken) when the map is
+/// gone (a body dropped while its thread exits) or in use, rather than a panic.
+fn with_idle<R>(f: impl FnOnce(&mut IdleMap) -> R) -> Option<R> {
+    IDLE.try_with(|cell| cell.try_borrow_mut().ok().map(|mut idle| f(&mut idle))).ok().flatten()
+}
+
+fn sweep(idle: &mut IdleMap, idle_timeout: Duration, now: Instant) {
     idle.retain(|_, queue| {
         queue.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < idle_timeout);
         !queue.is_empty()
@@ -177,7 +185,7 @@ impl Pool {
     }
 
     fn take_idle(&self, target: &Target) -> Option<SendRequest<ReqBody>> {
-        IDLE.with_borrow_mut(|idle| {
+        with_idle(|idle| {
             let queue = idle.get_mut(&(self.id, target.clone()))?;
             while let Some(c) = queue.pop_back() {
                 if !c.sender.is_closed() && c.since.elapsed() < self.settings.idle_timeout {
@@ -186,14 +194,15 @@ impl Pool {
             }
             None
         })
+        .flatten()
     }
 
     fn put_back_oldest(&self, target: &Target, sender: SendRequest<ReqBody>) {
-        IDLE.with_borrow_mut(|idle| {
+        with_idle(|idle| {
             if let Some(queue) = idle.get_mut(&(self.id, target.clone())) {
                 queue.push_front(Idle { sender, since: Instant::now() });
             }
-        })
+        });
     }
 
     fn put(&self, target: Target, sender: SendRequest<ReqBody>) {
@@ -201,7 +210,7 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        IDLE.with_borrow_mut(|idle| {
+        with_idle(|idle| {
             let puts = PUTS.get() + 1;
             if puts >= SWEEP_EVERY {
                 sweep(idle, self.settings.idle_timeout, now);
@@ -218,7 +227,7 @@ impl Pool {
                 queue.pop_front();
             }
             queue.push_back(Idle { sender, since: now });
-        })
+        });
     }
 }
 
@@ -260,7 +269,7 @@ mod tests {
         let timeout = Duration::from_secs(90);
         let now = Instant::now();
         let addr = |port| (0, Target::Addr(SocketAddr::from(([127, 0, 0, 1], port))));
-        let mut idle: FastMap<(u64, Target), VecDeque<Idle>> = FastMap::default();
+        let mut idle = IdleMap::default();
         let fresh = Idle { sender: sender(true).await, since: now };
         let closed = Idle { sender: sender(false).await, since: now };
         let expired = Idle { sender: sender(true).await, since: now - timeout };
