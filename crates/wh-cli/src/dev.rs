@@ -286,21 +286,30 @@ async fn start_worker(
         state.save(dir).map_err(|e| e.to_string())?;
     }
     let static_site = crate::devbase::static_base().await?;
+    // Operator labels on everything the worker creates, as wh-worker's --label. By default
+    // `wh.dev=<this directory's id>`: the worker then manages only this `wh dev`'s containers,
+    // never another's or a test suite's on the same Podman.
+    let mut labels: Vec<(String, String)> = std::env::var("WH_CONTAINER_LABELS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| {
+            !k.is_empty() && !k.starts_with("wh.app") && !k.starts_with("wh.deployment")
+        })
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    if labels.is_empty() {
+        use sha2::Digest;
+        let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+        let id = hex::encode(sha2::Sha256::digest(abs.to_string_lossy().as_bytes()));
+        labels.push(("wh.dev".to_owned(), id[..12].to_owned()));
+    }
     let settings = worker::WorkerSettings {
         agent: agent::AgentSettings {
             publish_ip: "127.0.0.1".into(),
             base_images: frameworks::BaseImages { static_site, ..Default::default() },
             health_timeout: Duration::from_secs(30),
-            // Operator labels on everything the worker creates, as wh-worker's --label.
-            extra_labels: std::env::var("WH_CONTAINER_LABELS")
-                .unwrap_or_default()
-                .split(',')
-                .filter_map(|l| l.split_once('='))
-                .filter(|(k, _)| {
-                    !k.is_empty() && !k.starts_with("wh.app") && !k.starts_with("wh.deployment")
-                })
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
+            extra_labels: labels,
             ..Default::default()
         },
         ..Default::default()

@@ -22,6 +22,7 @@ use wh_wsproto::Message;
 
 use crate::frameworks::{self, BaseImages};
 use crate::images::{self, ImagePolicy};
+use crate::monitor::in_scope;
 use crate::runtime::{BuildSpec, Podman, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
 use crate::transport::Transport;
 
@@ -89,10 +90,11 @@ impl Agent {
         }
     }
 
-    /// Removes the listed containers that carry our app label (never anything else).
+    /// Removes the listed containers that carry our app label and labels (never anything else).
     async fn stop_unknown(&self, ids: Vec<String>) {
         let Ok(ours) = self.podman.list(LABEL_APP).await else { return };
-        for c in ours.into_iter().filter(|c| ids.contains(&c.id)) {
+        let scope = &self.settings.extra_labels;
+        for c in ours.into_iter().filter(|c| ids.contains(&c.id) && in_scope(&c.labels, scope)) {
             tracing::info!(container = %c.id, name = %c.name, "stopping a container the control plane does not account for");
             if let Err(e) = self.podman.remove(&c.id, Duration::from_secs(10)).await {
                 tracing::warn!(container = %c.id, error = %e, "cannot stop container");
@@ -147,7 +149,11 @@ impl Agent {
         let wanted = deployment.to_string();
         let found = self.podman.list(LABEL_DEPLOYMENT).await.map_err(|e| e.to_string())?;
         let mut stopped = Vec::new();
-        for c in found.into_iter().filter(|c| c.labels.get(LABEL_DEPLOYMENT) == Some(&wanted)) {
+        let scope = &self.settings.extra_labels;
+        let ours = |c: &crate::runtime::Found| {
+            c.labels.get(LABEL_DEPLOYMENT) == Some(&wanted) && in_scope(&c.labels, scope)
+        };
+        for c in found.into_iter().filter(ours) {
             self.podman.remove(&c.id, Duration::from_secs(10)).await.map_err(|e| e.to_string())?;
             stopped.push(c.id);
         }

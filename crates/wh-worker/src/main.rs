@@ -35,6 +35,9 @@ struct Args {
     /// the images in use).
     #[arg(long, env = "WH_KEEP_IMAGES", default_value_t = 2)]
     keep_images: usize,
+    /// Seconds between container resource samples.
+    #[arg(long, env = "WH_STATS_SECS", default_value_t = 10)]
+    stats_secs: u64,
     /// Seconds between heartbeats.
     #[arg(long, env = "WH_HEARTBEAT_SECS", default_value_t = 10)]
     heartbeat_secs: u64,
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         });
         let settings = worker::WorkerSettings {
             heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
+            stats_every: Duration::from_secs(args.stats_secs.max(1)),
             agent: agent::AgentSettings {
                 publish_ip: args.publish_ip.clone(),
                 extra_labels,
@@ -123,7 +127,6 @@ fn main() -> ExitCode {
                 },
                 ..agent::AgentSettings::default()
             },
-            ..worker::WorkerSettings::default()
         };
         match worker::run(endpoint, key, podman, settings, stop).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,6 @@
-//! Watches the containers this worker runs (those labelled [`LABEL_APP`]):
+//! Watches the containers this worker runs (those labelled [`LABEL_APP`] and carrying every
+//! label of its scope, the operator's `--label`s: two workers sharing one Podman, a `wh dev` and
+//! a test suite say, never report or stop each other's):
 //! - the inventory every `hello` reports (kept fresh by the stats tick and by events), so a
 //!   control plane that restarted, or a worker that did, learns what runs where;
 //! - a resource sample of each every 10 s (`podman stats`) → `container.stats`, CPU as the
@@ -23,22 +25,39 @@ use crate::transport::Transport;
 
 /// The containers this worker runs, as last seen.
 #[derive(Debug, Clone, Default)]
-pub struct Inventory(Arc<Mutex<Vec<ContainerInfo>>>);
+pub struct Inventory {
+    list: Arc<Mutex<Vec<ContainerInfo>>>,
+    scope: Arc<[(String, String)]>,
+}
+
+/// Whether `labels` carry every `(key, value)` of `scope`.
+pub fn in_scope(
+    labels: &std::collections::BTreeMap<String, String>,
+    scope: &[(String, String)],
+) -> bool {
+    scope.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
 
 impl Inventory {
+    /// An empty inventory of the containers carrying all of `scope`.
+    pub fn new(scope: Vec<(String, String)>) -> Inventory {
+        Inventory { list: Arc::default(), scope: scope.into() }
+    }
+
     /// A copy of the current list (for `hello`).
     pub fn snapshot(&self) -> Vec<ContainerInfo> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.list.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn replace(&self, list: Vec<ContainerInfo>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = list;
+        *self.list.lock().unwrap_or_else(|e| e.into_inner()) = list;
     }
 
     /// Lists the labelled containers again: one `podman ps` and one `podman inspect` (restart
     /// counts), however many containers there are.
     pub async fn refresh(&self, podman: &Podman) -> Result<(), crate::runtime::RuntimeError> {
-        let found = podman.list(LABEL_APP).await?;
+        let mut found = podman.list(LABEL_APP).await?;
+        found.retain(|f| in_scope(&f.labels, &self.scope));
         let ids: Vec<String> = found.iter().map(|f| f.id.clone()).collect();
         let restarts = podman.restart_counts(&ids).await.unwrap_or_default();
         let list = found
@@ -51,7 +70,7 @@ impl Inventory {
 
     /// The restart count last seen for `container`.
     fn restarts(&self, container: &str) -> u32 {
-        self.0
+        self.list
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
@@ -170,10 +189,13 @@ struct RawEvent {
 }
 
 /// Parses one event line into (container, app, deployment, kind, exit code); `None` for events
-/// that are not about one of our containers or that we do not report.
-pub fn parse_event(line: &str) -> Option<(String, String, i64, ContainerEventKind, Option<i32>)> {
+/// that are not about one of our containers (labelled, and in `scope`) or that we do not report.
+pub fn parse_event(
+    line: &str,
+    scope: &[(String, String)],
+) -> Option<(String, String, i64, ContainerEventKind, Option<i32>)> {
     let e: RawEvent = serde_json::from_str(line).ok()?;
-    if e.kind != "container" {
+    if e.kind != "container" || !scope.iter().all(|(k, v)| e.attributes.get(k) == Some(v)) {
         return None;
     }
     let kind = match e.status.as_str() {
@@ -214,7 +236,8 @@ pub async fn events_loop(
                         l = lines.next_line() => l,
                     };
                     let Ok(Some(line)) = line else { break };
-                    let Some((id, app, deployment, kind, exit_code)) = parse_event(&line) else {
+                    let parsed = parse_event(&line, &inventory.scope);
+                    let Some((id, app, deployment, kind, exit_code)) = parsed else {
                         continue;
                     };
                     // One refresh gives both the new inventory and this container's count.
@@ -248,16 +271,21 @@ mod tests {
     fn events_of_our_containers_are_reported_and_others_skipped() {
         let died = r#"{"ContainerExitCode":3,"ID":"abc","Status":"died","Type":"container","Attributes":{"wh.app":"foo","wh.deployment":"7"}}"#;
         assert_eq!(
-            parse_event(died),
+            parse_event(died, &[]),
             Some(("abc".into(), "foo".into(), 7, ContainerEventKind::Exited, Some(3)))
         );
         let restart = r#"{"ID":"abc","Status":"restart","Type":"container","Attributes":{"wh.app":"foo","wh.deployment":"7"}}"#;
-        assert_eq!(parse_event(restart).map(|e| e.3), Some(ContainerEventKind::Restarted));
+        assert_eq!(parse_event(restart, &[]).map(|e| e.3), Some(ContainerEventKind::Restarted));
         let foreign = r#"{"ID":"x","Status":"died","Type":"container","Attributes":{}}"#;
-        assert_eq!(parse_event(foreign), None);
+        assert_eq!(parse_event(foreign, &[]), None);
         let init = r#"{"ID":"abc","Status":"init","Type":"container","Attributes":{"wh.app":"foo","wh.deployment":"7"}}"#;
-        assert_eq!(parse_event(init), None);
-        assert_eq!(parse_event("not json"), None);
+        assert_eq!(parse_event(init, &[]), None);
+        assert_eq!(parse_event("not json", &[]), None);
+        // Another worker's container (outside this one's label scope) is not ours.
+        let scope = [("wh.testkit.run".to_owned(), "mine".to_owned())];
+        assert_eq!(parse_event(died, &scope), None);
+        let mine = r#"{"ID":"abc","Status":"died","Type":"container","Attributes":{"wh.app":"foo","wh.deployment":"7","wh.testkit.run":"mine"}}"#;
+        assert!(parse_event(mine, &scope).is_some());
     }
 
     #[test]

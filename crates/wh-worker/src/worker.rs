@@ -50,7 +50,7 @@ pub async fn run(
     {
         tracing::warn!(count = n, "killed builds left by a previous worker");
     }
-    let inventory = Inventory::default();
+    let inventory = Inventory::new(settings.agent.extra_labels.clone());
     if let Err(e) = inventory.refresh(&podman).await {
         tracing::warn!(error = %e, "cannot list this host's containers");
     }

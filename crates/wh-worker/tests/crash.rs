@@ -31,12 +31,17 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// The worker's own label besides the testkit's: containers without it are not its business.
+const SCOPE: &str = "wh.test.worker=crash";
+
 fn spawn_worker(cp: std::net::SocketAddr, key: &str, run_id: &str) -> WorkerProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_wh-worker"))
         .env("WH_CONTROL_PLANE_URL", format!("http://{cp}"))
         .env("WH_WORKER_KEY", key)
         .env("WH_HEARTBEAT_SECS", "1")
-        .env("WH_CONTAINER_LABELS", format!("{LABEL}={run_id}"))
+        // Stats rarely: deleting an app must stop its containers without waiting for a sample.
+        .env("WH_STATS_SECS", "600")
+        .env("WH_CONTAINER_LABELS", format!("{LABEL}={run_id},{SCOPE}"))
         .env("WH_LOG", "warn")
         .stdin(Stdio::null())
         .spawn()
@@ -44,9 +49,11 @@ fn spawn_worker(cp: std::net::SocketAddr, key: &str, run_id: &str) -> WorkerProc
     WorkerProcess(child)
 }
 
+/// Ids of this test run's containers matching `filter` (others on the host are not ours).
 fn podman_ids(filter: &str) -> Vec<String> {
+    let run = format!("label={LABEL}={}", TestPodman::get().unwrap().run_id());
     let out = Command::new("podman")
-        .args(["ps", "-aq", "--no-trunc", "--filter", filter])
+        .args(["ps", "-aq", "--no-trunc", "--filter", filter, "--filter", &run])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
@@ -168,10 +175,35 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     );
 
     // While it is away: a container no deployment accounts for appears on its host.
+    // ...and one of another worker's on the same Podman (without this worker's label).
+    let outsider_name = format!("wh-outsider-{}", kit.run_id());
+    let outsider = kit
+        .run_detached(
+            &[
+                "--name",
+                &outsider_name,
+                "--label",
+                "wh.app=crashy",
+                "--label",
+                "wh.deployment=999998",
+            ],
+            &base,
+            &["sleep", "300"],
+        )
+        .unwrap();
     let ghost_name = format!("wh-ghost-{}", kit.run_id());
     let ghost = kit
         .run_detached(
-            &["--name", &ghost_name, "--label", "wh.app=crashy", "--label", "wh.deployment=999999"],
+            &[
+                "--name",
+                &ghost_name,
+                "--label",
+                "wh.app=crashy",
+                "--label",
+                "wh.deployment=999999",
+                "--label",
+                SCOPE,
+            ],
             &base,
             &["sleep", "300"],
         )
@@ -200,6 +232,12 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     })
     .await;
     assert!(ghost_gone.is_some(), "the unaccounted-for container {} still exists", ghost.id);
+    assert_eq!(
+        podman_ids(&format!("name={outsider_name}")).len(),
+        1,
+        "another worker's container was touched"
+    );
+    drop(outsider);
     // ...and the build the killed worker left running is gone.
     let orphan_gone = eventually(Duration::from_secs(10), async || {
         wh_testkit::procs::with_argv(&step).is_empty().then_some(())
@@ -235,6 +273,8 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
                 "wh.app=crashy",
                 "--label",
                 &format!("wh.deployment={first}"),
+                "--label",
+                SCOPE,
             ],
             &base,
             &["sh", "-c", "sleep 1; exit 3"],
@@ -252,6 +292,29 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     })
     .await;
     assert_eq!(restarts.map(|r| r.1), Some(Some(3)), "restart events not recorded");
+
+    // Deleting the app stops its containers at once (the next stats sample is ten minutes away;
+    // the app's `sh` ignores SIGTERM, so removal takes the 10 s grace).
+    let token = wh_control_plane::auth::create_api_token(&pool, user, "t").await.unwrap();
+    let resp = wh_testkit::http::request(
+        "DELETE",
+        &format!("http://{cp}/api/v1/apps/crashy"),
+        None,
+        &[],
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    let stopped = eventually(Duration::from_secs(30), async || {
+        podman_ids("label=wh.app=crashy").is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        stopped.is_some(),
+        "the deleted app's containers still run: {:?}",
+        podman_ids("label=wh.app=crashy")
+    );
 
     child.kill();
     stop.cancel();

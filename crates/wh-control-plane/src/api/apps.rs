@@ -250,9 +250,30 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let app = owned_app(&state, &caller, &slug).await?;
     let mut tx = state.pool.begin().await?;
+    let running: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "DELETE FROM containers WHERE app_id = $1 RETURNING worker_id, container_id",
+    )
+    .bind(app.id)
+    .fetch_all(&mut *tx)
+    .await?;
     sqlx::query("DELETE FROM apps WHERE id = $1").bind(app.id).execute(&mut *tx).await?;
     caller.audit(&mut tx, "app.delete", &format!("app:{slug}"), serde_json::json!({})).await?;
     tx.commit().await?;
+    // Its containers stop now. A worker that is away stops them when it reports them again
+    // (adoption, or a stats sample of a container without a deployment).
+    let mut by_worker: std::collections::BTreeMap<uuid::Uuid, Vec<String>> = Default::default();
+    for (worker, container) in running {
+        by_worker.entry(worker).or_default().push(container);
+    }
+    for (worker, container_ids) in by_worker {
+        let stop = wh_wsproto::messages::ContainerStop {
+            container_ids,
+            reason: "the app was deleted".into(),
+        };
+        if let Err(e) = state.hub.send(worker, wh_wsproto::Message::ContainerStop(stop)) {
+            tracing::info!(%worker, error = ?e, "the deleted app's containers stop when the worker reports them");
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
