@@ -115,7 +115,8 @@ pub async fn stats(
     for c in &s.containers {
         sqlx::query(
             "UPDATE containers SET cpu_percent = $3, memory_bytes = $4, memory_limit = $5, net_rx_bytes = $6,
-                    net_tx_bytes = $7, block_read = $8, block_write = $9, stats_at = now(), updated_at = now()
+                    net_tx_bytes = $7, block_read = $8, block_write = $9,
+                    disk_bytes = COALESCE($10, disk_bytes), stats_at = now(), updated_at = now()
              WHERE container_id = $1 AND worker_id = $2",
         )
         .bind(&c.container_id)
@@ -127,6 +128,7 @@ pub async fn stats(
         .bind(clamp(c.net_tx_bytes))
         .bind(clamp(c.block_read))
         .bind(clamp(c.block_write))
+        .bind(c.disk_bytes.map(clamp))
         .execute(pool)
         .await?;
     }
@@ -158,6 +160,8 @@ pub struct Container {
     pub net_tx_bytes: Option<i64>,
     pub block_read: Option<i64>,
     pub block_write: Option<i64>,
+    /// Bytes in the writable layer (sampled about once a minute).
+    pub disk_bytes: Option<i64>,
     pub stats_at: Option<String>,
 }
 
@@ -165,7 +169,7 @@ pub struct Container {
 pub async fn of_app(pool: &PgPool, app_id: i64) -> Result<Vec<Container>, sqlx::Error> {
     sqlx::query_as(
         "SELECT container_id, worker_id, deployment_id, state, restarts, exit_code, cpu_percent, memory_bytes,
-                memory_limit, net_rx_bytes, net_tx_bytes, block_read, block_write,
+                memory_limit, net_rx_bytes, net_tx_bytes, block_read, block_write, disk_bytes,
                 to_char(stats_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS stats_at
          FROM containers WHERE app_id = $1 ORDER BY deployment_id DESC NULLS LAST, container_id",
     )

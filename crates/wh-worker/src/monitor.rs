@@ -4,7 +4,8 @@
 //! - the inventory every `hello` reports (kept fresh by the stats tick and by events), so a
 //!   control plane that restarted, or a worker that did, learns what runs where;
 //! - a resource sample of each every 10 s (`podman stats`) → `container.stats`, CPU as the
-//!   share of a core over the interval;
+//!   share of a core over the interval; every sixth sample (about once a minute) also the bytes
+//!   in each one's writable layer (`podman ps --size`, which walks the layers);
 //! - exits, restarts, starts and removals (`podman events`) → `container.event`, with the restart
 //!   count the restart policy has reached (what crash-loop detection reads).
 
@@ -101,6 +102,9 @@ pub fn cpu_percent(prev: Option<(u64, Instant)>, now: (u64, Instant)) -> f64 {
     now.0.saturating_sub(cpu0) as f64 / wall * 100.0
 }
 
+/// Every how many stats ticks the writable layers are measured.
+const DISK_EVERY_TICKS: u32 = 6;
+
 /// Samples every `every` until `stop`, refreshing the inventory on the way.
 pub async fn stats_loop(
     podman: Podman,
@@ -110,6 +114,7 @@ pub async fn stats_loop(
     stop: CancellationToken,
 ) {
     let mut previous: HashMap<String, (u64, Instant)> = HashMap::new();
+    let mut ticks = 0u32;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -132,7 +137,24 @@ pub async fn stats_loop(
             }
         };
         let at = Instant::now();
-        let stats = to_stats(&running, &samples, &mut previous, at);
+        ticks = ticks.wrapping_add(1);
+        let disk = if ticks % DISK_EVERY_TICKS == 1 {
+            match podman.disk_usage(LABEL_APP).await {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot measure container disk use");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut stats = to_stats(&running, &samples, &mut previous, at);
+        if let Some(disk) = disk {
+            for c in &mut stats.containers {
+                c.disk_bytes = disk.get(&c.container_id).copied();
+            }
+        }
         previous.retain(|id, _| ids.contains(id));
         if !stats.containers.is_empty() {
             transport.send(Message::ContainerStats(stats));
@@ -168,6 +190,7 @@ pub fn to_stats(
             net_tx_bytes: s.net_output,
             block_read: s.block_input,
             block_write: s.block_output,
+            disk_bytes: None,
         });
     }
     ContainerStats { containers: out }

@@ -483,6 +483,20 @@ impl Podman {
         ))
     }
 
+    /// Bytes in the writable layer of each container labelled `key` (`podman ps --size`, which
+    /// walks the layers: not for every stats tick).
+    pub async fn disk_usage(
+        &self,
+        key: &str,
+    ) -> Result<std::collections::HashMap<String, u64>, RuntimeError> {
+        let mut cmd = self.command("ps");
+        cmd.args(["-a", "--size", "--format", "json", "--filter", &format!("label={key}")]);
+        let out = tokio::time::timeout(Duration::from_secs(60), self.output(cmd, "ps --size"))
+            .await
+            .map_err(|_| RuntimeError::Timeout(Duration::from_secs(60)))??;
+        Ok(parse_disk_usage(&out))
+    }
+
     /// The images carrying label `key`.
     pub async fn images(&self, key: &str) -> Result<Vec<Image>, RuntimeError> {
         let mut cmd = self.command("images");
@@ -513,6 +527,15 @@ impl Podman {
         cmd.args(["-f", "-t", &grace.as_secs().to_string(), id]);
         self.output(cmd, "rm").await.map(drop)
     }
+}
+
+/// `podman ps --size --format json` → container id → bytes in its writable layer; rows without
+/// a size are left out.
+pub fn parse_disk_usage(out: &str) -> std::collections::HashMap<String, u64> {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(out).unwrap_or_default();
+    rows.iter()
+        .filter_map(|r| Some((r["Id"].as_str()?.to_owned(), r["Size"]["rwSize"].as_u64()?)))
+        .collect()
 }
 
 /// A JSON object of strings (Podman's `Labels`) as a map; anything else is empty.
@@ -677,5 +700,13 @@ esac
         ));
         assert!(!is_storage_race("echo Error: layer not known"));
         assert!(!is_storage_race(""));
+    }
+
+    #[test]
+    fn disk_usage_is_read_from_the_writable_layer_size() {
+        let out = r#"[{"Id":"aaa","Size":{"rootFsSize":1984580,"rwSize":12}},
+                      {"Id":"bbb","Size":null},{"Id":"ccc"},{"Size":{"rwSize":5}}]"#;
+        assert_eq!(parse_disk_usage(out), [("aaa".to_owned(), 12)].into());
+        assert!(parse_disk_usage("not json").is_empty());
     }
 }

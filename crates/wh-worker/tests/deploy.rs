@@ -158,11 +158,13 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&mem.stdout).trim(), (128u64 * 1024 * 1024).to_string());
 
-    // The worker reports the container and samples it every second (stats_every).
+    // The worker reports the container and samples it every second (stats_every), its disk
+    // every sixth sample: the app wrote /www/env.txt into its writable layer.
     let mut sampled = None;
-    for _ in 0..100 {
+    for _ in 0..150 {
         let row: Option<(String, i32, Option<i64>, Option<i64>)> = sqlx::query_as(
-            "SELECT state, restarts, memory_bytes, memory_limit FROM containers WHERE deployment_id = $1 AND stats_at IS NOT NULL",
+            "SELECT state, restarts, memory_bytes, memory_limit FROM containers
+             WHERE deployment_id = $1 AND stats_at IS NOT NULL AND disk_bytes > 0",
         )
         .bind(deployment)
         .fetch_optional(&pool)
@@ -175,7 +177,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (cstate, restarts, mem_used, mem_limit) =
-        sampled.expect("no container stats reached the control plane");
+        sampled.expect("no container stats (with disk use) reached the control plane");
     assert_eq!((cstate.as_str(), restarts), ("running", 0));
     assert!(mem_used.unwrap_or(0) > 0, "memory use sampled");
     assert_eq!(mem_limit, Some(128 << 20), "the limit podman stats sees is the plan's");

@@ -181,6 +181,10 @@ pub struct ContainerStat {
     pub net_tx_bytes: u64,
     pub block_read: u64,
     pub block_write: u64,
+    /// Bytes in the container's writable layer; sent about once a minute (measuring it walks
+    /// the layer), absent in between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -386,6 +390,7 @@ mod tests {
                     cpu_percent: 12.5,
                     memory_bytes: 1 << 20,
                     memory_limit: 128 << 20,
+                    disk_bytes: Some(4096),
                     ..Default::default()
                 }],
             }),
