@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use http::uri::{Authority, Scheme};
+use http::uri::Scheme;
 use http::HeaderValue;
 
 use crate::table::FastMap;
@@ -95,8 +95,6 @@ impl HealthRegistry {
 #[derive(Debug)]
 pub struct Upstream {
     pub url: Box<str>,
-    pub scheme: Scheme,
-    pub authority: Authority,
     /// Where connections go, parsed once here.
     pub target: crate::upstream::Target,
     /// `Host` value sent when the service does not pass the client's host through.
@@ -120,7 +118,7 @@ impl Upstream {
         }
         let host_header = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
         let target = crate::upstream::Target::parse(&authority);
-        Ok(Upstream { url: url.into(), scheme, authority, target, host_header, health })
+        Ok(Upstream { url: url.into(), target, host_header, health })
     }
 }
 
