@@ -289,15 +289,9 @@ async fn start_worker(
     // Operator labels on everything the worker creates, as wh-worker's --label. By default
     // `wh.dev=<this directory's id>`: the worker then manages only this `wh dev`'s containers,
     // never another's or a test suite's on the same Podman.
-    let mut labels: Vec<(String, String)> = std::env::var("WH_CONTAINER_LABELS")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| {
-            !k.is_empty() && !k.starts_with("wh.app") && !k.starts_with("wh.deployment")
-        })
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let configured = std::env::var("WH_CONTAINER_LABELS").unwrap_or_default();
+    let mut labels = worker::parse_labels(configured.split(',').filter(|l| !l.is_empty()))
+        .map_err(|e| format!("WH_CONTAINER_LABELS: {e}"))?;
     if labels.is_empty() {
         use sha2::Digest;
         let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());

@@ -77,22 +77,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let mut extra_labels = Vec::new();
-    for l in &args.labels {
-        match l.split_once('=') {
-            Some((k, v))
-                if !k.is_empty() && !k.starts_with("wh.app") && !k.starts_with("wh.deployment") =>
-            {
-                extra_labels.push((k.to_owned(), v.to_owned()))
-            }
-            _ => {
-                eprintln!(
-                    "wh-worker: --label `{l}` must be key=value (and not one of the wh.* labels)"
-                );
-                return ExitCode::from(EX_USAGE);
-            }
+    let extra_labels = match worker::parse_labels(args.labels.iter().map(String::as_str)) {
+        Ok(labels) => labels,
+        Err(e) => {
+            eprintln!("wh-worker: --label: {e}");
+            return ExitCode::from(EX_USAGE);
         }
-    }
+    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

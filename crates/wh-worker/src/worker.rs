@@ -33,6 +33,24 @@ impl Default for WorkerSettings {
     }
 }
 
+/// Operator labels (`key=value` each, as `--label` and `WH_CONTAINER_LABELS` give them) for
+/// [`AgentSettings::extra_labels`]; the worker's own `wh.app*`/`wh.deployment*` keys are refused.
+pub fn parse_labels<'a>(
+    items: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<(String, String)>, String> {
+    items
+        .into_iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v))
+                if !k.is_empty() && !k.starts_with("wh.app") && !k.starts_with("wh.deployment") =>
+            {
+                Ok((k.to_owned(), v.to_owned()))
+            }
+            _ => Err(format!("label `{l}` must be key=value (and not one of the wh.* labels)")),
+        })
+        .collect()
+}
+
 /// Runs the worker until `stop` (Ok) or until its key is refused (Err).
 pub async fn run(
     endpoint: Endpoint,
@@ -112,4 +130,20 @@ pub async fn run(
     let result = transport.run(hello, stop.clone()).await;
     stop.cancel();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_key_value_and_never_the_workers_own() {
+        assert_eq!(
+            parse_labels(["wh.dev=abc", "team=a=b"]),
+            Ok(vec![("wh.dev".into(), "abc".into()), ("team".into(), "a=b".into())])
+        );
+        for bad in ["novalue", "=v", "wh.app=x", "wh.deployment=1"] {
+            assert!(parse_labels([bad]).unwrap_err().contains(bad), "{bad}");
+        }
+    }
 }
