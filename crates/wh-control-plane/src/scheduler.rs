@@ -277,7 +277,7 @@ async fn record_logs(
 }
 
 /// `container.stop` for the containers `found`, if any (a failed lookup is logged, not answered).
-fn stop_message(
+pub(crate) fn stop_message(
     found: Result<Vec<String>, sqlx::Error>,
     worker: Uuid,
     reason: &str,

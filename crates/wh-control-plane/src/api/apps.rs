@@ -265,12 +265,12 @@ pub async fn delete(
     for (worker, container) in running {
         by_worker.entry(worker).or_default().push(container);
     }
-    for (worker, container_ids) in by_worker {
-        let stop = wh_wsproto::messages::ContainerStop {
-            container_ids,
-            reason: "the app was deleted".into(),
+    for (worker, ids) in by_worker {
+        let Some(stop) = crate::scheduler::stop_message(Ok(ids), worker, "the app was deleted")
+        else {
+            continue;
         };
-        if let Err(e) = state.hub.send(worker, wh_wsproto::Message::ContainerStop(stop)) {
+        if let Err(e) = state.hub.send(worker, stop) {
             tracing::info!(%worker, error = ?e, "the deleted app's containers stop when the worker reports them");
         }
     }
