@@ -48,12 +48,6 @@ struct State {
     worker_key: Option<String>,
 }
 
-fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    getrandom::fill(&mut b).expect("the OS random source is available");
-    hex::encode(b)
-}
-
 fn free_port() -> Result<u16, CliError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -70,10 +64,10 @@ impl State {
         getrandom::fill(&mut key).expect("the OS random source is available");
         let state = State {
             master_key: base64::engine::general_purpose::STANDARD.encode(key),
-            jwt_secret: random_hex(32),
-            proxy_token: random_hex(24),
+            jwt_secret: wh_control_plane::auth::random_hex(32),
+            proxy_token: wh_control_plane::auth::random_hex(24),
             admin_email: "admin@wisehosting.localhost".into(),
-            admin_password: random_hex(12),
+            admin_password: wh_control_plane::auth::random_hex(12),
             db_port: free_port()?,
             cli_token: None,
             worker_key: None,

@@ -37,9 +37,10 @@ pub async fn static_base() -> Result<String, String> {
 }
 
 async fn import() -> Result<(), String> {
-    let dir = tempfile_dir()?;
-    let root = dir.join("rootfs");
     let io = |e: std::io::Error| format!("preparing the dev base image: {e}");
+    // Removed when dropped, also when a step below fails.
+    let dir = tempfile::Builder::new().prefix("wh-dev-base-").tempdir().map_err(io)?;
+    let root = dir.path().join("rootfs");
     for d in ["bin", "etc", "tmp", "www"] {
         std::fs::create_dir_all(root.join(d)).map_err(io)?;
     }
@@ -52,7 +53,7 @@ async fn import() -> Result<(), String> {
     }
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").map_err(io)?;
     std::fs::write(root.join("etc/group"), "root:x:0:\n").map_err(io)?;
-    let tar = dir.join("rootfs.tar");
+    let tar = dir.path().join("rootfs.tar");
     let packed = Command::new("tar")
         .arg("-C")
         .arg(&root)
@@ -71,18 +72,10 @@ async fn import() -> Result<(), String> {
         .status()
         .await
         .map_err(io)?;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     if packed.success() && imported.success() {
         Ok(())
     } else {
         Err("cannot import the dev base image from /bin/busybox".into())
     }
-}
-
-fn tempfile_dir() -> Result<std::path::PathBuf, String> {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("the OS random source is available");
-    let dir = std::env::temp_dir().join(format!("wh-dev-base-{}", hex::encode(b)));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    Ok(dir)
 }

@@ -20,7 +20,8 @@ pub struct User {
     pub is_admin: bool,
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes from the OS, hex-encoded (tokens, passwords, secrets).
+pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     getrandom::fill(&mut b).expect("the OS random source is available");
     hex::encode(b)

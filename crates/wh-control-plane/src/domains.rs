@@ -85,9 +85,7 @@ pub fn txt_name(hostname: &str) -> String {
 
 /// A new random token: 32 bytes, hex.
 pub fn new_token() -> String {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).expect("the OS random source is available");
-    hex::encode(b)
+    crate::auth::random_hex(32)
 }
 
 /// What a TXT lookup found.
