@@ -286,6 +286,9 @@ impl Proxy {
     }
 }
 
+/// See [`send`]: the shortest pool idle time after which a request is copied for a replay.
+const REPLAY_AFTER_IDLE: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Why a request got no response.
 enum SendError {
     /// No connection: the server is down or unreachable (counts against its health).
@@ -300,7 +303,9 @@ enum SendError {
 /// timeout racing our reuse, Node's 5 s for one). If hyper hands the request back unsent, it
 /// goes out once more on a new connection; if it was sent and the connection closed before any
 /// response, it goes out again only when `replayable` (bodyless and idempotent), as Go's
-/// transport does.
+/// transport does, and only from a connection idle for at least [`REPLAY_AFTER_IDLE`]: servers
+/// close idle connections after seconds, and a connection reused within the millisecond (every
+/// one under load) need not have its request copied first.
 async fn send(
     pool: &Arc<Pool>,
     target: &crate::upstream::Target,
@@ -308,7 +313,8 @@ async fn send(
     replayable: bool,
 ) -> Result<(Response<Incoming>, Lease), SendError> {
     let mut lease = pool.checkout(target).await.map_err(SendError::Connect)?;
-    let replay = (lease.reused && replayable).then(|| {
+    let idled = lease.idle_for.is_some_and(|d| d >= REPLAY_AFTER_IDLE);
+    let replay = (idled && replayable).then(|| {
         let mut copy = Request::new(ReqBody::Empty);
         *copy.method_mut() = req.method().clone();
         *copy.uri_mut() = req.uri().clone();
@@ -318,7 +324,7 @@ async fn send(
     let again = match lease.send(req).await {
         Ok(resp) => return Ok((resp, lease)),
         Err(mut e) => match (e.take_message(), replay) {
-            (Some(req), _) if lease.reused => req,
+            (Some(req), _) if lease.idle_for.is_some() => req,
             (None, Some(copy)) if closed_before_response(e.error()) => copy,
             _ => return Err(SendError::Request(e.into_error())),
         },

@@ -124,8 +124,9 @@ pub struct Lease {
     sender: SendRequest<ReqBody>,
     target: Target,
     pool: Arc<Pool>,
-    /// Taken from the pool (not new): a request it fails to send may be tried on a new one.
-    pub reused: bool,
+    /// How long it sat in the pool; `None` for a new connection. A request a pooled connection
+    /// fails to send may be tried on a new one.
+    pub idle_for: Option<Duration>,
 }
 
 impl Pool {
@@ -136,13 +137,13 @@ impl Pool {
 
     /// An idle connection to `target` that is ready for a request, or a new one.
     pub async fn checkout(self: &Arc<Self>, target: &Target) -> Result<Lease, ConnectError> {
-        while let Some(mut sender) = self.take_idle(target) {
+        while let Some((mut sender, idle_for)) = self.take_idle(target) {
             // Ready at once, normally: it went back to the pool when its last response ended.
             // One that is still finishing (its request body, say) waits at the back.
             let ready = std::future::poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await;
             match ready {
                 Poll::Ready(Ok(())) => {
-                    return Ok(self.lease(sender, target.clone(), true));
+                    return Ok(self.lease(sender, target.clone(), Some(idle_for)));
                 }
                 Poll::Ready(Err(_)) => continue, // closed by the server
                 Poll::Pending => {
@@ -172,24 +173,26 @@ impl Pool {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         });
-        Ok(self.lease(sender, target.clone(), false))
+        Ok(self.lease(sender, target.clone(), None))
     }
 
     fn lease(
         self: &Arc<Self>,
         sender: SendRequest<ReqBody>,
         target: Target,
-        reused: bool,
+        idle_for: Option<Duration>,
     ) -> Lease {
-        Lease { sender, target, pool: self.clone(), reused }
+        Lease { sender, target, pool: self.clone(), idle_for }
     }
 
-    fn take_idle(&self, target: &Target) -> Option<SendRequest<ReqBody>> {
+    /// The newest usable idle connection to `target`, with how long it was idle.
+    fn take_idle(&self, target: &Target) -> Option<(SendRequest<ReqBody>, Duration)> {
         with_idle(|idle| {
             let queue = idle.get_mut(&(self.id, target.clone()))?;
             while let Some(c) = queue.pop_back() {
-                if !c.sender.is_closed() && c.since.elapsed() < self.settings.idle_timeout {
-                    return Some(c.sender);
+                let idle_for = c.since.elapsed();
+                if !c.sender.is_closed() && idle_for < self.settings.idle_timeout {
+                    return Some((c.sender, idle_for));
                 }
             }
             None
