@@ -4,8 +4,9 @@
 //! Workers are stateless and the control plane is the source of truth: after a reconnect the
 //! control plane *adopts* each reported container whose deployment should run on that worker
 //! (live, or still in progress) and tells the worker to stop the others (unknown deployment,
-//! failed, cancelled, or superseded with no retire job left to stop it). A container whose
-//! deployment is gone (its app was deleted) is stopped at its next stats sample.
+//! failed, cancelled, or superseded with no retire job left to stop it). Deleting an app stops
+//! its containers at once (`api::apps::delete`); one whose deployment is gone anyway (its worker
+//! was away then) is stopped at its next stats sample.
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -112,26 +113,36 @@ pub async fn stats(
     s: &ContainerStats,
 ) -> Result<Vec<String>, sqlx::Error> {
     let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    for c in &s.containers {
-        sqlx::query(
-            "UPDATE containers SET cpu_percent = $3, memory_bytes = $4, memory_limit = $5, net_rx_bytes = $6,
-                    net_tx_bytes = $7, block_read = $8, block_write = $9,
-                    disk_bytes = COALESCE($10, disk_bytes), stats_at = now(), updated_at = now()
-             WHERE container_id = $1 AND worker_id = $2",
-        )
-        .bind(&c.container_id)
-        .bind(worker)
-        .bind(if c.cpu_percent.is_finite() { c.cpu_percent } else { 0.0 })
-        .bind(clamp(c.memory_bytes))
-        .bind(clamp(c.memory_limit))
-        .bind(clamp(c.net_rx_bytes))
-        .bind(clamp(c.net_tx_bytes))
-        .bind(clamp(c.block_read))
-        .bind(clamp(c.block_write))
-        .bind(c.disk_bytes.map(clamp))
-        .execute(pool)
-        .await?;
-    }
+    let column = |f: fn(&wh_wsproto::messages::ContainerStat) -> u64| -> Vec<i64> {
+        s.containers.iter().map(|c| clamp(f(c))).collect()
+    };
+    // One statement for the whole sample, not one per container.
+    sqlx::query(
+        "UPDATE containers c SET cpu_percent = s.cpu, memory_bytes = s.mem, memory_limit = s.lim,
+                net_rx_bytes = s.rx, net_tx_bytes = s.tx, block_read = s.br, block_write = s.bw,
+                disk_bytes = COALESCE(s.disk, c.disk_bytes), stats_at = now(), updated_at = now()
+         FROM unnest($2::text[], $3::float8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
+                     $8::int8[], $9::int8[], $10::int8[])
+              AS s(id, cpu, mem, lim, rx, tx, br, bw, disk)
+         WHERE c.container_id = s.id AND c.worker_id = $1",
+    )
+    .bind(worker)
+    .bind(s.containers.iter().map(|c| c.container_id.clone()).collect::<Vec<_>>())
+    .bind(
+        s.containers
+            .iter()
+            .map(|c| if c.cpu_percent.is_finite() { c.cpu_percent } else { 0.0 })
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(|c| c.memory_bytes))
+    .bind(column(|c| c.memory_limit))
+    .bind(column(|c| c.net_rx_bytes))
+    .bind(column(|c| c.net_tx_bytes))
+    .bind(column(|c| c.block_read))
+    .bind(column(|c| c.block_write))
+    .bind(s.containers.iter().map(|c| c.disk_bytes.map(clamp)).collect::<Vec<_>>())
+    .execute(pool)
+    .await?;
     let deployments: Vec<i64> = s.containers.iter().map(|c| c.deployment_id).collect();
     let existing: Vec<i64> = sqlx::query_scalar("SELECT id FROM deployments WHERE id = ANY($1)")
         .bind(&deployments)
