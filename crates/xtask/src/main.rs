@@ -5,6 +5,10 @@
 //!   to install it; then `cargo fmt --check`, `cargo clippy -D warnings` and the whole test suite;
 //!   then checks that the suite left no PostgreSQL, pebble or Podman container behind.
 //!
+//! It builds without incremental compilation (unless `CARGO_INCREMENTAL` is set): a run is one
+//! cold build on CI, where incremental state was a third of the 3.5 GB written to `target/`, and
+//! a CI machine has run out of disk on this suite before. It says up front how much is free.
+//!
 //! It deliberately uses only the standard library, so it builds in seconds on a cold cache.
 
 use std::process::{Command, ExitCode};
@@ -42,15 +46,16 @@ fn main() -> ExitCode {
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_packages()?;
     let started = Instant::now();
-    step("cargo", &["fmt", "--all", "--", "--check"])?;
-    step("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    report_free_disk();
+    cargo_step(&["fmt", "--all", "--", "--check"])?;
+    cargo_step(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     let mut args = vec!["test", "--workspace", "--no-fail-fast"];
     args.extend(extra.iter().map(String::as_str));
     // Everything the suite creates carries this tag, so the leftover check below only sees this
     // run (another suite running at the same time is none of its business).
     let tag = format!("xt{}", std::process::id());
     eprintln!("xtask: running cargo {}", args.join(" "));
-    let tests = Command::new("cargo")
+    let tests = cargo()
         .args(&args)
         .env("WH_TESTKIT_TAG", &tag)
         .status()
@@ -69,14 +74,45 @@ fn test(extra: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn step(program: &str, args: &[&str]) -> Result<(), String> {
-    eprintln!("xtask: running {program} {}", args.join(" "));
-    let status =
-        Command::new(program).args(args).status().map_err(|e| format!("{program}: {e}"))?;
+fn cargo_step(args: &[&str]) -> Result<(), String> {
+    eprintln!("xtask: running cargo {}", args.join(" "));
+    let status = cargo().args(args).status().map_err(|e| format!("cargo: {e}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// `cargo`, without incremental compilation unless the caller chose otherwise.
+fn cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        cmd.env("CARGO_INCREMENTAL", "0");
+    }
+    cmd
+}
+
+/// A cold run writes about 2.5 GB to `target/`; say so when the disk is short of that, since a
+/// full disk shows up later as a linker crash ("Bus error") rather than as a clear message.
+fn report_free_disk() {
+    const NEEDED_KB: u64 = 3 * 1024 * 1024;
+    let Ok(out) = Command::new("df").args(["-Pk", "."]).output() else { return };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(free_kb) = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    eprintln!("xtask: {:.1} GB free here", free_kb as f64 / 1024.0 / 1024.0);
+    if free_kb < NEEDED_KB {
+        eprintln!(
+            "xtask: warning: a cold build writes about 2.5 GB to target/; with less free, \
+             expect the build to fail with 'No space left on device'"
+        );
     }
 }
 
