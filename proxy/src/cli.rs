@@ -126,6 +126,32 @@ pub struct Args {
     pub max_removal_fraction: Option<f64>,
 }
 
+impl Args {
+    /// A proxy following a control plane's proxy-config endpoint: plain HTTP on `http_addr`, no
+    /// HTTPS, admin on an ephemeral loopback port, one thread, no access log. What `wh dev`
+    /// embeds and the end-to-end tests run; callers change the rest with struct update syntax.
+    /// Unlike parsing, it reads no `WH_PROXY_*` environment variable.
+    pub fn following(
+        config_url: String,
+        token: &str,
+        state_dir: PathBuf,
+        http_addr: SocketAddr,
+    ) -> Args {
+        Args {
+            provider: Some("watch".into()),
+            config_url: Some(config_url),
+            config_token: Some(Secret(token.to_owned())),
+            state_dir: Some(state_dir),
+            http_addr: Some(http_addr),
+            https_addr: Some("off".into()),
+            admin_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            threads: Some(1),
+            access_log: Some("off".into()),
+            ..Args::default()
+        }
+    }
+}
+
 /// Where routes come from.
 #[derive(Debug, Clone)]
 pub enum Source {

@@ -187,32 +187,14 @@ async fn serve(
     };
 
     // The proxy, following the control plane.
-    let proxy_args = {
-        use clap::Parser;
-        wh_proxy::cli::Args::try_parse_from([
-            "wh-proxy",
-            "--provider",
-            "watch",
-            "--config-url",
-            &format!("{api_url}/v1/traefik/proxy-config"),
-            "--config-token",
+    let proxy_args = wh_proxy::cli::Args {
+        grace_period: Some("5s".into()),
+        ..wh_proxy::cli::Args::following(
+            format!("{api_url}/v1/traefik/proxy-config"),
             &state.proxy_token,
-            "--state-dir",
-            &dir.join("proxy").display().to_string(),
-            "--http-addr",
-            &args.proxy_addr.to_string(),
-            "--https-addr",
-            "off",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--threads",
-            "1",
-            "--access-log",
-            "off",
-            "--grace-period",
-            "5s",
-        ])
-        .map_err(|e| CliError::Local(e.to_string()))?
+            dir.join("proxy"),
+            args.proxy_addr,
+        )
     };
     let settings = wh_proxy::cli::Settings::from_args(proxy_args).map_err(CliError::Local)?;
     let proxy =

@@ -343,7 +343,6 @@ async fn verification_outcomes_against_real_dns_servers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verified_domain_is_routed_certified_and_served_over_https_and_removing_it_unroutes() {
-    use clap::Parser;
     let pebble = Pebble::start(PebbleOptions::default()).await.unwrap();
     let root = pebble.root_ca_pem().await.unwrap();
     pebble.add_a("www.shop.test", &["127.0.0.1"]).await.unwrap();
@@ -384,35 +383,17 @@ async fn a_verified_domain_is_routed_certified_and_served_over_https_and_removin
 
     // wh-proxy following the control plane, with pebble as its ACME CA.
     let dir = tempfile::tempdir().unwrap();
-    let http = format!("127.0.0.1:{}", pebble.options().http01_port);
-    let (state_dir, ca) =
-        (dir.path().display().to_string(), pebble.directory_cert_path().display().to_string());
-    let args = wh_proxy::cli::Args::try_parse_from([
-        "wh-proxy",
-        "--provider",
-        "watch",
-        "--config-url",
-        &format!("http://{cp}/v1/traefik/proxy-config"),
-        "--config-token",
-        TOKEN,
-        "--state-dir",
-        &state_dir,
-        "--http-addr",
-        &http,
-        "--https-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--acme-directory",
-        &pebble.directory_url(),
-        "--acme-ca-bundle",
-        &ca,
-        "--threads",
-        "1",
-        "--access-log",
-        "off",
-    ])
-    .unwrap();
+    let args = wh_proxy::cli::Args {
+        https_addr: Some("127.0.0.1:0".into()),
+        acme_directory: Some(pebble.directory_url()),
+        acme_ca_bundle: Some(pebble.directory_cert_path()),
+        ..wh_proxy::cli::Args::following(
+            format!("http://{cp}/v1/traefik/proxy-config"),
+            TOKEN,
+            dir.path().to_owned(),
+            SocketAddr::from(([127, 0, 0, 1], pebble.options().http01_port)),
+        )
+    };
     let proxy =
         wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
     let https = proxy.https_addr.unwrap();

@@ -151,7 +151,6 @@ async fn live_apps_etag_watch_and_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wh_proxy_watching_the_control_plane_routes_to_the_live_deployment() {
-    use clap::Parser;
     let cp = start().await;
     let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend_port = backend.local_addr().unwrap().port();
@@ -164,28 +163,12 @@ async fn wh_proxy_watching_the_control_plane_routes_to_the_live_deployment() {
     live_app(&cp, "foo", worker.id, backend_port).await;
 
     let state = tempfile_dir();
-    let args = wh_proxy::cli::Args::try_parse_from([
-        "wh-proxy",
-        "--provider",
-        "watch",
-        "--config-url",
-        &format!("http://{}/v1/traefik/proxy-config", cp.addr),
-        "--config-token",
+    let args = wh_proxy::cli::Args::following(
+        format!("http://{}/v1/traefik/proxy-config", cp.addr),
         TOKEN,
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--http-addr",
-        "127.0.0.1:0",
-        "--https-addr",
-        "off",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--threads",
-        "1",
-        "--access-log",
-        "off",
-    ])
-    .unwrap();
+        state.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
     let proxy =
         wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
     let through = |host: &'static str| {

@@ -57,31 +57,12 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
 
     // wh-proxy following the control plane.
     let proxy_state = tempfile::tempdir().unwrap();
-    let args = {
-        use clap::Parser;
-        wh_proxy::cli::Args::try_parse_from([
-            "wh-proxy",
-            "--provider",
-            "watch",
-            "--config-url",
-            &format!("http://{cp}/v1/traefik/proxy-config"),
-            "--config-token",
-            PROXY_TOKEN,
-            "--state-dir",
-            proxy_state.path().to_str().unwrap(),
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "off",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--threads",
-            "1",
-            "--access-log",
-            "off",
-        ])
-        .unwrap()
-    };
+    let args = wh_proxy::cli::Args::following(
+        format!("http://{cp}/v1/traefik/proxy-config"),
+        PROXY_TOKEN,
+        proxy_state.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
     let proxy =
         wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
 
