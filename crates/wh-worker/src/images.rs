@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::monitor::in_scope;
 use crate::runtime::{Image, Podman, RuntimeError, LABEL_APP, LABEL_DEPLOYMENT};
 
 /// What a sweep keeps, and how often it runs.
@@ -49,12 +50,15 @@ pub async fn sweep(
         .images(LABEL_APP)
         .await?
         .into_iter()
-        .filter(|i| scope.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
+        .filter(|i| in_scope(&i.labels, scope))
         .collect();
+    // Only this worker's containers count: another worker on the same host keeping an app
+    // running is no reason to keep this worker's images of it.
     let apps_here: BTreeSet<String> = podman
         .list(LABEL_APP)
         .await?
         .into_iter()
+        .filter(|c| in_scope(&c.labels, scope))
         .filter_map(|c| c.labels.get(LABEL_APP).cloned())
         .collect();
     let now = std::time::SystemTime::now()

@@ -1,5 +1,6 @@
 //! Image retention against real Podman: old app images go, used, newest and young ones stay,
-//! and nothing outside the worker's labels is touched.
+//! nothing outside the worker's labels is touched, and only the worker's own containers keep an
+//! app's images.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -61,23 +62,33 @@ async fn sweeps_keep_used_newest_and_young_images_of_this_worker_only() {
             .unwrap();
         tags.insert(format!("{app}:{deployment}"), tag);
     }
-    // a:2 is what runs.
-    let container = podman
-        .run(&RunSpec {
-            name: format!("wh-img-{run}"),
-            image: tags[&format!("{a}:2")].clone(),
-            memory_mb: 64,
-            cpus: 0.5,
-            pids_limit: 100,
-            labels: vec![
-                cleanup.clone(),
-                (LABEL_APP.into(), a.clone()),
-                (LABEL_DEPLOYMENT.into(), "2".into()),
-            ],
-            ..RunSpec::default()
-        })
-        .await
-        .unwrap();
+    // a:2 is what runs here; b runs only under another worker (outside the scope), from an
+    // image of its own, which is no reason to keep this worker's images of b.
+    let start = |name: String, image: String, app: &str, within: &str| {
+        let labels = vec![
+            cleanup.clone(),
+            (SCOPE.to_owned(), within.to_owned()),
+            (LABEL_APP.to_owned(), app.to_owned()),
+            (LABEL_DEPLOYMENT.to_owned(), "2".to_owned()),
+        ];
+        let podman = &podman;
+        async move {
+            podman
+                .run(&RunSpec {
+                    name,
+                    image,
+                    memory_mb: 64,
+                    cpus: 0.5,
+                    pids_limit: 100,
+                    labels,
+                    ..RunSpec::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let container = start(format!("wh-img-{run}"), tags[&format!("{a}:2")].clone(), &a, "in").await;
+    let elsewhere = start(format!("wh-img-out-{run}"), base.clone(), &b, "out").await;
 
     let left = || async {
         podman
@@ -113,4 +124,5 @@ async fn sweeps_keep_used_newest_and_young_images_of_this_worker_only() {
     assert_eq!(sweep(&podman, &one, &scope).await.unwrap().len(), 1);
     assert_eq!(left().await, names(&[&format!("{a}:2"), &format!("{a}:4"), &out]));
     podman.remove(&container, Duration::ZERO).await.unwrap();
+    podman.remove(&elsewhere, Duration::ZERO).await.unwrap();
 }
