@@ -13,60 +13,84 @@ use uuid::Uuid;
 use wh_wsproto::messages::{ContainerEvent, ContainerEventKind, ContainerInfo, ContainerStats};
 
 /// Records a worker's inventory; returns the ids of the containers it must stop.
+///
+/// Three statements whatever the inventory's size (a worker with a thousand containers
+/// reconnects in one round of queries, not two thousand). A container reported twice counts once.
 pub async fn adopt(
     pool: &PgPool,
     worker: Uuid,
     reported: &[ContainerInfo],
 ) -> Result<Vec<String>, sqlx::Error> {
+    let mut seen = std::collections::HashSet::with_capacity(reported.len());
+    let reported: Vec<&ContainerInfo> =
+        reported.iter().filter(|c| seen.insert(c.container_id.as_str())).collect();
+    let deployments: Vec<i64> = reported.iter().map(|c| c.deployment_id).collect();
+    let slugs: Vec<&str> = reported.iter().map(|c| c.app.as_str()).collect();
+
     let mut tx = pool.begin().await?;
-    let mut stop = Vec::new();
-    let mut kept = Vec::new();
-    for c in reported {
-        // (app id, state, worker it went live on, a retire job still to run)
-        let row: Option<(i64, String, Option<Uuid>, bool)> = sqlx::query_as(
-            "SELECT d.app_id, d.state::text, d.worker_id,
-                    EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = 'retire'
-                            AND j.state IN ('pending', 'claimed'))
-             FROM deployments d JOIN apps a ON a.id = d.app_id
-             WHERE d.id = $1 AND a.slug = $2",
-        )
-        .bind(c.deployment_id)
-        .bind(&c.app)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let keep = match &row {
-            None => false,
-            Some((_, state, on, retiring)) => match state.as_str() {
-                "queued" | "building" | "starting" | "healthy" => true,
-                "live" => on.is_none_or(|w| w == worker),
-                "superseded" => *retiring,
-                _ => false,
-            },
+    // Per reported container (by position): app id, state, worker it went live on, and whether
+    // a retire job is still to run; no row when the deployment is unknown or of another app.
+    let rows: Vec<(i64, i64, String, Option<Uuid>, bool)> = sqlx::query_as(
+        "SELECT r.ord - 1, d.app_id, d.state::text, d.worker_id,
+                EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = 'retire'
+                        AND j.state IN ('pending', 'claimed'))
+         FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r (deployment_id, slug, ord)
+         JOIN deployments d ON d.id = r.deployment_id
+         JOIN apps a ON a.id = d.app_id AND a.slug = r.slug",
+    )
+    .bind(&deployments)
+    .bind(&slugs)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut app_of: Vec<Option<i64>> = vec![None; reported.len()];
+    for (index, app, state, on, retiring) in rows {
+        let keep = match state.as_str() {
+            "queued" | "building" | "starting" | "healthy" => true,
+            "live" => on.is_none_or(|w| w == worker),
+            "superseded" => retiring,
+            _ => false,
         };
-        if !keep {
-            stop.push(c.container_id.clone());
-            continue;
+        if keep {
+            app_of[index as usize] = Some(app);
         }
-        let app = row.map(|r| r.0);
-        sqlx::query(
-            "INSERT INTO containers (container_id, worker_id, app_id, deployment_id, state, restarts)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (container_id) DO UPDATE SET worker_id = $2, state = $5, restarts = $6, updated_at = now()",
-        )
-        .bind(&c.container_id)
-        .bind(worker)
-        .bind(app)
-        .bind(c.deployment_id)
-        .bind(&c.state)
-        .bind(c.restarts as i32)
-        .execute(&mut *tx)
-        .await?;
-        kept.push(c.container_id.clone());
     }
+
+    let mut stop = Vec::new();
+    let (mut ids, mut apps, mut deps, mut states, mut restarts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (c, app) in reported.iter().zip(app_of) {
+        match app {
+            Some(app) => {
+                ids.push(c.container_id.as_str());
+                apps.push(app);
+                deps.push(c.deployment_id);
+                states.push(c.state.as_str());
+                restarts.push(i32::try_from(c.restarts).unwrap_or(i32::MAX));
+            }
+            None => stop.push(c.container_id.clone()),
+        }
+    }
+    sqlx::query(
+        "INSERT INTO containers (container_id, worker_id, app_id, deployment_id, state, restarts)
+         SELECT r.id, $1, r.app, r.dep, r.state, r.restarts
+         FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::int4[])
+              AS r (id, app, dep, state, restarts)
+         ON CONFLICT (container_id) DO UPDATE
+             SET worker_id = $1, state = excluded.state, restarts = excluded.restarts,
+                 updated_at = now()",
+    )
+    .bind(worker)
+    .bind(&ids)
+    .bind(&apps)
+    .bind(&deps)
+    .bind(&states)
+    .bind(&restarts)
+    .execute(&mut *tx)
+    .await?;
     // Whatever this worker no longer reports is gone.
     sqlx::query("DELETE FROM containers WHERE worker_id = $1 AND container_id <> ALL($2)")
         .bind(worker)
-        .bind(&kept)
+        .bind(&ids)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
