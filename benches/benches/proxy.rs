@@ -1,6 +1,7 @@
 //! Criterion benches of wh-proxy's hot and config-time paths:
 //! route lookup in a 10,000-router table (exact and wildcard), parse + compile + swap of a
-//! 10,000-router document, and the per-request header rewrite.
+//! 10,000-router document (from scratch, and incrementally with one router changed), and the
+//! per-request header rewrite.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use wh_proxy::config::{Document, Format};
 use wh_proxy::headers::{self, Peer};
 use wh_proxy::metrics::Metrics;
 use wh_proxy::service::HealthRegistry;
-use wh_proxy::table::{compile, normalize_host, Table};
+use wh_proxy::table::{compile, normalize_host, recompile, Table};
 
 fn document(n: usize, wildcard: bool) -> String {
     let mut routers = serde_json::Map::new();
@@ -84,6 +85,14 @@ fn compile_and_swap(c: &mut Criterion) {
     group.bench_function("compile/10k", |b| {
         b.iter(|| compile(parsed.clone(), 2, &metrics, &health))
     });
+    // What a deploy sends: the same 10,000 routers with one app's server moved.
+    let previous = compile(parsed.clone(), 1, &metrics, &health);
+    let moved = doc.replacen("http://10.50.0.1:30000", "http://10.50.0.9:31999", 1);
+    assert_ne!(moved, doc);
+    let next = Arc::new(Document::parse(moved.as_bytes(), Format::Json).unwrap());
+    group.bench_function("recompile/10k/one-changed", |b| {
+        b.iter(|| recompile(next.clone(), 2, &metrics, &health, &previous))
+    });
     // As the applier does: the new table is live after the swap; the old one is freed elsewhere.
     let (drop_tx, drop_rx) = std::sync::mpsc::channel::<Arc<Table>>();
     let dropper = std::thread::spawn(move || drop_rx.into_iter().for_each(drop));
@@ -92,6 +101,17 @@ fn compile_and_swap(c: &mut Criterion) {
             let parsed = Document::parse(doc.as_bytes(), Format::Json).unwrap();
             let old = live.swap(Arc::new(compile(Arc::new(parsed), 2, &metrics, &health)));
             drop_tx.send(old).unwrap();
+        })
+    });
+    // The running proxy's path: each document differs from the live one by one server.
+    let mut flip = false;
+    group.bench_function("parse+recompile+swap/10k/one-changed", |b| {
+        b.iter(|| {
+            flip = !flip;
+            let text = if flip { &moved } else { &doc };
+            let parsed = Arc::new(Document::parse(text.as_bytes(), Format::Json).unwrap());
+            let table = recompile(parsed, 2, &metrics, &health, &live.load());
+            drop_tx.send(live.swap(Arc::new(table))).unwrap();
         })
     });
     drop(drop_tx);

@@ -96,6 +96,15 @@ impl Metrics {
         m
     }
 
+    /// Forgets the metrics of routers no table refers to any more (their series end), so a
+    /// proxy that sees apps come and go for months does not grow with every name it ever saw.
+    pub fn prune_routes(&self) {
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, m| Arc::strong_count(m) > 1);
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);

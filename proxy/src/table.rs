@@ -1,7 +1,8 @@
 //! The compiled, immutable routing table and its lookup.
 //!
-//! A [`Table`] is built once per configuration by [`compile`] and published with `ArcSwap`; a
-//! request holds the `Arc` it started with, so a swap never changes a request mid-flight.
+//! A [`Table`] is built once per configuration by [`compile`] (or [`recompile`], which reuses
+//! the unchanged routes of the previous table) and published with `ArcSwap`; a request holds the
+//! `Arc` it started with, so a swap never changes a request mid-flight.
 //! Lookup order within a table: routers indexed by exact host (hash map), then routers whose
 //! `HostRegexp` reduces to "one or more labels + a literal suffix" (hash map by suffix), then other
 //! host regexps, then routers without a host condition. Each bucket is sorted by priority
@@ -9,7 +10,7 @@
 //! Lookup allocates nothing: the host arrives lower-cased in a stack buffer.
 //!
 //! - [`matcher`]: a compiled rule and its evaluation.
-//! - [`compile`]: document → table, with per-router warnings.
+//! - [`compile`]: document → table, with per-router warnings; incremental after the first.
 
 pub mod compile;
 pub mod matcher;
@@ -23,7 +24,7 @@ use crate::middleware::Middleware;
 use crate::service::Service;
 use matcher::Matcher;
 
-pub use compile::compile;
+pub use compile::{compile, recompile};
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -40,28 +41,30 @@ pub struct Route {
     pub tls: bool,
     pub entry_points: Box<[Box<str>]>,
     pub metrics: Arc<RouteMetrics>,
+    /// Which hosts the rule can match: the buckets it goes in, kept for the next compile.
+    pub(crate) hosts: matcher::HostSet,
 }
 
-/// Route ids of one bucket, by priority. Almost every host has exactly one router, so that case
-/// needs no allocation of its own.
+/// The routes of one bucket, by priority. Almost every host has exactly one router, so that
+/// case needs no allocation of its own.
 #[derive(Debug, Clone)]
-pub(crate) enum Ids {
-    One([u32; 1]),
-    Many(Vec<u32>),
+pub(crate) enum Bucket {
+    One([Arc<Route>; 1]),
+    Many(Vec<Arc<Route>>),
 }
 
-impl Ids {
-    pub(crate) fn as_slice(&self) -> &[u32] {
+impl Bucket {
+    pub(crate) fn as_slice(&self) -> &[Arc<Route>] {
         match self {
-            Ids::One(one) => one,
-            Ids::Many(many) => many,
+            Bucket::One(one) => one,
+            Bucket::Many(many) => many,
         }
     }
 
-    pub(crate) fn push(&mut self, id: u32) {
+    pub(crate) fn push(&mut self, route: Arc<Route>) {
         match self {
-            Ids::One([first]) => *self = Ids::Many(vec![*first, id]),
-            Ids::Many(v) => v.push(id),
+            Bucket::One([first]) => *self = Bucket::Many(vec![first.clone(), route]),
+            Bucket::Many(v) => v.push(route),
         }
     }
 }
@@ -70,11 +73,12 @@ impl Ids {
 #[derive(Debug, Default)]
 pub struct Table {
     pub generation: u64,
-    pub(crate) routes: Box<[Route]>,
-    pub(crate) exact: FastMap<Box<str>, Ids>,
-    pub(crate) suffix: FastMap<Box<str>, Ids>,
-    pub(crate) wildcard: Box<[u32]>,
-    pub(crate) generic: Box<[u32]>,
+    /// Every route, in router-name order (the document's order).
+    pub(crate) routes: Box<[Arc<Route>]>,
+    pub(crate) exact: FastMap<Box<str>, Bucket>,
+    pub(crate) suffix: FastMap<Box<str>, Bucket>,
+    pub(crate) wildcard: Box<[Arc<Route>]>,
+    pub(crate) generic: Box<[Arc<Route>]>,
     /// The document this table was compiled from (for `/routes` and the snapshot).
     pub document: Arc<Document>,
     /// Routers that were skipped, each with its reason.
@@ -83,29 +87,28 @@ pub struct Table {
 
 impl Table {
     /// The route for a request to `host` (lower-case, no port) and `path`, if any.
-    pub fn lookup(&self, host: &str, path: &str) -> Option<&Route> {
-        let mut best: Option<&Route> = None;
-        let mut consider = |ids: &[u32]| {
-            for &id in ids {
-                let r = &self.routes[id as usize];
+    pub fn lookup<'t>(&'t self, host: &str, path: &str) -> Option<&'t Route> {
+        let mut best: Option<&'t Route> = None;
+        let mut consider = |bucket: &'t [Arc<Route>]| {
+            for r in bucket {
                 if best.is_some_and(|b| b.priority >= r.priority) {
                     return; // sorted by priority: nothing later in this bucket can win
                 }
                 if r.matcher.matches(host, path) {
-                    best = Some(r);
+                    best = Some(&**r);
                     return;
                 }
             }
         };
-        if let Some(ids) = self.exact.get(host) {
-            consider(ids.as_slice());
+        if let Some(bucket) = self.exact.get(host) {
+            consider(bucket.as_slice());
         }
         if !self.suffix.is_empty() {
             let mut rest = host;
             while let Some(dot) = rest.find('.') {
                 rest = &rest[dot + 1..];
-                if let Some(ids) = self.suffix.get(rest) {
-                    consider(ids.as_slice());
+                if let Some(bucket) = self.suffix.get(rest) {
+                    consider(bucket.as_slice());
                 }
             }
         }
@@ -114,8 +117,8 @@ impl Table {
         best
     }
 
-    /// All routes, in compile order.
-    pub fn routes(&self) -> &[Route] {
+    /// All routes, in router-name order.
+    pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
 
@@ -138,7 +141,7 @@ impl Table {
     pub fn tls_hosts(&self) -> impl Iterator<Item = &str> {
         self.exact
             .iter()
-            .filter(|(_, ids)| ids.as_slice().iter().any(|&id| self.routes[id as usize].tls))
+            .filter(|(_, bucket)| bucket.as_slice().iter().any(|r| r.tls))
             .map(|(host, _)| &**host)
     }
 }

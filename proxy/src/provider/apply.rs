@@ -22,7 +22,7 @@ use crate::config::{Document, Format};
 /// Routes any one update may remove whatever the fraction (so small tables can empty).
 pub const SMALL_REMOVAL: usize = 2;
 use crate::forward::Proxy;
-use crate::table::{compile, Table};
+use crate::table::{recompile, Table};
 
 /// File name of the last-known-good snapshot inside the state dir.
 pub const SNAPSHOT_FILE: &str = "last-known-good.json";
@@ -119,15 +119,18 @@ impl Applier {
         }
         let generation = current.generation + 1;
         let doc = Arc::new(doc);
-        let table =
-            Arc::new(compile(doc.clone(), generation, &self.proxy.metrics, &self.proxy.health));
+        let (metrics, health) = (&self.proxy.metrics, &self.proxy.health);
+        let table = Arc::new(recompile(doc.clone(), generation, metrics, health, &current));
         let (routes, skipped) = (table.len(), table.warnings.len());
         let old = self.proxy.table.swap(table.clone());
         // Freeing a 10,000-route table takes milliseconds; do it off the provider's path. The
         // last request still holding it frees it instead if it outlives this.
         drop(current);
         std::thread::Builder::new().name("wh-proxy-drop".into()).spawn(move || drop(old)).ok();
+        // Forget what no table uses any more; what only the old table still holds (requests in
+        // flight, the thread freeing it) goes at a later apply.
         self.proxy.health.prune();
+        self.proxy.metrics.prune_routes();
         let m = &self.proxy.metrics;
         m.config_generation.store(generation, Relaxed);
         m.config_applied_unix.store(

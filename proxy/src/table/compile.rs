@@ -3,7 +3,14 @@
 //! A router that cannot be compiled (its rule does not parse, it names a missing service or
 //! middleware, a server URL is invalid) is skipped with a warning naming it and the reason; the
 //! rest of the document applies.
+//!
+//! [`recompile`] is what a running proxy does: a route of the previous table is reused as it is
+//! (the same `Arc`, its metrics and its service's load-balancing state with it) when its router,
+//! its service and each of its middlewares are defined exactly as before. Real updates change
+//! one app at a time, so almost every route is reused; finding out costs one merge walk over the
+//! two documents' sorted maps, not a lookup per router.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::{duration, dynamic, rule, Document};
@@ -14,136 +21,288 @@ use crate::service::{
     DEFAULT_RESPONSE_HEADER_TIMEOUT,
 };
 use crate::table::matcher::{host_set, HostSet, Matcher};
-use crate::table::{FastMap, Ids, Route, Table};
+use crate::table::{Bucket, FastMap, Route, Table};
 
-/// Compiles `doc` into generation `generation` of the routing table.
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
+/// Compiles `doc` into generation `generation` of the routing table, from scratch.
 pub fn compile(
     doc: Arc<Document>,
     generation: u64,
     metrics: &Metrics,
     health: &HealthRegistry,
 ) -> Table {
-    let mut warnings = Vec::new();
-    let mut services: FastMap<&str, Result<Arc<Service>, String>> = FastMap::default();
-    let mut middlewares: FastMap<&str, Result<Arc<Middleware>, String>> = FastMap::default();
-    let mut health = health.batch();
+    build(doc, generation, metrics, health, None)
+}
 
+/// Compiles `doc` like [`compile`], reusing the routes of `previous` that did not change.
+pub fn recompile(
+    doc: Arc<Document>,
+    generation: u64,
+    metrics: &Metrics,
+    health: &HealthRegistry,
+    previous: &Table,
+) -> Table {
+    build(doc, generation, metrics, health, Some(previous))
+}
+
+fn build(
+    doc: Arc<Document>,
+    generation: u64,
+    metrics: &Metrics,
+    health: &HealthRegistry,
+    previous: Option<&Table>,
+) -> Table {
+    let mut warnings = Vec::new();
+    let mut reuse = previous.map(|p| Reuse::new(p, &doc));
+    let mut compiler = Compiler {
+        doc: &doc,
+        services: FastMap::default(),
+        middlewares: FastMap::default(),
+        metrics,
+        health: health.batch(),
+    };
     let mut routes = Vec::with_capacity(doc.http.routers.len());
-    let mut buckets = Vec::with_capacity(doc.http.routers.len());
     for (name, router) in &doc.http.routers {
-        let compiled = compile_router(
-            &doc,
-            name,
-            router,
-            &mut services,
-            &mut middlewares,
-            metrics,
-            &mut health,
-        );
-        match compiled {
-            Ok((route, bucket)) => {
-                routes.push(route);
-                buckets.push(bucket);
-            }
+        if let Some(route) = reuse.as_mut().and_then(|r| r.take(name, router)) {
+            routes.push(route);
+            continue;
+        }
+        let old_services = reuse.as_mut().map(|r| &mut r.services);
+        match compiler.router(name, router, old_services) {
+            Ok(route) => routes.push(Arc::new(route)),
             Err(reason) => {
                 tracing::warn!(router = %name, %reason, "router skipped");
                 warnings.push(format!("router `{name}` skipped: {reason}"));
             }
         }
     }
+    drop(compiler);
 
-    let mut exact: FastMap<Box<str>, Ids> =
+    let mut exact: FastMap<Box<str>, Bucket> =
         FastMap::with_capacity_and_hasher(routes.len(), Default::default());
-    let mut suffix: FastMap<Box<str>, Ids> = FastMap::default();
+    let mut suffix: FastMap<Box<str>, Bucket> = FastMap::default();
     let (mut wildcard, mut generic) = (Vec::new(), Vec::new());
-    let add =
-        |map: &mut FastMap<Box<str>, Ids>, key: String, id: u32| match map.get_mut(key.as_str()) {
-            Some(ids) => ids.push(id),
-            None => {
-                map.insert(key.into_boxed_str(), Ids::One([id]));
-            }
-        };
-    for (id, bucket) in buckets.into_iter().enumerate() {
-        let id = id as u32;
-        match bucket {
-            HostSet::Exact(hosts) => hosts.into_iter().for_each(|h| add(&mut exact, h, id)),
-            HostSet::Suffix(sfx) => sfx.into_iter().for_each(|s| add(&mut suffix, s, id)),
-            HostSet::Wildcard => wildcard.push(id),
-            HostSet::Any => generic.push(id),
+    let add = |map: &mut FastMap<Box<str>, Bucket>, key: &str, route: &Arc<Route>| match map
+        .get_mut(key)
+    {
+        Some(bucket) => bucket.push(route.clone()),
+        None => {
+            map.insert(key.into(), Bucket::One([route.clone()]));
+        }
+    };
+    for route in &routes {
+        match &route.hosts {
+            HostSet::Exact(hosts) => hosts.iter().for_each(|h| add(&mut exact, h, route)),
+            HostSet::Suffix(sfx) => sfx.iter().for_each(|s| add(&mut suffix, s, route)),
+            HostSet::Wildcard => wildcard.push(route.clone()),
+            HostSet::Any => generic.push(route.clone()),
         }
     }
-    let order = |ids: &mut Vec<u32>| {
-        ids.sort_by(|&a, &b| {
-            let (ra, rb): (&Route, &Route) = (&routes[a as usize], &routes[b as usize]);
-            rb.priority.cmp(&ra.priority).then_with(|| ra.name.cmp(&rb.name))
-        });
-        ids.dedup();
+    let order = |bucket: &mut Vec<Arc<Route>>| {
+        bucket.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+        bucket.dedup_by(|a, b| Arc::ptr_eq(a, b));
     };
-    for ids in exact.values_mut().chain(suffix.values_mut()) {
-        if let Ids::Many(v) = ids {
+    for bucket in exact.values_mut().chain(suffix.values_mut()) {
+        if let Bucket::Many(v) = bucket {
             order(v);
         }
     }
     order(&mut wildcard);
     order(&mut generic);
-    let (wildcard, generic) = (wildcard.into_boxed_slice(), generic.into_boxed_slice());
     Table {
         generation,
         routes: routes.into_boxed_slice(),
         exact,
         suffix,
-        wildcard,
-        generic,
+        wildcard: wildcard.into_boxed_slice(),
+        generic: generic.into_boxed_slice(),
         document: doc,
         warnings: warnings.into_boxed_slice(),
     }
 }
 
-fn compile_router<'d>(
-    doc: &'d Document,
-    name: &str,
-    router: &'d dynamic::Router,
-    services: &mut FastMap<&'d str, Result<Arc<Service>, String>>,
-    middlewares: &mut FastMap<&'d str, Result<Arc<Middleware>, String>>,
-    metrics: &Metrics,
-    health: &mut HealthBatch<'_>,
-) -> Result<(Route, HostSet), String> {
-    let parsed = rule::parse(&router.rule).map_err(|e| format!("rule `{}`: {e}", router.rule))?;
-    let matcher = Matcher::compile(&parsed)?;
-    let service_name = dynamic::local_name(&router.service);
-    if service_name.is_empty() {
-        return Err("no service".into());
+/// What [`recompile`] may take from the previous table.
+struct Reuse<'p> {
+    /// The previous routes, in name order like the routers they are walked with.
+    routes: std::iter::Peekable<std::slice::Iter<'p, Arc<Route>>>,
+    /// The previous document's routers, walked in step with the new one's.
+    routers: std::iter::Peekable<std::collections::btree_map::Iter<'p, String, dynamic::Router>>,
+    /// Middlewares added, removed or defined differently.
+    changed_middlewares: FastSet<String>,
+    services: OldServices<'p>,
+}
+
+/// The previous table's compiled services.
+struct OldServices<'p> {
+    table: &'p Table,
+    /// Services added, removed or defined differently.
+    changed: FastSet<String>,
+    /// By name, for a new router naming an unchanged service (built once, only if that happens).
+    by_name: Option<FastMap<&'p str, Arc<Service>>>,
+}
+
+impl OldServices<'_> {
+    /// The previous compiled `name`, if its definition did not change.
+    fn get(&mut self, name: &str) -> Option<Arc<Service>> {
+        if self.changed.contains(name) {
+            return None;
+        }
+        let table = self.table;
+        let by_name = self.by_name.get_or_insert_with(|| {
+            table.routes.iter().map(|r| (&*r.service.name, r.service.clone())).collect()
+        });
+        by_name.get(name).cloned()
     }
-    let service = services
-        .entry(service_name)
-        .or_insert_with(|| compile_service(doc, service_name, health))
-        .clone()
-        .map_err(|e| format!("service `{service_name}`: {e}"))?;
-    let mut mws = Vec::with_capacity(router.middlewares.len());
-    for reference in &router.middlewares {
-        let mw_name = dynamic::local_name(reference);
-        let mw = middlewares
-            .entry(mw_name)
-            .or_insert_with(|| match doc.http.middlewares.get(mw_name) {
-                Some(def) => Middleware::compile(def).map(Arc::new),
-                None => Err("not defined".into()),
+}
+
+impl<'p> Reuse<'p> {
+    fn new(previous: &'p Table, doc: &Document) -> Reuse<'p> {
+        let old = &previous.document.http;
+        Reuse {
+            routes: previous.routes.iter().peekable(),
+            routers: old.routers.iter().peekable(),
+            changed_middlewares: changed(&old.middlewares, &doc.http.middlewares),
+            services: OldServices {
+                table: previous,
+                changed: changed(&old.services, &doc.http.services),
+                by_name: None,
+            },
+        }
+    }
+
+    /// The previous route for router `name`, if it and everything it uses is unchanged. Called
+    /// with the new routers in name order.
+    fn take(&mut self, name: &str, router: &dynamic::Router) -> Option<Arc<Route>> {
+        let old_router = advance_to(&mut self.routers, name, |(n, _)| n.as_str())?.1;
+        let route = advance_to(&mut self.routes, name, |r| &r.name)?;
+        let unchanged = old_router == router
+            && !self.services.changed.contains(dynamic::local_name(&router.service))
+            && !router
+                .middlewares
+                .iter()
+                .any(|m| self.changed_middlewares.contains(dynamic::local_name(m)));
+        unchanged.then(|| route.clone())
+    }
+}
+
+/// Moves `iter` past the items named before `name`; returns the item named `name`, if any.
+fn advance_to<T>(
+    iter: &mut std::iter::Peekable<impl Iterator<Item = T>>,
+    name: &str,
+    name_of: impl Fn(&T) -> &str,
+) -> Option<T> {
+    while let Some(item) = iter.peek() {
+        match name_of(item).cmp(name) {
+            std::cmp::Ordering::Less => {
+                iter.next();
+            }
+            std::cmp::Ordering::Equal => return iter.next(),
+            std::cmp::Ordering::Greater => return None,
+        }
+    }
+    None
+}
+
+/// Names added, removed or defined differently between two sorted maps: one merge walk.
+fn changed<V: PartialEq>(old: &BTreeMap<String, V>, new: &BTreeMap<String, V>) -> FastSet<String> {
+    let mut out = FastSet::default();
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => return out,
+            (Some((k, _)), None) => {
+                out.insert((*k).clone());
+                a.next();
+            }
+            (None, Some((k, _))) => {
+                out.insert((*k).clone());
+                b.next();
+            }
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    out.insert((*ka).clone());
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.insert((*kb).clone());
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if va != vb {
+                        out.insert((*ka).clone());
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+}
+
+/// Compiles routers one by one, sharing services and middlewares between them.
+struct Compiler<'d, 'm> {
+    doc: &'d Document,
+    services: FastMap<&'d str, Result<Arc<Service>, String>>,
+    middlewares: FastMap<&'d str, Result<Arc<Middleware>, String>>,
+    metrics: &'m Metrics,
+    health: HealthBatch<'m>,
+}
+
+impl<'d> Compiler<'d, '_> {
+    fn router(
+        &mut self,
+        name: &str,
+        router: &'d dynamic::Router,
+        old_services: Option<&mut OldServices<'_>>,
+    ) -> Result<Route, String> {
+        let parsed =
+            rule::parse(&router.rule).map_err(|e| format!("rule `{}`: {e}", router.rule))?;
+        let matcher = Matcher::compile(&parsed)?;
+        let service_name = dynamic::local_name(&router.service);
+        if service_name.is_empty() {
+            return Err("no service".into());
+        }
+        let (doc, health) = (self.doc, &mut self.health);
+        let service = self
+            .services
+            .entry(service_name)
+            .or_insert_with(|| match old_services.and_then(|old| old.get(service_name)) {
+                Some(unchanged) => Ok(unchanged),
+                None => compile_service(doc, service_name, health),
             })
             .clone()
-            .map_err(|e| format!("middleware `{mw_name}`: {e}"))?;
-        mws.push(mw);
+            .map_err(|e| format!("service `{service_name}`: {e}"))?;
+        let mut mws = Vec::with_capacity(router.middlewares.len());
+        for reference in &router.middlewares {
+            let mw_name = dynamic::local_name(reference);
+            let mw = self
+                .middlewares
+                .entry(mw_name)
+                .or_insert_with(|| match doc.http.middlewares.get(mw_name) {
+                    Some(def) => Middleware::compile(def).map(Arc::new),
+                    None => Err("not defined".into()),
+                })
+                .clone()
+                .map_err(|e| format!("middleware `{mw_name}`: {e}"))?;
+            mws.push(mw);
+        }
+        Ok(Route {
+            name: name.into(),
+            priority: router
+                .priority
+                .filter(|p| *p != 0)
+                .unwrap_or(router.rule.chars().count() as i64),
+            rule: router.rule.as_str().into(),
+            matcher,
+            metrics: self.metrics.route(name, &service.name),
+            service,
+            middlewares: mws.into_boxed_slice(),
+            tls: router.tls.is_some(),
+            entry_points: router.entry_points.iter().map(|e| e.as_str().into()).collect(),
+            hosts: host_set(&parsed),
+        })
     }
-    let route = Route {
-        name: name.into(),
-        priority: router.priority.filter(|p| *p != 0).unwrap_or(router.rule.chars().count() as i64),
-        rule: router.rule.as_str().into(),
-        matcher,
-        metrics: metrics.route(name, &service.name),
-        service,
-        middlewares: mws.into_boxed_slice(),
-        tls: router.tls.is_some(),
-        entry_points: router.entry_points.iter().map(|e| e.as_str().into()).collect(),
-    };
-    Ok((route, host_set(&parsed)))
 }
 
 fn compile_service(

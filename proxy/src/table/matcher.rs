@@ -49,9 +49,9 @@ impl Matcher {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HostSet {
     /// The rule can only match one of these exact hosts.
-    Exact(Vec<String>),
+    Exact(Vec<Box<str>>),
     /// It can only match hosts ending in `.<suffix>` (one of these).
-    Suffix(Vec<String>),
+    Suffix(Vec<Box<str>>),
     /// It constrains the host with some other regexp.
     Wildcard,
     /// It does not constrain the host.
@@ -61,9 +61,9 @@ pub(crate) enum HostSet {
 /// The bucket for `rule`: which hosts can possibly match it.
 pub(crate) fn host_set(rule: &Rule) -> HostSet {
     match rule {
-        Rule::Host(h) => HostSet::Exact(vec![h.clone()]),
+        Rule::Host(h) => HostSet::Exact(vec![h.as_str().into()]),
         Rule::HostRegexp(re) => match literal_suffix(re) {
-            Some(s) => HostSet::Suffix(vec![s]),
+            Some(s) => HostSet::Suffix(vec![s.into()]),
             None => HostSet::Wildcard,
         },
         Rule::Path(_) | Rule::PathPrefix(_) | Rule::Not(_) => HostSet::Any,
