@@ -22,6 +22,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("pebble", "/usr/bin/pebble"),
     ("busybox-static", "/bin/busybox"),
     ("git", "/usr/bin/git"),
+    ("btrfs-progs", "/sbin/mkfs.btrfs"),
 ];
 
 fn main() -> ExitCode {
