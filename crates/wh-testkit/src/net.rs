@@ -1,4 +1,4 @@
-//! Loopback ports for test servers.
+//! Loopback ports for test servers, and a [`Cable`] a test can cut to stand in for an outage.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -26,4 +26,71 @@ pub fn wait_for_port(addr: SocketAddr, what: &str, timeout: Duration) -> Result<
         std::thread::sleep(Duration::from_millis(25));
     }
     Err(Error::NotReady(format!("{what} on {addr}")))
+}
+
+/// A TCP relay to `target` standing in for the network path to a server, which a test can cut
+/// and mend: [`Cable::cut`] closes every relayed connection and refuses new ones (the listener
+/// is closed, so connecting fails at once); [`Cable::mend`] listens on the same address again.
+pub struct Cable {
+    addr: SocketAddr,
+    target: SocketAddr,
+    live: Option<(tokio::task::JoinHandle<()>, tokio::sync::watch::Sender<()>)>,
+}
+
+impl Cable {
+    /// Relays 127.0.0.1:<a free port> to `target`.
+    pub async fn start(target: SocketAddr) -> Result<Cable> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut cable = Cable { addr: listener.local_addr()?, target, live: None };
+        cable.listen(listener);
+        Ok(cable)
+    }
+
+    /// Where clients connect instead of the target.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn listen(&mut self, listener: tokio::net::TcpListener) {
+        let (cut, watch) = tokio::sync::watch::channel(());
+        let target = self.target;
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.changed() => {} // cut, or the cable is gone
+                    }
+                });
+            }
+        });
+        self.live = Some((accept, cut));
+    }
+
+    /// Closes every relayed connection and stops listening.
+    pub fn cut(&mut self) {
+        if let Some((accept, cut)) = self.live.take() {
+            accept.abort();
+            let _ = cut.send(());
+        }
+    }
+
+    /// Listens on the same address again.
+    pub async fn mend(&mut self) -> Result<()> {
+        if self.live.is_none() {
+            let listener = tokio::net::TcpListener::bind(self.addr).await?;
+            self.listen(listener);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cable {
+    fn drop(&mut self) {
+        self.cut();
+    }
 }

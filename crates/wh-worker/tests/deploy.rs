@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use wh_control_plane::scheduler::SchedulerSettings;
@@ -35,6 +35,9 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     let sched = SchedulerSettings { drain: Duration::from_secs(2), ..SchedulerSettings::default() };
     let (cp, state) = control_plane(&pool, Some(PROXY_TOKEN), sched, &stop).await;
     let (logs, sealer, hub) = (state.logs.clone(), state.env.clone(), state.hub.clone());
+    // The worker and the proxy reach the control plane through a cable the test can cut.
+    let mut cable = wh_testkit::net::Cable::start(cp).await.unwrap();
+    let via = cable.addr();
 
     // A worker on loopback with the real Podman runtime.
     let (_, key) = workers::create(&pool, "local", "127.0.0.1").await.unwrap();
@@ -48,7 +51,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
         },
     };
     tokio::spawn(worker::run(
-        Endpoint::parse(&format!("http://{cp}"), None).unwrap(),
+        Endpoint::parse(&format!("http://{via}"), None).unwrap(),
         key,
         Podman { settings: PodmanSettings::probe().await.unwrap() },
         worker_settings,
@@ -58,7 +61,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     // wh-proxy following the control plane.
     let proxy_state = tempfile::tempdir().unwrap();
     let args = wh_proxy::cli::Args::following(
-        format!("http://{cp}/v1/traefik/proxy-config"),
+        format!("http://{via}/v1/traefik/proxy-config"),
         PROXY_TOKEN,
         proxy_state.path().to_owned(),
         "127.0.0.1:0".parse().unwrap(),
@@ -277,6 +280,62 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     .await
     .unwrap();
     assert_eq!(r.status, 200);
+
+    // A control-plane outage: its network path is cut for 6 s. The app keeps serving (the
+    // proxy keeps its table, the worker its container); once the path is back the worker
+    // reconnects, reports the container, and it is adopted, not stopped.
+    let running = || {
+        let out = Command::new("podman")
+            .args(["ps", "-q", "--filter", "label=wh.app=hello"])
+            .args(["--filter", &format!("label={LABEL}={}", kit.run_id())])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let before = running();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let serves = || async {
+        wh_testkit::http::request(
+            "GET",
+            &format!("http://{}/", proxy.http_addr),
+            None,
+            &[],
+            &[("host", "hello.route.test")],
+        )
+        .await
+        .is_ok_and(|r| r.status == 200 && r.text().contains("version two"))
+    };
+    cable.cut();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !hub.connected().is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(hub.connected().is_empty(), "the cut did not reach the worker's connection");
+    let (mut served, mut refused) = (0, 0);
+    let outage = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < outage {
+        if serves().await {
+            served += 1
+        } else {
+            refused += 1
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused, 0, "{refused} requests failed during the outage ({served} served)");
+    assert_eq!(running(), before, "the outage stopped or replaced the app's container");
+    cable.mend().await.unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while hub.connected().is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(hub.connected().len(), 1, "the worker did not reconnect");
+    // Adoption and a few stats samples later, the same container still runs and serves.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(running(), before, "the reconnect stopped the app's container");
+    assert!(serves().await);
 
     stop.cancel();
     proxy.shutdown().await;
