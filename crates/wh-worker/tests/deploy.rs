@@ -22,6 +22,15 @@ use common::{app_repo, control_plane, git, insert_app, queue_deploy, wait_state}
 
 const PROXY_TOKEN: &str = "proxy-token-for-deploys";
 
+/// GET `path` of the app `hello` through the proxy at `proxy`.
+async fn get_hello(
+    proxy: std::net::SocketAddr,
+    path: &str,
+) -> wh_testkit::Result<wh_testkit::http::Response> {
+    let url = format!("http://{proxy}{path}");
+    wh_testkit::http::request("GET", &url, None, &[], &[("host", "hello.route.test")]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_with_its_reason() {
     let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
@@ -104,15 +113,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     // Through the proxy at <slug>.<route domain>.
     let mut page = None;
     for _ in 0..100 {
-        let r = wh_testkit::http::request(
-            "GET",
-            &format!("http://{}/", proxy.http_addr),
-            None,
-            &[],
-            &[("host", "hello.route.test")],
-        )
-        .await
-        .unwrap();
+        let r = get_hello(proxy.http_addr, "/").await.unwrap();
         if r.status == 200 {
             page = Some(r.text());
             break;
@@ -120,15 +121,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(page.as_deref().map(str::trim), Some("<h1>hello from wisehosting</h1>"));
-    let env = wh_testkit::http::request(
-        "GET",
-        &format!("http://{}/env.txt", proxy.http_addr),
-        None,
-        &[],
-        &[("host", "hello.route.test")],
-    )
-    .await
-    .unwrap();
+    let env = get_hello(proxy.http_addr, "/env.txt").await.unwrap();
     assert_eq!(env.text().trim(), "hi-from-env", "the env var did not reach the container");
     // The plan's memory limit is applied.
     let container = Command::new("podman")
@@ -202,15 +195,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
             (looping.clone(), ok.clone(), failed.clone(), saw_v2.clone(), proxy.http_addr);
         tokio::spawn(async move {
             while looping.load(Relaxed) {
-                match wh_testkit::http::request(
-                    "GET",
-                    &format!("http://{addr}/"),
-                    None,
-                    &[],
-                    &[("host", "hello.route.test")],
-                )
-                .await
-                {
+                match get_hello(addr, "/").await {
                     Ok(r) if r.status == 200 => {
                         ok.fetch_add(1, Relaxed);
                         if r.text().contains("version two") {
@@ -270,15 +255,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     let error = error.unwrap_or_default();
     assert!(error.contains("health check failed") && error.contains("not listening"), "{error}");
     // The working app still serves.
-    let r = wh_testkit::http::request(
-        "GET",
-        &format!("http://{}/", proxy.http_addr),
-        None,
-        &[],
-        &[("host", "hello.route.test")],
-    )
-    .await
-    .unwrap();
+    let r = get_hello(proxy.http_addr, "/").await.unwrap();
     assert_eq!(r.status, 200);
 
     // A control-plane outage: its network path is cut for 6 s. The app keeps serving (the
@@ -298,15 +275,9 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     let before = running();
     assert_eq!(before.len(), 1, "{before:?}");
     let serves = || async {
-        wh_testkit::http::request(
-            "GET",
-            &format!("http://{}/", proxy.http_addr),
-            None,
-            &[],
-            &[("host", "hello.route.test")],
-        )
-        .await
-        .is_ok_and(|r| r.status == 200 && r.text().contains("version two"))
+        get_hello(proxy.http_addr, "/")
+            .await
+            .is_ok_and(|r| r.status == 200 && r.text().contains("version two"))
     };
     cable.cut();
     let until = Instant::now() + Duration::from_secs(10);
