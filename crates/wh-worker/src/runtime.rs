@@ -149,11 +149,12 @@ impl PodmanSettings {
 /// alone can say yes where Podman says no: Debian 12's Podman 4.3 refuses `size` on its btrfs
 /// driver ("unknown option size"), which would have failed every deploy on such a host.
 async fn podman_accepts_disk_limits(runtime: Option<&str>) -> Result<(), String> {
-    const IMAGE: &str = "localhost/wh-disk-quota-probe:1";
+    // Per process: two workers starting on one host must not remove each other's probe.
     let name = format!("wh-disk-quota-probe-{}", std::process::id());
+    let image = format!("localhost/{name}:1");
     let attempt = async {
         let mut import = Command::new("podman")
-            .args(["import", "-", IMAGE])
+            .args(["import", "-", &image])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -175,7 +176,7 @@ async fn podman_accepts_disk_limits(runtime: Option<&str>) -> Result<(), String>
             create.args(["--runtime", r]);
         }
         let created = create
-            .args(["--name", &name, "--network", "none", "--storage-opt", "size=64M", IMAGE])
+            .args(["--name", &name, "--network", "none", "--storage-opt", "size=64M", &image])
             .arg("/probe")
             .kill_on_drop(true)
             .output()
@@ -190,10 +191,10 @@ async fn podman_accepts_disk_limits(runtime: Option<&str>) -> Result<(), String>
     let outcome = tokio::time::timeout(Duration::from_secs(60), attempt)
         .await
         .unwrap_or_else(|_| Err("no answer within 60 s".into()));
-    for args in [vec!["rm", "-f", name.as_str()], vec!["rmi", "-f", IMAGE]] {
+    for args in [["rm", "-f", name.as_str()], ["rmi", "-f", image.as_str()]] {
         let _ = tokio::time::timeout(
             Duration::from_secs(30),
-            Command::new("podman").args(&args).kill_on_drop(true).output(),
+            Command::new("podman").args(args).kill_on_drop(true).output(),
         )
         .await;
     }

@@ -108,7 +108,7 @@ fn report_free_disk() {
     else {
         return;
     };
-    eprintln!("xtask: {:.1} GB free here", free_kb as f64 / 1024.0 / 1024.0);
+    eprintln!("xtask: {:.1} GiB free here", free_kb as f64 / 1024.0 / 1024.0);
     if free_kb < NEEDED_KB {
         eprintln!(
             "xtask: warning: a cold build writes about 2.5 GB to target/; with less free, \
