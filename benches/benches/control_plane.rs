@@ -1,6 +1,7 @@
 //! Control-plane figures against a throwaway local Postgres (the testkit's): job queue
 //! claim → complete throughput with 8 concurrent claimers, enqueue → claim latency over NOTIFY,
-//! and rendering the proxy configuration for 10,000 live apps. Prints figures; asserts nothing.
+//! and rendering the proxy configuration for 10,000 live apps (and serving it from the cache).
+//! Prints figures; asserts nothing.
 //! `cargo bench -p wh-benches --bench control_plane`.
 
 use std::time::{Duration, Instant};
@@ -111,6 +112,19 @@ fn main() {
             "proxy-config/render: 10,000 live apps, 1,000 custom domains, {:.1} ms per document ({} KiB)",
             started.elapsed().as_secs_f64() * 1e3 / runs as f64,
             size / 1024
+        );
+        // What a request costs once the document of the current change is rendered.
+        let cache = proxy_config::Cache::default();
+        let _ = cache.get(&db.pool, "route.example.com", true, 1).await.unwrap();
+        let runs = 1000;
+        let started = Instant::now();
+        for _ in 0..runs {
+            std::hint::black_box(cache.get(&db.pool, "route.example.com", true, 1).await.unwrap());
+        }
+        println!(
+            "proxy-config/cached: {:.2} µs per request between changes ({} render)",
+            started.elapsed().as_secs_f64() * 1e6 / runs as f64,
+            cache.renders()
         );
     });
 }

@@ -120,6 +120,8 @@ pub struct Routing {
     pub proxy_addresses: Vec<std::net::IpAddr>,
     /// Bumped on every routing change (see [`proxy_config::follow_changes`]).
     pub changes: tokio::sync::watch::Receiver<u64>,
+    /// The proxy-wide document of the latest change.
+    pub documents: proxy_config::Cache,
 }
 
 impl Routing {
@@ -138,6 +140,7 @@ impl Routing {
             public_port: None,
             proxy_addresses: Vec::new(),
             changes: rx,
+            documents: proxy_config::Cache::default(),
         }
     }
 

@@ -16,17 +16,19 @@ struct Cp {
     addr: std::net::SocketAddr,
     pool: sqlx::PgPool,
     user: i64,
+    routing: Arc<Routing>,
     _db: wh_testkit::postgres::TestDatabase,
 }
 
 async fn start() -> Cp {
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
     let (tx, _rx) = mpsc::channel(16);
+    let routing = Arc::new(Routing::follow(&db.pool, Some(Secret::new(TOKEN)), "route.test"));
     let state = AppState::new(
         db.pool.clone(),
         Arc::new(JwtKeys::new(&[1u8; 32], Duration::from_secs(900))),
         Arc::new(Hub::new(tx)),
-        Arc::new(Routing::follow(&db.pool, Some(Secret::new(TOKEN)), "route.test")),
+        routing.clone(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -37,7 +39,7 @@ async fn start() -> Cp {
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    Cp { addr, pool: db.pool.clone(), user, _db: db }
+    Cp { addr, pool: db.pool.clone(), user, routing, _db: db }
 }
 
 /// An app with a live deployment on `worker` at `port`; returns the deployment id.
@@ -147,6 +149,69 @@ async fn live_apps_etag_watch_and_auth() {
         get(&cp, "/v1/traefik/config?worker=nope", &[("authorization", &auth)]).await.status,
         422
     );
+}
+
+/// Waits until the control plane has seen a routing change after `generation`.
+async fn changed_after(cp: &Cp, generation: u64) -> u64 {
+    let mut changes = cp.routing.changes.clone();
+    let seen = tokio::time::timeout(Duration::from_secs(10), changes.wait_for(|g| *g > generation))
+        .await
+        .expect("no routing change was noticed")
+        .unwrap();
+    *seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_render_serves_every_request_until_routing_changes() {
+    let cp = start().await;
+    let (w1, _) = workers::create(&cp.pool, "w1", "10.50.0.12").await.unwrap();
+    live_app(&cp, "foo", w1.id, 31001).await;
+    // The follower is listening once it has counted its first change; the inserts' own
+    // notifications may still be on their way, so wait for the count to settle.
+    changed_after(&cp, 0).await;
+    let mut generation = *cp.routing.changes.borrow();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = *cp.routing.changes.borrow();
+        if now == generation {
+            break;
+        }
+        generation = now;
+    }
+    let auth = format!("Bearer {TOKEN}");
+    let burst = |n: usize| {
+        let (addr, auth) = (cp.addr, auth.clone());
+        async move {
+            let requests = (0..n).map(|_| {
+                let (url, auth) = (format!("http://{addr}/v1/traefik/proxy-config"), auth.clone());
+                tokio::spawn(async move {
+                    http::request("GET", &url, None, &[], &[("authorization", &auth)])
+                        .await
+                        .unwrap()
+                })
+            });
+            let mut answers = Vec::new();
+            for r in requests.collect::<Vec<_>>() {
+                answers.push(r.await.unwrap());
+            }
+            answers
+        }
+    };
+
+    let before = cp.routing.documents.renders();
+    let first = burst(10).await;
+    assert!(first.iter().all(|r| r.status == 200 && r.text().contains("31001")));
+    let etag = first[0].headers["etag"].clone();
+    assert!(first.iter().all(|r| r.headers["etag"] == etag));
+    assert_eq!(cp.routing.documents.renders(), before + 1, "ten requests, one render");
+
+    // A change is rendered once more, and every request after it sees it.
+    sqlx::query("UPDATE deployments SET host_port = 31005").execute(&cp.pool).await.unwrap();
+    changed_after(&cp, generation).await;
+    let second = burst(10).await;
+    assert!(second.iter().all(|r| r.status == 200 && r.text().contains("31005")));
+    assert_ne!(second[0].headers["etag"], etag);
+    assert_eq!(cp.routing.documents.renders(), before + 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::ApiError;
-use crate::proxy_config::{render, render_for_worker, Rendered, WATCH_HOLD};
+use crate::proxy_config::{render_for_worker, Rendered, WATCH_HOLD};
 use crate::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -37,9 +37,9 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn answer(rendered: Rendered) -> Response {
-    ([(CONTENT_TYPE, "application/json".to_owned()), (ETAG, rendered.etag)], rendered.body)
-        .into_response()
+fn answer(rendered: &Rendered) -> Response {
+    let (body, etag) = (rendered.body.clone(), rendered.etag.clone());
+    ([(CONTENT_TYPE, "application/json".to_owned()), (ETAG, etag)], body).into_response()
 }
 
 fn not_modified(etag: &str) -> Response {
@@ -57,10 +57,14 @@ pub async fn proxy_config(
     let deadline = tokio::time::Instant::now() + WATCH_HOLD;
     let mut changes = state.routing.changes.clone();
     loop {
-        changes.borrow_and_update();
-        let rendered = render(&state.pool, &state.routing.route_domain, state.routing.tls).await?;
+        let generation = *changes.borrow_and_update();
+        let routing = &state.routing;
+        let rendered = routing
+            .documents
+            .get(&state.pool, &routing.route_domain, routing.tls, generation)
+            .await?;
         if known.as_deref() != Some(rendered.etag.as_str()) {
-            return Ok(answer(rendered));
+            return Ok(answer(&rendered));
         }
         if !watch {
             return Ok(not_modified(&rendered.etag));
@@ -87,5 +91,5 @@ pub async fn worker_config(
     if known == Some(rendered.etag.as_str()) {
         return Ok(not_modified(&rendered.etag));
     }
-    Ok(answer(rendered))
+    Ok(answer(&rendered))
 }
