@@ -40,7 +40,12 @@ pub async fn watch(applier: Arc<Applier>, path: PathBuf, stop: CancellationToken
         let now = stamp(&path);
         if forced || now != seen {
             seen = now;
-            if let Err(e) = load(&applier, &path) {
+            // Off the runtime, which also serves connections (see `Applier::apply_blocking`).
+            let (a, p) = (applier.clone(), path.clone());
+            let loaded = tokio::task::spawn_blocking(move || load(&a, &p))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            if let Err(e) = loaded {
                 tracing::warn!(error = %e, "file provider: keeping the current configuration");
             }
         }

@@ -126,7 +126,7 @@ pub async fn run(applier: Arc<Applier>, provider: HttpProvider, stop: Cancellati
                 }
             }
             Ok(Fetched::Body { bytes, etag: new_etag, format }) => {
-                match applier.apply(&bytes, format, "http") {
+                match applier.apply_blocking(bytes, format, "http").await {
                     Ok(outcome) => {
                         failures = 0;
                         etag = new_etag;
