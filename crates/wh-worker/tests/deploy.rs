@@ -307,6 +307,28 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(running(), before, "the reconnect stopped the app's container");
     assert!(serves().await);
+    // The proxy follows the control plane again: a routing change made now reaches it.
+    sqlx::query(
+        "INSERT INTO domains (app_id, hostname, token, status)
+         VALUES ($1, 'www.hello.test', 't', 'verified')",
+    )
+    .bind(app)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let url = format!("http://{}/", proxy.http_addr);
+    let mut custom = 0;
+    for _ in 0..100 {
+        let r = wh_testkit::http::request("GET", &url, None, &[], &[("host", "www.hello.test")])
+            .await
+            .unwrap();
+        custom = r.status;
+        if custom == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(custom, 200, "a change after the outage never reached the proxy");
 
     stop.cancel();
     proxy.shutdown().await;
