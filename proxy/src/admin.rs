@@ -1,6 +1,10 @@
 //! The admin listener (loopback by default): `/metrics` (Prometheus), `/healthz`, `/routes`,
 //! `/certs`.
 //! Never on the public listener, so the route list does not leak to the internet.
+//!
+//! Answers are rendered on a blocking thread: with 10,000 routes `/metrics` is 15 MB of text
+//! (about 100 ms) and `/routes` 1.7 MB, and this listener shares its runtime thread with an
+//! accept loop, whose connections would stall at every Prometheus scrape.
 
 use std::sync::Arc;
 
@@ -27,9 +31,17 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationT
         };
         let proxy = proxy.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: Request<Incoming>| {
                 let proxy = proxy.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&proxy, req)) }
+                let path = req.uri().path().to_owned();
+                async move {
+                    let answer = tokio::task::spawn_blocking(move || handle(&proxy, &path))
+                        .await
+                        .unwrap_or_else(|_| {
+                            text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "failed\n".into())
+                        });
+                    Ok::<_, std::convert::Infallible>(answer)
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -38,8 +50,8 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationT
     }
 }
 
-fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<RespBody> {
-    let (status, ctype, body) = match req.uri().path() {
+fn handle(proxy: &Proxy, path: &str) -> Response<RespBody> {
+    let (status, ctype, body) = match path {
         "/metrics" => {
             let mut text = proxy.metrics.render();
             if let Some(certs) = &proxy.certs {
@@ -59,6 +71,10 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<RespBody> {
         "/routes" => (StatusCode::OK, "application/json", routes_json(proxy)),
         _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
     };
+    text(status, ctype, body)
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<RespBody> {
     let mut resp = Response::new(RespBody::full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
