@@ -10,43 +10,18 @@
 #   benches/load/reload.sh [wh-proxy binary] [duration_seconds]   (needs: nginx wrk; run as root)
 # Without a binary it builds and uses target/release/wh-proxy; pass an older build to compare.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${1:-}
 DUR=${2:-15}
-WORK=$(mktemp -d /tmp/wh-reloadbench.XXXXXX)
 BACKEND_PORT=18001; PROXY_PORT=18080
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$WORK"; }
-trap cleanup EXIT
-for t in nginx wrk taskset python3; do command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }; done
-if [ -z "$BIN" ]; then
-  (cd "$ROOT" && cargo build --release -q -p wh-proxy)
-  BIN="$ROOT/target/release/wh-proxy"
-fi
+source "$(dirname "$0")/tenk.sh"
 
-cat > "$WORK/backend.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/backend.pid; error_log /dev/null crit;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$BACKEND_PORT; location / { return 200 "hello\n"; } } }
-CONF
-taskset -c 1 nginx -c "$WORK/backend.conf" -p "$WORK" & PIDS+=($!)
-
-for variant in 0 1; do
-  python3 - 10000 "$BACKEND_PORT" "$variant" > "$WORK/routes-$variant.json" <<'PY'
-import json, sys
-n, port, variant = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-routers = {f"app-{i}": {"rule": f"Host(`app-{i}.route.example.com`)", "service": f"app-{i}"} for i in range(n)}
-services = {f"app-{i}": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{port}"}]}} for i in range(n)}
-services["app-1"]["loadBalancer"]["servers"][0]["url"] = f"http://127.0.0.{2 + variant}:{port}"
-print(json.dumps({"http": {"routers": routers, "services": services}}))
-PY
-done
+routes_json 0 > "$WORK/routes-0.json"
+routes_json 1 > "$WORK/routes-1.json"
 cp "$WORK/routes-0.json" "$WORK/routes.json"
 taskset -c 0 "$BIN" --routes "$WORK/routes.json" --state-dir "$WORK/state" \
   --http-addr 127.0.0.1:$PROXY_PORT --admin-addr 127.0.0.1:0 --threads 1 \
   --log-format json --access-log off 2> "$WORK/proxy.log" & PIDS+=($!)
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PROXY_PORT) 2>/dev/null && break; sleep 0.05; done
+wait_port $PROXY_PORT
 sleep 1
 
 flips=$(python3 -c "print(int($DUR / 1.1) - 1)")
