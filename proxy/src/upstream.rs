@@ -86,6 +86,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Still open, and not idle for `idle_timeout` yet.
+    fn usable(&self, idle_timeout: Duration, now: Instant) -> bool {
+        !self.sender.is_closed() && now.duration_since(self.since) < idle_timeout
+    }
+}
+
 thread_local! {
     /// This thread's idle connections, by pool and address.
     static IDLE: RefCell<IdleMap> = RefCell::default();
@@ -108,7 +115,7 @@ fn with_idle<R>(f: impl FnOnce(&mut IdleMap) -> R) -> Option<R> {
 
 fn sweep(idle: &mut IdleMap, idle_timeout: Duration, now: Instant) {
     idle.retain(|_, queue| {
-        queue.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < idle_timeout);
+        queue.retain(|c| c.usable(idle_timeout, now));
         !queue.is_empty()
     });
 }
@@ -189,10 +196,10 @@ impl Pool {
     fn take_idle(&self, target: &Target) -> Option<(SendRequest<ReqBody>, Duration)> {
         with_idle(|idle| {
             let queue = idle.get_mut(&(self.id, target.clone()))?;
+            let now = Instant::now();
             while let Some(c) = queue.pop_back() {
-                let idle_for = c.since.elapsed();
-                if !c.sender.is_closed() && idle_for < self.settings.idle_timeout {
-                    return Some((c.sender, idle_for));
+                if c.usable(self.settings.idle_timeout, now) {
+                    return Some((c.sender, now.duration_since(c.since)));
                 }
             }
             None
@@ -221,9 +228,7 @@ impl Pool {
             PUTS.set(puts % SWEEP_EVERY);
             let queue = idle.entry((self.id, target)).or_default();
             // The oldest first: expired or closed ones go as others come back.
-            while queue.front().is_some_and(|c| {
-                c.sender.is_closed() || now.duration_since(c.since) >= self.settings.idle_timeout
-            }) {
+            while queue.front().is_some_and(|c| !c.usable(self.settings.idle_timeout, now)) {
                 queue.pop_front();
             }
             if queue.len() >= self.settings.max_idle_per_host {
