@@ -120,13 +120,20 @@ impl PodmanSettings {
             .split_whitespace()
             .map(str::to_owned)
             .collect();
+        let mut settings = PodmanSettings {
+            program: "podman".into(),
+            runtime,
+            ulimits,
+            build_network: "wisehosting-build".into(),
+            disk_quota: String::new(),
+        };
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let disk_quota = match disk_quota_support(
+        settings.disk_quota = match disk_quota_support(
             &mounts,
             info["store"]["graphRoot"].as_str().unwrap_or("/var/lib/containers/storage"),
             info["store"]["graphDriverName"].as_str().unwrap_or("overlay"),
         ) {
-            Ok(how) => match podman_accepts_disk_limits(runtime.as_deref()).await {
+            Ok(how) => match (Podman { settings: settings.clone() }).accepts_disk_limits().await {
                 Ok(()) => how.to_owned(),
                 Err(why) => format!(
                     "unsupported: the storage is {how}, but Podman refuses --storage-opt size: {why}"
@@ -134,71 +141,8 @@ impl PodmanSettings {
             },
             Err(why) => format!("unsupported: {why}"),
         };
-        Ok(PodmanSettings {
-            program: "podman".into(),
-            runtime,
-            ulimits,
-            build_network: "wisehosting-build".into(),
-            disk_quota,
-        })
+        Ok(settings)
     }
-}
-
-/// Asks Podman itself whether it limits a container's disk: creates (never starts) a container
-/// with `--storage-opt size=` from an empty throwaway image, then removes both. The mount table
-/// alone can say yes where Podman says no: Debian 12's Podman 4.3 refuses `size` on its btrfs
-/// driver ("unknown option size"), which would have failed every deploy on such a host.
-async fn podman_accepts_disk_limits(runtime: Option<&str>) -> Result<(), String> {
-    // Per process: two workers starting on one host must not remove each other's probe.
-    let name = format!("wh-disk-quota-probe-{}", std::process::id());
-    let image = format!("localhost/{name}:1");
-    let attempt = async {
-        let mut import = Command::new("podman")
-            .args(["import", "-", &image])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("podman import: {e}"))?;
-        if let Some(mut stdin) = import.stdin.take() {
-            use tokio::io::AsyncWriteExt;
-            // An empty tar archive: two zero blocks.
-            stdin.write_all(&[0u8; 1024]).await.map_err(|e| format!("podman import: {e}"))?;
-        }
-        let imported = import.wait_with_output().await.map_err(|e| e.to_string())?;
-        if !imported.status.success() {
-            return Err(podman_error(&imported.stderr));
-        }
-        let mut create = Command::new("podman");
-        create.arg("create");
-        if let Some(r) = runtime {
-            create.args(["--runtime", r]);
-        }
-        let created = create
-            .args(["--name", &name, "--network", "none", "--storage-opt", "size=64M", &image])
-            .arg("/probe")
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|e| format!("podman create: {e}"))?;
-        if created.status.success() {
-            Ok(())
-        } else {
-            Err(podman_error(&created.stderr))
-        }
-    };
-    let outcome = tokio::time::timeout(Duration::from_secs(60), attempt)
-        .await
-        .unwrap_or_else(|_| Err("no answer within 60 s".into()));
-    for args in [["rm", "-f", name.as_str()], ["rmi", "-f", image.as_str()]] {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(30),
-            Command::new("podman").args(args).kill_on_drop(true).output(),
-        )
-        .await;
-    }
-    outcome
 }
 
 /// Podman's message from its standard error: the last `Error: …` line (warnings logged before
@@ -326,6 +270,51 @@ impl Podman {
             }
         }
         c
+    }
+
+    /// Asks Podman itself whether it limits a container's disk: creates (never starts) a
+    /// container with `--storage-opt size=` from an empty throwaway image, then removes both.
+    /// The mount table alone can say yes where Podman says no: Debian 12's Podman 4.3 refuses
+    /// `size` on its btrfs driver ("unknown option size"), which would have failed every
+    /// deploy on such a host.
+    async fn accepts_disk_limits(&self) -> Result<(), String> {
+        // Per process: two workers starting on one host must not remove each other's probe.
+        let name = format!("wh-disk-quota-probe-{}", std::process::id());
+        let image = format!("localhost/{name}:1");
+        let attempt = async {
+            let mut import = self.command("import");
+            import.args(["-", &image]).stdin(Stdio::piped()).stdout(Stdio::null());
+            let mut import = import.stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+            if let Some(mut stdin) = import.stdin.take() {
+                use tokio::io::AsyncWriteExt;
+                // An empty tar archive: two zero blocks.
+                stdin.write_all(&[0u8; 1024]).await.map_err(|e| e.to_string())?;
+            }
+            let imported = import.wait_with_output().await.map_err(|e| e.to_string())?;
+            if !imported.status.success() {
+                return Err(podman_error(&imported.stderr));
+            }
+            let mut create = self.command("create");
+            create.args(["--name", &name, "--network", "none", "--storage-opt", "size=64M"]);
+            let created =
+                create.args([&image, "/probe"]).output().await.map_err(|e| e.to_string())?;
+            if created.status.success() {
+                Ok(())
+            } else {
+                Err(podman_error(&created.stderr))
+            }
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(60), attempt)
+            .await
+            .unwrap_or_else(|_| Err("no answer within 60 s".into()));
+        let mut rm = self.command("rm");
+        rm.args(["-f", &name]);
+        let mut rmi = self.command("rmi");
+        rmi.args(["-f", &image]);
+        for mut cleanup in [rm, rmi] {
+            let _ = tokio::time::timeout(Duration::from_secs(30), cleanup.output()).await;
+        }
+        outcome
     }
 
     async fn output(&self, mut cmd: Command, what: &str) -> Result<String, RuntimeError> {
