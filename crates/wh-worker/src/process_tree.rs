@@ -6,7 +6,6 @@
 //! a dead one and kills them ([`kill_orphaned_builds`]). Read from `/proc`; Linux only.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// Environment variable on every `podman build` the worker starts: `<pid>:<start time>`.
 pub const OWNER_VAR: &str = "WH_BUILD_OWNER";
@@ -80,9 +79,7 @@ fn parents() -> BTreeMap<u32, u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return BTreeMap::new() };
     dir.filter_map(|e| {
         let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat =
-            std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
-        Some((pid, parse_stat(&stat)?.0))
+        Some((pid, stat(pid)?.0))
     })
     .collect()
 }
@@ -103,8 +100,12 @@ fn descendants(root: u32, parents: &BTreeMap<u32, u32>) -> Vec<u32> {
 }
 
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    Some(parse_stat(&stat)?.1)
+    Some(stat(pid)?.1)
+}
+
+/// `(ppid, start time)` of a running process.
+fn stat(pid: u32) -> Option<(u32, u64)> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// `(ppid, start time)` from a `/proc/<pid>/stat` line. The command name in parentheses may
