@@ -208,7 +208,7 @@ struct RawEvent {
     #[serde(rename = "ContainerExitCode", default)]
     exit_code: Option<i32>,
     #[serde(rename = "Attributes", default)]
-    attributes: HashMap<String, String>,
+    attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// Parses one event line into (container, app, deployment, kind, exit code); `None` for events
@@ -218,7 +218,7 @@ pub fn parse_event(
     scope: &[(String, String)],
 ) -> Option<(String, String, i64, ContainerEventKind, Option<i32>)> {
     let e: RawEvent = serde_json::from_str(line).ok()?;
-    if e.kind != "container" || !scope.iter().all(|(k, v)| e.attributes.get(k) == Some(v)) {
+    if e.kind != "container" || !in_scope(&e.attributes, scope) {
         return None;
     }
     let kind = match e.status.as_str() {
