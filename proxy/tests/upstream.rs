@@ -68,14 +68,16 @@ async fn counting_backend(close_after_each: bool) -> (SocketAddr, Arc<AtomicUsiz
     (addr, accepted)
 }
 
+/// A proxy routing `h.test` to `backend`.
+async fn proxy_to(backend: SocketAddr) -> TestProxy {
+    TestProxy::start(&routes(&[("app", "Host(`h.test`)", &[&format!("http://{backend}")])]), &[])
+        .await
+}
+
 #[tokio::test]
 async fn upstream_connections_are_reused_and_one_with_an_abandoned_body_is_not() {
     let (backend, accepted) = counting_backend(false).await;
-    let p = TestProxy::start(
-        &routes(&[("app", "Host(`h.test`)", &[&format!("http://{backend}")])]),
-        &[],
-    )
-    .await;
+    let p = proxy_to(backend).await;
     for _ in 0..20 {
         let (status, _, body) = get(p.addr, "h.test", "/").await;
         assert_eq!((status, body.as_str()), (200, "ok"));
@@ -89,7 +91,9 @@ async fn upstream_connections_are_reused_and_one_with_an_abandoned_body_is_not()
     let mut got = vec![0u8; 256 * 1024];
     let mut read = 0;
     while read < got.len() {
-        read += c.read(&mut got[read..]).await.unwrap();
+        let n = c.read(&mut got[read..]).await.unwrap();
+        assert!(n > 0, "the proxy ended the large body after {read} bytes");
+        read += n;
     }
     drop(c);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -107,11 +111,7 @@ async fn upstream_connections_are_reused_and_one_with_an_abandoned_body_is_not()
 #[tokio::test]
 async fn connections_the_server_closes_between_requests_cost_no_errors() {
     let (backend, accepted) = counting_backend(true).await;
-    let p = TestProxy::start(
-        &routes(&[("app", "Host(`h.test`)", &[&format!("http://{backend}")])]),
-        &[],
-    )
-    .await;
+    let p = proxy_to(backend).await;
     for i in 0..20 {
         let (status, _, body) = get(p.addr, "h.test", "/").await;
         assert_eq!((status, body.as_str()), (200, "ok"), "request {i}");
