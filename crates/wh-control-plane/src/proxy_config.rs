@@ -79,7 +79,8 @@ impl Cache {
 /// A rendered document and its ETag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
-    pub body: String,
+    /// Shared, not copied, by every response that sends it.
+    pub body: axum::body::Bytes,
     pub etag: String,
 }
 
@@ -176,7 +177,7 @@ fn document<'a>(
     }
     let body = format!(r#"{{"http":{{"routers":{{{routers}}},"services":{{{services}}}}}}}"#);
     let etag = format!("\"{}\"", &hex::encode(Sha256::digest(body.as_bytes()))[..32]);
-    Rendered { body, etag }
+    Rendered { body: body.into(), etag }
 }
 
 /// Bumps a generation counter on every `wh_routes` notification (reconnecting on loss), so
@@ -225,7 +226,7 @@ mod tests {
             "route.test",
             true,
         );
-        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["http"]["routers"]["app-foo"]["rule"], "Host(`foo.route.test`)");
         assert_eq!(
             v["http"]["routers"]["app-b-2"]["rule"],
@@ -239,7 +240,7 @@ mod tests {
             "http://10.50.0.2:1"
         );
         let empty = document(std::iter::empty(), "route.test", false);
-        assert_eq!(empty.body, r#"{"http":{"routers":{},"services":{}}}"#);
+        assert_eq!(&empty.body[..], br#"{"http":{"routers":{},"services":{}}}"#);
         assert_ne!(empty.etag, r.etag);
     }
 }

@@ -375,10 +375,10 @@ async fn a_verified_domain_is_routed_certified_and_served_over_https_and_removin
     assert_eq!(v["status"], "verified", "{v}");
     let config =
         wh_control_plane::proxy_config::render(&env.db.pool, "route.test", true).await.unwrap();
+    let config = String::from_utf8_lossy(&config.body);
     assert!(
-        config.body.contains(r#""rule":"Host(`shop.route.test`) || Host(`www.shop.test`)""#),
-        "one router, both hosts: {}",
-        config.body
+        config.contains(r#""rule":"Host(`shop.route.test`) || Host(`www.shop.test`)""#),
+        "one router, both hosts: {config}"
     );
 
     // wh-proxy following the control plane, with pebble as its ACME CA.
