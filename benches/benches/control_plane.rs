@@ -27,7 +27,7 @@ fn main() {
             tasks.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 while let Some(job) = queue::claim(&pool, &format!("bench-{c}"), Duration::from_secs(60)).await.unwrap() {
-                    queue::complete(&pool, job.id, job.attempt, Ok(())).await.unwrap();
+                    queue::complete(&pool, job.id, job.attempt, &format!("bench-{c}"), Ok(())).await.unwrap();
                     n += 1;
                 }
                 n
@@ -62,7 +62,7 @@ fn main() {
             let claimed = Instant::now();
             let t0 = enq.await.unwrap();
             samples.push(claimed.saturating_duration_since(t0));
-            queue::complete(&db.pool, job.id, job.attempt, Ok(())).await.unwrap();
+            queue::complete(&db.pool, job.id, job.attempt, "latency", Ok(())).await.unwrap();
         }
         samples.sort();
         let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];

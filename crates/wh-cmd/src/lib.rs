@@ -1,9 +1,12 @@
 //! What every WiseHosting binary's `main` does the same way, so each `main.rs` keeps only its
 //! own wiring: parsing arguments (bad usage exits 64, `--help` and `--version` exit 0), plain
-//! logging to standard error filtered by an environment variable, and waiting for the signal
-//! that stops a service (SIGTERM or Ctrl-C).
+//! logging to standard error filtered by an environment variable, waiting for the signal
+//! that stops a service (SIGTERM or Ctrl-C), and [`supervise`]d long-running tasks.
 
 use std::process::ExitCode;
+
+mod supervise;
+pub use supervise::{restarts, supervise, supervise_panics};
 
 /// BSD `EX_USAGE`: the command line or configuration is invalid.
 pub const EX_USAGE: u8 = 64;

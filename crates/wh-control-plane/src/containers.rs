@@ -30,24 +30,28 @@ pub async fn adopt(
     let mut tx = pool.begin().await?;
     // Per reported container (by position): app id, state, worker it went live on, and whether
     // a retire job is still to run; no row when the deployment is unknown or of another app.
-    let rows: Vec<(i64, i64, String, Option<Uuid>, bool)> = sqlx::query_as(
+    let rows: Vec<(i64, i64, String, Option<Uuid>, bool, bool)> = sqlx::query_as(
         "SELECT r.ord - 1, d.app_id, d.state::text, d.worker_id,
                 EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = 'retire'
-                        AND j.state IN ('pending', 'claimed'))
+                        AND j.state IN ('pending', 'claimed')),
+                EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = 'deploy'
+                        AND j.claimed_by = $3)
          FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r (deployment_id, slug, ord)
          JOIN deployments d ON d.id = r.deployment_id
          JOIN apps a ON a.id = d.app_id AND a.slug = r.slug",
     )
     .bind(&deployments)
     .bind(&slugs)
+    .bind(worker.to_string())
     .fetch_all(&mut *tx)
     .await?;
     let mut app_of: Vec<Option<i64>> = vec![None; reported.len()];
-    for (index, app, state, on, retiring) in rows {
+    for (index, app, state, on, retiring, claimed_here) in rows {
+        // Only what this worker runs or builds: another worker's deployment is not adopted here.
         let keep = match state.as_str() {
-            "queued" | "building" | "starting" | "healthy" => true,
-            "live" => on.is_none_or(|w| w == worker),
-            "superseded" => retiring,
+            "queued" | "building" | "starting" | "healthy" => claimed_here,
+            "live" => on.map_or(claimed_here, |w| w == worker),
+            "superseded" => retiring && on == Some(worker),
             _ => false,
         };
         if keep {
@@ -76,8 +80,8 @@ pub async fn adopt(
          FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::int4[])
               AS r (id, app, dep, state, restarts)
          ON CONFLICT (container_id) DO UPDATE
-             SET worker_id = $1, state = excluded.state, restarts = excluded.restarts,
-                 updated_at = now()",
+             SET state = excluded.state, restarts = excluded.restarts, updated_at = now()
+             WHERE containers.worker_id = $1",
     )
     .bind(worker)
     .bind(&ids)
@@ -97,25 +101,31 @@ pub async fn adopt(
     Ok(stop)
 }
 
-/// Applies a container event (state, exit code, restart count).
-pub async fn event(pool: &PgPool, worker: Uuid, e: &ContainerEvent) -> Result<(), sqlx::Error> {
+/// Applies a container event (state, exit code, restart count); false when the event is not
+/// this worker's to report (its deployment neither runs there nor has its job held there, or the
+/// container is another worker's), and nothing changed.
+pub async fn event(pool: &PgPool, worker: Uuid, e: &ContainerEvent) -> Result<bool, sqlx::Error> {
     if e.event == ContainerEventKind::Removed {
         sqlx::query("DELETE FROM containers WHERE container_id = $1 AND worker_id = $2")
             .bind(&e.container_id)
             .bind(worker)
             .execute(pool)
             .await?;
-        return Ok(());
+        return Ok(true);
     }
     let state = match e.event {
         ContainerEventKind::Started | ContainerEventKind::Restarted => "running",
         _ => "exited",
     };
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO containers (container_id, worker_id, app_id, deployment_id, state, restarts, exit_code)
-         SELECT $1, $2, d.app_id, d.id, $4, $5, $6 FROM deployments d WHERE d.id = $3
+         SELECT $1, $2, d.app_id, d.id, $4, $5, $6 FROM deployments d
+         WHERE d.id = $3
+           AND (d.worker_id = $2 OR EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id
+                                            AND j.kind = 'deploy' AND j.claimed_by = $7))
          ON CONFLICT (container_id) DO UPDATE
-             SET state = $4, restarts = GREATEST(containers.restarts, $5), exit_code = coalesce($6, containers.exit_code), updated_at = now()",
+             SET state = $4, restarts = GREATEST(containers.restarts, $5), exit_code = coalesce($6, containers.exit_code), updated_at = now()
+             WHERE containers.worker_id = $2",
     )
     .bind(&e.container_id)
     .bind(worker)
@@ -123,9 +133,10 @@ pub async fn event(pool: &PgPool, worker: Uuid, e: &ContainerEvent) -> Result<()
     .bind(state)
     .bind(e.restarts as i32)
     .bind(e.exit_code)
+    .bind(worker.to_string())
     .execute(pool)
-    .await
-    .map(drop)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Stores the latest resource sample of each container (only containers already known); returns

@@ -126,12 +126,14 @@ impl Hub {
     }
 
     /// Rejected envelopes by kind (bad_mac, skew, replay, too_old, malformed, payload,
-    /// wrong_worker, and duplicate for resent reliable envelopes already processed).
+    /// wrong_worker, duplicate for resent reliable envelopes already processed, and not_yours
+    /// for reports on jobs, deployments or containers of another worker).
     pub fn rejections(&self) -> BTreeMap<String, u64> {
         self.rejections.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn reject(&self, worker: Uuid, kind: &str, detail: &str) {
+    /// Counts (and logs) a refused envelope or report of `worker` under `kind`.
+    pub fn reject(&self, worker: Uuid, kind: &str, detail: &str) {
         tracing::warn!(%worker, kind, detail, "envelope rejected");
         *self
             .rejections

@@ -132,7 +132,18 @@ impl Routing {
         route_domain: &str,
     ) -> Routing {
         let (tx, rx) = tokio::sync::watch::channel(0);
-        tokio::spawn(proxy_config::follow_changes(pool.clone(), tx));
+        let (tx, pool, done) =
+            (Arc::new(tx), pool.clone(), tokio_util::sync::CancellationToken::new());
+        // Supervised; it ends for good once nobody follows the changes any more.
+        tokio::spawn(wh_cmd::supervise("routing-follower", done.clone(), move || {
+            let (pool, tx, done) = (pool.clone(), tx.clone(), done.clone());
+            async move {
+                proxy_config::follow_changes(pool, tx.clone()).await;
+                if tx.is_closed() {
+                    done.cancel();
+                }
+            }
+        }));
         Routing {
             token,
             route_domain: route_domain.to_owned(),

@@ -182,7 +182,7 @@ fn document<'a>(
 
 /// Bumps a generation counter on every `wh_routes` notification (reconnecting on loss), so
 /// watch requests wake at once.
-pub async fn follow_changes(pool: PgPool, changes: watch::Sender<u64>) {
+pub async fn follow_changes(pool: PgPool, changes: std::sync::Arc<watch::Sender<u64>>) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(mut l) => match l.listen(CHANNEL).await {
@@ -201,11 +201,14 @@ pub async fn follow_changes(pool: PgPool, changes: watch::Sender<u64>) {
         };
         // A change may have been missed while not listening.
         changes.send_modify(|g| *g += 1);
-        while listener.recv().await.is_ok() {
-            changes.send_modify(|g| *g += 1);
-        }
-        if changes.is_closed() {
-            return;
+        loop {
+            tokio::select! {
+                _ = changes.closed() => return,
+                got = listener.recv() => match got {
+                    Ok(_) => changes.send_modify(|g| *g += 1),
+                    Err(_) => break,
+                },
+            }
         }
     }
 }

@@ -33,6 +33,9 @@ pub enum CompleteError {
     /// The job was claimed again since (or its lease expired): this attempt is stale.
     #[error("stale attempt: job {job} is no longer held by attempt {attempt}")]
     Stale { job: i64, attempt: i32 },
+    /// The job is held by another claimer (a worker reporting on what is not its own).
+    #[error("job {job} is not held by {claimer}")]
+    NotClaimant { job: i64, claimer: String },
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -145,26 +148,50 @@ pub async fn release(pool: &PgPool, job: i64, attempt: i32) -> Result<(), sqlx::
         .map(drop)
 }
 
-/// Extends the lease of a job still held by `attempt`.
+/// Extends the lease of a job still held by `attempt` of `claimer`.
 pub async fn extend(
     pool: &PgPool,
     job: i64,
     attempt: i32,
+    claimer: &str,
     lease: Duration,
 ) -> Result<(), CompleteError> {
     let done = sqlx::query(
         "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
-         WHERE id = $1 AND attempt = $2 AND state = 'claimed'",
+         WHERE id = $1 AND attempt = $2 AND state = 'claimed' AND claimed_by = $4",
     )
     .bind(job)
     .bind(attempt)
     .bind(lease.as_secs_f64())
+    .bind(claimer)
     .execute(pool)
     .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(CompleteError::Stale { job, attempt })
+    refused_unless(pool, done.rows_affected() == 1, job, attempt, claimer).await
+}
+
+/// `Ok` when an update of `job` by `claimer` applied; else why not: another claimer holds it
+/// (or held it last), or this attempt is stale.
+async fn refused_unless(
+    pool: &PgPool,
+    applied: bool,
+    job: i64,
+    attempt: i32,
+    claimer: &str,
+) -> Result<(), CompleteError> {
+    if applied {
+        return Ok(());
+    }
+    let holder: Option<Option<String>> =
+        sqlx::query_scalar("SELECT claimed_by FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_optional(pool)
+            .await?;
+    match holder {
+        Some(Some(h)) if h != claimer => {
+            Err(CompleteError::NotClaimant { job, claimer: claimer.to_owned() })
+        }
+        None => Err(CompleteError::NotClaimant { job, claimer: claimer.to_owned() }),
+        _ => Err(CompleteError::Stale { job, attempt }),
     }
 }
 
@@ -191,11 +218,12 @@ pub async fn extend_running(
     Ok(done.rows_affected())
 }
 
-/// Records the outcome of `attempt`; `Err(reason)` fails the job.
+/// Records the outcome of `attempt` of `claimer`; `Err(reason)` fails the job.
 pub async fn complete(
     pool: &PgPool,
     job: i64,
     attempt: i32,
+    claimer: &str,
     outcome: Result<(), &str>,
 ) -> Result<(), CompleteError> {
     let (state, error) = match outcome {
@@ -204,19 +232,16 @@ pub async fn complete(
     };
     let done = sqlx::query(
         "UPDATE jobs SET state = $3::job_state, error = $4, finished_at = now(), lease_expires_at = NULL
-         WHERE id = $1 AND attempt = $2 AND state = 'claimed'",
+         WHERE id = $1 AND attempt = $2 AND state = 'claimed' AND claimed_by = $5",
     )
     .bind(job)
     .bind(attempt)
     .bind(state)
     .bind(error)
+    .bind(claimer)
     .execute(pool)
     .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(CompleteError::Stale { job, attempt })
-    }
+    refused_unless(pool, done.rows_affected() == 1, job, attempt, claimer).await
 }
 
 /// Fails every job whose lease has expired, and the deployment it was for, saying why.

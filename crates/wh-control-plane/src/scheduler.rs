@@ -38,6 +38,9 @@ pub struct SchedulerSettings {
     pub drain: Duration,
     /// Where runtime log lines from workers go.
     pub logs: Option<std::sync::Arc<crate::logbus::LogBus>>,
+    /// Fault injection for tests: when set, the scheduler panics at its next turn (and clears
+    /// it), to show that its supervisor brings it back.
+    pub inject_panic: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for SchedulerSettings {
@@ -48,6 +51,7 @@ impl Default for SchedulerSettings {
             env: None,
             drain: Duration::from_secs(30),
             logs: None,
+            inject_panic: Default::default(),
         }
     }
 }
@@ -117,46 +121,76 @@ pub fn place(job: &Pending, candidates: &[(Uuid, (f64, usize))]) -> Option<Uuid>
         .map(|(id, _)| *id)
 }
 
-/// Runs until `stop`.
+/// Runs until `stop`, supervised: a panic (a bug, or tenant input nobody foresaw) is logged and
+/// the scheduler starts again with the same inbound queue, so workers keep their channel and
+/// leases keep expiring.
 pub async fn run(
     pool: PgPool,
     hub: std::sync::Arc<Hub>,
     settings: SchedulerSettings,
-    mut inbound: mpsc::Receiver<Inbound>,
+    inbound: mpsc::Receiver<Inbound>,
     stop: CancellationToken,
 ) {
-    let mut waiter = Waiter::new(&pool, Duration::from_secs(1)).await;
+    let inbound = std::sync::Arc::new(tokio::sync::Mutex::new(inbound));
+    // Ends with `stop`, or when the hub is gone (nothing can arrive any more).
+    let done = stop.child_token();
+    wh_cmd::supervise("scheduler", done.clone(), || {
+        let (pool, hub, settings, inbound, stop) =
+            (pool.clone(), hub.clone(), settings.clone(), inbound.clone(), done.clone());
+        async move {
+            let mut inbound = inbound.lock().await;
+            run_once(&pool, &hub, &settings, &mut inbound, &stop).await
+        }
+    })
+    .await
+}
+
+/// One life of the scheduler (see [`run`]).
+async fn run_once(
+    pool: &PgPool,
+    hub: &Hub,
+    settings: &SchedulerSettings,
+    inbound: &mut mpsc::Receiver<Inbound>,
+    stop: &CancellationToken,
+) {
+    let mut waiter = Waiter::new(pool, Duration::from_secs(1)).await;
     let mut expiry = tokio::time::interval(Duration::from_secs(1));
     loop {
-        assign_pending(&pool, &hub, &settings).await;
+        if settings.inject_panic.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("injected into the scheduler by a test");
+        }
+        assign_pending(pool, hub, settings).await;
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = waiter.wait() => {}
             _ = expiry.tick() => {
-                match queue::expire_leases(&pool).await {
+                match queue::expire_leases(pool).await {
                     Ok(ids) if !ids.is_empty() => tracing::warn!(jobs = ?ids, "job leases expired; jobs failed"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot expire leases"),
                 }
-                match crate::deployments::expire(&pool).await {
+                match crate::deployments::expire(pool).await {
                     Ok(ids) if !ids.is_empty() => tracing::warn!(deployments = ?ids, "deployments timed out"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot expire deployments"),
                 }
-                if let Err(e) = crate::deployments::drop_finished_sources(&pool).await {
+                if let Err(e) = crate::deployments::drop_finished_sources(pool).await {
                     tracing::warn!(error = %e, "cannot drop finished sources");
                 }
             }
             msg = inbound.recv() => match msg {
                 Some(m) => {
                     let worker = m.worker_id;
-                    if let Some(answer) = handle(&pool, &settings, m).await {
+                    if let Some(answer) = handle(pool, hub, settings, m).await {
                         if let Err(e) = hub.send(worker, answer) {
                             tracing::warn!(%worker, error = %e, "cannot answer the worker");
                         }
                     }
                 }
-                None => return,
+                None => {
+                    stop.cancel();
+                    return;
+                }
             },
         }
     }
@@ -197,6 +231,7 @@ pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettin
                     pool,
                     job.id,
                     job.attempt,
+                    &worker,
                     Err(&format!("cannot open the app's env vars: {e}")),
                 )
                 .await;
@@ -223,13 +258,53 @@ pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettin
     }
 }
 
-/// Runtime lines go to the log bus; build lines also to their deployment's `build_log`.
+/// The app whose log lines `worker` may send for `deployment`: the deployment must be of the
+/// app named, and the worker must run it (live or superseded there) or hold its job.
+async fn log_owner(
+    pool: &PgPool,
+    worker: Uuid,
+    app: &str,
+    deployment: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT d.app_id FROM deployments d JOIN apps a ON a.id = d.app_id
+         WHERE d.id = $1 AND a.slug = $2
+           AND (d.worker_id = $3 OR EXISTS (SELECT 1 FROM jobs j
+                                            WHERE j.deployment_id = d.id AND j.claimed_by = $4))",
+    )
+    .bind(deployment)
+    .bind(app)
+    .bind(worker)
+    .bind(worker.to_string())
+    .fetch_optional(pool)
+    .await
+}
+
+/// Runtime lines go to the log bus; build lines also to their deployment's `build_log`. Lines
+/// for a deployment the worker does not run are refused (counted as `not_yours`).
 async fn record_logs(
     pool: &PgPool,
+    hub: &Hub,
     settings: &SchedulerSettings,
+    worker: Uuid,
     l: &wh_wsproto::messages::LogLines,
 ) {
     use wh_wsproto::messages::Stream;
+    let Some(deployment) = l.deployment_id else {
+        hub.reject(worker, "not_yours", "log lines without a deployment");
+        return;
+    };
+    let app = match log_owner(pool, worker, &l.app, deployment).await {
+        Ok(Some(app)) => app,
+        Ok(None) => {
+            hub.reject(worker, "not_yours", &format!("log lines for deployment {deployment}"));
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check whose log lines these are");
+            return;
+        }
+    };
     let stream = |s: Stream| match s {
         Stream::Build => "build",
         Stream::Stdout => "stdout",
@@ -251,27 +326,29 @@ async fn record_logs(
             line: x.line.clone(),
             deployment_id: l.deployment_id,
         }));
-        bus.push(&l.app, entries);
+        bus.push(app, entries);
     }
-    if let Some(deployment) = l.deployment_id {
-        let build: String = l
-            .lines
-            .iter()
-            .filter(|x| x.stream == Stream::Build)
-            .map(|x| format!("{}\n", x.line))
-            .collect();
-        if !build.is_empty() {
-            let appended = sqlx::query(
-                "UPDATE deployments SET build_log = right(build_log || $2, 1048576), \
-                 build_log_total = build_log_total + octet_length($2) WHERE id = $1",
-            )
-            .bind(deployment)
-            .bind(build)
-            .execute(pool)
-            .await;
-            if let Err(e) = appended {
-                tracing::warn!(error = %e, "cannot store build output");
-            }
+    let build: String = l
+        .lines
+        .iter()
+        .filter(|x| x.stream == Stream::Build)
+        .map(|x| {
+            let mut line = x.line.clone();
+            crate::logbus::clip(&mut line);
+            line + "\n"
+        })
+        .collect();
+    if !build.is_empty() {
+        let appended = sqlx::query(
+            "UPDATE deployments SET build_log = right(build_log || $2, 1048576), \
+             build_log_total = build_log_total + octet_length($2) WHERE id = $1",
+        )
+        .bind(deployment)
+        .bind(build)
+        .execute(pool)
+        .await;
+        if let Err(e) = appended {
+            tracing::warn!(error = %e, "cannot store build output");
         }
     }
 }
@@ -298,8 +375,16 @@ pub(crate) fn stop_message(
     }
 }
 
-/// Applies one worker report; returns the answer to send back to that worker, if any.
-pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) -> Option<Message> {
+/// Applies one worker report; returns the answer to send back to that worker, if any. A report
+/// on a job, deployment or container that is not the worker's own changes nothing and is counted
+/// by the hub as `not_yours`.
+pub async fn handle(
+    pool: &PgPool,
+    hub: &Hub,
+    settings: &SchedulerSettings,
+    msg: Inbound,
+) -> Option<Message> {
+    let worker = msg.worker_id.to_string();
     let result = match &msg.message {
         Message::Hello(h) => {
             let unknown = crate::containers::adopt(pool, msg.worker_id, &h.containers).await;
@@ -310,7 +395,6 @@ pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) -
             );
         }
         Message::Heartbeat(hb) => {
-            let worker = msg.worker_id.to_string();
             if let Err(e) =
                 queue::extend_running(pool, &worker, &hb.running_jobs, settings.lease).await
             {
@@ -319,8 +403,14 @@ pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) -
             Ok(())
         }
         Message::ContainerEvent(e) => {
-            if let Err(err) = crate::containers::event(pool, msg.worker_id, e).await {
-                tracing::warn!(error = %err, "cannot record a container event");
+            match crate::containers::event(pool, msg.worker_id, e).await {
+                Ok(true) => {}
+                Ok(false) => hub.reject(
+                    msg.worker_id,
+                    "not_yours",
+                    &format!("container event for deployment {}", e.deployment_id),
+                ),
+                Err(err) => tracing::warn!(error = %err, "cannot record a container event"),
             }
             Ok(())
         }
@@ -328,9 +418,11 @@ pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) -
             let orphans = crate::containers::stats(pool, msg.worker_id, s).await;
             return stop_message(orphans, msg.worker_id, "the app was deleted");
         }
-        Message::JobAck(r) => queue::extend(pool, r.job_id, r.attempt, settings.lease).await,
+        Message::JobAck(r) => {
+            queue::extend(pool, r.job_id, r.attempt, &worker, settings.lease).await
+        }
         Message::JobProgress(p) => {
-            let extended = queue::extend(pool, p.job_id, p.attempt, settings.lease).await;
+            let extended = queue::extend(pool, p.job_id, p.attempt, &worker, settings.lease).await;
             if extended.is_ok() {
                 if let Err(e) = crate::deployments::progress(pool, p.job_id, &p.stage).await {
                     tracing::warn!(error = %e, "cannot record deployment progress");
@@ -344,7 +436,7 @@ pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) -
             } else {
                 Err(r.error.as_deref().unwrap_or("failed without a reason"))
             };
-            let completed = queue::complete(pool, r.job_id, r.attempt, outcome).await;
+            let completed = queue::complete(pool, r.job_id, r.attempt, &worker, outcome).await;
             if completed.is_ok() {
                 let finished = crate::deployments::finish(
                     pool,
@@ -363,7 +455,7 @@ pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) -
             completed
         }
         Message::LogLines(l) => {
-            record_logs(pool, settings, l).await;
+            record_logs(pool, hub, settings, msg.worker_id, l).await;
             Ok(())
         }
         _ => Ok(()),
@@ -372,6 +464,9 @@ pub async fn handle(pool: &PgPool, settings: &SchedulerSettings, msg: Inbound) -
         Ok(()) => {}
         Err(CompleteError::Stale { job, attempt }) => {
             tracing::warn!(worker = %msg.worker_id, job, attempt, "report for a stale attempt refused")
+        }
+        Err(CompleteError::NotClaimant { job, .. }) => {
+            hub.reject(msg.worker_id, "not_yours", &format!("report on job {job}"))
         }
         Err(CompleteError::Db(e)) => tracing::error!(error = %e, "cannot record a job report"),
     }

@@ -43,7 +43,10 @@ pub async fn start(
     // Verified worker messages go to the scheduler, which feeds the log bus too.
     let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel::<hub::Inbound>(4096);
     let hub = Arc::new(hub::Hub::new(inbound_tx));
-    tokio::spawn(hub.clone().enforce_enabled(pool.clone(), Duration::from_secs(5), stop.clone()));
+    tokio::spawn(wh_cmd::supervise("worker-status", stop.clone(), {
+        let (hub, pool, stop) = (hub.clone(), pool.clone(), stop.clone());
+        move || hub.clone().enforce_enabled(pool.clone(), Duration::from_secs(5), stop.clone())
+    }));
     let logs = Arc::new(logbus::LogBus::default());
     let env = Arc::new(config.master_key.sealer(secrets::Purpose::Env));
     let scheduling = scheduler::SchedulerSettings {
@@ -68,12 +71,12 @@ pub async fn start(
         logs,
         dns: Arc::new(domains::Verifier::new(&config.dns)),
     };
-    tokio::spawn(domains::run_rechecks(
-        pool.clone(),
-        (*state.dns).clone(),
-        Duration::from_secs(60),
-        stop.clone(),
-    ));
+    tokio::spawn(wh_cmd::supervise("domain-rechecks", stop.clone(), {
+        let (pool, dns, stop) = (pool.clone(), (*state.dns).clone(), stop.clone());
+        move || {
+            domains::run_rechecks(pool.clone(), dns.clone(), Duration::from_secs(60), stop.clone())
+        }
+    }));
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await

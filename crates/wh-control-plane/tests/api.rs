@@ -245,6 +245,17 @@ async fn env_vars_are_encrypted_masked_audited_and_bound_to_their_app() {
         (status, err["error"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("key"))
     );
+    // What the worker's env file could not carry is refused when stored, not at deploy time.
+    for value in [r#""a\nINJECTED=1""#, r#""nul\u0000""#, r#""cr\r""#] {
+        let body = format!(r#"{{"value": {value}}}"#);
+        let (status, _, err) =
+            call(&env, "PUT", "/api/v1/apps/env-one/env/MULTI", &h, Some(&body)).await;
+        assert_eq!(
+            (status, err["error"]["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("value")),
+            "{value}: {err}"
+        );
+    }
 
     let (_, _, masked) = call(&env, "GET", "/api/v1/apps/env-one/env", &h, None).await;
     assert_eq!(masked["DATABASE_URL"], "********");
@@ -443,8 +454,12 @@ async fn runtime_logs_recent_and_followed_and_build_logs_kept_with_the_deploymen
     let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     let app = r#"{"name": "log-app", "repo_url": "https://git.example/x.git", "port": 8080}"#;
     assert_eq!(call(&env, "POST", "/api/v1/apps", &h, Some(app)).await.0, StatusCode::CREATED);
+    let app_id: i64 = sqlx::query_scalar("SELECT id FROM apps WHERE slug = 'log-app'")
+        .fetch_one(&env.db.pool)
+        .await
+        .unwrap();
     let line = |s: &str| Entry { ts_ms: 1, stream: "stdout", line: s.into(), deployment_id: None };
-    env.state.logs.push("log-app", [line("first"), line("second")]);
+    env.state.logs.push(app_id, [line("first"), line("second")]);
     let (status, _, recent) =
         call(&env, "GET", "/api/v1/apps/log-app/logs?lines=1", &h, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -471,7 +486,7 @@ async fn runtime_logs_recent_and_followed_and_build_logs_kept_with_the_deploymen
     }
     seen.push_str(&String::from_utf8_lossy(&next(&mut body).await));
     assert!(seen.contains("second"), "{seen}");
-    env.state.logs.push("log-app", [line("third, live")]);
+    env.state.logs.push(app_id, [line("third, live")]);
     seen.push_str(&String::from_utf8_lossy(&next(&mut body).await));
     assert!(seen.contains("third, live"), "{seen}");
 
@@ -482,6 +497,16 @@ async fn runtime_logs_recent_and_followed_and_build_logs_kept_with_the_deploymen
         logs: Some(env.state.logs.clone()),
         ..Default::default()
     };
+    // The worker building it holds its job; only it may send the deployment's lines.
+    let (worker, _) =
+        wh_control_plane::workers::create(&env.db.pool, "w", "127.0.0.1").await.unwrap();
+    sqlx::query("UPDATE jobs SET state = 'claimed', claimed_by = $2 WHERE deployment_id = $1")
+        .bind(id)
+        .bind(worker.id.to_string())
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    let hub = env.state.hub.clone();
     let build = LogLines {
         app: "log-app".into(),
         deployment_id: Some(id),
@@ -493,10 +518,12 @@ async fn runtime_logs_recent_and_followed_and_build_logs_kept_with_the_deploymen
         dropped: 3,
     };
     let inbound = wh_control_plane::hub::Inbound {
-        worker_id: uuid::Uuid::nil(),
+        worker_id: worker.id,
         message: wh_wsproto::Message::LogLines(build),
     };
-    wh_control_plane::scheduler::handle(&env.db.pool, &settings, inbound).await;
+    wh_control_plane::scheduler::handle(&env.db.pool, &hub, &settings, inbound).await;
+    let (_, _, recent) = call(&env, "GET", "/api/v1/apps/log-app/logs", &h, None).await;
+    assert!(recent.to_string().contains("3 lines dropped"), "{recent}");
     let build_log = |query: &str| {
         let req = Request::get(format!("/api/v1/deployments/{id}/build-log{query}"))
             .header("cookie", &cookie)
@@ -513,29 +540,51 @@ async fn runtime_logs_recent_and_followed_and_build_logs_kept_with_the_deploymen
     };
     assert_eq!(build_log("").await, ("STEP 1/2: FROM base\n".into(), 20, 0));
     // A follower asks from the offset it saw and gets only what is new.
-    let more = |line: String| wh_control_plane::hub::Inbound {
-        worker_id: uuid::Uuid::nil(),
+    let more = |lines: Vec<String>| wh_control_plane::hub::Inbound {
+        worker_id: worker.id,
         message: wh_wsproto::Message::LogLines(LogLines {
             app: "log-app".into(),
             deployment_id: Some(id),
-            lines: vec![LogLine { ts_ms: 3, stream: Stream::Build, line }],
+            lines: lines
+                .into_iter()
+                .map(|line| LogLine { ts_ms: 3, stream: Stream::Build, line })
+                .collect(),
             dropped: 0,
         }),
     };
-    wh_control_plane::scheduler::handle(&env.db.pool, &settings, more("STEP 2/2: RUN é".into()))
-        .await;
+    wh_control_plane::scheduler::handle(
+        &env.db.pool,
+        &hub,
+        &settings,
+        more(vec!["STEP 2/2: RUN é".into()]),
+    )
+    .await;
     assert_eq!(build_log("?from=20").await, ("STEP 2/2: RUN é\n".into(), 37, 0));
     assert_eq!(build_log("?from=37").await, (String::new(), 37, 0));
     assert_eq!(build_log("?from=999999").await, (String::new(), 37, 0));
     // Past the kept MiB the oldest output goes, and a follower that fell behind is told so.
-    wh_control_plane::scheduler::handle(&env.db.pool, &settings, more("x".repeat(1 << 20))).await;
+    // (65 lines of 16 KiB with their newlines; one line is at most 16 KiB.)
+    let lines = vec!["x".repeat(16 * 1024 - 1); 65];
+    wh_control_plane::scheduler::handle(&env.db.pool, &hub, &settings, more(lines)).await;
     let (text, offset, skipped) = build_log("?from=37").await;
-    assert_eq!(offset, 37 + (1 << 20) + 1);
+    assert_eq!(offset, 37 + 65 * 16 * 1024);
     assert_eq!(text.len(), 1 << 20);
-    assert_eq!(skipped, 1);
+    assert_eq!(skipped, 16 * 1024);
     assert!(text.ends_with("xx\n"));
-    let (_, _, recent) = call(&env, "GET", "/api/v1/apps/log-app/logs", &h, None).await;
-    assert!(recent.to_string().contains("3 lines dropped"), "{recent}");
+
+    // Logs belong to the app, not to its slug: deleted with it, never shown to the next owner.
+    assert_eq!(
+        call(&env, "DELETE", "/api/v1/apps/log-app", &h, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert!(env.state.logs.recent(app_id, 10).is_empty(), "the deleted app's lines were kept");
+    let (other_cookie, other_csrf) = sign_in(&env, "next-owner@example.test").await;
+    let other = [("cookie", other_cookie.as_str()), ("x-csrf-token", other_csrf.as_str())];
+    let (status, _, _) = call(&env, "POST", "/api/v1/apps", &other, Some(app)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, recent) = call(&env, "GET", "/api/v1/apps/log-app/logs", &other, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(recent, serde_json::json!([]), "the new app sees the old app's lines");
 }
 
 async fn upload(

@@ -50,7 +50,16 @@ async fn adoption_keeps_what_should_run_here_and_stops_the_rest() {
     };
     let live_here = deployment("live", Some(here.id)).await;
     let live_there = deployment("live", Some(there.id)).await;
-    let building = deployment("building", Some(here.id)).await;
+    let building = deployment("building", None).await;
+    let building_there = deployment("building", None).await;
+    for (d, on) in [(building, here.id), (building_there, there.id)] {
+        sqlx::query("INSERT INTO jobs (kind, deployment_id, state, claimed_by) VALUES ('deploy', $1, 'claimed', $2)")
+            .bind(d)
+            .bind(on.to_string())
+            .execute(pool)
+            .await
+            .unwrap();
+    }
     let failed = deployment("failed", Some(here.id)).await;
     let retiring = deployment("superseded", Some(here.id)).await;
     let retired = deployment("superseded", Some(here.id)).await;
@@ -76,6 +85,8 @@ async fn adoption_keeps_what_should_run_here_and_stops_the_rest() {
         info("c-live", "shop", live_here, 2), // reported twice: counts once
         info("c-other-worker", "shop", live_there, 0),
         info("c-building", "shop", building, 0),
+        // Another worker's build: a worker adopts only what it runs or builds itself.
+        info("c-building-there", "shop", building_there, 0),
         info("c-failed", "shop", failed, 0),
         info("c-retiring", "shop", retiring, 0),
         info("c-retired", "shop", retired, 0),
@@ -87,7 +98,14 @@ async fn adoption_keeps_what_should_run_here_and_stops_the_rest() {
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     assert_eq!(
         stop,
-        names(&["c-other-worker", "c-failed", "c-retired", "c-unknown", "c-wrong-app"])
+        names(&[
+            "c-other-worker",
+            "c-building-there",
+            "c-failed",
+            "c-retired",
+            "c-unknown",
+            "c-wrong-app"
+        ])
     );
     let kept: Vec<(String, i64, String, i32)> = sqlx::query_as(
         "SELECT container_id, deployment_id, state, restarts FROM containers

@@ -37,7 +37,9 @@ async fn ten_thousand_jobs_across_eight_claimers_each_processed_exactly_once() {
             while let Some(job) =
                 queue::claim(&pool, &format!("claimer-{c}"), Duration::from_secs(60)).await.unwrap()
             {
-                queue::complete(&pool, job.id, job.attempt, Ok(())).await.unwrap();
+                queue::complete(&pool, job.id, job.attempt, &format!("claimer-{c}"), Ok(()))
+                    .await
+                    .unwrap();
                 done.push(job.id);
             }
             done
@@ -94,11 +96,11 @@ async fn a_vanished_claimer_fails_the_job_and_the_deployment_visibly_and_its_lat
     assert!(derror.contains("stopped reporting"), "{derror}");
     // The worker comes back with its result: refused, nothing changes.
     assert!(matches!(
-        queue::complete(&db.pool, job, 1, Ok(())).await,
+        queue::complete(&db.pool, job, 1, "worker-w1", Ok(())).await,
         Err(CompleteError::Stale { .. })
     ));
     assert!(matches!(
-        queue::extend(&db.pool, job, 1, Duration::from_secs(5)).await,
+        queue::extend(&db.pool, job, 1, "worker-w1", Duration::from_secs(5)).await,
         Err(CompleteError::Stale { .. })
     ));
     let state: String = sqlx::query_scalar("SELECT state::text FROM jobs WHERE id = $1")
@@ -125,10 +127,19 @@ async fn an_older_attempt_cannot_complete_a_newer_claim() {
     let second = queue::claim(&db.pool, "b", Duration::from_secs(60)).await.unwrap().unwrap();
     assert_eq!(second.attempt, first.attempt + 1);
     assert!(matches!(
-        queue::complete(&db.pool, job, first.attempt, Err("late")).await,
+        queue::complete(&db.pool, job, first.attempt, "b", Err("late")).await,
         Err(CompleteError::Stale { .. })
     ));
-    queue::complete(&db.pool, job, second.attempt, Ok(())).await.unwrap();
+    // Nor can another claimer complete it, whatever attempt it names.
+    assert!(matches!(
+        queue::complete(&db.pool, job, second.attempt, "a", Err("mine now")).await,
+        Err(CompleteError::NotClaimant { .. })
+    ));
+    assert!(matches!(
+        queue::extend(&db.pool, job, second.attempt, "a", Duration::from_secs(5)).await,
+        Err(CompleteError::NotClaimant { .. })
+    ));
+    queue::complete(&db.pool, job, second.attempt, "b", Ok(())).await.unwrap();
 }
 
 #[tokio::test]
@@ -186,7 +197,7 @@ async fn deploy_progress_and_results_move_the_deployment() {
         .await
         .unwrap();
     assert_eq!(state, "building");
-    queue::complete(&db.pool, job.id, job.attempt, Ok(())).await.unwrap();
+    queue::complete(&db.pool, job.id, job.attempt, &worker.id.to_string(), Ok(())).await.unwrap();
     wh_control_plane::deployments::finish(
         &db.pool,
         job.id,

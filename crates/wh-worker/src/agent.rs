@@ -22,6 +22,7 @@ use wh_wsproto::Message;
 
 use crate::frameworks::{self, BaseImages};
 use crate::images::{self, ImagePolicy};
+use crate::lines::{BoundedLines, MAX_LINE};
 use crate::monitor::in_scope;
 use crate::runtime::{BuildSpec, Podman, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
 use crate::transport::Transport;
@@ -73,13 +74,31 @@ impl Agent {
         self.running.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect()
     }
 
-    /// Runs every job that arrives, each in its own task.
-    pub async fn run(self: Arc<Self>, mut inbound: mpsc::Receiver<Message>) {
+    /// Runs every job that arrives, each in its own task, until `inbound` closes. A job whose
+    /// task panics still ends: it leaves the heartbeat's list and fails with the panic's message.
+    pub async fn run(self: Arc<Self>, inbound: Arc<tokio::sync::Mutex<mpsc::Receiver<Message>>>) {
+        let mut inbound = inbound.lock().await;
         while let Some(msg) = inbound.recv().await {
             match msg {
                 Message::JobAssign(job) => {
                     let me = self.clone();
-                    tokio::spawn(async move { me.execute(job).await });
+                    tokio::spawn(async move {
+                        let (id, attempt) = (job.job_id, job.attempt);
+                        let inner = me.clone();
+                        if let Err(why) =
+                            wh_cmd::supervise_panics("job", async move { inner.execute(job).await })
+                                .await
+                        {
+                            me.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                            me.transport.send(Message::JobResult(JobResult {
+                                job_id: id,
+                                attempt,
+                                ok: false,
+                                error: Some(format!("the worker failed internally: {why}")),
+                                output: serde_json::Value::Null,
+                            }));
+                        }
+                    });
                 }
                 Message::ContainerStop(stop) => {
                     let me = self.clone();
@@ -327,7 +346,6 @@ pub(crate) async fn forward_logs(
     container: String,
     since: Option<u64>,
 ) {
-    use tokio::io::AsyncBufReadExt;
     let mut args = vec!["logs".to_owned(), "-f".to_owned()];
     if let Some(s) = since {
         args.extend(["--since".to_owned(), s.to_string()]);
@@ -350,7 +368,7 @@ pub(crate) async fn forward_logs(
     ] {
         let tx = tx.clone();
         tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(reader).lines();
+            let mut lines = BoundedLines::new(tokio::io::BufReader::new(reader), MAX_LINE);
             while let Ok(Some(line)) = lines.next_line().await {
                 if tx.send(LogLine { ts_ms: now_ms(), stream, line }).await.is_err() {
                     break;

@@ -8,6 +8,7 @@
 //! - [`agent`]: executes jobs (deploy: clone, build, run, health-check, report).
 //! - [`frameworks`]: Dockerfile presets for repositories that bring none.
 //! - [`images`]: removes old app images (keeps the used, the newest per app, the young).
+//! - [`lines`]: a bounded line reader for output the worker does not control.
 //! - [`runtime`]: Podman as a subprocess (build, run, inspect, list by label, remove).
 //! - [`monitor`]: inventory, stats every 10 s, container events.
 //! - [`source`]: unpacks an uploaded source archive.
@@ -18,6 +19,7 @@ pub mod agent;
 pub mod frameworks;
 pub mod host;
 pub mod images;
+pub mod lines;
 pub mod monitor;
 pub mod process_tree;
 pub mod runtime;

@@ -14,13 +14,13 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 use wh_wsproto::messages::{
     ContainerEvent, ContainerEventKind, ContainerInfo, ContainerStat, ContainerStats,
 };
 use wh_wsproto::Message;
 
+use crate::lines::BoundedLines;
 use crate::runtime::{Found, Podman, Sample, LABEL_APP, LABEL_DEPLOYMENT};
 use crate::transport::Transport;
 
@@ -252,7 +252,8 @@ pub async fn events_loop(
             .spawn();
         if let Ok(mut child) = child {
             if let Some(out) = child.stdout.take() {
-                let mut lines = tokio::io::BufReader::new(out).lines();
+                // Image labels reach events too: bounded, and a cut line is no event.
+                let mut lines = BoundedLines::new(tokio::io::BufReader::new(out), 64 * 1024);
                 loop {
                     let line = tokio::select! {
                         _ = stop.cancelled() => return,

@@ -5,16 +5,18 @@
 //! (`nofile`, `nproc`) because raising them implicitly fails on some hosts. Builds run on a
 //! per-host build network (never `--network=host`) with memory and CPU caps (`--cpu-quota`) and a timeout, their
 //! output streamed line by line; a build cut short loses its whole process tree, RUN step
-//! included ([`process_tree`]). Environment values reach `podman run` through the child's
-//! environment (`-e KEY`), never its argv, so they do not show in `ps` or in logs.
+//! included ([`process_tree`]). An app's environment variables reach `podman run` through a
+//! private env file ([`EnvFile`]): never its argv (they would show in `ps`) and never its own
+//! environment (a tenant's `PATH` or `LD_PRELOAD` would steer Podman on the host).
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::lines::{BoundedLines, MAX_LINE};
 use crate::process_tree;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::process::Command;
 
 /// Label carrying the app slug on every container we start.
@@ -31,6 +33,8 @@ pub enum RuntimeError {
     Failed { command: String, output: String },
     #[error("build timed out after {0:?}")]
     Timeout(Duration),
+    #[error("env var `{key}`: {why}")]
+    Env { key: String, why: wh_wsproto::env::EnvError },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -177,7 +181,8 @@ pub struct BuildSpec<'a> {
 pub struct RunSpec {
     pub name: String,
     pub image: String,
-    /// Values travel in the podman child's environment, not its arguments.
+    /// The app's variables: they reach the container through a private env file, never the
+    /// arguments or the environment of `podman` (see [`EnvFile`]).
     pub env: Vec<(String, String)>,
     pub memory_mb: u64,
     pub cpus: f64,
@@ -415,9 +420,9 @@ impl Podman {
         let mut child = cmd.spawn()?;
         // Cut short (timeout), the build's RUN step would outlive `podman`: kill the tree.
         let mut guard = process_tree::TreeGuard::new(child.id());
-        let stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
-        let mut merged = tokio_stream_merge(stdout, stderr);
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let stderr = BufReader::new(child.stderr.take().expect("piped"));
+        let mut merged = merge_lines(stdout, stderr);
         let run = async {
             let mut tail = std::collections::VecDeque::new();
             while let Some(line) = merged.recv().await {
@@ -460,11 +465,9 @@ impl Podman {
         if let Some((ip, host, container)) = &spec.publish {
             cmd.args(["-p", &format!("{ip}:{host}:{container}")]);
         }
-        for (k, v) in &spec.env {
-            // `-e KEY` takes the value from podman's own environment: never in argv.
-            cmd.args(["-e", k]);
-            cmd.env(k, v);
-        }
+        // Removed when this returns: Podman has copied the variables into the container's config.
+        let env_file = EnvFile::write(&spec.env)?;
+        cmd.arg("--env-file").arg(env_file.path());
         cmd.args(&spec.extra_args).arg(&spec.image);
         self.output(cmd, "run").await.map(|out| out.trim().to_owned())
     }
@@ -539,13 +542,24 @@ impl Podman {
     /// The last `lines` lines of a container's output (for failure reports).
     pub async fn logs_tail(&self, id: &str, lines: usize) -> Result<String, RuntimeError> {
         let mut cmd = self.command("logs");
-        cmd.args(["--tail", &lines.to_string(), id]);
-        let out = cmd.output().await?;
-        Ok(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        cmd.args(["--tail", &lines.to_string(), id]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        let out = BufReader::new(child.stdout.take().expect("piped"));
+        let err = BufReader::new(child.stderr.take().expect("piped"));
+        // The app's lines: each bounded, and only the last `lines` kept, however many come.
+        let mut merged = merge_lines(out, err);
+        let mut tail = std::collections::VecDeque::with_capacity(lines);
+        let read = async {
+            while let Some(line) = merged.recv().await {
+                if tail.len() == lines {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        let _ = child.kill().await;
+        Ok(tail.into_iter().map(|l| l + "\n").collect())
     }
 
     /// Bytes in the writable layer of each container labelled `key` (`podman ps --size`, which
@@ -594,6 +608,43 @@ impl Podman {
     }
 }
 
+/// An app's variables as a Podman env file, `KEY=VALUE` a line, mode 0600 in a private (0700)
+/// directory removed on drop. Tenant-chosen names (`PATH`, `LD_PRELOAD`, `CONTAINERS_CONF`…)
+/// so never become the environment of `podman` itself, and values never show in `ps`.
+pub struct EnvFile {
+    dir: tempfile::TempDir,
+}
+
+impl EnvFile {
+    /// Writes `vars`; a variable an env file cannot carry is refused, naming it.
+    pub fn write(vars: &[(String, String)]) -> Result<EnvFile, RuntimeError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut text = String::new();
+        for (key, value) in vars {
+            wh_wsproto::env::check(key, value)
+                .map_err(|why| RuntimeError::Env { key: key.clone(), why })?;
+            text.push_str(key);
+            text.push('=');
+            text.push_str(value);
+            text.push('\n');
+        }
+        // tempfile makes the directory 0700.
+        let dir = tempfile::Builder::new().prefix("wh-env-").tempdir()?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.path().join("env"))?;
+        file.write_all(text.as_bytes())?;
+        Ok(EnvFile { dir })
+    }
+
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("env")
+    }
+}
+
 /// `podman ps --size --format json` → container id → bytes in its writable layer; rows without
 /// a size are left out.
 pub fn parse_disk_usage(out: &str) -> std::collections::HashMap<String, u64> {
@@ -618,32 +669,29 @@ pub fn parse_samples(out: &str) -> Vec<Sample> {
     out.lines().filter_map(|l| serde_json::from_str(l.trim()).ok()).collect()
 }
 
-/// Merges two line streams into one channel (build output comes on both).
-fn tokio_stream_merge<A, B>(
-    mut a: tokio::io::Lines<A>,
-    mut b: tokio::io::Lines<B>,
-) -> tokio::sync::mpsc::Receiver<String>
+/// Merges the bounded lines ([`BoundedLines`]) of two outputs into one channel (build output
+/// comes on both).
+fn merge_lines<A, B>(a: A, b: B) -> tokio::sync::mpsc::Receiver<String>
 where
     A: tokio::io::AsyncBufRead + Unpin + Send + 'static,
     B: tokio::io::AsyncBufRead + Unpin + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let tx2 = tx.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = a.next_line().await {
-            if tx.send(line).await.is_err() {
-                break;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = b.next_line().await {
-            if tx2.send(line).await.is_err() {
-                break;
-            }
-        }
-    });
+    tokio::spawn(forward_lines(BoundedLines::new(a, MAX_LINE), tx));
+    tokio::spawn(forward_lines(BoundedLines::new(b, MAX_LINE), tx2));
     rx
+}
+
+async fn forward_lines<R: tokio::io::AsyncBufRead + Unpin>(
+    mut lines: BoundedLines<R>,
+    tx: tokio::sync::mpsc::Sender<String>,
+) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        if tx.send(line).await.is_err() {
+            break;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -695,6 +743,7 @@ network) exit 0 ;;
 build)
   n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}
   echo "STEP 1/2: FROM base"
+  if [ "{races}" = flood ]; then head -c 33554432 /dev/zero | tr '\0' x; printf '\nafter\n'; exit 0; fi
   if [ "{races}" = run ]; then echo "Error: building at STEP \"RUN false\": exit status 1" >&2; exit 1; fi
   if [ $n -le {races} ]; then
     echo "Error: checking if cached image exists from a previous build: getting top layer info: layer not known" >&2
@@ -763,6 +812,17 @@ esac
         let (result, builds, _) = build_with("run").await;
         assert_eq!(builds, 1);
         assert!(matches!(result, Err(RuntimeError::Failed { .. })), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_build_printing_without_newlines_is_read_in_bounded_lines() {
+        // 32 MiB on one line, as a tenant's RUN step can print it.
+        let (result, _, lines) = build_with("flood").await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(lines.len(), 3, "{:?}", lines.iter().map(String::len).collect::<Vec<_>>());
+        assert!(lines[1].len() <= MAX_LINE + crate::lines::TRUNCATED.len());
+        assert!(lines[1].ends_with(crate::lines::TRUNCATED));
+        assert_eq!(lines[2], "after");
     }
 
     #[test]

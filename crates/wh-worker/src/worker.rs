@@ -14,6 +14,10 @@ use crate::monitor::{self, Inventory};
 use crate::runtime::Podman;
 use crate::transport::{Endpoint, Transport, TransportConfig, TransportError};
 
+/// A supervised part of the worker, as [`wh_cmd::supervise`] starts it (again).
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+type MakeTask = Box<dyn FnMut() -> Task + Send>;
+
 /// How this worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -86,37 +90,78 @@ pub async fn run(
             Some(now),
         ));
     }
-    tokio::spawn(crate::images::sweep_loop(
-        podman.clone(),
-        settings.agent.images.clone(),
-        settings.agent.extra_labels.clone(),
-        stop.clone(),
-    ));
-    tokio::spawn(agent.clone().run(inbound));
-    tokio::spawn(monitor::stats_loop(
-        podman.clone(),
-        transport.clone(),
-        inventory.clone(),
-        settings.stats_every,
-        stop.clone(),
-    ));
-    tokio::spawn(monitor::events_loop(podman, transport.clone(), inventory.clone(), stop.clone()));
-    tokio::spawn({
+    // Every long-running part is supervised: a panic is logged and the part started again.
+    let supervised = |name, make| tokio::spawn(wh_cmd::supervise(name, stop.clone(), make));
+    supervised("image-sweeps", {
+        let (podman, policy, scope, stop) = (
+            podman.clone(),
+            settings.agent.images.clone(),
+            settings.agent.extra_labels.clone(),
+            stop.clone(),
+        );
+        Box::new(move || {
+            Box::pin(crate::images::sweep_loop(
+                podman.clone(),
+                policy.clone(),
+                scope.clone(),
+                stop.clone(),
+            )) as Task
+        }) as MakeTask
+    });
+    let inbound = std::sync::Arc::new(tokio::sync::Mutex::new(inbound));
+    supervised("agent", {
+        let agent = agent.clone();
+        Box::new(move || Box::pin(agent.clone().run(inbound.clone())) as Task)
+    });
+    supervised("stats", {
+        let (podman, transport, inventory, every, stop) = (
+            podman.clone(),
+            transport.clone(),
+            inventory.clone(),
+            settings.stats_every,
+            stop.clone(),
+        );
+        Box::new(move || {
+            Box::pin(monitor::stats_loop(
+                podman.clone(),
+                transport.clone(),
+                inventory.clone(),
+                every,
+                stop.clone(),
+            )) as Task
+        })
+    });
+    supervised("events", {
+        let (podman, transport, inventory, stop) =
+            (podman.clone(), transport.clone(), inventory.clone(), stop.clone());
+        Box::new(move || {
+            Box::pin(monitor::events_loop(
+                podman.clone(),
+                transport.clone(),
+                inventory.clone(),
+                stop.clone(),
+            )) as Task
+        })
+    });
+    supervised("heartbeats", {
         let (transport, agent, stop) = (transport.clone(), agent.clone(), stop.clone());
-        async move {
-            let mut tick =
-                tokio::time::interval(settings.heartbeat.max(Duration::from_millis(100)));
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {}
+        let every = settings.heartbeat.max(Duration::from_millis(100));
+        Box::new(move || {
+            let (transport, agent, stop) = (transport.clone(), agent.clone(), stop.clone());
+            Box::pin(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    transport.send(Message::Heartbeat(Heartbeat {
+                        stats: host::stats(),
+                        running_jobs: agent.running_jobs(),
+                    }));
                 }
-                transport.send(Message::Heartbeat(Heartbeat {
-                    stats: host::stats(),
-                    running_jobs: agent.running_jobs(),
-                }));
-            }
-        }
+            }) as Task
+        })
     });
     let hello = move |worker_id: &str| Hello {
         worker_id: worker_id.to_owned(),

@@ -253,7 +253,7 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     let followed = eventually(Duration::from_secs(20), async || {
         cp_state
             .logs
-            .recent("crashy", 200)
+            .recent(app, 200)
             .iter()
             .filter_map(|e| e.line.strip_prefix("tick-")?.trim().parse::<i64>().ok())
             .any(|t| t > restarted_at + 1)

@@ -162,17 +162,13 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     // The app's own output reaches the control plane's log bus; the build output its deployment.
     let mut runtime_seen = false;
     for _ in 0..50 {
-        if logs.recent("hello", 100).iter().any(|e| e.line.contains("app-started-on-8000")) {
+        if logs.recent(app, 100).iter().any(|e| e.line.contains("app-started-on-8000")) {
             runtime_seen = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        runtime_seen,
-        "runtime output never reached the log bus: {:?}",
-        logs.recent("hello", 100)
-    );
+    assert!(runtime_seen, "runtime output never reached the log bus: {:?}", logs.recent(app, 100));
     let build_log: String = sqlx::query_scalar("SELECT build_log FROM deployments WHERE id = $1")
         .bind(deployment)
         .fetch_one(&pool)

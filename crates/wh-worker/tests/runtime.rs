@@ -37,7 +37,7 @@ async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and
         format!(
             "FROM {base}\nRUN mkdir -p /www && echo built-by-wh > /www/index.html && echo step-output-line\n\
              RUN echo cpu-quota=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) mem-limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)\n\
-             CMD [\"sh\", \"-c\", \"echo $GREETING > /www/env.txt; httpd -f -p 8000 -h /www\"]\n"
+             CMD [\"/bin/sh\", \"-c\", \"echo $GREETING > /www/env.txt; echo \\\"$PATH $LD_PRELOAD [$SPACED]\\\" > /www/host.txt; exec /bin/httpd -f -p 8000 -h /www\"]\n"
         ),
     )
     .unwrap();
@@ -69,7 +69,13 @@ async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and
     let spec = RunSpec {
         name: format!("wh-rt-{}", kit.run_id()),
         image: tag.clone(),
-        env: vec![("GREETING".into(), "hello-from-env".into())],
+        // Names that would steer Podman itself on the host if they became its environment.
+        env: vec![
+            ("GREETING".into(), "hello-from-env".into()),
+            ("LD_PRELOAD".into(), "/nonexistent".into()),
+            ("PATH".into(), "/nowhere".into()),
+            ("SPACED".into(), " a = b ".into()),
+        ],
         memory_mb: 64,
         cpus: 0.5,
         pids_limit: 100,
@@ -98,6 +104,15 @@ async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and
         Some("hello-from-env"),
         "env var did not reach the container"
     );
+    // Item A3: the tenant's PATH and LD_PRELOAD reached the container, not the host's Podman.
+    let seen = wh_testkit::http::get(&format!("http://127.0.0.1:{port}/host.txt"), &[]).await;
+    assert_eq!(seen.unwrap().text().trim(), "/nowhere /nonexistent [ a = b ]");
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("wh-env-"))
+        .collect();
+    assert!(leftovers.is_empty(), "env files left behind: {leftovers:?}");
     let inspect = podman.inspect(&id).await.unwrap();
     assert_eq!(inspect["HostConfig"]["Memory"].as_i64(), Some(64 * 1024 * 1024));
     assert_eq!(inspect["HostConfig"]["PidsLimit"].as_i64(), Some(100));

@@ -34,7 +34,7 @@ async fn a_queued_job_goes_to_the_least_loaded_worker_and_its_result_completes_i
         heartbeat_interval: Duration::from_secs(10),
         env: None,
         drain: Duration::from_secs(30),
-        logs: None,
+        ..SchedulerSettings::default()
     };
     tokio::spawn(scheduler::run(db.pool.clone(), hub.clone(), settings, inbound, stop.clone()));
 

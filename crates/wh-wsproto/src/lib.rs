@@ -15,10 +15,12 @@
 //! - [`messages`]: the typed payloads the channel carries.
 //! - [`error`]: why an envelope was rejected.
 //! - [`archive`]: the tar.gz source of an upload deploy, checked on both sides.
+//! - [`env`]: what an app's environment variable may be (checked on both sides).
 //!
 //! Decoding never panics, whatever the bytes (property tests and `fuzz/fuzz_targets/decode.rs`).
 
 pub mod archive;
+pub mod env;
 pub mod envelope;
 pub mod error;
 pub mod key;

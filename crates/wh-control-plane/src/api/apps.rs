@@ -53,18 +53,15 @@ pub fn validate_slug(slug: &str) -> Result<(), ApiError> {
 
 /// Validates an environment variable name (POSIX: a letter or `_`, then letters, digits, `_`).
 pub fn validate_env_key(key: &str) -> Result<(), ApiError> {
-    let mut bytes = key.bytes();
-    let ok = matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && key.len() <= 255;
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::Validation {
-            field: "key",
-            message: "must be a POSIX name: a letter or _, then letters, digits or _".into(),
-        })
-    }
+    wh_wsproto::env::check_name(key)
+        .map_err(|e| ApiError::Validation { field: "key", message: e.to_string() })
+}
+
+/// Validates a whole variable: what the worker can pass to the container, nothing else.
+fn validate_env(key: &str, value: &str) -> Result<(), ApiError> {
+    validate_env_key(key)?;
+    wh_wsproto::env::check(key, value)
+        .map_err(|e| ApiError::Validation { field: "value", message: e.to_string() })
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -259,6 +256,7 @@ pub async fn delete(
     sqlx::query("DELETE FROM apps WHERE id = $1").bind(app.id).execute(&mut *tx).await?;
     caller.audit(&mut tx, "app.delete", &format!("app:{slug}"), serde_json::json!({})).await?;
     tx.commit().await?;
+    state.logs.remove(app.id);
     // Its containers stop now. A worker that is away stops them when it reports them again
     // (adoption, or a stats sample of a container without a deployment).
     let mut by_worker: std::collections::BTreeMap<uuid::Uuid, Vec<String>> = Default::default();
@@ -321,10 +319,7 @@ pub async fn env_set(
     Path((slug, key)): Path<(String, String)>,
     ApiJson(body): ApiJson<EnvValue>,
 ) -> Result<StatusCode, ApiError> {
-    validate_env_key(&key)?;
-    if body.value.len() > 64 * 1024 {
-        return Err(ApiError::Validation { field: "value", message: "at most 64 KiB".into() });
-    }
+    validate_env(&key, &body.value)?;
     let app = owned_app(&state, &caller, &slug).await?;
     let sealed = state.env.seal(body.value.as_bytes(), app.id);
     let mut tx = state.pool.begin().await?;
@@ -391,13 +386,13 @@ pub async fn logs(
     Path(slug): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    owned_app(&state, &caller, &slug).await?;
+    let app = owned_app(&state, &caller, &slug).await?;
     let n = q.lines.unwrap_or(200).min(2_000);
     if !q.follow.as_deref().is_some_and(|f| f == "1" || f == "true") {
-        return Ok(Json(state.logs.recent(&slug, n)).into_response());
+        return Ok(Json(state.logs.recent(app.id, n)).into_response());
     }
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let (recent, rx) = state.logs.follow(&slug, n);
+    let (recent, rx) = state.logs.follow(app.id, n);
     let event = |e: &crate::logbus::Entry| {
         Event::default().json_data(e).unwrap_or_else(|_| Event::default().data(e.line.clone()))
     };

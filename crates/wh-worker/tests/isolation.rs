@@ -1,0 +1,292 @@
+//! The platform holds against its own tenants and workers (issue 12): hostile tenant output,
+//! a panicking subsystem, and workers acting on what is not theirs. Real Postgres, the control
+//! plane's real hub and scheduler, and the worker's real transport as the (possibly hostile)
+//! worker.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wh_control_plane::scheduler::SchedulerSettings;
+use wh_control_plane::{workers, AppState};
+use wh_worker::transport::{Endpoint, Transport, TransportConfig};
+use wh_wsproto::messages::{Capacity, Heartbeat, Hello, HostStats, JobAssign, LogLine, LogLines};
+use wh_wsproto::messages::{JobRef, JobResult, Stream};
+use wh_wsproto::Message;
+
+mod common;
+
+struct Platform {
+    addr: std::net::SocketAddr,
+    state: AppState,
+    pool: sqlx::PgPool,
+    stop: CancellationToken,
+    _db: wh_testkit::postgres::TestDatabase,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn platform(sched: SchedulerSettings) -> Platform {
+    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let stop = CancellationToken::new();
+    let (addr, state) = common::control_plane(&db.pool, None, sched, &stop).await;
+    Platform { addr, state, pool: db.pool.clone(), stop, _db: db }
+}
+
+/// A worker speaking the real protocol, whose every message the test chooses.
+struct FakeWorker {
+    id: uuid::Uuid,
+    transport: Arc<Transport>,
+    inbound: mpsc::Receiver<Message>,
+}
+
+impl FakeWorker {
+    async fn connect(p: &Platform, name: &str) -> FakeWorker {
+        let (w, key) = workers::create(&p.pool, name, "127.0.0.1").await.unwrap();
+        let (transport, inbound) = Transport::new(TransportConfig::new(
+            Endpoint::parse(&format!("http://{}", p.addr), None).unwrap(),
+            key,
+        ));
+        let hello = |id: &str| Hello {
+            worker_id: id.into(),
+            version: "t".into(),
+            capacity: Capacity::default(),
+            containers: vec![],
+        };
+        tokio::spawn(transport.clone().run(hello, p.stop.clone()));
+        transport.send(Message::Heartbeat(Heartbeat {
+            stats: HostStats { memory_total_mb: 100, ..Default::default() },
+            running_jobs: vec![],
+        }));
+        let hub = p.state.hub.clone();
+        let connected = eventually(Duration::from_secs(10), async || {
+            hub.health().get(&w.id).filter(|h| h.connected && h.last_heartbeat.is_some()).cloned()
+        })
+        .await;
+        assert!(connected.is_some(), "worker {name} never connected");
+        FakeWorker { id: w.id, transport, inbound }
+    }
+
+    /// The next job assigned to this worker, within `limit`.
+    async fn assigned(&mut self, limit: Duration) -> Option<JobAssign> {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(until, self.inbound.recv()).await {
+                Ok(Some(Message::JobAssign(a))) => return Some(a),
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    fn finish(&self, job: &JobAssign, ok: bool) {
+        self.transport.send(Message::JobResult(JobResult {
+            job_id: job.job_id,
+            attempt: job.attempt,
+            ok,
+            error: (!ok).then(|| "failed on purpose".into()),
+            output: serde_json::Value::Null,
+        }));
+    }
+}
+
+/// Polls `probe` every 50 ms until it answers, for at most `limit`.
+async fn eventually<T>(limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An app of a fresh user (`slug`) and a queued deployment of it: (app, deployment, job).
+async fn deployment(pool: &sqlx::PgPool, slug: &str) -> (i64, i64, i64) {
+    let user: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash) VALUES ($1, 'x') RETURNING id",
+    )
+    .bind(format!("{slug}@example.test"))
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let repo = std::path::Path::new("/nonexistent/repo");
+    let app = common::insert_app(pool, user, slug, repo).await;
+    let deployment = common::queue_deploy(pool, app, slug, repo).await;
+    let job = sqlx::query_scalar("SELECT id FROM jobs WHERE deployment_id = $1")
+        .bind(deployment)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    (app, deployment, job)
+}
+
+async fn job_state(pool: &sqlx::PgPool, job: i64) -> String {
+    sqlx::query_scalar("SELECT state::text FROM jobs WHERE id = $1")
+        .bind(job)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn deployment_state(pool: &sqlx::PgPool, deployment: i64) -> String {
+    sqlx::query_scalar("SELECT state::text FROM deployments WHERE id = $1")
+        .bind(deployment)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// `w` finishes `job` and the result is recorded.
+async fn completes(p: &Platform, w: &FakeWorker, job: &JobAssign) {
+    w.transport.send(Message::JobAck(JobRef { job_id: job.job_id, attempt: job.attempt }));
+    w.finish(job, true);
+    let done = eventually(Duration::from_secs(10), async || {
+        (job_state(&p.pool, job.job_id).await == "succeeded").then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "the job's result was not recorded");
+}
+
+/// A new deployment is placed on `w` and its result completes it: scheduling works.
+async fn scheduling_works(p: &Platform, w: &mut FakeWorker, slug: &str) {
+    let (_, _, job) = deployment(&p.pool, slug).await;
+    let assign = w.assigned(Duration::from_secs(10)).await.expect("no job was placed");
+    assert_eq!(assign.job_id, job);
+    completes(p, w, &assign).await;
+}
+
+fn lines(app: &str, deployment: i64, lines: &[&str]) -> Message {
+    Message::LogLines(LogLines {
+        app: app.into(),
+        deployment_id: Some(deployment),
+        lines: lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LogLine { ts_ms: i as i64, stream: Stream::Build, line: (*l).into() })
+            .collect(),
+        dropped: 0,
+    })
+}
+
+/// Item A1: a build line that `String::truncate` would cut inside a character used to panic the
+/// scheduler; every worker's messages and all placement stopped with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_log_line_does_not_stop_scheduling() {
+    let p = platform(SchedulerSettings::default()).await;
+    let mut w = FakeWorker::connect(&p, "w1").await;
+    let (app, deployment, _) = deployment(&p.pool, "victim").await;
+    let job = w.assigned(Duration::from_secs(10)).await.expect("no job was placed");
+    let hostile = format!("a{}", "é".repeat(9000));
+    w.transport.send(lines("victim", deployment, &[&hostile, "nul \0 byte"]));
+    let logs = p.state.logs.clone();
+    let kept = eventually(Duration::from_secs(10), async || {
+        let l = logs.recent(app, 10);
+        (l.len() == 2).then_some(l)
+    })
+    .await
+    .expect("the lines never reached the log bus");
+    assert!(hostile.starts_with(&kept[0].line) && kept[0].line.len() <= 16 * 1024);
+    assert_eq!(kept[1].line, "nul \u{FFFD} byte");
+    let build_log: String = sqlx::query_scalar("SELECT build_log FROM deployments WHERE id = $1")
+        .bind(deployment)
+        .fetch_one(&p.pool)
+        .await
+        .unwrap();
+    assert!(build_log.ends_with("nul \u{FFFD} byte\n"), "the build log lost the lines");
+    completes(&p, &w, &job).await;
+    scheduling_works(&p, &mut w, "next").await;
+}
+
+/// Item A2: the scheduler is supervised; a panic inside it is logged and it starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_scheduler_is_survived() {
+    let sched = SchedulerSettings::default();
+    let inject = sched.inject_panic.clone();
+    let p = platform(sched).await;
+    let mut w = FakeWorker::connect(&p, "w1").await;
+    let before = wh_cmd::restarts().get("scheduler").copied().unwrap_or(0);
+    inject.store(true, SeqCst);
+    let panicked = eventually(Duration::from_secs(10), async || {
+        (wh_cmd::restarts().get("scheduler").copied().unwrap_or(0) > before).then_some(())
+    })
+    .await;
+    assert!(panicked.is_some() && !inject.load(SeqCst), "the injected panic never happened");
+    scheduling_works(&p, &mut w, "after-panic").await;
+}
+
+/// Item B14: worker B reports on worker A's job (progress, result with B's port, log lines,
+/// a container event): all refused and counted; A's own reports still apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cannot_report_on_another_workers_job() {
+    let p = platform(SchedulerSettings::default()).await;
+    let mut a = FakeWorker::connect(&p, "a").await;
+    let (app, deployment, _) = deployment(&p.pool, "owned").await;
+    let job = a.assigned(Duration::from_secs(10)).await.expect("no job was placed on a");
+    let b = FakeWorker::connect(&p, "b").await;
+    b.transport.send(Message::JobProgress(wh_wsproto::messages::JobProgress {
+        job_id: job.job_id,
+        attempt: job.attempt,
+        stage: "healthy".into(),
+        message: String::new(),
+    }));
+    b.transport.send(Message::JobResult(JobResult {
+        job_id: job.job_id,
+        attempt: job.attempt,
+        ok: true,
+        error: None,
+        output: serde_json::json!({"host_port": 31999}),
+    }));
+    b.transport.send(lines("owned", deployment, &["forged by b"]));
+    b.transport.send(Message::ContainerEvent(wh_wsproto::messages::ContainerEvent {
+        container_id: "forged".into(),
+        app: "owned".into(),
+        deployment_id: deployment,
+        event: wh_wsproto::messages::ContainerEventKind::Started,
+        exit_code: None,
+        restarts: 0,
+    }));
+    let hub = p.state.hub.clone();
+    let counted = eventually(Duration::from_secs(10), async || {
+        (hub.rejections().get("not_yours").copied().unwrap_or(0) >= 4).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "refusals: {:?}", hub.rejections());
+    assert_eq!(job_state(&p.pool, job.job_id).await, "claimed");
+    assert_eq!(deployment_state(&p.pool, deployment).await, "queued");
+    assert!(p.state.logs.recent(app, 10).is_empty(), "b's lines reached a's app");
+    let containers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM containers").fetch_one(&p.pool).await.unwrap();
+    assert_eq!(containers, 0, "b's container event was recorded");
+    // The job is still a's: its result makes the deployment live on a, not on b.
+    a.transport.send(Message::JobResult(JobResult {
+        job_id: job.job_id,
+        attempt: job.attempt,
+        ok: true,
+        error: None,
+        output: serde_json::json!({"host_port": 31001}),
+    }));
+    let live = eventually(Duration::from_secs(10), async || {
+        let row: (String, Option<uuid::Uuid>, Option<i32>) = sqlx::query_as(
+            "SELECT state::text, worker_id, host_port FROM deployments WHERE id = $1",
+        )
+        .bind(deployment)
+        .fetch_one(&p.pool)
+        .await
+        .unwrap();
+        (row.0 == "live").then_some(row)
+    })
+    .await
+    .expect("a's result did not make the deployment live");
+    assert_eq!((live.1, live.2), (Some(a.id), Some(31001)));
+}
