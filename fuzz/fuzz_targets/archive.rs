@@ -6,9 +6,14 @@ use libfuzzer_sys::fuzz_target;
 use wh_wsproto::archive::{self, Entry, Limits};
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits { max_compressed: 1 << 20, max_unpacked: 4 << 20, max_entries: 1000 };
+    let limits = Limits {
+        max_compressed: 1 << 20,
+        max_unpacked: 4 << 20,
+        max_entries: 1000,
+        ..Limits::default()
+    };
     let _ = archive::check(data, &limits);
-    let _ = archive::walk(data, &limits, |e| {
+    let _ = archive::walk(data, &limits, |e, _| {
         let path = match &e {
             Entry::Dir(p) | Entry::File { path: p, .. } | Entry::Symlink { path: p, .. } => p,
         };

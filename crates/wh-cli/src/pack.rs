@@ -74,7 +74,7 @@ mod tests {
         let (bytes, files) = pack_dir(dir.path()).unwrap();
         assert_eq!(files, 2);
         let mut names = Vec::new();
-        archive::walk(&bytes, &Limits::default(), |e| {
+        archive::walk(&bytes, &Limits::default(), |e, _| {
             if let archive::Entry::File { path, .. } = e {
                 names.push(path.display().to_string());
             }

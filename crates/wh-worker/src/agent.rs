@@ -227,7 +227,8 @@ impl Agent {
             let into = checkout.path().to_owned();
             tokio::task::spawn_blocking(move || crate::source::unpack(&bytes, &into))
                 .await
-                .map_err(|e| e.to_string())??;
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
         } else {
             let (repo, git_ref) = (text("repo_url")?, text("ref")?);
             if git_ref.starts_with('-') || repo.starts_with('-') {

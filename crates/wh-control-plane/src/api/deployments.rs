@@ -36,6 +36,9 @@ pub struct NewDeployment {
     git_ref: Option<String>,
 }
 
+/// How many uploads are checked at once.
+static UPLOAD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// `POST /api/v1/apps/{slug}/deployments`: a JSON body `{"ref": …}` (or none) deploys a git
 /// ref of the app's repository; a `Content-Type: application/gzip` body is an uploaded source
 /// archive (`wh deploy --path`), checked ([`archive::check`]) and kept with the deployment
@@ -68,6 +71,8 @@ pub async fn create(
         app.ok_or(ApiError::NotFound)?;
     let mut payload = serde_json::json!({"app": slug, "port": port, "memory_mb": memory_mb, "cpu_millis": cpu_millis, "disk_mb": disk_mb});
     let (git_ref, source) = if upload {
+        // Each check costs up to a core and 16 MiB; more uploads than this wait their turn.
+        let _turn = UPLOAD_CHECKS.acquire().await.map_err(|e| ApiError::Internal(e.into()))?;
         let checked = body.clone();
         let summary = tokio::task::spawn_blocking(move || archive::check(&checked, &limits))
             .await
