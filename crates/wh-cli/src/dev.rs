@@ -141,6 +141,7 @@ async fn serve(
         master_key: wh_control_plane::secrets::MasterKey::from_base64(&state.master_key)
             .map_err(CliError::Local)?,
         cookie_secure: false,
+        allow_private_repos: true,
     };
     let cp = server::start(config, Duration::from_secs(30), stop.clone())
         .await
@@ -280,6 +281,8 @@ async fn start_worker(
             base_images: frameworks::BaseImages { static_site, ..Default::default() },
             health_timeout: Duration::from_secs(30),
             extra_labels: labels,
+            // Local development: repositories on this machine or the LAN are fine.
+            repos: wh_worker::git::RepoPolicy { allow_private: true },
             ..Default::default()
         },
         ..Default::default()

@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Lifetime of worker JWTs, in seconds.
     #[arg(long, env = "WH_JWT_TTL_SECS", default_value_t = 900)]
     pub jwt_ttl_secs: u64,
+    /// Accept repository URLs on loopback, private and mesh addresses (development only; the
+    /// workers' `WH_ALLOW_PRIVATE_REPOS` decides what they clone).
+    #[arg(long, env = "WH_ALLOW_PRIVATE_REPOS")]
+    pub allow_private_repos: bool,
 }
 
 /// Resolved settings.
@@ -98,6 +102,7 @@ pub struct Config {
     pub dns: crate::domains::DnsSettings,
     pub master_key: crate::secrets::MasterKey,
     pub cookie_secure: bool,
+    pub allow_private_repos: bool,
 }
 
 /// A configuration problem; `main` exits with 64 on it.
@@ -127,6 +132,7 @@ impl Config {
         Ok(Config {
             master_key,
             cookie_secure: args.cookie_secure,
+            allow_private_repos: args.allow_private_repos,
             listen: args.listen,
             internal_listen: args.internal_listen,
             database_url,

@@ -2,7 +2,8 @@
 //!
 //! - [`normalize`]: lowercase, trailing dot dropped, Unicode → punycode (IDNA/UTS 46), then the
 //!   hostname rules (labels of 1–63 `[a-z0-9-]` without a leading or trailing hyphen, at most 253
-//!   in all, at least two labels, not an IP address, not under the platform's route domain).
+//!   in all, at least two labels, not an IP address, punycode labels that decode canonically,
+//!   not under the platform's route domain).
 //! - [`Verifier`]: looks up `TXT _wisehosting.<hostname>` against the configured resolvers with
 //!   no cache and an overall deadline (8 s); a record matches when its character-strings joined
 //!   equal the token. The outcome says which of verified / no such name / no matching TXT /
@@ -70,6 +71,14 @@ pub fn normalize(input: &str, route_domain: &str) -> Result<String, InvalidHostn
     }
     if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
         return bad("is an IP address; use a domain name");
+    }
+    // Punycode labels must decode, and be the canonical encoding of what they decode to.
+    if labels.iter().any(|l| l.starts_with("xn--")) {
+        let (unicode, decoded) = idna::domain_to_unicode(&ascii);
+        let canonical = idna::domain_to_ascii(&unicode).ok();
+        if decoded.is_err() || canonical.as_deref() != Some(ascii.as_str()) {
+            return bad("has a label that is not valid punycode (xn--)");
+        }
     }
     let route = route_domain.trim_matches('.').to_ascii_lowercase();
     if !route.is_empty() && (ascii == route || ascii.ends_with(&format!(".{route}"))) {
@@ -328,6 +337,10 @@ mod tests {
         refused("route.example.com", "platform's own domain");
         refused("a..b.com", "empty label");
         refused("", "empty");
+        refused("xn--zz.com", "punycode");
+        refused("xn--a.com", "punycode");
+        refused("www.xn--ab-c.example", "punycode");
+        assert_eq!(n("xn--bcher-kva.example"), Ok("xn--bcher-kva.example".into()));
         refused(&format!("{}.com", vec!["a".repeat(60); 5].join(".")), "253");
         assert_eq!(n(&format!("{}.com", "a".repeat(63))).map(|s| s.len()), Ok(67));
     }

@@ -8,6 +8,7 @@
 //! - [`jwt`]: short-lived HS256 tokens for workers.
 //! - [`logbus`]: recent runtime logs per app (bounded), with live followers.
 //! - [`proxy_config`]: the Traefik configuration the ingress proxy polls or watches.
+//! - [`repos`]: repository URLs: credentials sealed, never stored or shown in clear.
 //! - [`domains`]: custom domains: hostname rules, TXT verification, background rechecks.
 //! - [`deployments`]: the deployment state machine and its per-state deadlines.
 //! - [`ratelimit`]: per-IP request limits.
@@ -37,6 +38,7 @@ pub mod logbus;
 pub mod proxy_config;
 pub mod queue;
 pub mod ratelimit;
+pub mod repos;
 pub mod scheduler;
 pub mod secrets;
 pub mod server;
@@ -61,6 +63,8 @@ pub struct AppState {
     pub logs: Arc<logbus::LogBus>,
     /// Looks up custom domains' verification records.
     pub dns: Arc<domains::Verifier>,
+    /// Accept repository URLs naming loopback or private addresses (development only).
+    pub allow_private_repos: bool,
 }
 
 /// The API's rate limiters.
@@ -101,6 +105,7 @@ impl AppState {
             limits: Arc::new(Limits::default()),
             logs: Arc::new(logbus::LogBus::default()),
             dns: Arc::new(domains::Verifier::new(&domains::DnsSettings::default())),
+            allow_private_repos: false,
         }
     }
 }

@@ -56,28 +56,52 @@ impl Default for SchedulerSettings {
     }
 }
 
-/// The decrypted env vars of the app a deploy job is for.
-async fn job_env(
+/// Why a job could not be prepared for its worker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrepareError {
+    #[error("cannot open the app's {what}: {why}")]
+    Open { what: String, why: crate::secrets::SecretError },
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A deploy job's payload as its worker gets it: the stored payload plus the app's secrets,
+/// opened (env vars, repository credentials). Only the assignment carries them, over the signed
+/// channel; the `jobs` row never does.
+async fn deploy_payload(
     pool: &PgPool,
     settings: &SchedulerSettings,
-    deployment: Option<i64>,
-) -> Result<serde_json::Value, String> {
-    let (Some(sealer), Some(deployment)) = (&settings.env, deployment) else {
-        return Ok(serde_json::json!({}));
+    job: &queue::Claimed,
+) -> Result<serde_json::Value, PrepareError> {
+    let mut payload = job.payload.clone();
+    let (Some(sealer), Some(deployment)) = (&settings.env, job.deployment_id) else {
+        return Ok(payload);
     };
     let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
         "SELECT e.app_id, e.key, e.value_sealed FROM env_vars e JOIN deployments d ON d.app_id = e.app_id WHERE d.id = $1",
     )
     .bind(deployment)
     .fetch_all(pool)
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let mut env = serde_json::Map::new();
     for (app, key, sealed) in rows {
-        let value = sealer.open(&sealed, app).map_err(|e| format!("env var {key}: {e}"))?;
+        let value = sealer
+            .open(&sealed, app)
+            .map_err(|why| PrepareError::Open { what: format!("env var {key}"), why })?;
         env.insert(key, String::from_utf8_lossy(&value).into_owned().into());
     }
-    Ok(serde_json::Value::Object(env))
+    payload["env"] = serde_json::Value::Object(env);
+    let app: Option<i64> = sqlx::query_scalar("SELECT app_id FROM deployments WHERE id = $1")
+        .bind(deployment)
+        .fetch_optional(pool)
+        .await?;
+    if let Some(app) = app {
+        if let Some(credentials) = crate::repos::credentials(pool, sealer, app).await? {
+            payload["repo_auth"] = credentials.into();
+        }
+    }
+    Ok(payload)
 }
 
 /// A worker's placement score: (utilisation, running jobs); lower is better.
@@ -216,28 +240,36 @@ pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettin
             }
         };
         let Ok(worker_id) = worker.parse::<Uuid>() else { return };
-        let mut payload = job.payload.clone();
-        // Only deploy jobs need the app's env vars: nothing else opens them.
-        let env = if job.kind == "deploy" {
-            job_env(pool, settings, job.deployment_id).await.map(Some)
+        // Only deploy jobs need the app's secrets: nothing else opens them.
+        let prepared = if job.kind == "deploy" {
+            deploy_payload(pool, settings, &job).await
         } else {
-            Ok(None)
+            Ok(job.payload.clone())
         };
-        match env {
-            Ok(Some(env)) => payload["env"] = env,
-            Ok(None) => {}
+        let payload = match prepared {
+            Ok(p) => p,
             Err(e) => {
-                let _ = queue::complete(
-                    pool,
-                    job.id,
-                    job.attempt,
-                    &worker,
-                    Err(&format!("cannot open the app's env vars: {e}")),
-                )
-                .await;
+                // Fails now, with the reason, instead of timing out while queued.
+                let reason = e.to_string();
+                tracing::error!(job = job.id, error = %reason, "cannot prepare a job");
+                if queue::complete(pool, job.id, job.attempt, &worker, Err(&reason)).await.is_ok() {
+                    let failed = crate::deployments::finish(
+                        pool,
+                        job.id,
+                        worker_id,
+                        false,
+                        Some(&reason),
+                        &serde_json::Value::Null,
+                        settings.drain,
+                    )
+                    .await;
+                    if let Err(e) = failed {
+                        tracing::error!(error = %e, "cannot fail the deployment");
+                    }
+                }
                 continue;
             }
-        }
+        };
         let assign = Message::JobAssign(JobAssign {
             job_id: job.id,
             attempt: job.attempt,

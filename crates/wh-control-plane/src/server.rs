@@ -49,6 +49,14 @@ pub async fn start(
     }));
     let logs = Arc::new(logbus::LogBus::default());
     let env = Arc::new(config.master_key.sealer(secrets::Purpose::Env));
+    // Credentials an older version stored in clear, in repository URLs, are sealed now.
+    match crate::repos::seal_stored_credentials(&pool, &env).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(apps = n, "sealed repository credentials stored in clear"),
+        Err(e) => {
+            return Err(StartError(format!("cannot seal stored repository credentials: {e}")))
+        }
+    }
     let scheduling = scheduler::SchedulerSettings {
         env: Some(env.clone()),
         logs: Some(logs.clone()),
@@ -70,6 +78,7 @@ pub async fn start(
         limits: Arc::new(Limits::default()),
         logs,
         dns: Arc::new(domains::Verifier::new(&config.dns)),
+        allow_private_repos: config.allow_private_repos,
     };
     tokio::spawn(wh_cmd::supervise("domain-rechecks", stop.clone(), {
         let (pool, dns, stop) = (pool.clone(), (*state.dns).clone(), stop.clone());

@@ -688,3 +688,149 @@ async fn uploaded_sources_are_checked_kept_for_the_claiming_worker_and_dropped_w
         1
     );
 }
+
+/// A dump of the whole database as text.
+fn dump(env: &Env) -> String {
+    let bin = wh_testkit::postgres::bin_dir().unwrap();
+    let url = env.db.url.split('?').next().unwrap();
+    let out = std::process::Command::new(bin.join("pg_dump"))
+        .arg("--data-only")
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 12, items A6 and A8: credentials in a repository URL are sealed, never stored, shown
+/// or audited in clear; local paths and private literals are refused; branch and ref names
+/// follow git's rules when stored.
+#[tokio::test]
+async fn repository_credentials_are_sealed_and_bad_urls_and_refs_refused_when_stored() {
+    const TOKEN: &str = "s3cret-repo-token";
+    let env = env().await;
+    let (cookie, csrf) = sign_in(&env, "repo@example.test").await;
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let body = format!(
+        r#"{{"name": "private-repo", "repo_url": "https://me:{TOKEN}@git.example.com/o/r.git", "port": 8080}}"#
+    );
+    let (status, _, app) = call(&env, "POST", "/api/v1/apps", &h, Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    assert_eq!(app["repo_url"], "https://git.example.com/o/r.git");
+    assert_eq!(app["repo_credentials"], true);
+    let (status, _, d) =
+        call(&env, "POST", "/api/v1/apps/private-repo/deployments", &h, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    let text = dump(&env);
+    assert!(text.contains("git.example.com/o/r.git"), "the dump has no apps at all");
+    assert!(!text.contains(TOKEN), "the repository token is in the database dump");
+    // The sealed credentials open for this app.
+    let sealed: Vec<u8> =
+        sqlx::query_scalar("SELECT repo_auth_sealed FROM apps WHERE slug = 'private-repo'")
+            .fetch_one(&env.db.pool)
+            .await
+            .unwrap();
+    let id: i64 = sqlx::query_scalar("SELECT id FROM apps WHERE slug = 'private-repo'")
+        .fetch_one(&env.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(env.state.env.open(&sealed, id).unwrap(), format!("me:{TOKEN}").as_bytes());
+    // A new URL without credentials drops them.
+    let patch = r#"{"repo_url": "https://git.example.com/o/public.git"}"#;
+    let (status, _, app) = call(&env, "PATCH", "/api/v1/apps/private-repo", &h, Some(patch)).await;
+    assert_eq!((status, &app["repo_credentials"]), (StatusCode::OK, &serde_json::json!(false)));
+
+    for (url, why) in [
+        ("/srv/repos/x", "https://"),
+        ("file:///etc", "https://"),
+        ("https://127.0.0.1/o/r.git", "private"),
+        ("https://localhost:8080/o/r.git", "private"),
+        ("ssh://git@10.50.0.12/o/r.git", "private"),
+        ("https://[::1]/r", "private"),
+        ("ssh://git:pw@git.example.com/r", "password"),
+        ("http://git.example.com/r", "https://"),
+    ] {
+        let body = format!(r#"{{"name": "bad-url", "repo_url": "{url}", "port": 8080}}"#);
+        let (status, _, err) = call(&env, "POST", "/api/v1/apps", &h, Some(&body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {err}");
+        assert_eq!(err["error"]["field"], "repo_url", "{url}");
+        assert!(err["error"]["message"].as_str().unwrap().contains(why), "{url}: {err}");
+    }
+    for branch in ["a..b", "-x", "has space", "x.lock", "a@{1}"] {
+        let body = format!(
+            r#"{{"name": "bad-branch", "repo_url": "", "branch": "{branch}", "port": 8080}}"#
+        );
+        let (status, _, err) = call(&env, "POST", "/api/v1/apps", &h, Some(&body)).await;
+        assert_eq!(
+            (status, err["error"]["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("branch")),
+            "{branch}"
+        );
+        let patch = format!(r#"{{"branch": "{branch}"}}"#);
+        let (status, _, _) =
+            call(&env, "PATCH", "/api/v1/apps/private-repo", &h, Some(&patch)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "PATCH {branch}");
+    }
+    let (status, _, err) = call(
+        &env,
+        "POST",
+        "/api/v1/apps/private-repo/deployments",
+        &h,
+        Some(r#"{"ref": "--upload-pack=touch /tmp/x"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("ref"))
+    );
+}
+
+/// Credentials an older version stored in clear are sealed at start, and scrubbed from jobs
+/// and the audit trail.
+#[tokio::test]
+async fn credentials_stored_in_clear_before_are_sealed_at_start() {
+    const TOKEN: &str = "old-clear-token";
+    let env = env().await;
+    let pool = &env.db.pool;
+    let user: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash) VALUES ('old@example.test', 'x') RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let url = format!("https://oauth2:{TOKEN}@git.example.com/o/r.git");
+    let app: i64 = sqlx::query_scalar("INSERT INTO apps (owner_id, slug, repo_url, plan_id, port) VALUES ($1, 'old-app', $2, (SELECT id FROM plans LIMIT 1), 80) RETURNING id")
+        .bind(user)
+        .bind(&url)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO jobs (kind, payload) VALUES ('deploy', jsonb_build_object('repo_url', $1::text))")
+        .bind(&url)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO audit_events (actor_id, action, target, details) VALUES ($1, 'app.create', 'app:old-app', jsonb_build_object('repo_url', $2::text))")
+        .bind(user)
+        .bind(&url)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(dump(&env).contains(TOKEN));
+    let sealed =
+        wh_control_plane::repos::seal_stored_credentials(pool, &env.state.env).await.unwrap();
+    assert_eq!(sealed, 1);
+    assert!(!dump(&env).contains(TOKEN), "a clear token survived the start");
+    let (kept, auth): (String, Vec<u8>) =
+        sqlx::query_as("SELECT repo_url, repo_auth_sealed FROM apps WHERE id = $1")
+            .bind(app)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, "https://git.example.com/o/r.git");
+    assert_eq!(env.state.env.open(&auth, app).unwrap(), format!("oauth2:{TOKEN}").as_bytes());
+    assert_eq!(
+        wh_control_plane::repos::seal_stored_credentials(pool, &env.state.env).await.unwrap(),
+        0
+    );
+}

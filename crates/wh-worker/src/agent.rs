@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::process::Command;
 use tokio::sync::mpsc;
 use wh_wsproto::messages::{JobAssign, JobProgress, JobRef, JobResult, LogLine, LogLines, Stream};
 use wh_wsproto::Message;
 
 use crate::frameworks::{self, BaseImages};
+use crate::git::RepoPolicy;
 use crate::images::{self, ImagePolicy};
 use crate::lines::{BoundedLines, MAX_LINE};
 use crate::monitor::in_scope;
@@ -40,6 +40,8 @@ pub struct AgentSettings {
     /// swept only among those carrying all of them.
     pub extra_labels: Vec<(String, String)>,
     pub images: ImagePolicy,
+    /// Which repositories may be cloned (public hosts only, unless allowed).
+    pub repos: RepoPolicy,
 }
 
 impl Default for AgentSettings {
@@ -52,6 +54,7 @@ impl Default for AgentSettings {
             health_path: "/".into(),
             extra_labels: Vec::new(),
             images: ImagePolicy::default(),
+            repos: RepoPolicy::default(),
         }
     }
 }
@@ -231,11 +234,11 @@ impl Agent {
                 .map_err(|e| e.to_string())?;
         } else {
             let (repo, git_ref) = (text("repo_url")?, text("ref")?);
-            if git_ref.starts_with('-') || repo.starts_with('-') {
-                return Err("refusing a ref or repository that looks like an option".into());
-            }
+            let credentials = p.get("repo_auth").and_then(|v| v.as_str());
             self.progress(job, "building", "cloning");
-            clone(&repo, &git_ref, checkout.path()).await?;
+            crate::git::clone(&repo, credentials, &git_ref, checkout.path(), self.settings.repos)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let dockerfile: Option<PathBuf> = match frameworks::own_dockerfile(checkout.path()) {
             Some(_) => None,
@@ -415,56 +418,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// `git clone --depth 1` of a branch or tag; a commit id falls back to a full clone + checkout.
-async fn clone(repo: &str, git_ref: &str, into: &std::path::Path) -> Result<(), String> {
-    let run = |args: Vec<String>, dir: Option<&std::path::Path>| {
-        let mut c = Command::new("git");
-        c.args(args)
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        if let Some(d) = dir {
-            c.current_dir(d);
-        }
-        async move {
-            let out = tokio::time::timeout(Duration::from_secs(300), c.output())
-                .await
-                .map_err(|_| "git timed out".to_owned())?
-                .map_err(|e| format!("git: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-            }
-        }
-    };
-    let target = into.display().to_string();
-    let shallow = run(
-        vec![
-            "clone".into(),
-            "--depth".into(),
-            "1".into(),
-            "--branch".into(),
-            git_ref.into(),
-            "--".into(),
-            repo.into(),
-            target.clone(),
-        ],
-        None,
-    )
-    .await;
-    if shallow.is_ok() {
-        return Ok(());
-    }
-    let _ = std::fs::remove_dir_all(into);
-    run(vec!["clone".into(), "--".into(), repo.into(), target], None)
-        .await
-        .map_err(|e| format!("clone failed: {e}"))?;
-    run(vec!["checkout".into(), "--detach".into(), git_ref.into()], Some(into))
-        .await
-        .map_err(|e| format!("no such ref `{git_ref}`: {e}"))
 }
 
 /// A free TCP port on `ip` (the OS picks it).

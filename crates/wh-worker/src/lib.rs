@@ -6,6 +6,7 @@
 //! - [`transport`]: registration, JWT refresh, the signed WebSocket channel, reconnects with
 //!   full-jitter backoff, and the outbox (reliable messages until acknowledged, bounded logs).
 //! - [`agent`]: executes jobs (deploy: clone, build, run, health-check, report).
+//! - [`git`]: clones a tenant's repository (public hosts only, pinned; credentials never in argv).
 //! - [`frameworks`]: Dockerfile presets for repositories that bring none.
 //! - [`images`]: removes old app images (keeps the used, the newest per app, the young).
 //! - [`lines`]: a bounded line reader for output the worker does not control.
@@ -17,6 +18,7 @@
 
 pub mod agent;
 pub mod frameworks;
+pub mod git;
 pub mod host;
 pub mod images;
 pub mod lines;

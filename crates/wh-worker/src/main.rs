@@ -41,6 +41,10 @@ struct Args {
     /// Seconds between heartbeats.
     #[arg(long, env = "WH_HEARTBEAT_SECS", default_value_t = 10)]
     heartbeat_secs: u64,
+    /// Clone from hosts on private, loopback and mesh addresses, and from local paths
+    /// (development and tests; never on a production worker).
+    #[arg(long, env = "WH_ALLOW_PRIVATE_REPOS")]
+    allow_private_repos: bool,
 }
 
 fn main() -> ExitCode {
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
                     keep: args.keep_images,
                     ..Default::default()
                 },
+                repos: wh_worker::git::RepoPolicy { allow_private: args.allow_private_repos },
                 ..agent::AgentSettings::default()
             },
         };

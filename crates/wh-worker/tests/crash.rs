@@ -43,6 +43,8 @@ fn spawn_worker(cp: std::net::SocketAddr, key: &str, run_id: &str) -> WorkerProc
         .env("WH_STATS_SECS", "600")
         .env("WH_CONTAINER_LABELS", format!("{LABEL}={run_id},{SCOPE}"))
         .env("WH_LOG", "warn")
+        // The test's repositories are local paths.
+        .env("WH_ALLOW_PRIVATE_REPOS", "true")
         .stdin(Stdio::null())
         .spawn()
         .unwrap();

@@ -56,6 +56,8 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
         agent: AgentSettings {
             health_timeout: Duration::from_secs(10),
             extra_labels: vec![(LABEL.to_owned(), kit.run_id().to_owned())],
+            // The test's repositories are local paths.
+            repos: wh_worker::git::RepoPolicy { allow_private: true },
             ..AgentSettings::default()
         },
     };

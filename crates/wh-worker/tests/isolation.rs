@@ -290,3 +290,79 @@ async fn a_worker_cannot_report_on_another_workers_job() {
     .expect("a's result did not make the deployment live");
     assert_eq!((live.1, live.2), (Some(a.id), Some(31001)));
 }
+
+/// Items A6 and C20: a deploy job's secrets (env vars, repository credentials) travel only in
+/// its assignment, never in the stored job; a secret that does not open fails the deployment at
+/// once with the reason (it used to wait 10 minutes and time out "while queued").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_ride_only_in_the_assignment_and_a_broken_one_fails_the_deploy_at_once() {
+    let p = platform(SchedulerSettings::default()).await;
+    let mut w = FakeWorker::connect(&p, "w1").await;
+    let sealer = p.state.env.clone();
+    // Sealed before the deployment exists, so the job is placed with them.
+    let user: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash) VALUES ('s@example.test', 'x') RETURNING id",
+    )
+    .fetch_one(&p.pool)
+    .await
+    .unwrap();
+    let repo = std::path::Path::new("/nonexistent/repo");
+    let app = common::insert_app(&p.pool, user, "secretive", repo).await;
+    sqlx::query("UPDATE apps SET repo_auth_sealed = $2 WHERE id = $1")
+        .bind(app)
+        .bind(sealer.seal(b"me:repo-token", app))
+        .execute(&p.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) VALUES ($1, 'GREETING', $2)")
+        .bind(app)
+        .bind(sealer.seal(b"env-secret", app))
+        .execute(&p.pool)
+        .await
+        .unwrap();
+    let deployment = common::queue_deploy(&p.pool, app, "secretive", repo).await;
+    let job = w.assigned(Duration::from_secs(10)).await.expect("no job was placed");
+    assert_eq!(job.payload["repo_auth"], "me:repo-token");
+    assert_eq!(job.payload["env"]["GREETING"], "env-secret");
+    let stored: serde_json::Value = sqlx::query_scalar("SELECT payload FROM jobs WHERE id = $1")
+        .bind(job.job_id)
+        .fetch_one(&p.pool)
+        .await
+        .unwrap();
+    assert!(stored.get("repo_auth").is_none() && stored.get("env").is_none(), "{stored}");
+    completes(&p, &w, &job).await;
+    assert_eq!(deployment_state(&p.pool, deployment).await, "live");
+
+    // An env var sealed for another app does not open here.
+    let (broken, broken_deployment, broken_job) = {
+        let app2 = common::insert_app(&p.pool, user, "broken-secret", repo).await;
+        sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) VALUES ($1, 'K', $2)")
+            .bind(app2)
+            .bind(sealer.seal(b"v", app2 + 1000))
+            .execute(&p.pool)
+            .await
+            .unwrap();
+        let d = common::queue_deploy(&p.pool, app2, "broken-secret", repo).await;
+        let j: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE deployment_id = $1")
+            .bind(d)
+            .fetch_one(&p.pool)
+            .await
+            .unwrap();
+        (app2, d, j)
+    };
+    let _ = broken;
+    let failed = eventually(Duration::from_secs(10), async || {
+        let (state, error): (String, Option<String>) =
+            sqlx::query_as("SELECT state::text, error FROM deployments WHERE id = $1")
+                .bind(broken_deployment)
+                .fetch_one(&p.pool)
+                .await
+                .unwrap();
+        (state == "failed").then_some(error)
+    })
+    .await
+    .expect("the deployment did not fail at once");
+    assert!(failed.unwrap_or_default().contains("cannot open the app's env var K"));
+    assert_eq!(job_state(&p.pool, broken_job).await, "failed");
+    assert!(w.assigned(Duration::from_millis(500)).await.is_none(), "the broken job was sent");
+}

@@ -16,6 +16,7 @@
 //! - [`error`]: why an envelope was rejected.
 //! - [`archive`]: the tar.gz source of an upload deploy, checked on both sides.
 //! - [`env`]: what an app's environment variable may be (checked on both sides).
+//! - [`repo`]: repository URLs (credentials split off) and which addresses are public.
 //!
 //! Decoding never panics, whatever the bytes (property tests and `fuzz/fuzz_targets/decode.rs`).
 
@@ -25,6 +26,7 @@ pub mod envelope;
 pub mod error;
 pub mod key;
 pub mod messages;
+pub mod repo;
 pub mod window;
 
 pub use envelope::{Signer, Verified, Verifier, MAX_SKEW_MS};

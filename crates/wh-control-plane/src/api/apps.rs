@@ -73,12 +73,14 @@ pub struct App {
     pub branch: String,
     pub plan: String,
     pub port: i32,
+    /// Whether the repository has credentials (sealed; never shown).
+    pub repo_credentials: bool,
     /// Where the app answers once live.
     #[sqlx(skip)]
     pub url: String,
 }
 
-const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port";
+const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port, (a.repo_auth_sealed IS NOT NULL) AS repo_credentials";
 
 async fn owned_app(state: &AppState, caller: &Caller, slug: &str) -> Result<App, ApiError> {
     let mut app = sqlx::query_as::<_, App>(&format!("SELECT {APP_COLUMNS} FROM apps a JOIN plans p ON p.id = a.plan_id WHERE a.slug = $1 AND a.owner_id = $2"))
@@ -104,19 +106,16 @@ pub struct NewApp {
     port: i32,
 }
 
-fn validate_repo(url: &str) -> Result<(), ApiError> {
-    if url.is_empty() {
-        return Ok(());
-    }
-    if (url.starts_with("https://") || url.starts_with("ssh://") || url.starts_with("git@"))
-        && url.len() <= 500
-        && !url.contains(char::is_whitespace)
-    {
+/// A branch name by git's rules (`git check-ref-format --branch`): at most 200 bytes, no leading
+/// `-` (it would read as an option), no `..`, `@{`, control characters, space or any of `~^:?*[\`,
+/// no component starting with `.` or ending with `.lock`, not ending with `/` or `.`.
+pub fn validate_branch(name: &str) -> Result<(), ApiError> {
+    if crate::repos::valid_ref_name(name) {
         Ok(())
     } else {
         Err(ApiError::Validation {
-            field: "repo_url",
-            message: "must be an https://, ssh:// or git@ URL".into(),
+            field: "branch",
+            message: "must be a valid git branch name (git check-ref-format)".into(),
         })
     }
 }
@@ -135,9 +134,10 @@ pub async fn create(
     ApiJson(body): ApiJson<NewApp>,
 ) -> Result<Response, ApiError> {
     validate_slug(&body.name)?;
-    validate_repo(&body.repo_url)?;
+    let repo = crate::repos::check(&body.repo_url, state.allow_private_repos)?;
     validate_port(body.port)?;
     let branch = body.branch.unwrap_or_else(|| "main".into());
+    validate_branch(&branch)?;
     let plan = body.plan.unwrap_or_else(|| "hobby".into());
     let mut tx = state.pool.begin().await?;
     let plan_id: Option<i64> = sqlx::query_scalar("SELECT id FROM plans WHERE name = $1")
@@ -154,24 +154,32 @@ pub async fn create(
     )
     .bind(caller.user.id)
     .bind(&body.name)
-    .bind(&body.repo_url)
+    .bind(&repo.public)
     .bind(&branch)
     .bind(plan_id)
     .bind(body.port)
     .fetch_optional(&mut *tx)
     .await?;
-    if inserted.is_none() {
+    let Some(id) = inserted else {
         return Err(ApiError::Conflict {
             field: "name",
             message: format!("`{}` is taken", body.name),
         });
+    };
+    if let Some(credentials) = &repo.credentials {
+        // Sealed with the app's id as associated data, so the row id is needed first.
+        sqlx::query("UPDATE apps SET repo_auth_sealed = $2 WHERE id = $1")
+            .bind(id)
+            .bind(state.env.seal(credentials.as_bytes(), id))
+            .execute(&mut *tx)
+            .await?;
     }
     caller
         .audit(
             &mut tx,
             "app.create",
             &format!("app:{}", body.name),
-            serde_json::json!({"repo_url": body.repo_url, "plan": plan}),
+            serde_json::json!({"repo_url": repo.public, "plan": plan}),
         )
         .await?;
     tx.commit().await?;
@@ -215,27 +223,46 @@ pub async fn update(
     ApiJson(body): ApiJson<AppPatch>,
 ) -> Result<Json<App>, ApiError> {
     let app = owned_app(&state, &caller, &slug).await?;
-    if let Some(r) = &body.repo_url {
-        validate_repo(r)?;
+    let repo = body
+        .repo_url
+        .as_deref()
+        .map(|r| crate::repos::check(r, state.allow_private_repos))
+        .transpose()?;
+    if let Some(b) = &body.branch {
+        validate_branch(b)?;
     }
     if let Some(p) = body.port {
         validate_port(p)?;
     }
     let mut tx = state.pool.begin().await?;
-    sqlx::query("UPDATE apps SET repo_url = coalesce($2, repo_url), branch = coalesce($3, branch), port = coalesce($4, port), updated_at = now() WHERE id = $1")
+    sqlx::query("UPDATE apps SET branch = coalesce($2, branch), port = coalesce($3, port), updated_at = now() WHERE id = $1")
         .bind(app.id)
-        .bind(&body.repo_url)
         .bind(&body.branch)
         .bind(body.port)
         .execute(&mut *tx)
         .await?;
-    caller.audit(
-        &mut tx,
-        "app.update",
-        &format!("app:{slug}"),
-        serde_json::json!({"repo_url": body.repo_url, "branch": body.branch, "port": body.port}),
-    )
-    .await?;
+    if let Some(repo) = &repo {
+        // A new URL replaces the credentials too (none if it has none).
+        let sealed = repo.credentials.as_ref().map(|c| state.env.seal(c.as_bytes(), app.id));
+        sqlx::query("UPDATE apps SET repo_url = $2, repo_auth_sealed = $3 WHERE id = $1")
+            .bind(app.id)
+            .bind(&repo.public)
+            .bind(sealed)
+            .execute(&mut *tx)
+            .await?;
+    }
+    caller
+        .audit(
+            &mut tx,
+            "app.update",
+            &format!("app:{slug}"),
+            serde_json::json!({
+                "repo_url": repo.as_ref().map(|r| &r.public),
+                "branch": body.branch,
+                "port": body.port,
+            }),
+        )
+        .await?;
     tx.commit().await?;
     owned_app(&state, &caller, &slug).await.map(Json)
 }

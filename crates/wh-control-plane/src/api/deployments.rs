@@ -104,11 +104,7 @@ pub async fn create(
             });
         }
         let git_ref = body.git_ref.unwrap_or(branch);
-        if git_ref.is_empty()
-            || git_ref.len() > 200
-            || git_ref.starts_with('-')
-            || git_ref.contains(char::is_whitespace)
-        {
+        if !crate::repos::valid_ref_name(&git_ref) {
             return Err(ApiError::Validation {
                 field: "ref",
                 message: "must be a branch, tag or commit".into(),
