@@ -59,9 +59,14 @@ pub fn app(state: AppState) -> Router {
     public(state.clone()).merge(internal(state))
 }
 
+/// What every router of ours does before its routes: refuse encoded NUL bytes.
+fn guarded(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(extract::refuse_nul))
+}
+
 /// The user-facing API (`/api/v1`), rate-limited per IP.
 pub fn public(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
@@ -90,18 +95,20 @@ pub fn public(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit))
         .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(state)
+        .with_state(state);
+    guarded(router)
 }
 
 /// The machine endpoints: workers (`/v1/workers`) and the ingress proxy (`/v1/traefik`).
 /// With `WH_INTERNAL_LISTEN` they are served only there (e.g. on the mesh address).
 pub fn internal(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/v1/workers/register", post(workers::register))
         .route("/v1/workers/refresh-token", post(workers::refresh))
         .route("/v1/workers/ws", get(workers::ws))
         .route("/v1/workers/sources/{deployment}", get(workers::source))
         .route("/v1/traefik/proxy-config", get(proxy_config::proxy_config))
         .route("/v1/traefik/config", get(proxy_config::worker_config))
-        .with_state(state)
+        .with_state(state);
+    guarded(router)
 }

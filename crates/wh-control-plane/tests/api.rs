@@ -834,3 +834,78 @@ async fn credentials_stored_in_clear_before_are_sealed_at_start() {
         0
     );
 }
+
+/// Issue 12, item A7: a NUL byte anywhere a client can put one answers 422 naming the field
+/// (Postgres text cannot hold it: these were 500s, unauthenticated sign-in among them). And
+/// JSON bodies: a wrong content type is 415, an oversized body 413.
+#[tokio::test]
+async fn nul_bytes_answer_422_naming_the_field_and_bodies_are_typed_and_bounded() {
+    let env = env().await;
+    let (cookie, csrf) = sign_in(&env, "nul@example.test").await;
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let app = r#"{"name": "nul-app", "repo_url": "", "port": 8080}"#;
+    assert_eq!(call(&env, "POST", "/api/v1/apps", &h, Some(app)).await.0, StatusCode::CREATED);
+    /// (method, uri, headers, body, the field named)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<&'a str>, &'a str);
+    let cases: &[Case] = &[
+        (
+            "POST",
+            "/api/v1/auth/login",
+            &[],
+            Some(r#"{"email": "a\u0000@x.test", "password": "p"}"#),
+            "email",
+        ),
+        (
+            "POST",
+            "/api/v1/auth/login",
+            &[],
+            Some(r#"{"email": "a@x.test", "password": "p\u0000"}"#),
+            "password",
+        ),
+        (
+            "POST",
+            "/api/v1/apps",
+            &h,
+            Some(r#"{"name": "n\u0000", "repo_url": "", "port": 8080}"#),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/apps",
+            &h,
+            Some(r#"{"name": "n", "repo_url": "https://x\u0000/r", "port": 1}"#),
+            "repo_url",
+        ),
+        ("PATCH", "/api/v1/apps/nul-app", &h, Some(r#"{"branch": "m\u0000"}"#), "branch"),
+        ("PUT", "/api/v1/apps/nul-app/env/KEY", &h, Some(r#"{"value": "v\u0000"}"#), "value"),
+        ("PUT", "/api/v1/apps/nul-app/env/K%00EY", &h, Some(r#"{"value": "v"}"#), "path"),
+        ("GET", "/api/v1/apps/nul%00app", &h, None, "path"),
+        ("DELETE", "/api/v1/apps/nul%00app", &h, None, "path"),
+        (
+            "POST",
+            "/api/v1/apps/nul-app/domains",
+            &h,
+            Some(r#"{"hostname": "a\u0000.example.com"}"#),
+            "hostname",
+        ),
+        ("POST", "/api/v1/apps/nul-app/deployments", &h, Some(r#"{"ref": "m\u0000"}"#), "ref"),
+        ("POST", "/api/v1/tokens", &h, Some(r#"{"name": "t\u0000"}"#), "name"),
+        ("GET", "/api/v1/apps/nul-app/logs?lines=1&follow=%00", &h, None, "follow"),
+        ("GET", "/api/v1/deployments/1%00", &h, None, "path"),
+    ];
+    for (method, uri, headers, body, field) in cases {
+        let (status, _, err) = call(&env, method, uri, headers, *body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{method} {uri}: {err}");
+        assert_eq!(err["error"]["field"], *field, "{method} {uri}: {err}");
+    }
+    // JSON bodies: the content type is checked and the size bounded.
+    let req = Request::post("/api/v1/auth/login")
+        .header("content-type", "text/plain")
+        .body(Body::from(r#"{"email": "a@x.test", "password": "p"}"#))
+        .unwrap();
+    let resp = api::app(env.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let big = format!(r#"{{"email": "a@x.test", "password": "{}"}}"#, "x".repeat(10 << 20));
+    let (status, _, err) = call(&env, "POST", "/api/v1/auth/login", &[], Some(&big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+}

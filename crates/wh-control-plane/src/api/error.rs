@@ -23,8 +23,21 @@ pub enum ApiError {
     TooLarge(String),
     #[error("invalid {field}: {message}")]
     Validation { field: &'static str, message: String },
+    /// A NUL byte in a text field, a path segment or a query parameter (Postgres text cannot
+    /// hold one, and no name or value of ours needs one).
+    #[error("invalid {field}: contains a NUL byte")]
+    NulByte { field: String },
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(&'static str),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// 422 for a NUL byte in `field`.
+    pub fn nul(field: impl Into<String>) -> ApiError {
+        ApiError::NulByte { field: field.into() }
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -55,6 +68,18 @@ impl IntoResponse for ApiError {
             ApiError::Validation { field, message } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message.clone(), Some(*field))
             }
+            ApiError::NulByte { field } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "must not contain a NUL byte".to_owned(),
+                Some(field.as_str()),
+            ),
+            ApiError::UnsupportedMediaType(want) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("expected Content-Type: {want}"),
+                None,
+            ),
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_owned(), None)

@@ -89,16 +89,102 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A JSON body; malformed JSON is a 400 that names the problem.
+/// The largest JSON body the API reads.
+pub const MAX_JSON: usize = 1 << 20;
+
+/// A JSON body: `Content-Type: application/json` (else 415), at most [`MAX_JSON`] bytes (else
+/// 413), well-formed (else a 400 that names the problem), with no NUL byte in any string (else
+/// a 422 naming the field).
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+    async fn from_request(req: Request, _: &AppState) -> Result<Self, ApiError> {
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| {
+                let t = t.trim().to_ascii_lowercase();
+                t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
+            });
+        if !json {
+            return Err(ApiError::UnsupportedMediaType("application/json"));
         }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON)
+            .await
+            .map_err(|_| ApiError::TooLarge(format!("the JSON body is over {MAX_JSON} bytes")))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+        if let Some(field) = nul_field(&value, None) {
+            return Err(ApiError::nul(field));
+        }
+        serde_json::from_value(value).map(ApiJson).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "Failed to deserialize the JSON body into the target type: {e}"
+            ))
+        })
+    }
+}
+
+/// The name of the first member whose string (or key) holds a NUL byte, at any depth; the
+/// top-level member names it (`body` for a bare string).
+fn nul_field(v: &serde_json::Value, member: Option<&str>) -> Option<String> {
+    use serde_json::Value;
+    let name = || member.unwrap_or("body").to_owned();
+    match v {
+        Value::String(s) if s.contains('\0') => Some(name()),
+        Value::Array(items) => items.iter().find_map(|i| nul_field(i, member)),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(name());
+            }
+            nul_field(v, Some(member.unwrap_or(k)))
+        }),
+        _ => None,
+    }
+}
+
+/// Refuses a request whose path or query holds an encoded NUL byte (`%00`): 422 naming the
+/// query parameter, or `path` (before any handler or database sees it).
+pub async fn refuse_nul(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
+    if has_nul(req.uri().path()) {
+        return ApiError::nul("path").into_response();
+    }
+    if let Some(q) = req.uri().query().filter(|q| has_nul(q)) {
+        let field = q
+            .split('&')
+            .find(|kv| has_nul(kv))
+            .map(|kv| kv.split('=').next().unwrap_or_default())
+            .filter(|k| !k.is_empty() && !has_nul(k))
+            .unwrap_or("query");
+        return ApiError::nul(field).into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_member_holding_a_nul_is_named() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"email": "a@b", "password": "x\u0000y"}"#).unwrap();
+        assert_eq!(nul_field(&v, None).as_deref(), Some("password"));
+        let nested: serde_json::Value =
+            serde_json::from_str(r#"{"tags": [{"name": "\u0000"}]}"#).unwrap();
+        assert_eq!(nul_field(&nested, None).as_deref(), Some("tags"));
+        let bare: serde_json::Value = serde_json::from_str(r#""\u0000""#).unwrap();
+        assert_eq!(nul_field(&bare, None).as_deref(), Some("body"));
+        let clean: serde_json::Value = serde_json::from_str(r#"{"a": ["b", 1, null]}"#).unwrap();
+        assert_eq!(nul_field(&clean, None), None);
     }
 }
