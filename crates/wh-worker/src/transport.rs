@@ -285,6 +285,8 @@ impl Transport {
                         self.stats.duplicates_dropped.fetch_add(1, Relaxed);
                         continue;
                     }
+                    // The type only: payloads carry secrets (env vars), never logged.
+                    tracing::trace!(t = %opened.t, s = opened.s, "envelope received");
                     match opened.message() {
                         Ok(Message::Ack(ack)) => self.outbox.lock().unwrap_or_else(|e| e.into_inner()).ack(&ack.ids),
                         Ok(Message::Ping(Ping { nonce })) => {

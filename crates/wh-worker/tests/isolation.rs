@@ -366,3 +366,61 @@ async fn secrets_ride_only_in_the_assignment_and_a_broken_one_fails_the_deploy_a
     assert_eq!(job_state(&p.pool, broken_job).await, "failed");
     assert!(w.assigned(Duration::from_millis(500)).await.is_none(), "the broken job was sent");
 }
+
+/// Item B18: at `WH_LOG=trace` the real `wh-worker` binary logs nothing secret. The WebSocket
+/// library logged every frame at trace (`job.assign` with its decrypted env vars) and the
+/// upgrade request with the bearer token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_level_prints_a_secret() {
+    const SECRET: &str = "env-secret-never-logged";
+    let p = platform(SchedulerSettings::default()).await;
+    let (_, key) = workers::create(&p.pool, "traced", "127.0.0.1").await.unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wh-worker"))
+        .env("WH_CONTROL_PLANE_URL", format!("http://{}", p.addr))
+        .env("WH_WORKER_KEY", &key)
+        .env("WH_HEARTBEAT_SECS", "1")
+        .env("WH_ALLOW_PRIVATE_REPOS", "true")
+        .env("WH_CONTAINER_LABELS", "wh.test.isolation=b18")
+        .env("WH_LOG", "trace")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut all = Vec::new();
+        let _ = stderr.read_to_end(&mut all).await;
+        all
+    });
+    let (app, deployment, job) = deployment(&p.pool, "traced-app").await;
+    sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) VALUES ($1, 'TOKEN', $2)")
+        .bind(app)
+        .bind(p.state.env.seal(SECRET.as_bytes(), app))
+        .execute(&p.pool)
+        .await
+        .unwrap();
+    // The clone of a missing repository fails: the job went there and back.
+    let ended = eventually(Duration::from_secs(60), async || {
+        (job_state(&p.pool, job).await == "failed").then_some(())
+    })
+    .await;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let text = String::from_utf8_lossy(&log.await.unwrap()).into_owned();
+    assert!(
+        ended.is_some(),
+        "the worker never finished the job: {}",
+        &text[text.len().saturating_sub(2000)..]
+    );
+    assert_eq!(deployment_state(&p.pool, deployment).await, "failed");
+    assert!(
+        text.contains("TRACE") && text.contains("job.assign"),
+        "the worker did not log at trace at all: {text}"
+    );
+    assert!(!text.contains(SECRET), "a decrypted env var is in the worker's trace log");
+    assert!(!text.contains(&key), "the worker's API key is in its trace log");
+    assert!(!text.to_ascii_lowercase().contains("bearer ey"), "a JWT is in the worker's trace log");
+}
