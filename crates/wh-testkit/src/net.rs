@@ -31,10 +31,20 @@ pub fn wait_for_port(addr: SocketAddr, what: &str, timeout: Duration) -> Result<
 /// A TCP relay to `target` standing in for the network path to a server, which a test can cut
 /// and mend: [`Cable::cut`] closes every relayed connection and refuses new ones (the listener
 /// is closed, so connecting fails at once); [`Cable::mend`] listens on the same address again.
+/// [`Cable::freeze`] stands in for a half-open path instead: connections stay open, and nothing
+/// passes either way (nor is any new connection relayed) until the cable is cut.
 pub struct Cable {
     addr: SocketAddr,
     target: SocketAddr,
-    live: Option<(tokio::task::JoinHandle<()>, tokio::sync::watch::Sender<()>)>,
+    live: Option<(tokio::task::JoinHandle<()>, tokio::sync::watch::Sender<Path>)>,
+}
+
+/// What the relay does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Relay,
+    Frozen,
+    Cut,
 }
 
 impl Cable {
@@ -52,18 +62,29 @@ impl Cable {
     }
 
     fn listen(&mut self, listener: tokio::net::TcpListener) {
-        let (cut, watch) = tokio::sync::watch::channel(());
+        let (cut, watch) = tokio::sync::watch::channel(Path::Relay);
         let target = self.target;
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let mut watch = watch.clone();
                 tokio::spawn(async move {
+                    // Held silently while frozen; dropped (closed) when cut.
+                    let silent = |mut watch: tokio::sync::watch::Receiver<Path>| async move {
+                        let _ = watch.wait_for(|p| *p == Path::Cut).await;
+                    };
+                    if *watch.borrow() == Path::Frozen {
+                        return silent(watch).await;
+                    }
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = watch.changed() => {} // cut, or the cable is gone
+                        _ = watch.changed() => {
+                            if *watch.borrow() == Path::Frozen {
+                                silent(watch).await;
+                            }
+                        }
                     }
                 });
             }
@@ -75,7 +96,15 @@ impl Cable {
     pub fn cut(&mut self) {
         if let Some((accept, cut)) = self.live.take() {
             accept.abort();
-            let _ = cut.send(());
+            let _ = cut.send(Path::Cut);
+        }
+    }
+
+    /// Stops relaying while keeping every connection open: a half-open path (a silent peer
+    /// whose TCP connection never closes).
+    pub fn freeze(&mut self) {
+        if let Some((_, path)) = &self.live {
+            let _ = path.send(Path::Frozen);
         }
     }
 

@@ -31,6 +31,21 @@ pub use outbox::Outbox;
 
 use net::NetError;
 
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<Box<dyn net::Io>>,
+    WsMessage,
+>;
+
+/// Sends `m`, for at most `limit`: a send blocked by a peer that stopped reading ends the
+/// session as silence does.
+async fn send_within(sink: &mut Sink, m: WsMessage, limit: Duration) -> Result<(), ConnectError> {
+    match tokio::time::timeout(limit, sink.send(m)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ConnectError::Retry(e.to_string())),
+        Err(_) => Err(ConnectError::Retry("the control plane stopped reading".into())),
+    }
+}
+
 /// Settings of the transport.
 #[derive(Clone)]
 pub struct TransportConfig {
@@ -241,19 +256,26 @@ impl Transport {
         let mut verifier = Verifier::new(key);
         let mut recent = RecentIds::default();
         let (mut sink, mut stream) = ws.split();
-        let retry = |e: &dyn std::fmt::Display| ConnectError::Retry(e.to_string());
+        let limit = self.config.silence_limit;
         let hello_text = signer.seal(&Message::Hello(hello(worker_id)), now_ms());
-        sink.send(WsMessage::Text(hello_text.into())).await.map_err(|e| retry(&e))?;
+        send_within(&mut sink, WsMessage::Text(hello_text.into()), limit).await?;
         self.wake.notify_one();
+        // Only what the control plane sends proves it is there: our own sends never do.
+        let mut heard = tokio::time::Instant::now();
+        // A token refresh runs beside the session, never blocking pings or the outbox.
+        let refresh = futures_util::future::Fuse::terminated();
+        tokio::pin!(refresh);
         loop {
+            use futures_util::future::{FusedFuture, FutureExt};
             let refresh_at = self.bearer().map_or(i64::MAX, |t| {
                 t.expires_at * 1000 - self.config.refresh_margin.as_millis() as i64
             });
             let until_refresh =
                 Duration::from_millis(refresh_at.saturating_sub(now_ms()).max(0) as u64);
+            let refreshing = !refresh.is_terminated();
             tokio::select! {
                 _ = stop.cancelled() => {
-                    let _ = sink.send(WsMessage::Close(None)).await;
+                    let _ = send_within(&mut sink, WsMessage::Close(None), limit).await;
                     return Ok(());
                 }
                 _ = self.wake.notified() => {
@@ -263,16 +285,22 @@ impl Transport {
                             Some(id) => signer.seal_with_id(&msg, &id, now_ms()),
                             None => signer.seal(&msg, now_ms()),
                         };
-                        sink.send(WsMessage::Text(text.into())).await.map_err(|e| retry(&e))?;
+                        send_within(&mut sink, WsMessage::Text(text.into()), limit).await?;
                     }
                 }
-                _ = tokio::time::sleep(until_refresh) => self.refresh().await,
-                frame = tokio::time::timeout(self.config.silence_limit, stream.next()) => {
+                _ = tokio::time::sleep(until_refresh), if !refreshing => {
+                    refresh.set(self.refresh().fuse());
+                }
+                _ = &mut refresh, if refreshing => {}
+                _ = tokio::time::sleep_until(heard + self.config.silence_limit) => {
+                    return Err(ConnectError::Retry("the control plane went silent".into()));
+                }
+                frame = stream.next() => {
+                    heard = tokio::time::Instant::now();
                     let text = match frame {
-                        Err(_) => return Err(ConnectError::Retry("the control plane went silent".into())),
-                        Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(WsMessage::Close(_)))) => return Ok(()),
-                        Ok(Some(Ok(WsMessage::Text(t)))) => t,
-                        Ok(Some(Ok(_))) => continue,
+                        None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => return Ok(()),
+                        Some(Ok(WsMessage::Text(t))) => t,
+                        Some(Ok(_)) => continue,
                     };
                     let opened = match verifier.open(text.as_bytes(), now_ms()) {
                         Ok(v) => v,
@@ -291,7 +319,7 @@ impl Transport {
                         Ok(Message::Ack(ack)) => self.outbox.lock().unwrap_or_else(|e| e.into_inner()).ack(&ack.ids),
                         Ok(Message::Ping(Ping { nonce })) => {
                             let pong = signer.seal(&Message::Pong(Ping { nonce }), now_ms());
-                            sink.send(WsMessage::Text(pong.into())).await.map_err(|e| retry(&e))?;
+                            send_within(&mut sink, WsMessage::Text(pong.into()), limit).await?;
                         }
                         Ok(Message::Pong(_)) => {}
                         Ok(other) => {

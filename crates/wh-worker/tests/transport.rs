@@ -75,6 +75,7 @@ fn hello(worker_id: &str) -> Hello {
         version: "test".into(),
         capacity: Capacity::default(),
         containers: vec![],
+        running_jobs: vec![],
     }
 }
 
@@ -271,6 +272,64 @@ async fn dials_an_https_control_plane_trusting_a_given_root() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!untrusting.is_connected());
     assert!(untrusting.worker_id().is_none(), "registered through an untrusted TLS server");
+    stop.cancel();
+    let _ = run.await;
+}
+
+/// Issue 12, item C22: a control plane gone silent behind a half-open connection is noticed
+/// within the silence limit, although the worker keeps sending (its own heartbeats used to
+/// restart its silence timer, so it waited forever); then it reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_control_plane_is_noticed_although_the_worker_keeps_talking() {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let addr = free_addr();
+    let mut cp = start_cp(&db.pool, addr, Duration::from_secs(900)).await;
+    let mut cable = wh_testkit::net::Cable::start(addr).await.unwrap();
+    let (_, key) = workers::create(&db.pool, "t-silent", "10.50.0.26").await.unwrap();
+    let mut cfg = config(cable.addr(), &key);
+    cfg.silence_limit = Duration::from_secs(3);
+    let (transport, _inbound) = Transport::new(cfg);
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(transport.clone().run(hello, stop.clone()));
+    expect(&mut cp, "hello", |m| matches!(m, Message::Hello(_))).await;
+    // The worker talks every 200 ms. Heartbeats get no answer and the hub pings only every
+    // 20 s, so from the freeze on only the worker talks.
+    let talker = {
+        let t = transport.clone();
+        tokio::spawn(async move {
+            loop {
+                t.send(Message::Heartbeat(Heartbeat::default()));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(transport.is_connected());
+    cable.freeze();
+    let frozen_at = std::time::Instant::now();
+    let mut noticed = None;
+    while frozen_at.elapsed() < Duration::from_secs(20) {
+        if !transport.is_connected() {
+            noticed = Some(frozen_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let noticed = noticed.expect("the worker never noticed the silent control plane");
+    assert!(noticed < Duration::from_secs(10), "noticed only after {noticed:?}");
+    // The path comes back: the worker connects again.
+    cable.cut();
+    cable.mend().await.unwrap();
+    let mut back = false;
+    for _ in 0..200 {
+        if transport.is_connected() && transport.stats.connects.load(Relaxed) >= 2 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "the worker did not reconnect");
+    talker.abort();
     stop.cancel();
     let _ = run.await;
 }
