@@ -35,6 +35,8 @@ pub const RECENT_IDS: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct Inbound {
     pub worker_id: Uuid,
+    /// The connection it came on (each connection of a worker has a new one).
+    pub conn: u64,
     pub message: Message,
 }
 
@@ -42,8 +44,20 @@ pub struct Inbound {
 #[derive(Debug, Clone)]
 pub struct WorkerHealth {
     pub connected: bool,
+    /// The scheduler has applied this connection's `hello` (its inventory and the jobs it
+    /// still runs): only then is the worker given jobs, so no job placed on the new
+    /// connection is mistaken for one the worker lost.
+    pub ready: bool,
     pub last_seen: SystemTime,
     pub last_heartbeat: Option<Heartbeat>,
+    conn: u64,
+}
+
+impl WorkerHealth {
+    /// A connected worker's health (tests of placement).
+    pub fn new(last_seen: SystemTime, last_heartbeat: Option<Heartbeat>) -> WorkerHealth {
+        WorkerHealth { connected: true, ready: true, last_seen, last_heartbeat, conn: 0 }
+    }
 }
 
 /// Why a message could not be queued for a worker.
@@ -112,7 +126,7 @@ impl Hub {
         if let Some(conn) = self.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&worker) {
             conn.cancel.cancel();
         }
-        self.set_connected(worker, false);
+        self.set_connected(worker, false, 0);
     }
 
     /// Ids of connected workers.
@@ -160,16 +174,29 @@ impl Hub {
         false
     }
 
-    fn set_connected(&self, worker: Uuid, connected: bool) {
+    fn set_connected(&self, worker: Uuid, connected: bool, conn: u64) {
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         let h = health.entry(worker).or_insert(WorkerHealth {
             connected,
+            ready: false,
             last_seen: SystemTime::now(),
             last_heartbeat: None,
+            conn,
         });
         h.connected = connected;
+        h.ready = false;
         if connected {
             h.last_seen = SystemTime::now();
+            h.conn = conn;
+        }
+    }
+
+    /// The scheduler has applied `worker`'s hello on connection `conn`: it may be given jobs
+    /// (unless a newer connection replaced that one meanwhile).
+    pub fn mark_ready(&self, worker: Uuid, conn: u64) {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = health.get_mut(&worker).filter(|h| h.connected && h.conn == conn) {
+            h.ready = true;
         }
     }
 
@@ -201,7 +228,7 @@ impl Hub {
             tracing::info!(worker = %worker.id, "a newer connection replaces the open one");
             old.cancel.cancel();
         }
-        self.set_connected(worker.id, true);
+        self.set_connected(worker.id, true, conn_id);
         tracing::info!(worker = %worker.id, name = %worker.name, "worker connected");
 
         let (mut sink, mut stream) = socket.split();
@@ -283,7 +310,7 @@ impl Hub {
                     let _ = tx.try_send(Message::Ack(Ack { ids: vec![opened.i] }));
                     continue;
                 }
-                if hub.inbound.send(Inbound { worker_id, message }).await.is_err() {
+                if hub.inbound.send(Inbound { worker_id, conn: conn_id, message }).await.is_err() {
                     break;
                 }
                 if reliable {
@@ -301,7 +328,7 @@ impl Hub {
         if conns.get(&worker.id).is_some_and(|c| c.conn_id == conn_id) {
             conns.remove(&worker.id);
             drop(conns);
-            self.set_connected(worker.id, false);
+            self.set_connected(worker.id, false, 0);
             tracing::info!(worker = %worker.id, "worker disconnected");
         }
     }

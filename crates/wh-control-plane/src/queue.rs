@@ -101,40 +101,74 @@ pub struct Pending {
     pub deployment_worker: Option<uuid::Uuid>,
 }
 
-/// Claims the oldest runnable job for the claimer `choose` picks for it (the scheduler's
-/// placement), atomically: the job is locked (SKIP LOCKED) while choosing. `None` from `choose`
-/// leaves the job pending and returns `None`.
+/// What the scheduler decides for a pending job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Claim it for this claimer.
+    Claim(String),
+    /// Leave it pending (its worker is away for now); look at the next one.
+    Wait,
+    /// It can never run as asked: end it (cancelled) with this reason, and look further.
+    Settle(String),
+}
+
+/// How many runnable jobs one [`claim_for`] looks at, oldest first.
+pub const CLAIM_WINDOW: i64 = 64;
+
+/// Claims the oldest runnable job that `choose` places (the scheduler's placement),
+/// atomically: the jobs looked at are locked (SKIP LOCKED) while choosing. Jobs `choose` makes
+/// wait stay pending without holding up the ones behind them (one job for an offline worker
+/// used to stop all placement); jobs it settles are cancelled with its reason. `None` when no
+/// job among the oldest [`CLAIM_WINDOW`] can be placed now.
 pub async fn claim_for(
     pool: &PgPool,
     lease: Duration,
-    choose: impl FnOnce(&Pending) -> Option<String>,
+    mut choose: impl FnMut(&Pending) -> Decision,
 ) -> Result<Option<(Claimed, String)>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let pending: Option<Pending> = sqlx::query_as(
+    let pending: Vec<Pending> = sqlx::query_as(
         "SELECT j.id, j.kind, j.deployment_id, a.worker_id AS app_worker, d.worker_id AS deployment_worker
          FROM jobs j
          LEFT JOIN deployments d ON d.id = j.deployment_id
          LEFT JOIN apps a ON a.id = d.app_id
          WHERE j.state = 'pending' AND j.run_after <= now()
          ORDER BY j.run_after, j.id
-         FOR UPDATE OF j SKIP LOCKED LIMIT 1",
+         FOR UPDATE OF j SKIP LOCKED LIMIT $1",
     )
-    .fetch_optional(&mut *tx)
+    .bind(CLAIM_WINDOW)
+    .fetch_all(&mut *tx)
     .await?;
-    let Some(pending) = pending else { return Ok(None) };
-    let Some(claimer) = choose(&pending) else { return Ok(None) };
-    let claimed = sqlx::query_as::<_, Claimed>(
-        "UPDATE jobs SET state = 'claimed', attempt = attempt + 1, claimed_by = $2,
-                lease_expires_at = now() + make_interval(secs => $3)
-         WHERE id = $1 RETURNING id, kind, payload, attempt, deployment_id",
-    )
-    .bind(pending.id)
-    .bind(&claimer)
-    .bind(lease.as_secs_f64())
-    .fetch_one(&mut *tx)
-    .await?;
+    let mut claimed = None;
+    for job in &pending {
+        match choose(job) {
+            Decision::Wait => continue,
+            Decision::Settle(reason) => {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'cancelled', error = $2, finished_at = now() WHERE id = $1",
+                )
+                .bind(job.id)
+                .bind(&reason)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Decision::Claim(claimer) => {
+                let row = sqlx::query_as::<_, Claimed>(
+                    "UPDATE jobs SET state = 'claimed', attempt = attempt + 1, claimed_by = $2,
+                            lease_expires_at = now() + make_interval(secs => $3)
+                     WHERE id = $1 RETURNING id, kind, payload, attempt, deployment_id",
+                )
+                .bind(job.id)
+                .bind(&claimer)
+                .bind(lease.as_secs_f64())
+                .fetch_one(&mut *tx)
+                .await?;
+                claimed = Some((row, claimer));
+                break;
+            }
+        }
+    }
     tx.commit().await?;
-    Ok(Some((claimed, claimer)))
+    Ok(claimed)
 }
 
 /// Gives a claimed job back (it could not be delivered); the attempt counter stays raised, so
@@ -256,24 +290,55 @@ pub async fn expire_leases(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
     )
     .fetch_all(&mut *tx)
     .await?;
-    for (job, deployment, claimer) in &expired {
-        if let Some(d) = deployment {
-            sqlx::query(
-                "UPDATE deployments SET state = 'failed', updated_at = now(),
-                        error = $2
-                 WHERE id = $1 AND state NOT IN ('live', 'failed', 'cancelled', 'superseded')",
-            )
-            .bind(d)
-            .bind(format!(
-                "job {job} failed: the worker {} stopped reporting before its lease expired",
-                claimer.as_deref().unwrap_or("?")
-            ))
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
+    fail_deployments(&mut tx, &expired, "stopped reporting before its lease expired").await?;
     tx.commit().await?;
     Ok(expired.into_iter().map(|(id, _, _)| id).collect())
+}
+
+/// Fails the jobs `claimer` holds but does not list among those it runs (it says so in its
+/// `hello`: it restarted, or never got the assignment), and their deployments, at once instead
+/// of at lease expiry. Returns the failed job ids.
+pub async fn fail_abandoned(
+    pool: &PgPool,
+    claimer: &str,
+    running: &[i64],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let failed: Vec<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
+        "UPDATE jobs SET state = 'failed', finished_at = now(), lease_expires_at = NULL,
+                error = 'worker ' || claimed_by || ' came back without this job (it restarted)'
+         WHERE state = 'claimed' AND claimed_by = $1 AND id <> ALL($2)
+         RETURNING id, deployment_id, claimed_by",
+    )
+    .bind(claimer)
+    .bind(running)
+    .fetch_all(&mut *tx)
+    .await?;
+    fail_deployments(&mut tx, &failed, "came back without it (it restarted)").await?;
+    tx.commit().await?;
+    Ok(failed.into_iter().map(|(id, _, _)| id).collect())
+}
+
+/// Fails the deployments of failed jobs `(job, deployment, claimer)` still in progress:
+/// "job N failed: the worker W <what happened>".
+async fn fail_deployments(
+    tx: &mut PgConnection,
+    jobs: &[(i64, Option<i64>, Option<String>)],
+    what: &str,
+) -> Result<(), sqlx::Error> {
+    for (job, deployment, claimer) in jobs {
+        let Some(d) = deployment else { continue };
+        sqlx::query(
+            "UPDATE deployments SET state = 'failed', updated_at = now(), state_deadline = NULL,
+                    error = $2
+             WHERE id = $1 AND state NOT IN ('live', 'failed', 'cancelled', 'superseded')",
+        )
+        .bind(d)
+        .bind(format!("job {job} failed: the worker {} {what}", claimer.as_deref().unwrap_or("?")))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Waits for enqueued work: a NOTIFY on [`CHANNEL`], or at most `poll` as a fallback.

@@ -22,7 +22,7 @@ use wh_wsproto::messages::{ContainerStop, JobAssign};
 use wh_wsproto::Message;
 
 use crate::hub::{Hub, Inbound, WorkerHealth};
-use crate::queue::{self, CompleteError, Pending, Waiter};
+use crate::queue::{self, CompleteError, Decision, Pending, Waiter};
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -124,14 +124,16 @@ pub fn healthy(
     health
         .iter()
         .filter(|(_, h)| {
-            h.connected && now.duration_since(h.last_seen).unwrap_or_default() <= interval * 3
+            h.connected
+                && h.ready
+                && now.duration_since(h.last_seen).unwrap_or_default() <= interval * 3
         })
         .map(|(id, h)| (*id, score(h)))
         .collect()
 }
 
 /// Where `job` should go among `candidates`. A `retire` job must go to the worker that ran the
-/// deployment it retires (it waits while that worker is away).
+/// deployment it retires (see [`decide`] for when that worker is away).
 pub fn place(job: &Pending, candidates: &[(Uuid, (f64, usize))]) -> Option<Uuid> {
     if job.kind == "retire" {
         return job.deployment_worker.filter(|w| candidates.iter().any(|(c, _)| c == w));
@@ -143,6 +145,21 @@ pub fn place(job: &Pending, candidates: &[(Uuid, (f64, usize))]) -> Option<Uuid>
         .iter()
         .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(a.1 .1.cmp(&b.1 .1)).then(a.0.cmp(&b.0)))
         .map(|(id, _)| *id)
+}
+
+/// What to do with `job` now: place it, or, for a `retire` job whose worker is away (offline,
+/// disabled, decommissioned), settle it without that worker: the superseded containers are
+/// stopped when the worker reports them again (adoption stops a superseded deployment's
+/// containers once no retire job is left). Anything else unplaceable waits.
+pub fn decide(job: &Pending, candidates: &[(Uuid, (f64, usize))]) -> Decision {
+    match place(job, candidates) {
+        Some(w) => Decision::Claim(w.to_string()),
+        None if job.kind == "retire" => Decision::Settle(format!(
+            "the worker {} is away; its containers of this deployment are stopped when it reports them",
+            job.deployment_worker.map_or("?".to_owned(), |w| w.to_string())
+        )),
+        None => Decision::Wait,
+    }
 }
 
 /// Runs until `stop`, supervised: a panic (a bug, or tenant input nobody foresaw) is logged and
@@ -227,10 +244,7 @@ pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettin
         if candidates.is_empty() {
             return;
         }
-        let claimed = queue::claim_for(pool, settings.lease, |job| {
-            place(job, &candidates).map(|w| w.to_string())
-        })
-        .await;
+        let claimed = queue::claim_for(pool, settings.lease, |job| decide(job, &candidates)).await;
         let (job, worker) = match claimed {
             Ok(Some(c)) => c,
             Ok(None) => return,
@@ -419,7 +433,16 @@ pub async fn handle(
     let worker = msg.worker_id.to_string();
     let result = match &msg.message {
         Message::Hello(h) => {
+            // Jobs it held and no longer runs (it restarted) fail now, not at lease expiry.
+            match queue::fail_abandoned(pool, &worker, &h.running_jobs).await {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::warn!(worker = %msg.worker_id, jobs = ?ids, "the worker came back without jobs it held; failed")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot fail abandoned jobs"),
+            }
             let unknown = crate::containers::adopt(pool, msg.worker_id, &h.containers).await;
+            hub.mark_ready(msg.worker_id, msg.conn);
             return stop_message(
                 unknown,
                 msg.worker_id,
@@ -511,10 +534,9 @@ mod tests {
     use wh_wsproto::messages::{Heartbeat, HostStats};
 
     fn health(cpu: f64, mem: (u64, u64), jobs: usize, seen_ago: Duration) -> WorkerHealth {
-        WorkerHealth {
-            connected: true,
-            last_seen: SystemTime::now() - seen_ago,
-            last_heartbeat: Some(Heartbeat {
+        WorkerHealth::new(
+            SystemTime::now() - seen_ago,
+            Some(Heartbeat {
                 stats: HostStats {
                     cpu,
                     memory_used_mb: mem.0,
@@ -523,7 +545,7 @@ mod tests {
                 },
                 running_jobs: (0..jobs as i64).collect(),
             }),
-        }
+        )
     }
 
     #[test]
@@ -569,10 +591,12 @@ mod tests {
             Some(a),
             "a retire job goes where the old deployment ran"
         );
-        assert_eq!(
-            place(&Pending { deployment_worker: Some(stale), ..retire }, &candidates),
-            None,
-            "and waits for it"
+        let away = Pending { deployment_worker: Some(stale), ..retire };
+        assert_eq!(place(&away, &candidates), None, "never to another worker");
+        assert!(
+            matches!(decide(&away, &candidates), Decision::Settle(_)),
+            "settled without its worker, which stops the containers when it reports them"
         );
+        assert_eq!(decide(&job, &[]), Decision::Wait, "a deploy waits for a worker");
     }
 }

@@ -519,6 +519,7 @@ async fn runtime_logs_recent_and_followed_and_build_logs_kept_with_the_deploymen
     };
     let inbound = wh_control_plane::hub::Inbound {
         worker_id: worker.id,
+        conn: 0,
         message: wh_wsproto::Message::LogLines(build),
     };
     wh_control_plane::scheduler::handle(&env.db.pool, &hub, &settings, inbound).await;
@@ -542,6 +543,7 @@ async fn runtime_logs_recent_and_followed_and_build_logs_kept_with_the_deploymen
     // A follower asks from the offset it saw and gets only what is new.
     let more = |lines: Vec<String>| wh_control_plane::hub::Inbound {
         worker_id: worker.id,
+        conn: 0,
         message: wh_wsproto::Message::LogLines(LogLines {
             app: "log-app".into(),
             deployment_id: Some(id),

@@ -82,6 +82,7 @@ fn hello(worker_id: &str) -> Message {
         version: "test".into(),
         capacity: Capacity { cpus: 2.0, memory_mb: 1024, disk_mb: 1, ..Default::default() },
         containers: vec![],
+        running_jobs: vec![],
     })
 }
 

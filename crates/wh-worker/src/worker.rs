@@ -171,6 +171,7 @@ pub async fn run(
             ..host::capacity()
         },
         containers: inventory.snapshot(),
+        running_jobs: agent.running_jobs(),
     };
     let result = transport.run(hello, stop.clone()).await;
     stop.cancel();

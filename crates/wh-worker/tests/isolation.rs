@@ -43,35 +43,50 @@ async fn platform(sched: SchedulerSettings) -> Platform {
 /// A worker speaking the real protocol, whose every message the test chooses.
 struct FakeWorker {
     id: uuid::Uuid,
+    key: String,
     transport: Arc<Transport>,
     inbound: mpsc::Receiver<Message>,
+    /// Ends this worker's connection (and its transport) for good.
+    stop: CancellationToken,
 }
 
 impl FakeWorker {
     async fn connect(p: &Platform, name: &str) -> FakeWorker {
-        let (w, key) = workers::create(&p.pool, name, "127.0.0.1").await.unwrap();
+        let (_, key) = workers::create(&p.pool, name, "127.0.0.1").await.unwrap();
+        Self::with_key(p, &key, name).await
+    }
+
+    /// A worker process with an existing key (a restart), running no jobs.
+    async fn with_key(p: &Platform, key: &str, name: &str) -> FakeWorker {
+        let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM workers WHERE name = $1")
+            .bind(name)
+            .fetch_one(&p.pool)
+            .await
+            .unwrap();
         let (transport, inbound) = Transport::new(TransportConfig::new(
             Endpoint::parse(&format!("http://{}", p.addr), None).unwrap(),
-            key,
+            key.to_owned(),
         ));
         let hello = |id: &str| Hello {
             worker_id: id.into(),
             version: "t".into(),
             capacity: Capacity::default(),
             containers: vec![],
+            running_jobs: vec![],
         };
-        tokio::spawn(transport.clone().run(hello, p.stop.clone()));
+        let stop = p.stop.child_token();
+        tokio::spawn(transport.clone().run(hello, stop.clone()));
         transport.send(Message::Heartbeat(Heartbeat {
             stats: HostStats { memory_total_mb: 100, ..Default::default() },
             running_jobs: vec![],
         }));
         let hub = p.state.hub.clone();
         let connected = eventually(Duration::from_secs(10), async || {
-            hub.health().get(&w.id).filter(|h| h.connected && h.last_heartbeat.is_some()).cloned()
+            hub.health().get(&id).filter(|h| h.connected && h.last_heartbeat.is_some()).cloned()
         })
         .await;
         assert!(connected.is_some(), "worker {name} never connected");
-        FakeWorker { id: w.id, transport, inbound }
+        FakeWorker { id, key: key.to_owned(), transport, inbound, stop }
     }
 
     /// The next job assigned to this worker, within `limit`.
@@ -423,4 +438,78 @@ async fn no_log_level_prints_a_secret() {
     assert!(!text.contains(SECRET), "a decrypted env var is in the worker's trace log");
     assert!(!text.contains(&key), "the worker's API key is in its trace log");
     assert!(!text.to_ascii_lowercase().contains("bearer ey"), "a JWT is in the worker's trace log");
+}
+
+/// Item C19: one `retire` job for an offline worker used to stop the placement of every deploy
+/// (`claim_for` looked only at the oldest runnable job). Now it is settled without its worker,
+/// and the deploys behind it are placed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_for_an_offline_worker_blocks_nothing() {
+    let p = platform(SchedulerSettings::default()).await;
+    let (gone, _) = workers::create(&p.pool, "decommissioned", "127.0.0.9").await.unwrap();
+    let (app, old, _) = deployment(&p.pool, "drained").await;
+    sqlx::query("UPDATE jobs SET state = 'succeeded' WHERE deployment_id = $1")
+        .bind(old)
+        .execute(&p.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE deployments SET state = 'superseded', worker_id = $2 WHERE id = $1")
+        .bind(old)
+        .bind(gone.id)
+        .execute(&p.pool)
+        .await
+        .unwrap();
+    let _ = app;
+    let mut tx = p.pool.begin().await.unwrap();
+    let retire = wh_control_plane::queue::enqueue(
+        &mut tx,
+        "retire",
+        &serde_json::json!({"deployment_id": old}),
+        Some(old),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // Only now does a worker come: the retire job is the oldest runnable one.
+    let mut w = FakeWorker::connect(&p, "online").await;
+    scheduling_works(&p, &mut w, "behind-it").await;
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("SELECT state::text, error FROM jobs WHERE id = $1")
+            .bind(retire)
+            .fetch_one(&p.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "cancelled");
+    assert!(error.unwrap_or_default().contains("is away"));
+}
+
+/// Item C21: a worker that comes back without a job it held (it restarted) fails that job at
+/// once; `wh deploy` used to wait out the whole 2-minute lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_back_without_its_job_fails_the_job_at_once() {
+    let p = platform(SchedulerSettings::default()).await;
+    let mut w = FakeWorker::connect(&p, "restarts").await;
+    let (_, deployment, job) = deployment(&p.pool, "orphaned").await;
+    let assign = w.assigned(Duration::from_secs(10)).await.expect("no job was placed");
+    assert_eq!(assign.job_id, job);
+    w.transport.send(Message::JobAck(JobRef { job_id: job, attempt: assign.attempt }));
+    // The worker "restarts": the same key, a new process that runs no jobs.
+    w.stop.cancel();
+    let key = w.key.clone();
+    let started = std::time::Instant::now();
+    let mut again = FakeWorker::with_key(&p, &key, "restarts").await;
+    let failed = eventually(Duration::from_secs(10), async || {
+        (job_state(&p.pool, job).await == "failed").then_some(())
+    })
+    .await;
+    assert!(failed.is_some(), "the job was not failed when its worker came back without it");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let error: String = sqlx::query_scalar("SELECT error FROM deployments WHERE id = $1")
+        .bind(deployment)
+        .fetch_one(&p.pool)
+        .await
+        .unwrap();
+    assert!(error.contains("restarted"), "{error}");
+    // And the worker is given work again.
+    scheduling_works(&p, &mut again, "after-restart").await;
 }

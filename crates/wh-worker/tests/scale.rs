@@ -49,6 +49,7 @@ async fn hundred_workers_heartbeating_for_thirty_seconds_lose_nothing() {
             version: "scale".into(),
             capacity: Capacity::default(),
             containers: vec![],
+            running_jobs: vec![],
         };
         tokio::spawn(t.clone().run(hello, stop.clone()));
         transports.push((t, _rx));

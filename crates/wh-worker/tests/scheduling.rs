@@ -50,6 +50,7 @@ async fn a_queued_job_goes_to_the_least_loaded_worker_and_its_result_completes_i
             version: "t".into(),
             capacity: Capacity::default(),
             containers: vec![],
+            running_jobs: vec![],
         };
         tokio::spawn(t.clone().run(hello, stop.clone()));
         t.send(Message::Heartbeat(Heartbeat {

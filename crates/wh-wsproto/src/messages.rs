@@ -61,6 +61,10 @@ pub struct Hello {
     pub capacity: Capacity,
     #[serde(default)]
     pub containers: Vec<ContainerInfo>,
+    /// The jobs this worker is executing: a job the control plane has claimed for it that is
+    /// not listed (the worker restarted) fails at once instead of waiting for its lease.
+    #[serde(default)]
+    pub running_jobs: Vec<i64>,
 }
 
 /// Host statistics.
@@ -336,6 +340,7 @@ mod tests {
                     state: "running".into(),
                     restarts: 1,
                 }],
+                running_jobs: vec![7],
             }),
             Message::Heartbeat(Heartbeat {
                 stats: HostStats {
