@@ -5,10 +5,6 @@
 use serde_json::value::RawValue;
 use wh_wsproto::{Key, Message, Verifier};
 
-const TYPES: &[&str] = &[
-    "hello", "heartbeat", "job.assign", "job.ack", "job.progress", "job.result", "log.lines",
-    "container.event", "container.stats", "container.stop", "ping", "pong", "unknown",
-];
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut verifier = Verifier::new(Key::from_api_key("fuzz"));
@@ -17,7 +13,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     // The MAC stops most inputs early; decode payloads directly too.
     if let Ok(raw) = serde_json::from_slice::<Box<RawValue>>(data) {
-        for t in TYPES {
+        for t in wh_wsproto::messages::TYPE_NAMES.iter().chain(&["unknown"]) {
             let _ = Message::decode(t, &raw);
         }
     }

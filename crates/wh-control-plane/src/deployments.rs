@@ -66,8 +66,17 @@ pub async fn transition(
     Ok(done.rows_affected() == 1)
 }
 
-/// Cancels a deployment still in progress, and its job; false when it had already ended.
-pub async fn cancel(pool: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
+/// A job a worker held when its deployment ended early: the worker is told to stop it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Held {
+    pub job_id: i64,
+    pub attempt: i32,
+    pub claimed_by: String,
+}
+
+/// Cancels a deployment still in progress, and its job; `None` when it had already ended, else
+/// the job a worker held (to be told to stop it), if any.
+pub async fn cancel(pool: &PgPool, id: i64) -> Result<Option<Vec<Held>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "UPDATE deployments SET state = 'cancelled', updated_at = now(), state_deadline = NULL
@@ -76,25 +85,55 @@ pub async fn cancel(pool: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    if done.rows_affected() == 1 {
-        sqlx::query("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE deployment_id = $1 AND state IN ('pending', 'claimed')")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
     }
+    let held = end_jobs(&mut tx, &[id], "the deployment was cancelled").await?;
     tx.commit().await?;
-    Ok(done.rows_affected() == 1)
+    Ok(Some(held))
 }
 
-/// Fails every deployment past its state's deadline, naming the state; returns their ids.
+/// Cancels the unfinished jobs of `deployments` (with `why`); returns those a worker held.
+async fn end_jobs(
+    tx: &mut PgConnection,
+    deployments: &[i64],
+    why: &str,
+) -> Result<Vec<Held>, sqlx::Error> {
+    let ended: Vec<(i64, i32, Option<String>, bool)> = sqlx::query_as(
+        "UPDATE jobs j SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL, error = $2
+         FROM (SELECT id, state = 'claimed' AS held FROM jobs
+               WHERE deployment_id = ANY($1) AND state IN ('pending', 'claimed') FOR UPDATE) old
+         WHERE j.id = old.id
+         RETURNING j.id, j.attempt, j.claimed_by, old.held",
+    )
+    .bind(deployments)
+    .bind(why)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(ended
+        .into_iter()
+        .filter_map(|(job_id, attempt, by, held)| {
+            by.filter(|_| held).map(|claimed_by| Held { job_id, attempt, claimed_by })
+        })
+        .collect())
+}
+
+/// Fails every deployment past its state's deadline, naming the state, and cancels its job (a
+/// worker still at it is told to stop at its next heartbeat); returns the deployments' ids.
 pub async fn expire(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar(
+    let mut tx = pool.begin().await?;
+    let expired: Vec<i64> = sqlx::query_scalar(
         "UPDATE deployments SET error = 'timed out while ' || state::text, state = 'failed', state_deadline = NULL, updated_at = now()
          WHERE state IN ('queued', 'building', 'starting', 'healthy') AND state_deadline < now()
          RETURNING id",
     )
-    .fetch_all(pool)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    if !expired.is_empty() {
+        end_jobs(&mut tx, &expired, "the deployment timed out").await?;
+    }
+    tx.commit().await?;
+    Ok(expired)
 }
 
 /// Deletes the uploaded sources of deployments that have ended (built or not, they are no

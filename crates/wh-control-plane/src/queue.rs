@@ -252,6 +252,27 @@ pub async fn extend_running(
     Ok(done.rows_affected())
 }
 
+/// Of the jobs `claimer` says it runs, those it no longer holds (ended here: cancelled, timed
+/// out, failed at lease expiry, or claimed by someone else since), as (job, attempt) for the
+/// worker to stop.
+pub async fn not_held(
+    pool: &PgPool,
+    claimer: &str,
+    running: &[i64],
+) -> Result<Vec<(i64, i32)>, sqlx::Error> {
+    if running.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT id, attempt FROM jobs
+         WHERE id = ANY($1) AND NOT (state = 'claimed' AND claimed_by = $2)",
+    )
+    .bind(running)
+    .bind(claimer)
+    .fetch_all(pool)
+    .await
+}
+
 /// Records the outcome of `attempt` of `claimer`; `Err(reason)` fails the job.
 pub async fn complete(
     pool: &PgPool,

@@ -222,7 +222,7 @@ async fn run_once(
             msg = inbound.recv() => match msg {
                 Some(m) => {
                     let worker = m.worker_id;
-                    if let Some(answer) = handle(pool, hub, settings, m).await {
+                    for answer in handle(pool, hub, settings, m).await {
                         if let Err(e) = hub.send(worker, answer) {
                             tracing::warn!(%worker, error = %e, "cannot answer the worker");
                         }
@@ -421,7 +421,7 @@ pub(crate) fn stop_message(
     }
 }
 
-/// Applies one worker report; returns the answer to send back to that worker, if any. A report
+/// Applies one worker report; returns the answers to send back to that worker. A report
 /// on a job, deployment or container that is not the worker's own changes nothing and is counted
 /// by the hub as `not_yours`.
 pub async fn handle(
@@ -429,7 +429,7 @@ pub async fn handle(
     hub: &Hub,
     settings: &SchedulerSettings,
     msg: Inbound,
-) -> Option<Message> {
+) -> Vec<Message> {
     let worker = msg.worker_id.to_string();
     let result = match &msg.message {
         Message::Hello(h) => {
@@ -447,7 +447,9 @@ pub async fn handle(
                 unknown,
                 msg.worker_id,
                 "no deployment that should run on this worker",
-            );
+            )
+            .into_iter()
+            .collect();
         }
         Message::Heartbeat(hb) => {
             if let Err(e) =
@@ -455,7 +457,23 @@ pub async fn handle(
             {
                 tracing::warn!(error = %e, "cannot extend leases from a heartbeat");
             }
-            Ok(())
+            // Jobs it still runs that ended here (cancelled, timed out, lease lost): stop them.
+            return match queue::not_held(pool, &worker, &hb.running_jobs).await {
+                Ok(ended) => ended
+                    .into_iter()
+                    .map(|(job_id, attempt)| {
+                        Message::JobCancel(wh_wsproto::messages::JobCancel {
+                            job_id,
+                            attempt,
+                            reason: "the job ended on the control plane".into(),
+                        })
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the jobs a worker runs");
+                    Vec::new()
+                }
+            };
         }
         Message::ContainerEvent(e) => {
             match crate::containers::event(pool, msg.worker_id, e).await {
@@ -471,7 +489,9 @@ pub async fn handle(
         }
         Message::ContainerStats(s) => {
             let orphans = crate::containers::stats(pool, msg.worker_id, s).await;
-            return stop_message(orphans, msg.worker_id, "the app was deleted");
+            return stop_message(orphans, msg.worker_id, "the app was deleted")
+                .into_iter()
+                .collect();
         }
         Message::JobAck(r) => {
             queue::extend(pool, r.job_id, r.attempt, &worker, settings.lease).await
@@ -525,7 +545,7 @@ pub async fn handle(
         }
         Err(CompleteError::Db(e)) => tracing::error!(error = %e, "cannot record a job report"),
     }
-    None
+    Vec::new()
 }
 
 #[cfg(test)]

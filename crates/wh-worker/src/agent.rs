@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use wh_wsproto::messages::{JobAssign, JobProgress, JobRef, JobResult, LogLine, LogLines, Stream};
 use wh_wsproto::Message;
 
@@ -64,7 +65,8 @@ pub struct Agent {
     podman: Podman,
     transport: Arc<Transport>,
     settings: AgentSettings,
-    running: std::sync::Mutex<std::collections::BTreeSet<i64>>,
+    /// The jobs in progress, each with the token that cancels it.
+    running: std::sync::Mutex<std::collections::BTreeMap<i64, CancellationToken>>,
 }
 
 impl Agent {
@@ -74,7 +76,7 @@ impl Agent {
 
     /// The ids of the jobs in progress (for heartbeats).
     pub fn running_jobs(&self) -> Vec<i64> {
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect()
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 
     /// Runs every job that arrives, each in its own task, until `inbound` closes. A job whose
@@ -107,6 +109,13 @@ impl Agent {
                     let me = self.clone();
                     tokio::spawn(async move { me.stop_unknown(stop.container_ids).await });
                 }
+                Message::JobCancel(c) => {
+                    let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(token) = running.get(&c.job_id) {
+                        tracing::info!(job = c.job_id, reason = %c.reason, "the control plane cancelled a job");
+                        token.cancel();
+                    }
+                }
                 _ => {}
             }
         }
@@ -126,12 +135,30 @@ impl Agent {
 
     async fn execute(&self, job: JobAssign) {
         let (id, attempt) = (job.job_id, job.attempt);
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+        let cancel = CancellationToken::new();
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id, cancel.clone());
         self.transport.send(Message::JobAck(JobRef { job_id: id, attempt }));
-        let result = match job.kind.as_str() {
-            "deploy" => self.deploy(&job).await,
-            "retire" => self.retire(&job).await,
-            other => Err(format!("this worker does not know job kind `{other}`")),
+        let work = async {
+            match job.kind.as_str() {
+                "deploy" => self.deploy(&job).await,
+                "retire" => self.retire(&job).await,
+                other => Err(format!("this worker does not know job kind `{other}`")),
+            }
+        };
+        let result = tokio::select! {
+            r = work => r,
+            // Dropping the work ends it: a clone or build is killed with its process tree.
+            _ = cancel.cancelled() => {
+                if job.kind == "deploy" {
+                    // Whatever it started (a container being health-checked) goes too.
+                    if let Some(d) = job.payload.get("deployment_id").and_then(|v| v.as_i64()) {
+                        if let Err(e) = self.remove_deployment(d).await {
+                            tracing::warn!(deployment = d, error = %e, "cannot remove a cancelled deployment's containers");
+                        }
+                    }
+                }
+                Err("cancelled by the control plane".to_owned())
+            }
         };
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         let (ok, error, output) = match result {
@@ -168,6 +195,12 @@ impl Agent {
             .get("deployment_id")
             .and_then(|v| v.as_i64())
             .ok_or("retire job without `deployment_id`")?;
+        let stopped = self.remove_deployment(deployment).await?;
+        Ok(serde_json::json!({"stopped": stopped}))
+    }
+
+    /// Removes this worker's containers of `deployment`; returns their ids.
+    async fn remove_deployment(&self, deployment: i64) -> Result<Vec<String>, String> {
         let wanted = deployment.to_string();
         let found = self.podman.list(LABEL_DEPLOYMENT).await.map_err(|e| e.to_string())?;
         let mut stopped = Vec::new();
@@ -179,7 +212,7 @@ impl Agent {
             self.podman.remove(&c.id, Duration::from_secs(10)).await.map_err(|e| e.to_string())?;
             stopped.push(c.id);
         }
-        Ok(serde_json::json!({"stopped": stopped}))
+        Ok(stopped)
     }
 
     fn progress(&self, job: &JobAssign, stage: &str, message: &str) {

@@ -12,6 +12,7 @@
 //! | `container.event` | worker → CP | [`ContainerEvent`] |
 //! | `container.stats` | worker → CP | [`ContainerStats`]: every 10 s |
 //! | `container.stop` | CP → worker | [`ContainerStop`]: containers the control plane does not know |
+//! | `job.cancel` | CP → worker | [`JobCancel`]: stop this job (cancelled, or past its deadline) |
 //! | `ping` / `pong` | both | [`Ping`] |
 //! | `ack` | CP → worker | [`Ack`]: these envelope ids were processed; stop resending them |
 //!
@@ -205,6 +206,17 @@ pub struct ContainerStop {
     pub reason: String,
 }
 
+/// A job the worker must stop: its deployment was cancelled or passed its deadline. The worker
+/// ends the build or health check and removes what the job started; its result, if any, is
+/// refused as stale. Sent again on every heartbeat that still lists the job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCancel {
+    pub job_id: i64,
+    pub attempt: i32,
+    #[serde(default)]
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
     pub nonce: String,
@@ -230,10 +242,29 @@ pub enum Message {
     ContainerEvent(ContainerEvent),
     ContainerStats(ContainerStats),
     ContainerStop(ContainerStop),
+    JobCancel(JobCancel),
     Ping(Ping),
     Pong(Ping),
     Ack(Ack),
 }
+
+/// Every message type name (`t`), for tools such as the fuzzer.
+pub const TYPE_NAMES: &[&str] = &[
+    "hello",
+    "heartbeat",
+    "job.assign",
+    "job.ack",
+    "job.progress",
+    "job.result",
+    "log.lines",
+    "container.event",
+    "container.stats",
+    "container.stop",
+    "job.cancel",
+    "ping",
+    "pong",
+    "ack",
+];
 
 impl Message {
     /// The envelope's `t` for this message.
@@ -249,6 +280,7 @@ impl Message {
             Message::ContainerEvent(_) => "container.event",
             Message::ContainerStats(_) => "container.stats",
             Message::ContainerStop(_) => "container.stop",
+            Message::JobCancel(_) => "job.cancel",
             Message::Ping(_) => "ping",
             Message::Pong(_) => "pong",
             Message::Ack(_) => "ack",
@@ -279,6 +311,7 @@ impl Message {
             Message::ContainerEvent(m) => serde_json::to_string(m),
             Message::ContainerStats(m) => serde_json::to_string(m),
             Message::ContainerStop(m) => serde_json::to_string(m),
+            Message::JobCancel(m) => serde_json::to_string(m),
             Message::Ping(m) | Message::Pong(m) => serde_json::to_string(m),
             Message::Ack(m) => serde_json::to_string(m),
         };
@@ -303,6 +336,7 @@ impl Message {
             "container.event" => Message::ContainerEvent(parse(t, p)?),
             "container.stats" => Message::ContainerStats(parse(t, p)?),
             "container.stop" => Message::ContainerStop(parse(t, p)?),
+            "job.cancel" => Message::JobCancel(parse(t, p)?),
             "ping" => Message::Ping(parse(t, p)?),
             "pong" => Message::Pong(parse(t, p)?),
             "ack" => Message::Ack(parse(t, p)?),
@@ -403,10 +437,17 @@ mod tests {
                 container_ids: vec!["c9".into()],
                 reason: "unknown deployment".into(),
             }),
+            Message::JobCancel(JobCancel { job_id: 4, attempt: 2, reason: "cancelled".into() }),
             Message::Ping(Ping { nonce: "n".into() }),
             Message::Pong(Ping { nonce: "n".into() }),
             Message::Ack(Ack { ids: vec!["00112233445566778899aabbccddeeff".into()] }),
         ]
+    }
+
+    #[test]
+    fn the_type_list_names_every_message() {
+        let names: Vec<&str> = samples().iter().map(Message::type_name).collect();
+        assert_eq!(names, TYPE_NAMES);
     }
 
     #[test]

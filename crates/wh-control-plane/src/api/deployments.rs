@@ -231,11 +231,23 @@ pub async fn cancel(
     Path(id): Path<i64>,
 ) -> Result<Json<Deployment>, ApiError> {
     let d = owned(&state, &caller, id).await?;
-    if !deployments::cancel(&state.pool, id).await? {
+    let Some(held) = deployments::cancel(&state.pool, id).await? else {
         return Err(ApiError::Conflict {
             field: "state",
             message: format!("deployment is already {}", d.state),
         });
+    };
+    // The worker stops the build or container now (and at its next heartbeat if this is lost).
+    for h in held {
+        let Ok(worker) = h.claimed_by.parse::<uuid::Uuid>() else { continue };
+        let stop = wh_wsproto::messages::JobCancel {
+            job_id: h.job_id,
+            attempt: h.attempt,
+            reason: "the deployment was cancelled".into(),
+        };
+        if let Err(e) = state.hub.send(worker, wh_wsproto::Message::JobCancel(stop)) {
+            tracing::info!(%worker, error = %e, "the worker hears of the cancel at its next heartbeat");
+        }
     }
     caller
         .audit(
