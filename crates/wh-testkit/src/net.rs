@@ -108,12 +108,25 @@ impl Cable {
         }
     }
 
-    /// Listens on the same address again.
+    /// Listens on the same address again (waiting up to 5 s for the cut listener, whose task
+    /// is aborted asynchronously, to release it).
     pub async fn mend(&mut self) -> Result<()> {
-        if self.live.is_none() {
-            let listener = tokio::net::TcpListener::bind(self.addr).await?;
-            self.listen(listener);
+        if self.live.is_some() {
+            return Ok(());
         }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.listen(listener);
         Ok(())
     }
 }
