@@ -7,7 +7,7 @@ use wh_wsproto::{Key, Message, Verifier};
 
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let mut verifier = Verifier::new(Key::from_api_key("fuzz"));
+    let mut verifier = Verifier::new(Key::from_secret("fuzz"), wh_wsproto::Binding::to_control_plane("00000000000000000000000000000000"));
     if let Ok(ok) = verifier.open(data, 1_790_000_000_000) {
         let _ = ok.message();
     }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wh_wsproto::messages::{Ack, Heartbeat, Ping};
-use wh_wsproto::{Key, Message, Signer, Verifier};
+use wh_wsproto::{Binding, Key, Message, Signer, Verifier};
 
 use crate::workers::Worker;
 
@@ -71,6 +71,8 @@ pub enum SendError {
 
 struct Conn {
     conn_id: u64,
+    /// The key generation the connection authenticated with.
+    generation: i32,
     outbound: mpsc::Sender<Message>,
     cancel: CancellationToken,
 }
@@ -132,6 +134,12 @@ impl Hub {
     /// Ids of connected workers.
     pub fn connected(&self) -> Vec<Uuid> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
+    }
+
+    /// Connected workers with the key generation of their connection.
+    fn connections(&self) -> Vec<(Uuid, i32)> {
+        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.iter().map(|(id, c)| (*id, c.generation)).collect()
     }
 
     /// Health of every worker seen since start.
@@ -210,21 +218,27 @@ impl Hub {
         }
     }
 
-    /// Serves one authenticated worker's socket until either side ends it.
-    pub async fn serve(self: Arc<Self>, worker: Worker, socket: WebSocket) {
-        let Some(key) = Key::from_hash_hex(&worker.api_key_hash) else {
-            tracing::error!(worker = %worker.id, "stored key hash is not 32 bytes of hex");
-            return;
-        };
+    /// Serves one authenticated worker's socket until either side ends it: envelopes are signed
+    /// and verified with `key`, bound to the `connection` nonce the upgrade answer carried.
+    pub async fn serve(
+        self: Arc<Self>,
+        worker: Worker,
+        key: Key,
+        connection: String,
+        socket: WebSocket,
+    ) {
         let (tx, mut rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
         let cancel = CancellationToken::new();
         let conn_id = self.next_conn.fetch_add(1, Relaxed);
-        if let Some(old) = self
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(worker.id, Conn { conn_id, outbound: tx.clone(), cancel: cancel.clone() })
-        {
+        if let Some(old) = self.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            worker.id,
+            Conn {
+                conn_id,
+                generation: worker.key_generation,
+                outbound: tx.clone(),
+                cancel: cancel.clone(),
+            },
+        ) {
             tracing::info!(worker = %worker.id, "a newer connection replaces the open one");
             old.cancel.cancel();
         }
@@ -232,7 +246,7 @@ impl Hub {
         tracing::info!(worker = %worker.id, name = %worker.name, "worker connected");
 
         let (mut sink, mut stream) = socket.split();
-        let mut signer = Signer::new(key.clone(), 1);
+        let mut signer = Signer::new(key.clone(), Binding::to_worker(&connection), 1);
         let ping_interval = self.ping_interval;
         let send_cancel = cancel.clone();
         let mut send_task = tokio::spawn(async move {
@@ -257,7 +271,7 @@ impl Hub {
         let worker_id = worker.id;
         let dead_after = self.dead_after;
         let mut recv_task = tokio::spawn(async move {
-            let mut verifier = Verifier::new(key);
+            let mut verifier = Verifier::new(key, Binding::to_control_plane(&connection));
             loop {
                 let frame = tokio::select! {
                     _ = recv_cancel.cancelled() => break,
@@ -333,7 +347,8 @@ impl Hub {
         }
     }
 
-    /// Closes sockets of workers that were disabled or deleted, every `every`, until `stop`.
+    /// Closes sockets of workers that were disabled or deleted, or whose key was rotated since
+    /// they connected, every `every`, until `stop`.
     pub async fn enforce_enabled(
         self: Arc<Self>,
         pool: sqlx::PgPool,
@@ -345,14 +360,14 @@ impl Hub {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            let ids = self.connected();
-            if ids.is_empty() {
+            let conns = self.connections();
+            if conns.is_empty() {
                 continue;
             }
-            match crate::workers::unusable(&pool, &ids).await {
+            match crate::workers::unusable(&pool, &conns).await {
                 Ok(gone) => {
                     for id in gone {
-                        tracing::info!(worker = %id, "worker disabled or deleted; closing its connection");
+                        tracing::info!(worker = %id, "worker disabled, deleted or rotated; closing its connection");
                         self.disconnect(id);
                     }
                 }

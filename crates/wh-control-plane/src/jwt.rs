@@ -1,4 +1,6 @@
-//! Short-lived HS256 JSON Web Tokens for workers (claims `sub` = worker id, `jti`, `iat`, `exp`).
+//! Short-lived HS256 JSON Web Tokens for workers (claims `sub` = worker id, `gen` = its key
+//! generation, `jti`, `iat`, `exp`). The same secret derives the workers' channel keys
+//! ([`JwtKeys::channel_key`], domain-separated), so nothing in the database signs anything.
 //!
 //! Only HS256 is accepted, whatever the header says (no `alg: none`, no algorithm confusion);
 //! the signature is compared in constant time; an expired token is rejected.
@@ -21,6 +23,9 @@ pub struct JwtKeys {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
+    /// The worker's key generation when the token was issued: a rotation revokes the token.
+    #[serde(default)]
+    pub gen: i32,
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
@@ -48,12 +53,19 @@ impl JwtKeys {
         HmacSha256::new_from_slice(&self.secret).expect("HMAC accepts any key length")
     }
 
-    /// A token for `subject`, valid from `now` (Unix seconds) for the configured lifetime.
-    pub fn issue(&self, subject: &str, now: i64) -> (String, Claims) {
+    /// The channel key of worker `subject` at key generation `gen`.
+    pub fn channel_key(&self, subject: &str, gen: i32) -> wh_wsproto::Key {
+        wh_wsproto::Key::derive(&self.secret, subject, gen)
+    }
+
+    /// A token for `subject` at key generation `gen`, valid from `now` (Unix seconds) for the
+    /// configured lifetime.
+    pub fn issue(&self, subject: &str, gen: i32, now: i64) -> (String, Claims) {
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).expect("the OS random source is available");
         let claims = Claims {
             sub: subject.to_owned(),
+            gen,
             jti: hex::encode(jti),
             iat: now,
             exp: now + self.ttl_secs,
@@ -108,7 +120,7 @@ mod tests {
     #[test]
     fn issue_verify_expire_tamper() {
         let keys = JwtKeys::new(&[7u8; 32], Duration::from_secs(900));
-        let (token, claims) = keys.issue("worker-1", 1000);
+        let (token, claims) = keys.issue("worker-1", 1, 1000);
         assert_eq!(keys.verify(&token, 1000).unwrap(), claims);
         assert_eq!(claims.exp, 1900);
         assert_eq!(keys.verify(&token, 1900), Err(JwtError::Expired));

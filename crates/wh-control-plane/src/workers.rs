@@ -1,9 +1,12 @@
-//! The worker registry. The raw API key is shown once, at creation or rotation, and only its
-//! SHA-256 (hex) is stored; lookups compare hashes in constant time.
+//! The worker registry. The raw API key is shown once, at creation or rotation; only its lookup
+//! hash is stored ([`wh_wsproto::key::lookup_hash`]), which signs nothing: channel keys are
+//! derived from the control plane's secret for the worker's id and key generation. Rotation
+//! bumps the generation, revoking every token and channel key of the old key. Lookups compare
+//! hashes in constant time.
 
 use sqlx::PgPool;
 use uuid::Uuid;
-use wh_wsproto::Key;
+use wh_wsproto::key::{legacy_hash, lookup_hash};
 
 /// A registered worker.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -13,9 +16,11 @@ pub struct Worker {
     pub mesh_ip: String,
     pub api_key_hash: String,
     pub enabled: bool,
+    /// Bumped by every key rotation.
+    pub key_generation: i32,
 }
 
-const COLUMNS: &str = "id, name, host(mesh_ip) AS mesh_ip, api_key_hash, enabled";
+const COLUMNS: &str = "id, name, host(mesh_ip) AS mesh_ip, api_key_hash, enabled, key_generation";
 
 /// A new random API key: `whk_` and 32 random bytes in hex.
 fn new_key() -> String {
@@ -37,20 +42,24 @@ pub async fn create(
     .bind(Uuid::new_v4())
     .bind(name)
     .bind(mesh_ip)
-    .bind(Key::from_api_key(&key).hash_hex())
+    .bind(lookup_hash(&key))
     .fetch_one(pool)
     .await?;
     Ok((worker, key))
 }
 
-/// Replaces a worker's key; the old one stops working at once. Returns the new raw key.
+/// Replaces a worker's key and bumps its key generation: the old key, the tokens issued for it
+/// and its channel key stop working at once (open sockets close within seconds). Returns the
+/// new raw key.
 pub async fn rotate_key(pool: &PgPool, name: &str) -> Result<Option<String>, sqlx::Error> {
     let key = new_key();
-    let done = sqlx::query("UPDATE workers SET api_key_hash = $2 WHERE name = $1")
-        .bind(name)
-        .bind(Key::from_api_key(&key).hash_hex())
-        .execute(pool)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE workers SET api_key_hash = $2, key_generation = key_generation + 1 WHERE name = $1",
+    )
+    .bind(name)
+    .bind(lookup_hash(&key))
+    .execute(pool)
+    .await?;
     Ok((done.rows_affected() == 1).then_some(key))
 }
 
@@ -64,17 +73,35 @@ pub async fn set_enabled(pool: &PgPool, name: &str, enabled: bool) -> Result<boo
     Ok(done.rows_affected() == 1)
 }
 
-/// The worker holding `raw_key`, if any (enabled or not).
+/// The worker holding `raw_key`, if any (enabled or not). A row still holding the legacy hash
+/// (which was the signing key) is rewritten to the lookup hash on the way.
 pub async fn find_by_key(pool: &PgPool, raw_key: &str) -> Result<Option<Worker>, sqlx::Error> {
-    let hash = Key::from_api_key(raw_key).hash_hex();
-    let found = sqlx::query_as::<_, Worker>(&format!(
-        "SELECT {COLUMNS} FROM workers WHERE api_key_hash = $1"
-    ))
-    .bind(&hash)
-    .fetch_optional(pool)
-    .await?;
-    // The index lookup found a candidate; the final comparison is constant-time.
-    Ok(found.filter(|w| crate::constant_time_eq(w.api_key_hash.as_bytes(), hash.as_bytes())))
+    let hash = lookup_hash(raw_key);
+    let by = |hash: String| async move {
+        let found = sqlx::query_as::<_, Worker>(&format!(
+            "SELECT {COLUMNS} FROM workers WHERE api_key_hash = $1"
+        ))
+        .bind(&hash)
+        .fetch_optional(pool)
+        .await?;
+        // The index lookup found a candidate; the final comparison is constant-time.
+        Ok::<_, sqlx::Error>(
+            found.filter(|w| crate::constant_time_eq(w.api_key_hash.as_bytes(), hash.as_bytes())),
+        )
+    };
+    if let Some(w) = by(hash.clone()).await? {
+        return Ok(Some(w));
+    }
+    let Some(mut legacy) = by(legacy_hash(raw_key)).await? else { return Ok(None) };
+    sqlx::query("UPDATE workers SET api_key_hash = $2 WHERE id = $1 AND api_key_hash = $3")
+        .bind(legacy.id)
+        .bind(&hash)
+        .bind(&legacy.api_key_hash)
+        .execute(pool)
+        .await?;
+    tracing::info!(worker = %legacy.id, "rewrote a legacy key hash (it was the signing key)");
+    legacy.api_key_hash = hash;
+    Ok(Some(legacy))
 }
 
 /// The worker with `id`.
@@ -94,12 +121,17 @@ pub async fn touch(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
         .map(drop)
 }
 
-/// Ids among `ids` that are disabled or deleted.
-pub async fn unusable(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+/// Of the connections `(worker, key generation)`, the workers that are disabled or deleted or
+/// whose key was rotated since.
+pub async fn unusable(pool: &PgPool, conns: &[(Uuid, i32)]) -> Result<Vec<Uuid>, sqlx::Error> {
+    let (ids, gens): (Vec<Uuid>, Vec<i32>) = conns.iter().copied().unzip();
     sqlx::query_scalar(
-        "SELECT x FROM unnest($1::uuid[]) AS x WHERE NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = x AND w.enabled)",
+        "SELECT c.id FROM unnest($1::uuid[], $2::int4[]) AS c (id, gen)
+         WHERE NOT EXISTS (SELECT 1 FROM workers w
+                           WHERE w.id = c.id AND w.enabled AND w.key_generation = c.gen)",
     )
     .bind(ids)
+    .bind(gens)
     .fetch_all(pool)
     .await
 }

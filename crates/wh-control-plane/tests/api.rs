@@ -654,7 +654,8 @@ async fn uploaded_sources_are_checked_kept_for_the_claiming_worker_and_dropped_w
     // Only a worker holding the job gets the source.
     let (worker, _key) =
         wh_control_plane::workers::create(&env.db.pool, "w-up", "127.0.0.1").await.unwrap();
-    let (jwt, _) = env.state.jwt.issue(&worker.id.to_string(), wh_control_plane::now_ms() / 1000);
+    let (jwt, _) =
+        env.state.jwt.issue(&worker.id.to_string(), 1, wh_control_plane::now_ms() / 1000);
     let bearer = format!("Bearer {jwt}");
     let fetch = |auth: Option<String>| {
         let mut req = Request::get(format!("/v1/workers/sources/{id}"));

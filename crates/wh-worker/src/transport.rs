@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 use wh_wsproto::messages::{Hello, Ping};
-use wh_wsproto::{Key, Message, Signer, Verifier};
+use wh_wsproto::{Binding, Key, Message, Signer, Verifier};
 
 pub use net::Endpoint;
 pub use outbox::Outbox;
@@ -88,6 +88,8 @@ struct Token {
     jwt: String,
     expires_at: i64,
     worker_id: String,
+    /// Signs this worker's envelopes (from the register answer).
+    channel_key: Key,
 }
 
 /// Counters, for tests and logs.
@@ -226,19 +228,20 @@ impl Transport {
                 t
             }
         };
-        let ws = match self.config.endpoint.websocket("/v1/workers/ws", &token.jwt).await {
-            Ok(ws) => ws,
-            Err(NetError::Status(401, _)) => {
-                // Token refused (expired, or the secret changed): register again next time.
-                self.token.lock().unwrap_or_else(|e| e.into_inner()).take();
-                return Err(ConnectError::Retry("token refused".into()));
-            }
-            Err(e) => return Err(ConnectError::Retry(e.to_string())),
-        };
+        let (ws, connection) =
+            match self.config.endpoint.websocket("/v1/workers/ws", &token.jwt).await {
+                Ok(ws) => ws,
+                Err(NetError::Status(401, _)) => {
+                    // Token refused (expired, or the secret changed): register again next time.
+                    self.token.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    return Err(ConnectError::Retry("token refused".into()));
+                }
+                Err(e) => return Err(ConnectError::Retry(e.to_string())),
+            };
         self.stats.connects.fetch_add(1, Relaxed);
         self.connected.store(true, Relaxed);
         tracing::info!(worker = %token.worker_id, "connected to the control plane");
-        let result = self.session(ws, &token.worker_id, hello, stop).await;
+        let result = self.session(ws, &token, &connection, hello, stop).await;
         self.connected.store(false, Relaxed);
         self.outbox.lock().unwrap_or_else(|e| e.into_inner()).requeue_in_flight();
         result
@@ -247,13 +250,15 @@ impl Transport {
     async fn session(
         &self,
         ws: tokio_tungstenite::WebSocketStream<Box<dyn net::Io>>,
-        worker_id: &str,
+        token: &Token,
+        connection: &str,
         hello: &(impl Fn(&str) -> Hello + Sync),
         stop: &CancellationToken,
     ) -> Result<(), ConnectError> {
-        let key = Key::from_api_key(&self.config.api_key);
-        let mut signer = Signer::new(key.clone(), 1);
-        let mut verifier = Verifier::new(key);
+        let worker_id = token.worker_id.as_str();
+        let key = token.channel_key.clone();
+        let mut signer = Signer::new(key.clone(), Binding::to_control_plane(connection), 1);
+        let mut verifier = Verifier::new(key, Binding::to_worker(connection));
         let mut recent = RecentIds::default();
         let (mut sink, mut stream) = ws.split();
         let limit = self.config.silence_limit;
@@ -371,6 +376,10 @@ fn parse_token(body: &[u8]) -> Result<Token, String> {
         jwt: field("token")?.as_str().ok_or("token is not a string")?.to_owned(),
         expires_at: field("expires_at")?.as_i64().ok_or("expires_at is not a number")?,
         worker_id: field("worker_id")?.as_str().ok_or("worker_id is not a string")?.to_owned(),
+        channel_key: field("channel_key")?
+            .as_str()
+            .and_then(Key::from_hex)
+            .ok_or("channel_key is not 32 bytes of hex")?,
     })
 }
 

@@ -1,8 +1,11 @@
 //! Signing and verifying envelopes.
 //!
-//! The MAC covers `t|i|s|ts|p` where `p` is the payload's JSON text exactly as it appears on the
-//! wire: the receiver hashes the bytes it received, never a re-serialisation, so the two sides
-//! cannot disagree about formatting.
+//! The MAC covers `wh2|<direction>|<connection>|t|i|s|ts|p`, where `direction` is `to-cp` or
+//! `to-worker`, `connection` is the nonce the control plane gave this connection (the
+//! `x-wh-connection` header of the WebSocket upgrade), and `p` is the payload's JSON text
+//! exactly as it appears on the wire: the receiver hashes the bytes it received, never a
+//! re-serialisation, so the two sides cannot disagree about formatting. An envelope reflected
+//! back to its sender, or replayed on another connection, does not verify.
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -17,8 +20,49 @@ pub const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn mac(key: &Key, t: &str, i: &str, s: u64, ts: i64, p: &str) -> HmacSha256 {
+/// Which way an envelope travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ToControlPlane,
+    ToWorker,
+}
+
+impl Direction {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Direction::ToControlPlane => b"to-cp",
+            Direction::ToWorker => b"to-worker",
+        }
+    }
+}
+
+/// What an envelope is bound to besides its key: its direction and its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub direction: Direction,
+    /// The connection's nonce (32 lower-case hex digits from the control plane).
+    pub connection: String,
+}
+
+impl Binding {
+    /// Envelopes from the worker to the control plane on connection `connection`.
+    pub fn to_control_plane(connection: &str) -> Binding {
+        Binding { direction: Direction::ToControlPlane, connection: connection.to_owned() }
+    }
+
+    /// Envelopes from the control plane to the worker on connection `connection`.
+    pub fn to_worker(connection: &str) -> Binding {
+        Binding { direction: Direction::ToWorker, connection: connection.to_owned() }
+    }
+}
+
+fn mac(key: &Key, b: &Binding, t: &str, i: &str, s: u64, ts: i64, p: &str) -> HmacSha256 {
     let mut m = HmacSha256::new_from_slice(key.bytes()).expect("HMAC accepts any key length");
+    m.update(b"wh2|");
+    m.update(b.direction.label());
+    m.update(b"|");
+    m.update(b.connection.as_bytes());
+    m.update(b"|");
     m.update(t.as_bytes());
     m.update(b"|");
     m.update(i.as_bytes());
@@ -35,13 +79,19 @@ fn mac(key: &Key, t: &str, i: &str, s: u64, ts: i64, p: &str) -> HmacSha256 {
 #[derive(Debug)]
 pub struct Signer {
     key: Key,
+    binding: Binding,
     next_seq: u64,
 }
 
 impl Signer {
     /// A signer whose first envelope carries sequence number `first_seq` (1 for a new channel).
-    pub fn new(key: Key, first_seq: u64) -> Signer {
-        Signer { key, next_seq: first_seq }
+    pub fn new(key: Key, binding: Binding, first_seq: u64) -> Signer {
+        Signer { key, binding, next_seq: first_seq }
+    }
+
+    /// A fresh connection nonce (the control plane makes one per connection).
+    pub fn new_connection() -> String {
+        Self::new_id()
     }
 
     /// The sequence number the next envelope will carry.
@@ -72,7 +122,8 @@ impl Signer {
     ) -> String {
         let s = self.next_seq;
         self.next_seq += 1;
-        let h = hex::encode(mac(&self.key, t, i, s, now_ms, payload.get()).finalize().into_bytes());
+        let h = mac(&self.key, &self.binding, t, i, s, now_ms, payload.get()).finalize();
+        let h = hex::encode(h.into_bytes());
         let t_json = serde_json::to_string(t).expect("a string serialises");
         format!(
             r#"{{"t":{t_json},"i":"{i}","s":{s},"ts":{now_ms},"p":{},"h":"{h}"}}"#,
@@ -126,12 +177,13 @@ impl Verified {
 #[derive(Debug)]
 pub struct Verifier {
     key: Key,
+    binding: Binding,
     window: ReplayWindow,
 }
 
 impl Verifier {
-    pub fn new(key: Key) -> Verifier {
-        Verifier { key, window: ReplayWindow::default() }
+    pub fn new(key: Key, binding: Binding) -> Verifier {
+        Verifier { key, binding, window: ReplayWindow::default() }
     }
 
     /// Parses and checks one envelope. Nothing is recorded unless every check passes, so a
@@ -157,7 +209,7 @@ impl Verifier {
             return Err(Error::Skew { ts: wire.ts, now: now_ms });
         }
         // `verify_slice` compares in constant time.
-        mac(&self.key, &wire.t, &wire.i, wire.s, wire.ts, wire.p.get())
+        mac(&self.key, &self.binding, &wire.t, &wire.i, wire.s, wire.ts, wire.p.get())
             .verify_slice(&tag)
             .map_err(|_| Error::BadMac)?;
         self.window.accept(wire.s)?;

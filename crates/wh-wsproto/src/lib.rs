@@ -4,12 +4,14 @@
 //! Every WebSocket text message is one JSON envelope `{t, i, s, ts, p, h}`:
 //! `t` the message type, `i` 16 random bytes in hex, `s` a per-direction sequence number,
 //! `ts` Unix milliseconds, `p` the JSON payload, signed as the exact bytes sent, and
-//! `h = hex(HMAC-SHA256(key, t "|" i "|" s "|" ts "|" p))` with `key = SHA-256(raw API key)`.
+//! `h = hex(HMAC-SHA256(key, "wh2|" dir "|" conn "|" t "|" i "|" s "|" ts "|" p))`: `dir` is
+//! `to-cp` or `to-worker`, `conn` the connection's nonce from the control plane, and `key` the
+//! worker's channel key, which the control plane derives from a secret of its own ([`key`]).
 //! The receiver rejects a bad MAC (compared in constant time), a clock skew over 5 minutes, and a
 //! sequence number already seen or older than its 256-entry sliding window.
 //!
 //! # Layout
-//! - [`key`]: the signing key derived from the worker's API key.
+//! - [`key`]: the channel key, the lookup hash of a raw API key, and how they differ.
 //! - [`envelope`]: signing ([`Signer`]) and verifying ([`Verifier`]) envelopes.
 //! - [`window`]: the IPsec-style anti-replay bitmap.
 //! - [`messages`]: the typed payloads the channel carries.
@@ -29,7 +31,7 @@ pub mod messages;
 pub mod repo;
 pub mod window;
 
-pub use envelope::{Signer, Verified, Verifier, MAX_SKEW_MS};
+pub use envelope::{Binding, Direction, Signer, Verified, Verifier, MAX_SKEW_MS};
 pub use error::Error;
 pub use key::Key;
 pub use messages::Message;

@@ -452,9 +452,10 @@ mod tests {
 
     #[test]
     fn every_message_round_trips_through_an_envelope() {
-        let key = Key::from_api_key("k");
-        let mut signer = Signer::new(key.clone(), 1);
-        let mut verifier = Verifier::new(key);
+        let key = Key::from_secret("k");
+        let binding = crate::Binding::to_worker("00000000000000000000000000000000");
+        let mut signer = Signer::new(key.clone(), binding.clone(), 1);
+        let mut verifier = Verifier::new(key, binding);
         for msg in samples() {
             let text = signer.seal(&msg, 1_000);
             let opened = verifier.open(text.as_bytes(), 1_000).unwrap();

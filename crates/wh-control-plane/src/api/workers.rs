@@ -13,6 +13,9 @@ use super::ApiError;
 use crate::workers::{self, Worker};
 use crate::AppState;
 
+/// The WebSocket upgrade's response header carrying the connection's nonce.
+pub const CONNECTION_HEADER: &str = "x-wh-connection";
+
 /// What a worker gets back from register and refresh.
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
@@ -20,6 +23,8 @@ pub struct TokenResponse {
     /// Unix seconds.
     pub expires_at: i64,
     pub worker_id: String,
+    /// The key that signs this worker's envelopes (hex; a secret, sent only here).
+    pub channel_key: String,
     pub settings: WorkerSettings,
 }
 
@@ -46,11 +51,13 @@ fn now_secs() -> i64 {
 }
 
 fn token_for(state: &AppState, worker: &Worker) -> TokenResponse {
-    let (token, claims) = state.jwt.issue(&worker.id.to_string(), now_secs());
+    let id = worker.id.to_string();
+    let (token, claims) = state.jwt.issue(&id, worker.key_generation, now_secs());
     TokenResponse {
         token,
         expires_at: claims.exp,
-        worker_id: worker.id.to_string(),
+        channel_key: state.jwt.channel_key(&id, worker.key_generation).to_hex(),
+        worker_id: id,
         settings: WorkerSettings {
             name: worker.name.clone(),
             mesh_ip: worker.mesh_ip.clone(),
@@ -67,7 +74,11 @@ async fn worker_from_jwt(state: &AppState, headers: &HeaderMap) -> Result<Worker
     })?;
     let id = claims.sub.parse().map_err(|_| ApiError::Unauthorized("invalid token subject"))?;
     match workers::get(&state.pool, id).await? {
-        Some(w) if w.enabled => Ok(w),
+        Some(w) if w.enabled && w.key_generation == claims.gen => Ok(w),
+        Some(w) if w.enabled => {
+            tracing::warn!(worker = %w.id, "a token of a rotated key was refused");
+            Err(ApiError::Unauthorized("the worker's key was rotated"))
+        }
         _ => Err(ApiError::Unauthorized("worker disabled or deleted")),
     }
 }
@@ -109,7 +120,16 @@ pub async fn ws(
     let worker = worker_from_jwt(&state, &headers).await?;
     let _ = workers::touch(&state.pool, worker.id).await;
     let hub = state.hub.clone();
-    Ok(upgrade.max_message_size(1 << 20).on_upgrade(move |socket| hub.serve(worker, socket)))
+    let key = state.jwt.channel_key(&worker.id.to_string(), worker.key_generation);
+    // Every envelope of this connection is bound to this nonce (and to its direction).
+    let connection = wh_wsproto::Signer::new_connection();
+    let header =
+        axum::http::HeaderValue::from_str(&connection).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response = upgrade
+        .max_message_size(1 << 20)
+        .on_upgrade(move |socket| hub.serve(worker, key, connection, socket));
+    response.headers_mut().insert(CONNECTION_HEADER, header);
+    Ok(response)
 }
 
 /// `GET /v1/workers/sources/{deployment}`: the uploaded source archive of a deployment, only

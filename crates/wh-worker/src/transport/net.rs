@@ -162,11 +162,13 @@ impl Endpoint {
     }
 
     /// Opens the WebSocket at `path` with a bearer token.
+    /// Opens the WebSocket at `path`; returns it with the connection nonce the control plane
+    /// answered with (its `x-wh-connection` header), which every envelope is bound to.
     pub async fn websocket(
         &self,
         path: &str,
         bearer: &str,
-    ) -> Result<WebSocketStream<Box<dyn Io>>, NetError> {
+    ) -> Result<(WebSocketStream<Box<dyn Io>>, String), NetError> {
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
         let mut req = format!("{scheme}://{}{path}", self.authority())
             .into_client_request()
@@ -185,7 +187,15 @@ impl Endpoint {
         .await
         {
             Err(_) => Err(NetError::Other("WebSocket handshake timed out".into())),
-            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(Ok((ws, response))) => {
+                let connection = response
+                    .headers()
+                    .get("x-wh-connection")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .ok_or_else(|| NetError::Other("no connection nonce in the upgrade".into()))?;
+                Ok((ws, connection.to_owned()))
+            }
             Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
                 Err(NetError::Status(resp.status().as_u16(), String::new()))
             }
