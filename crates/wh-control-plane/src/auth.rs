@@ -63,12 +63,42 @@ pub async fn create_user(
         .await
 }
 
+/// Password checks run at once at most (argon2id takes a core for tens of milliseconds).
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Why a password could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("too many sign-ins at once; try again")]
+    Busy,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// [`verify_password`] on a blocking thread, at most two at a time, waiting at most 10 s for
+/// a turn: sign-ins never stall the async threads that serve everything else.
+pub async fn verify_password_off_thread(password: &str, hash: &str) -> Result<bool, CheckError> {
+    let turn = tokio::time::timeout(std::time::Duration::from_secs(10), ARGON2_SLOTS.acquire())
+        .await
+        .map_err(|_| CheckError::Busy)?
+        .map_err(|_| CheckError::Busy)?;
+    let (password, hash) = (password.to_owned(), hash.to_owned());
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    drop(turn);
+    Ok(ok)
+}
+
+/// Sessions a user keeps at most; signing in again ends the oldest beyond it.
+pub const MAX_SESSIONS: i64 = 10;
+
 /// Checks the password and opens a session: (user, cookie value, CSRF token).
 pub async fn login(
     pool: &PgPool,
     email: &str,
     password: &str,
-) -> Result<Option<(User, String, String)>, sqlx::Error> {
+) -> Result<Option<(User, String, String)>, CheckError> {
     let row: Option<(i64, String, bool, String)> = sqlx::query_as(
         "SELECT id, email, is_admin, password_hash FROM users WHERE email = lower($1)",
     )
@@ -77,10 +107,10 @@ pub async fn login(
     .await?;
     let Some((id, email, is_admin, hash)) = row else {
         // Spend the same time as a real check, so timing does not reveal which emails exist.
-        let _ = verify_password(password, "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Y8cQw7h1Q0S5a3jEwXc0Qe7sKqYwzYw0Jm6qUe0k2c");
+        let _ = verify_password_off_thread(password, "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Y8cQw7h1Q0S5a3jEwXc0Qe7sKqYwzYw0Jm6qUe0k2c").await?;
         return Ok(None);
     };
-    if !verify_password(password, &hash) {
+    if !verify_password_off_thread(password, &hash).await? {
         return Ok(None);
     }
     let (token, csrf) = (random_hex(32), random_hex(16));
@@ -91,6 +121,16 @@ pub async fn login(
         .bind(SESSION_DAYS)
         .execute(pool)
         .await?;
+    // At most MAX_SESSIONS per user: the oldest go.
+    sqlx::query(
+        "DELETE FROM sessions WHERE user_id = $1 AND token_hash IN (
+             SELECT token_hash FROM sessions WHERE user_id = $1
+             ORDER BY created_at DESC, token_hash OFFSET $2)",
+    )
+    .bind(id)
+    .bind(MAX_SESSIONS)
+    .execute(pool)
+    .await?;
     Ok(Some((User { id, email, is_admin }, token, csrf)))
 }
 
@@ -123,14 +163,64 @@ pub async fn logout(pool: &PgPool, token: &str) -> Result<(), sqlx::Error> {
 
 /// Creates a personal API token; returns the raw token (shown once).
 pub async fn create_api_token(pool: &PgPool, user: i64, name: &str) -> Result<String, sqlx::Error> {
+    create_expiring_token(pool, user, name, None).await.map(|(_, t)| t)
+}
+
+/// Creates a personal API token valid for `days` (forever without); returns its id and the raw
+/// token (shown once).
+pub async fn create_expiring_token(
+    pool: &PgPool,
+    user: i64,
+    name: &str,
+    days: Option<i32>,
+) -> Result<(i64, String), sqlx::Error> {
     let token = format!("wht_{}", random_hex(32));
-    sqlx::query("INSERT INTO api_tokens (user_id, name, token_hash) VALUES ($1, $2, $3)")
+    let id = sqlx::query_scalar(
+        "INSERT INTO api_tokens (user_id, name, token_hash, expires_at)
+         VALUES ($1, $2, $3, CASE WHEN $4::int IS NULL THEN NULL ELSE now() + make_interval(days => $4::int) END)
+         RETURNING id",
+    )
+    .bind(user)
+    .bind(name)
+    .bind(sha256_hex(&token))
+    .bind(days)
+    .fetch_one(pool)
+    .await?;
+    Ok((id, token))
+}
+
+/// A personal API token as its owner sees it: never its secret.
+#[derive(Debug, serde::Serialize, sqlx::FromRow)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+/// `user`'s tokens, newest first.
+pub async fn list_tokens(pool: &PgPool, user: i64) -> Result<Vec<TokenInfo>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT id, name,
+                  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at,
+                  to_char(last_used_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_used_at,
+                  to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS expires_at
+           FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC, id DESC"#,
+    )
+    .bind(user)
+    .fetch_all(pool)
+    .await
+}
+
+/// Revokes `user`'s token `id`; false when they have no such token.
+pub async fn revoke_token(pool: &PgPool, user: i64, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+        .bind(id)
         .bind(user)
-        .bind(name)
-        .bind(sha256_hex(&token))
         .execute(pool)
         .await?;
-    Ok(token)
+    Ok(done.rows_affected() == 1)
 }
 
 /// The user an API token belongs to.
@@ -138,7 +228,8 @@ pub async fn token_user(pool: &PgPool, token: &str) -> Result<Option<User>, sqlx
     let hash = sha256_hex(token);
     let row: Option<(i64, String, bool, String)> = sqlx::query_as(
         "UPDATE api_tokens t SET last_used_at = now() FROM users u
-         WHERE t.token_hash = $1 AND u.id = t.user_id RETURNING u.id, u.email, u.is_admin, t.token_hash",
+         WHERE t.token_hash = $1 AND u.id = t.user_id AND (t.expires_at IS NULL OR t.expires_at > now())
+         RETURNING u.id, u.email, u.is_admin, t.token_hash",
     )
     .bind(&hash)
     .fetch_optional(pool)

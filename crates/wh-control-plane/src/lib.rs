@@ -72,14 +72,19 @@ pub struct AppState {
 pub struct Limits {
     pub login: ratelimit::RateLimiter,
     pub api: ratelimit::RateLimiter,
+    /// Failed sign-ins per account (lower-cased email), whatever address they come from.
+    pub login_failures: ratelimit::RateLimiter<String>,
 }
 
 impl Default for Limits {
-    /// 10 sign-in attempts and 600 API requests per minute per IP.
+    /// 10 sign-in attempts and 600 API requests per minute per IP; 10 failed sign-ins per
+    /// account in 15 minutes, after which the account refuses sign-ins (429) until the window
+    /// ends, the right password included.
     fn default() -> Self {
         Limits {
             login: ratelimit::RateLimiter::per_minute(10),
             api: ratelimit::RateLimiter::per_minute(600),
+            login_failures: ratelimit::RateLimiter::per(10, std::time::Duration::from_secs(900)),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Per-client-IP rate limits: a fixed one-minute window per IP, answered with 429 and
-//! `Retry-After` (seconds until the window resets). Memory is bounded: stale windows are
-//! dropped when the table grows.
+//! Rate limits: a fixed window per key (a client IP, or an account for failed sign-ins),
+//! answered with 429 and `Retry-After` (seconds until the window resets). Memory is bounded:
+//! stale windows are dropped when the table grows.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,21 +10,42 @@ use std::time::{Duration, Instant};
 /// Entries kept before stale windows are swept.
 const SWEEP_AT: usize = 100_000;
 
-/// A limiter allowing `limit` requests per `window` per IP.
+/// A limiter allowing `limit` events per `window` per key (by default a client IP).
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     limit: u32,
     window: Duration,
-    buckets: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    buckets: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
-impl RateLimiter {
-    pub fn per_minute(limit: u32) -> RateLimiter {
-        RateLimiter { limit, window: Duration::from_secs(60), buckets: Mutex::new(HashMap::new()) }
+impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
+    pub fn per_minute(limit: u32) -> RateLimiter<K> {
+        Self::per(limit, Duration::from_secs(60))
     }
 
-    /// `Ok` to go ahead, or `Err(retry_after)`.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub fn per(limit: u32, window: Duration) -> RateLimiter<K> {
+        RateLimiter { limit, window, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// `Err(retry_after)` when `key` is over its limit now; counts nothing.
+    pub fn peek(&self, key: &K, now: Instant) -> Result<(), Duration> {
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        match buckets.get(key) {
+            Some((start, count))
+                if now.duration_since(*start) < self.window && *count >= self.limit =>
+            {
+                Err(self
+                    .window
+                    .saturating_sub(now.duration_since(*start))
+                    .max(Duration::from_secs(1)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one event of `key`: `Ok` to go ahead, or `Err(retry_after)`.
+    pub fn check(&self, key: K, now: Instant) -> Result<(), Duration> {
+        let ip = key;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= SWEEP_AT {
             let window = self.window;

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::extract::{ApiJson, Caller, SESSION_COOKIE};
+use super::extract::{ApiJson, Caller, ClientIp, SESSION_COOKIE};
 use super::ApiError;
 use crate::{audit, auth, AppState};
 
@@ -23,13 +23,36 @@ fn session_cookie(state: &AppState, value: &str, max_age: i64) -> String {
     format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
+/// `POST /api/v1/auth/login`. Besides the per-IP limit, failed sign-ins are counted per
+/// account: past 10 in 15 minutes the account answers 429 (the right password too) until the
+/// window ends. Every failure is audited with the address and the account named.
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Response, ApiError> {
-    let Some((user, token, csrf)) = auth::login(&state.pool, &body.email, &body.password).await?
-    else {
+    let account: String = body.email.trim().to_lowercase().chars().take(254).collect();
+    let now = std::time::Instant::now();
+    if let Err(retry) = state.limits.login_failures.peek(&account, now) {
+        return Err(ApiError::RateLimited(retry));
+    }
+    let signed_in = match auth::login(&state.pool, &body.email, &body.password).await {
+        Ok(s) => s,
+        Err(auth::CheckError::Busy) => return Err(ApiError::Busy("too many sign-ins at once")),
+        Err(auth::CheckError::Db(e)) => return Err(e.into()),
+    };
+    let Some((user, token, csrf)) = signed_in else {
         tracing::info!("failed sign-in");
+        let _ = state.limits.login_failures.check(account.clone(), now);
+        audit::record(
+            &mut *state.pool.acquire().await?,
+            None,
+            "auth.login_failed",
+            &format!("account:{account}"),
+            ip,
+            serde_json::json!({"email": account}),
+        )
+        .await?;
         return Err(ApiError::Unauthorized("wrong email or password"));
     };
     audit::record(
@@ -37,7 +60,7 @@ pub async fn login(
         Some(user.id),
         "auth.login",
         &format!("user:{}", user.id),
-        None,
+        ip,
         serde_json::json!({}),
     )
     .await?;
@@ -60,6 +83,9 @@ pub async fn me(caller: Caller) -> Json<auth::User> {
 #[derive(Deserialize)]
 pub struct NewToken {
     name: String,
+    /// Days until the token expires (1 to 3650); never without.
+    #[serde(default)]
+    expires_in_days: Option<i32>,
 }
 
 pub async fn create_token(
@@ -74,7 +100,15 @@ pub async fn create_token(
             message: "a name of 1 to 100 characters is required".into(),
         });
     }
-    let token = auth::create_api_token(&state.pool, caller.user.id, name).await?;
+    if body.expires_in_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+        return Err(ApiError::Validation {
+            field: "expires_in_days",
+            message: "must be 1 to 3650 days".into(),
+        });
+    }
+    let (id, token) =
+        auth::create_expiring_token(&state.pool, caller.user.id, name, body.expires_in_days)
+            .await?;
     caller
         .audit(
             &mut *state.pool.acquire().await?,
@@ -85,7 +119,41 @@ pub async fn create_token(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({"name": name, "token": token, "note": "shown once; store it now"})),
+        Json(serde_json::json!({
+            "id": id,
+            "name": name,
+            "token": token,
+            "expires_in_days": body.expires_in_days,
+            "note": "shown once; store it now",
+        })),
     )
         .into_response())
+}
+
+/// `GET /api/v1/tokens`: the caller's tokens (names, dates; never a secret).
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<auth::TokenInfo>>, ApiError> {
+    Ok(Json(auth::list_tokens(&state.pool, caller.user.id).await?))
+}
+
+/// `DELETE /api/v1/tokens/{id}`: revokes one of the caller's tokens at once.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    if !auth::revoke_token(&state.pool, caller.user.id, id).await? {
+        return Err(ApiError::NotFound);
+    }
+    caller
+        .audit(
+            &mut *state.pool.acquire().await?,
+            "token.revoke",
+            &format!("token:{id}"),
+            serde_json::json!({}),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

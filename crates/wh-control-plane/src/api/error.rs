@@ -29,6 +29,12 @@ pub enum ApiError {
     NulByte { field: String },
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(&'static str),
+    /// Over a limit; retry after this long.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
+    /// Overloaded for now (503 + Retry-After).
+    #[error("busy: {0}")]
+    Busy(&'static str),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -74,6 +80,13 @@ impl IntoResponse for ApiError {
                 "must not contain a NUL byte".to_owned(),
                 Some(field.as_str()),
             ),
+            ApiError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many failed sign-ins for this account; try again later".to_owned(),
+                None,
+            ),
+            ApiError::Busy(why) => (StatusCode::SERVICE_UNAVAILABLE, "busy", why.to_string(), None),
             ApiError::UnsupportedMediaType(want) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -89,6 +102,17 @@ impl IntoResponse for ApiError {
         if let Some(f) = field {
             body["error"]["field"] = f.into();
         }
-        (status, Json(body)).into_response()
+        let retry = match &self {
+            ApiError::RateLimited(after) => Some(after.as_secs().max(1)),
+            ApiError::Busy(_) => Some(1),
+            _ => None,
+        };
+        match retry {
+            Some(secs) => {
+                (status, [(axum::http::header::RETRY_AFTER, secs.to_string())], Json(body))
+                    .into_response()
+            }
+            None => (status, Json(body)).into_response(),
+        }
     }
 }

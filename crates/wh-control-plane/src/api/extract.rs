@@ -41,6 +41,22 @@ impl Caller {
     }
 }
 
+/// The client's address, when the server recorded it (never fails).
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientIp, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
 /// The value of cookie `name` in the request.
 pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts

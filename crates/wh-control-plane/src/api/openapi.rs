@@ -13,7 +13,9 @@ const OPERATIONS: &[(&str, &str, &str, bool)] = &[
     ),
     ("/api/v1/auth/logout", "post", "End the session", true),
     ("/api/v1/me", "get", "The signed-in user", true),
-    ("/api/v1/tokens", "post", "Create a personal API token (shown once)", true),
+    ("/api/v1/tokens", "post", "Create a personal API token (shown once; expires_in_days optional)", true),
+    ("/api/v1/tokens", "get", "List your API tokens (never their secret)", true),
+    ("/api/v1/tokens/{id}", "delete", "Revoke an API token", true),
     ("/api/v1/apps", "get", "List your apps", true),
     (
         "/api/v1/apps",
