@@ -26,7 +26,7 @@ pub mod admin;
 pub mod body;
 pub mod cli;
 pub mod config;
-pub mod conn;
+pub use wh_http::conn;
 pub mod error;
 pub mod forward;
 pub mod headers;

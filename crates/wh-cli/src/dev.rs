@@ -142,6 +142,10 @@ async fn serve(
             .map_err(CliError::Local)?,
         cookie_secure: false,
         allow_private_repos: true,
+        http: wh_control_plane::httpserve::HttpLimits {
+            drain: Duration::from_secs(5),
+            ..Default::default()
+        },
     };
     let cp = server::start(config, Duration::from_secs(30), stop.clone())
         .await

@@ -84,6 +84,9 @@ pub struct ServeArgs {
     /// workers' `WH_ALLOW_PRIVATE_REPOS` decides what they clone).
     #[arg(long, env = "WH_ALLOW_PRIVATE_REPOS")]
     pub allow_private_repos: bool,
+    /// Seconds requests in flight get to finish at shutdown before they are closed.
+    #[arg(long, env = "WH_DRAIN_SECS", default_value_t = 30)]
+    pub drain_secs: u64,
 }
 
 /// Resolved settings.
@@ -103,6 +106,8 @@ pub struct Config {
     pub master_key: crate::secrets::MasterKey,
     pub cookie_secure: bool,
     pub allow_private_repos: bool,
+    /// The API server's connection limits and drain.
+    pub http: crate::httpserve::HttpLimits,
 }
 
 /// A configuration problem; `main` exits with 64 on it.
@@ -133,6 +138,10 @@ impl Config {
             master_key,
             cookie_secure: args.cookie_secure,
             allow_private_repos: args.allow_private_repos,
+            http: crate::httpserve::HttpLimits {
+                drain: Duration::from_secs(args.drain_secs),
+                ..Default::default()
+            },
             listen: args.listen,
             internal_listen: args.internal_listen,
             database_url,

@@ -18,6 +18,8 @@
 //! - [`hub`]: the WebSocket hub: one verified, signed channel per connected worker.
 //! - [`audit`]: the audit trail of every mutation.
 //! - [`auth`]: users (argon2id), sessions with CSRF tokens, personal API tokens.
+//! - [`httpserve`]: the API's HTTP server (header, idle and body deadlines, connection limits,
+//!   bounded drain).
 //! - [`server`]: the whole control plane from a [`config::Config`] (for `main` and `wh dev`).
 //! - [`api`]: HTTP routes and the one [`api::ApiError`] they answer errors with.
 //!
@@ -32,6 +34,7 @@ pub mod containers;
 pub mod database;
 pub mod deployments;
 pub mod domains;
+pub mod httpserve;
 pub mod hub;
 pub mod jwt;
 pub mod logbus;

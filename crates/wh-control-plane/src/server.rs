@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::{
-    api, database, domains, hub, jwt, logbus, scheduler, secrets, AppState, Limits, Routing,
+    api, database, domains, httpserve, hub, jwt, logbus, scheduler, secrets, AppState, Limits,
+    Routing,
 };
 
 /// A started control plane.
@@ -103,18 +104,10 @@ pub async fn start(
         let listener = bind(addr).await?;
         internal_addr = listener.local_addr().ok();
         let stop = stop.clone();
-        servers.spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        });
+        servers.spawn(httpserve::serve(listener, router, config.http, stop));
     }
     let shutdown = stop.clone();
-    servers.spawn(async move {
-        axum::serve(public_listener, public.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-    });
+    servers.spawn(httpserve::serve(public_listener, public, config.http, shutdown));
     Ok(Server { public_addr, internal_addr, pool, servers, stop })
 }
 

@@ -129,9 +129,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         if !json {
             return Err(ApiError::UnsupportedMediaType("application/json"));
         }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON)
-            .await
-            .map_err(|_| ApiError::TooLarge(format!("the JSON body is over {MAX_JSON} bytes")))?;
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON).await.map_err(body_error)?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
         if let Some(field) = nul_field(&value, None) {
@@ -142,6 +140,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 "Failed to deserialize the JSON body into the target type: {e}"
             ))
         })
+    }
+}
+
+/// 413 for a body over the limit; 400 for one that could not be read (it stopped moving, the
+/// client went away).
+pub fn body_error(e: axum::Error) -> ApiError {
+    let over = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+        .any(|s| s.is::<http_body_util::LengthLimitError>());
+    if over {
+        ApiError::TooLarge(format!("the JSON body is over {MAX_JSON} bytes"))
+    } else {
+        ApiError::BadRequest(format!("the request body could not be read: {e}"))
     }
 }
 
