@@ -240,9 +240,24 @@ pub async fn record(
     hostname: &str,
 ) -> Result<String, sqlx::Error> {
     let ok = *outcome == Outcome::Verified;
-    sqlx::query_scalar(
+    let mut tx = pool.begin().await?;
+    // Another claim verified first: this one lost the name.
+    let taken: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM domains WHERE hostname = $1 AND status = 'verified' AND id <> $2)",
+    )
+    .bind(hostname)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (ok, code, reason) = if taken {
+        (false, "taken", format!("{hostname} was verified by another account first"))
+    } else {
+        (ok, outcome.code(), outcome.reason(hostname))
+    };
+    let status: String = sqlx::query_scalar(
         "UPDATE domains SET
             status = CASE
+                WHEN $5 THEN 'failed'::domain_status
                 WHEN $2 THEN 'verified'::domain_status
                 WHEN status = 'verified' THEN 'verified'::domain_status
                 WHEN created_at < now() - interval '72 hours' THEN 'failed'::domain_status
@@ -251,16 +266,30 @@ pub async fn record(
             record_missing = (status = 'verified' AND NOT $2),
             last_outcome = $3, reason = $4, last_checked_at = now(),
             next_check_at = CASE
+                WHEN $5 THEN NULL
                 WHEN $2 OR status = 'verified' THEN now() + interval '1 day'
                 ELSE now() + interval '5 minutes' END
          WHERE id = $1 RETURNING status::text",
     )
     .bind(id)
     .bind(ok)
-    .bind(outcome.code())
-    .bind(outcome.reason(hostname))
-    .fetch_one(pool)
-    .await
+    .bind(code)
+    .bind(reason)
+    .bind(taken)
+    .fetch_one(&mut *tx)
+    .await?;
+    if status == "verified" {
+        // The name is proven: every other claim on it goes.
+        sqlx::query(
+            "DELETE FROM domains WHERE hostname = $1 AND id <> $2 AND status <> 'verified'",
+        )
+        .bind(hostname)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(status)
 }
 
 /// Re-checks every domain whose check is due; returns how many were checked.

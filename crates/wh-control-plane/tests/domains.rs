@@ -151,18 +151,22 @@ async fn domains_are_normalised_validated_unique_listed_audited_and_removed() {
         assert_eq!(err["error"]["field"], "hostname");
         assert!(err["error"]["message"].as_str().unwrap().contains(why), "{name}: {err}");
     }
-    // A name already on another app (in any spelling) is a conflict.
-    let (status, err) = add(&env, "blog", "www.CUSTOMER.example").await;
+    // The same name again on the same app (in any spelling) is a conflict; on another app it
+    // is a claim of its own, with its own token (the name goes to whoever proves it).
+    let (status, err) = add(&env, "shop", "www.CUSTOMER.example").await;
     assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    let (status, other) = add(&env, "blog", "www.CUSTOMER.example").await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    assert_ne!(other["token"], token);
 
     let (status, list) = call(&env, "GET", "/api/v1/apps/shop/domains", None).await;
     assert_eq!(status, StatusCode::OK);
     let names: Vec<&str> =
         list.as_array().unwrap().iter().map(|d| d["hostname"].as_str().unwrap()).collect();
     assert_eq!(names, ["www.customer.example", "xn--bcher-kva.example"]);
-    // Another user's app: not found.
+    // Not on that app: not found.
     let (status, _) =
-        call(&env, "DELETE", "/api/v1/apps/blog/domains/www.customer.example", None).await;
+        call(&env, "DELETE", "/api/v1/apps/blog/domains/xn--bcher-kva.example", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = call(&env, "DELETE", "/api/v1/apps/shop/domains/bücher.example", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -172,7 +176,39 @@ async fn domains_are_normalised_validated_unique_listed_audited_and_removed() {
     .fetch_all(&env.db.pool)
     .await
     .unwrap();
-    assert_eq!(actions, ["domain.add", "domain.add", "domain.remove"]);
+    assert_eq!(actions, ["domain.add", "domain.add", "domain.add", "domain.remove"]);
+}
+
+/// Issue 12, item A10: a claim that is never verified does not block the real owner (the first
+/// to add a name used to keep it, 409 for everyone else, even after its claim had failed). The
+/// one who proves the TXT record takes the name; after that it is "taken", naming no tenant.
+#[tokio::test]
+async fn a_pending_claim_never_blocks_the_owner_who_proves_the_name() {
+    let mut env = env(None).await;
+    create_app(&env, "squatter").await;
+    create_app(&env, "owner").await;
+    let (status, _) = add(&env, "squatter", "www.owned.example").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, claim) = add(&env, "owner", "www.owned.example").await;
+    assert_eq!(status, StatusCode::CREATED, "a pending claim blocked the owner: {claim}");
+    // The owner publishes its own token.
+    let token = claim["token"].as_str().unwrap().to_owned();
+    let dns = dns_server(Answer::Txt(vec![vec![token]])).await;
+    env.state.dns =
+        Arc::new(Verifier::new(&DnsSettings { servers: vec![dns], ..Default::default() }));
+    // The squatter's claim cannot verify with the owner's record.
+    let (_, v) =
+        call(&env, "POST", "/api/v1/apps/squatter/domains/www.owned.example/verify", None).await;
+    assert_eq!(v["status"], "pending", "{v}");
+    let (status, v) =
+        call(&env, "POST", "/api/v1/apps/owner/domains/www.owned.example/verify", None).await;
+    assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("verified")), "{v}");
+    let (_, left) = call(&env, "GET", "/api/v1/apps/squatter/domains", None).await;
+    assert_eq!(left, serde_json::json!([]), "the losing claim was kept");
+    let (status, err) = add(&env, "squatter", "www.owned.example").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("taken") && !message.contains("owner"), "{message}");
 }
 
 /// How a test DNS server answers.

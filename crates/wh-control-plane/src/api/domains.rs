@@ -1,6 +1,10 @@
-//! Custom domains under `/api/v1/apps/{slug}/domains`: add (normalised, validated, unique
-//! across the platform; answers the DNS records to create), list, verify now, remove. Every
-//! change is an audit event.
+//! Custom domains under `/api/v1/apps/{slug}/domains`: add (normalised, validated; answers the
+//! DNS records to create), list, verify now, remove. Every change is an audit event.
+//!
+//! A hostname belongs to whoever proves it: several apps may hold a pending claim on it, each
+//! with its own TXT token, and the first to verify takes it (the other claims are dropped). Once
+//! verified it is refused to everyone else as "taken", never saying by whom. Pending claims fail
+//! after 72 hours.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -131,9 +135,22 @@ pub async fn add(
     let app = app_id(&state, &caller, &slug).await?;
     let hostname = normalized(&state, &body.hostname)?;
     let mut tx = state.pool.begin().await?;
+    let verified_elsewhere: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM domains WHERE hostname = $1 AND status = 'verified' AND app_id <> $2)",
+    )
+    .bind(&hostname)
+    .bind(app)
+    .fetch_one(&mut *tx)
+    .await?;
+    if verified_elsewhere {
+        return Err(ApiError::Conflict {
+            field: "hostname",
+            message: format!("{hostname} is taken"),
+        });
+    }
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO domains (app_id, hostname, token) VALUES ($1, $2, $3)
-         ON CONFLICT (hostname) DO NOTHING RETURNING id",
+         ON CONFLICT (app_id, hostname) DO NOTHING RETURNING id",
     )
     .bind(app)
     .bind(&hostname)
@@ -143,7 +160,7 @@ pub async fn add(
     if inserted.is_none() {
         return Err(ApiError::Conflict {
             field: "hostname",
-            message: format!("{hostname} is already on an app"),
+            message: format!("{hostname} is already on this app"),
         });
     }
     caller
