@@ -12,6 +12,20 @@ use wh_testkit::podman::{Podman as TestPodman, LABEL};
 
 const WH: &str = env!("CARGO_BIN_EXE_wh");
 
+/// Processes started by the worker of process `pid` (builds and log followers carry
+/// `WH_BUILD_OWNER=<pid>:<start time>`).
+fn owned_by(pid: u32) -> Vec<u32> {
+    let mark = format!("WH_BUILD_OWNER={pid}:");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v.starts_with(mark.as_bytes())))
+        })
+        .collect()
+}
+
 /// `wh dev` as a child process, stopped as Ctrl-C would when dropped.
 struct Dev {
     child: Child,
@@ -215,9 +229,14 @@ async fn wh_dev_then_wh_deploy_serves_the_example_and_ctrl_c_stops_everything() 
     assert_eq!(missing.status.code(), Some(64), "{}", text(&missing));
 
     // Ctrl-C (SIGTERM here): everything stops, the database too; the app keeps its container.
+    let pid = dev.child.id();
+    assert!(!owned_by(pid).is_empty(), "wh dev follows no app's output");
     let status = dev.stop();
     assert!(status.is_some_and(|s| s.success()), "wh dev did not stop cleanly: {status:?}");
     assert!(!postgres_running(dir), "the dev database is still running");
+    // Issue 12, item C24: nothing it started outlives it (its `podman logs -f` followers used
+    // to keep running, orphaned).
+    assert_eq!(owned_by(pid), Vec::<u32>::new(), "processes of the stopped wh dev still run");
 
     // A restart serves the app again (the worker reports its container; the control plane adopts
     // it), and deleting the app removes its container.
@@ -258,6 +277,9 @@ async fn wh_dev_then_wh_deploy_serves_the_example_and_ctrl_c_stops_everything() 
     }
     assert_eq!(unrouted.0, 404, "a deleted app's route goes: {}", unrouted.1);
     let mut dev2 = dev2;
+    let pid = dev2.child.id();
     assert!(dev2.stop().is_some_and(|s| s.success()));
+    // Not even the follower of the deleted app's container (its `podman logs -f` never ends).
+    assert_eq!(owned_by(pid), Vec::<u32>::new(), "processes of the stopped wh dev still run");
     assert!(!postgres_running(dir), "the dev database is still running");
 }

@@ -67,11 +67,40 @@ pub struct Agent {
     settings: AgentSettings,
     /// The jobs in progress, each with the token that cancels it.
     running: std::sync::Mutex<std::collections::BTreeMap<i64, CancellationToken>>,
+    /// The `podman logs -f` followers: they end (their child killed) at `stop`, and the worker
+    /// waits for them before it returns.
+    pub followers: tokio_util::task::TaskTracker,
+    stop: CancellationToken,
 }
 
 impl Agent {
-    pub fn new(podman: Podman, transport: Arc<Transport>, settings: AgentSettings) -> Arc<Agent> {
-        Arc::new(Agent { podman, transport, settings, running: Default::default() })
+    pub fn new(
+        podman: Podman,
+        transport: Arc<Transport>,
+        settings: AgentSettings,
+        stop: CancellationToken,
+    ) -> Arc<Agent> {
+        Arc::new(Agent {
+            podman,
+            transport,
+            settings,
+            running: Default::default(),
+            followers: Default::default(),
+            stop,
+        })
+    }
+
+    /// Follows `container`'s output until it goes away or the worker stops ([`forward_logs`]).
+    pub fn follow(&self, app: String, deployment: i64, container: String, since: Option<u64>) {
+        self.followers.spawn(forward_logs(
+            self.podman.clone(),
+            self.transport.clone(),
+            app,
+            deployment,
+            container,
+            since,
+            self.stop.clone(),
+        ));
     }
 
     /// The ids of the jobs in progress (for heartbeats).
@@ -359,14 +388,7 @@ impl Agent {
             return Err(format!("health check failed: {why}; last log lines:\n{logs}"));
         }
         self.progress(job, "healthy", "");
-        tokio::spawn(forward_logs(
-            self.podman.clone(),
-            self.transport.clone(),
-            app.clone(),
-            deployment,
-            container.clone(),
-            None,
-        ));
+        self.follow(app.clone(), deployment, container.clone(), None);
         Ok(serde_json::json!({"host_port": host_port, "container_id": container}))
     }
 }
@@ -382,6 +404,7 @@ pub(crate) async fn forward_logs(
     deployment: i64,
     container: String,
     since: Option<u64>,
+    stop: CancellationToken,
 ) {
     let mut args = vec!["logs".to_owned(), "-f".to_owned()];
     if let Some(s) = since {
@@ -391,6 +414,8 @@ pub(crate) async fn forward_logs(
     let child = podman
         .program()
         .args(&args)
+        // A worker that dies without stopping this is found and killed by the next one.
+        .env(crate::process_tree::OWNER_VAR, crate::process_tree::owner())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -414,8 +439,12 @@ pub(crate) async fn forward_logs(
         });
     }
     drop(tx);
-    send_batches(transport, app, deployment, rx).await;
-    let _ = child.wait().await;
+    tokio::select! {
+        _ = send_batches(transport, app, deployment, rx) => {}
+        // Killed and reaped here: a stopped worker leaves no follower behind.
+        _ = stop.cancelled() => {}
+    }
+    let _ = child.kill().await;
 }
 
 /// Sends the lines arriving on `rx` as `log.lines`, in batches of up to 100 lines or whatever

@@ -1,9 +1,11 @@
 //! The processes a build leaves when it is cut short. `podman build` runs each `RUN` step as a
 //! container whose process gets its own session: killing `podman` (a timeout, or the worker
 //! itself SIGKILLed) leaves that step running, with nobody to stop it. So a build's whole
-//! process tree is killed on timeout ([`TreeGuard`]), and every build carries its worker's
-//! identity in the environment ([`OWNER_VAR`]) so that a restarted worker finds the builds of
-//! a dead one and kills them ([`kill_orphaned_builds`]). Read from `/proc`; Linux only.
+//! process tree is killed on timeout ([`TreeGuard`]), and every build, and every `podman logs
+//! -f` that follows an app, carries its worker's identity in the environment ([`OWNER_VAR`]) so
+//! that a restarted worker finds what a dead one left and kills it ([`kill_orphaned_builds`]).
+//! A worker that is a zombie (dead, not yet reaped by its parent) counts as dead. Read from
+//! `/proc`; Linux only.
 
 use std::collections::BTreeMap;
 
@@ -71,7 +73,14 @@ impl Drop for TreeGuard {
 fn owner_alive(owner: &str) -> bool {
     let Some((pid, start)) = owner.split_once(':') else { return false };
     let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else { return false };
-    start_time(pid) == Some(start)
+    start_time(pid) == Some(start) && !dead_but_unreaped(pid)
+}
+
+/// Whether `pid` has exited and only waits to be reaped (state Z or X): it runs nothing.
+fn dead_but_unreaped(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+    matches!(state, Some("Z" | "X" | "x"))
 }
 
 /// Every process's parent, from `/proc/<pid>/stat`.
@@ -142,6 +151,28 @@ fn signal_kill(pids: &[u32]) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Issue 12, item C24: builds were not killed while their dead worker was still an
+    /// unreaped zombie (its pid and start time still matched).
+    #[test]
+    fn a_zombie_owner_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let dead = format!("{pid}:{}", start_time(pid).unwrap());
+        // Exited but not waited for: a zombie of this test process.
+        let mut zombie = false;
+        for _ in 0..100 {
+            if dead_but_unreaped(pid) {
+                zombie = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(zombie, "the child never became a zombie");
+        assert!(!owner_alive(&dead), "a zombie owner counted as alive");
+        child.wait().unwrap();
+        assert!(owner_alive(&owner()), "this process is alive");
+    }
 
     #[test]
     fn stat_fields_count_from_the_last_parenthesis() {

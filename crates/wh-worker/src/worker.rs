@@ -65,7 +65,7 @@ pub async fn run(
 ) -> Result<(), TransportError> {
     let (transport, inbound) = Transport::new(TransportConfig::new(endpoint, key));
     let disk_quota = podman.settings.disk_quota.clone();
-    let agent = Agent::new(podman.clone(), transport.clone(), settings.agent.clone());
+    let agent = Agent::new(podman.clone(), transport.clone(), settings.agent.clone(), stop.clone());
     // Builds of a previous run of this worker (SIGKILLed, crashed) would run on unsupervised.
     if let Ok(n @ 1..) =
         tokio::task::spawn_blocking(crate::process_tree::kill_orphaned_builds).await
@@ -81,14 +81,7 @@ pub async fn run(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     for c in inventory.snapshot().into_iter().filter(|c| c.state == "running") {
-        tokio::spawn(crate::agent::forward_logs(
-            podman.clone(),
-            transport.clone(),
-            c.app,
-            c.deployment_id,
-            c.container_id,
-            Some(now),
-        ));
+        agent.follow(c.app, c.deployment_id, c.container_id, Some(now));
     }
     // Every long-running part is supervised: a panic is logged and the part started again.
     let supervised = |name, make| tokio::spawn(wh_cmd::supervise(name, stop.clone(), make));
@@ -163,6 +156,7 @@ pub async fn run(
             }) as Task
         })
     });
+    let reporting = agent.clone();
     let hello = move |worker_id: &str| Hello {
         worker_id: worker_id.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -171,10 +165,15 @@ pub async fn run(
             ..host::capacity()
         },
         containers: inventory.snapshot(),
-        running_jobs: agent.running_jobs(),
+        running_jobs: reporting.running_jobs(),
     };
     let result = transport.run(hello, stop.clone()).await;
     stop.cancel();
+    // The log followers kill their `podman logs -f` as they end; wait for that (bounded).
+    agent.followers.close();
+    if tokio::time::timeout(Duration::from_secs(10), agent.followers.wait()).await.is_err() {
+        tracing::warn!("log followers still running after 10 s");
+    }
     result
 }
 
