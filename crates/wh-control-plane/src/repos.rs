@@ -80,20 +80,15 @@ pub async fn seal_stored_credentials(pool: &PgPool, sealer: &Sealer) -> Result<u
         sealed += 1;
     }
     // Whatever copies the old URLs left: `https://<anything>@` loses the part before `@`.
-    sqlx::query(
-        r"UPDATE jobs SET payload = jsonb_set(payload, '{repo_url}',
-                  to_jsonb(regexp_replace(payload->>'repo_url', '^https://[^/@]*@', 'https://')))
-          WHERE payload->>'repo_url' ~ '^https://[^/@]*@'",
-    )
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        r"UPDATE audit_events SET details = jsonb_set(details, '{repo_url}',
-                  to_jsonb(regexp_replace(details->>'repo_url', '^https://[^/@]*@', 'https://')))
-          WHERE details->>'repo_url' ~ '^https://[^/@]*@'",
-    )
-    .execute(pool)
-    .await?;
+    for (table, column) in [("jobs", "payload"), ("audit_events", "details")] {
+        sqlx::query(&format!(
+            r"UPDATE {table} SET {column} = jsonb_set({column}, '{{repo_url}}',
+                  to_jsonb(regexp_replace({column}->>'repo_url', '^https://[^/@]*@', 'https://')))
+              WHERE {column}->>'repo_url' ~ '^https://[^/@]*@'"
+        ))
+        .execute(pool)
+        .await?;
+    }
     Ok(sealed)
 }
 
