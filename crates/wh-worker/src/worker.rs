@@ -14,10 +14,6 @@ use crate::monitor::{self, Inventory};
 use crate::runtime::Podman;
 use crate::transport::{Endpoint, Transport, TransportConfig, TransportError};
 
-/// A supervised part of the worker, as [`wh_cmd::supervise`] starts it (again).
-type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-type MakeTask = Box<dyn FnMut() -> Task + Send>;
-
 /// How this worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -55,6 +51,35 @@ pub fn parse_labels<'a>(
         .collect()
 }
 
+/// Spawns the task `make` builds under [`wh_cmd::supervise`] (restarted if it panics or ends).
+fn supervised<F, Fut>(name: &'static str, stop: &CancellationToken, make: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(wh_cmd::supervise(name, stop.clone(), make));
+}
+
+/// Sends a heartbeat (host stats, the jobs in progress) every `every` until `stop`.
+async fn heartbeats(
+    transport: std::sync::Arc<Transport>,
+    agent: std::sync::Arc<Agent>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        transport.send(Message::Heartbeat(Heartbeat {
+            stats: host::stats(),
+            running_jobs: agent.running_jobs(),
+        }));
+    }
+}
+
 /// Runs the worker until `stop` (Ok) or until its key is refused (Err).
 pub async fn run(
     endpoint: Endpoint,
@@ -84,29 +109,23 @@ pub async fn run(
         agent.follow(c.app, c.deployment_id, c.container_id, Some(now));
     }
     // Every long-running part is supervised: a panic is logged and the part started again.
-    let supervised = |name, make| tokio::spawn(wh_cmd::supervise(name, stop.clone(), make));
-    supervised("image-sweeps", {
+    supervised("image-sweeps", &stop, {
         let (podman, policy, scope, stop) = (
             podman.clone(),
             settings.agent.images.clone(),
             settings.agent.extra_labels.clone(),
             stop.clone(),
         );
-        Box::new(move || {
-            Box::pin(crate::images::sweep_loop(
-                podman.clone(),
-                policy.clone(),
-                scope.clone(),
-                stop.clone(),
-            )) as Task
-        }) as MakeTask
+        move || {
+            crate::images::sweep_loop(podman.clone(), policy.clone(), scope.clone(), stop.clone())
+        }
     });
     let inbound = std::sync::Arc::new(tokio::sync::Mutex::new(inbound));
-    supervised("agent", {
+    supervised("agent", &stop, {
         let agent = agent.clone();
-        Box::new(move || Box::pin(agent.clone().run(inbound.clone())) as Task)
+        move || agent.clone().run(inbound.clone())
     });
-    supervised("stats", {
+    supervised("stats", &stop, {
         let (podman, transport, inventory, every, stop) = (
             podman.clone(),
             transport.clone(),
@@ -114,47 +133,27 @@ pub async fn run(
             settings.stats_every,
             stop.clone(),
         );
-        Box::new(move || {
-            Box::pin(monitor::stats_loop(
+        move || {
+            monitor::stats_loop(
                 podman.clone(),
                 transport.clone(),
                 inventory.clone(),
                 every,
                 stop.clone(),
-            )) as Task
-        })
+            )
+        }
     });
-    supervised("events", {
+    supervised("events", &stop, {
         let (podman, transport, inventory, stop) =
             (podman.clone(), transport.clone(), inventory.clone(), stop.clone());
-        Box::new(move || {
-            Box::pin(monitor::events_loop(
-                podman.clone(),
-                transport.clone(),
-                inventory.clone(),
-                stop.clone(),
-            )) as Task
-        })
+        move || {
+            monitor::events_loop(podman.clone(), transport.clone(), inventory.clone(), stop.clone())
+        }
     });
-    supervised("heartbeats", {
+    supervised("heartbeats", &stop, {
         let (transport, agent, stop) = (transport.clone(), agent.clone(), stop.clone());
         let every = settings.heartbeat.max(Duration::from_millis(100));
-        Box::new(move || {
-            let (transport, agent, stop) = (transport.clone(), agent.clone(), stop.clone());
-            Box::pin(async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tick.tick() => {}
-                    }
-                    transport.send(Message::Heartbeat(Heartbeat {
-                        stats: host::stats(),
-                        running_jobs: agent.running_jobs(),
-                    }));
-                }
-            }) as Task
-        })
+        move || heartbeats(transport.clone(), agent.clone(), every, stop.clone())
     });
     let reporting = agent.clone();
     let hello = move |worker_id: &str| Hello {
