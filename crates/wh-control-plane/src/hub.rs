@@ -50,14 +50,6 @@ pub struct WorkerHealth {
     pub ready: bool,
     pub last_seen: SystemTime,
     pub last_heartbeat: Option<Heartbeat>,
-    conn: u64,
-}
-
-impl WorkerHealth {
-    /// A connected worker's health (tests of placement).
-    pub fn new(last_seen: SystemTime, last_heartbeat: Option<Heartbeat>) -> WorkerHealth {
-        WorkerHealth { connected: true, ready: true, last_seen, last_heartbeat, conn: 0 }
-    }
 }
 
 /// Why a message could not be queued for a worker.
@@ -128,7 +120,7 @@ impl Hub {
         if let Some(conn) = self.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&worker) {
             conn.cancel.cancel();
         }
-        self.set_connected(worker, false, 0);
+        self.set_connected(worker, false);
     }
 
     /// Ids of connected workers.
@@ -182,28 +174,30 @@ impl Hub {
         false
     }
 
-    fn set_connected(&self, worker: Uuid, connected: bool, conn: u64) {
+    fn set_connected(&self, worker: Uuid, connected: bool) {
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         let h = health.entry(worker).or_insert(WorkerHealth {
             connected,
             ready: false,
             last_seen: SystemTime::now(),
             last_heartbeat: None,
-            conn,
         });
         h.connected = connected;
         h.ready = false;
         if connected {
             h.last_seen = SystemTime::now();
-            h.conn = conn;
         }
     }
 
     /// The scheduler has applied `worker`'s hello on connection `conn`: it may be given jobs
     /// (unless a newer connection replaced that one meanwhile).
     pub fn mark_ready(&self, worker: Uuid, conn: u64) {
-        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = health.get_mut(&worker).filter(|h| h.connected && h.conn == conn) {
+        let current =
+            self.conns.lock().unwrap_or_else(|e| e.into_inner()).get(&worker).map(|c| c.conn_id);
+        if current != Some(conn) {
+            return;
+        }
+        if let Some(h) = self.health.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&worker) {
             h.ready = true;
         }
     }
@@ -242,7 +236,7 @@ impl Hub {
             tracing::info!(worker = %worker.id, "a newer connection replaces the open one");
             old.cancel.cancel();
         }
-        self.set_connected(worker.id, true, conn_id);
+        self.set_connected(worker.id, true);
         tracing::info!(worker = %worker.id, name = %worker.name, "worker connected");
 
         let (mut sink, mut stream) = socket.split();
@@ -342,7 +336,7 @@ impl Hub {
         if conns.get(&worker.id).is_some_and(|c| c.conn_id == conn_id) {
             conns.remove(&worker.id);
             drop(conns);
-            self.set_connected(worker.id, false, 0);
+            self.set_connected(worker.id, false);
             tracing::info!(worker = %worker.id, "worker disconnected");
         }
     }

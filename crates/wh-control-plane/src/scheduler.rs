@@ -554,9 +554,11 @@ mod tests {
     use wh_wsproto::messages::{Heartbeat, HostStats};
 
     fn health(cpu: f64, mem: (u64, u64), jobs: usize, seen_ago: Duration) -> WorkerHealth {
-        WorkerHealth::new(
-            SystemTime::now() - seen_ago,
-            Some(Heartbeat {
+        WorkerHealth {
+            connected: true,
+            ready: true,
+            last_seen: SystemTime::now() - seen_ago,
+            last_heartbeat: Some(Heartbeat {
                 stats: HostStats {
                     cpu,
                     memory_used_mb: mem.0,
@@ -565,7 +567,7 @@ mod tests {
                 },
                 running_jobs: (0..jobs as i64).collect(),
             }),
-        )
+        }
     }
 
     #[test]
