@@ -30,25 +30,15 @@ async fn rate_limit(
     use axum::response::IntoResponse;
     let path = req.uri().path();
     if path.starts_with("/api/") {
-        let ip = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+        let ip =
+            extract::client_ip(req.extensions()).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let now = std::time::Instant::now();
         let mut verdict = state.limits.api.check(ip, now);
         if verdict.is_ok() && path == "/api/v1/auth/login" {
             verdict = state.limits.login.check(ip, now);
         }
         if let Err(retry) = verdict {
-            let body = axum::Json(
-                serde_json::json!({"error": {"code": "rate_limited", "message": "too many requests"}}),
-            );
-            return (
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                [(axum::http::header::RETRY_AFTER, retry.as_secs().to_string())],
-                body,
-            )
-                .into_response();
+            return ApiError::RateLimited("too many requests", retry).into_response();
         }
     }
     next.run(req).await

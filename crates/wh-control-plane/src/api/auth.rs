@@ -34,7 +34,8 @@ pub async fn login(
     let account: String = body.email.trim().to_lowercase().chars().take(254).collect();
     let now = std::time::Instant::now();
     if let Err(retry) = state.limits.login_failures.peek(&account, now) {
-        return Err(ApiError::RateLimited(retry));
+        let why = "too many failed sign-ins for this account; try again later";
+        return Err(ApiError::RateLimited(why, retry));
     }
     let signed_in = match auth::login(&state.pool, &body.email, &body.password).await {
         Ok(s) => s,

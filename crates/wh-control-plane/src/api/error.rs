@@ -29,9 +29,9 @@ pub enum ApiError {
     NulByte { field: String },
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(&'static str),
-    /// Over a limit; retry after this long.
-    #[error("rate limited")]
-    RateLimited(std::time::Duration),
+    /// Over a limit (what it says); retry after this long.
+    #[error("rate limited: {0}")]
+    RateLimited(&'static str, std::time::Duration),
     /// Overloaded for now (503 + Retry-After).
     #[error("busy: {0}")]
     Busy(&'static str),
@@ -80,12 +80,9 @@ impl IntoResponse for ApiError {
                 "must not contain a NUL byte".to_owned(),
                 Some(field.as_str()),
             ),
-            ApiError::RateLimited(_) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many failed sign-ins for this account; try again later".to_owned(),
-                None,
-            ),
+            ApiError::RateLimited(why, _) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited", why.to_string(), None)
+            }
             ApiError::Busy(why) => (StatusCode::SERVICE_UNAVAILABLE, "busy", why.to_string(), None),
             ApiError::UnsupportedMediaType(want) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -103,7 +100,7 @@ impl IntoResponse for ApiError {
             body["error"]["field"] = f.into();
         }
         let retry = match &self {
-            ApiError::RateLimited(after) => Some(after.as_secs().max(1)),
+            ApiError::RateLimited(_, after) => Some(after.as_secs().max(1)),
             ApiError::Busy(_) => Some(1),
             _ => None,
         };

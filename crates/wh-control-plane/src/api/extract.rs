@@ -44,16 +44,16 @@ impl Caller {
 /// The client's address, when the server recorded it (never fails).
 pub struct ClientIp(pub Option<std::net::IpAddr>);
 
+/// The client address the server put in a request's extensions, if any.
+pub fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientIp, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+        Ok(ClientIp(client_ip(&parts.extensions)))
     }
 }
 
@@ -72,10 +72,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        let client_ip = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let client_ip = client_ip(&parts.extensions);
         let bearer = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
