@@ -40,28 +40,32 @@ pub fn check(url: &str, allow_private: bool) -> Result<Checked, ApiError> {
     Ok(Checked { public: parsed.public, credentials: parsed.credentials })
 }
 
-/// The credentials of `app`'s repository, opened (for a deploy job's assignment).
+/// The credentials of the repository `deployment`'s app deploys from, opened (for a deploy
+/// job's assignment).
 pub async fn credentials(
     pool: &PgPool,
     sealer: &Sealer,
-    app: i64,
+    deployment: i64,
 ) -> Result<Option<String>, crate::scheduler::PrepareError> {
-    let sealed: Option<Option<Vec<u8>>> =
-        sqlx::query_scalar("SELECT repo_auth_sealed FROM apps WHERE id = $1")
-            .bind(app)
-            .fetch_optional(pool)
-            .await?;
-    let Some(Some(sealed)) = sealed else { return Ok(None) };
-    let opened = sealer.open(&sealed, app).map_err(|e| crate::scheduler::PrepareError::Open {
+    let row: Option<(i64, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT a.id, a.repo_auth_sealed FROM deployments d JOIN apps a ON a.id = d.app_id
+         WHERE d.id = $1",
+    )
+    .bind(deployment)
+    .fetch_optional(pool)
+    .await?;
+    let Some((app, Some(sealed))) = row else { return Ok(None) };
+    let opened = sealer.open(&sealed, app).map_err(|why| crate::scheduler::PrepareError::Open {
         what: "repository credentials".into(),
-        why: e,
+        why,
     })?;
     Ok(Some(String::from_utf8_lossy(&opened).into_owned()))
 }
 
-/// Seals credentials that an older version stored in clear in `apps.repo_url`, and scrubs them
-/// from job payloads and audit details; returns how many apps had some. Runs at every start;
-/// without such URLs it is one indexed-free scan of apps and does nothing.
+/// Seals credentials that an older version stored in clear in `apps.repo_url` and, when there
+/// were any, scrubs the copies jobs and audit details made since; returns how many apps had
+/// some. Runs at every start: without such URLs it is one scan of apps (migration 0014 scrubbed
+/// the history once).
 pub async fn seal_stored_credentials(pool: &PgPool, sealer: &Sealer) -> Result<u64, sqlx::Error> {
     let rows: Vec<(i64, String)> =
         sqlx::query_as("SELECT id, repo_url FROM apps WHERE repo_url LIKE '%@%'")
@@ -78,6 +82,9 @@ pub async fn seal_stored_credentials(pool: &PgPool, sealer: &Sealer) -> Result<u
             .execute(pool)
             .await?;
         sealed += 1;
+    }
+    if sealed == 0 {
+        return Ok(0);
     }
     // Whatever copies the old URLs left: `https://<anything>@` loses the part before `@`.
     for (table, column) in [("jobs", "payload"), ("audit_events", "details")] {

@@ -92,14 +92,8 @@ async fn deploy_payload(
         env.insert(key, String::from_utf8_lossy(&value).into_owned().into());
     }
     payload["env"] = serde_json::Value::Object(env);
-    let app: Option<i64> = sqlx::query_scalar("SELECT app_id FROM deployments WHERE id = $1")
-        .bind(deployment)
-        .fetch_optional(pool)
-        .await?;
-    if let Some(app) = app {
-        if let Some(credentials) = crate::repos::credentials(pool, sealer, app).await? {
-            payload["repo_auth"] = credentials.into();
-        }
+    if let Some(credentials) = crate::repos::credentials(pool, sealer, deployment).await? {
+        payload["repo_auth"] = credentials.into();
     }
     Ok(payload)
 }
