@@ -82,15 +82,7 @@ pub async fn serve(
     loop {
         let (stream, peer_addr) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = wh_http::accept::accept(&listener) => accepted,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             proxy.metrics.rejected_connections.fetch_add(1, Relaxed);

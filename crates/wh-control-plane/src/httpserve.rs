@@ -106,15 +106,7 @@ pub async fn serve(
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = wh_http::accept::accept(&listener) => accepted,
             // Reap finished connection tasks as we go.
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };

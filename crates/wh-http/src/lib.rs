@@ -5,6 +5,8 @@
 //! - [`conn`]: per-connection deadlines (header from a request's first byte, idle between
 //!   requests), requests in flight, and the `Content-Length` + `Transfer-Encoding` finding.
 //! - [`body`]: a request body that fails when it stops moving.
+//! - [`accept`]: the next connection of a listener, riding out `EMFILE`.
 
+pub mod accept;
 pub mod body;
 pub mod conn;
