@@ -1,6 +1,6 @@
 //! Supervised long-running tasks: a subsystem that panics or ends on its own is logged with its
-//! cause and started again (with a backoff), so no subsystem is ever silently dead. Tests and
-//! `/metrics` see how often each restarted through [`restarts`].
+//! cause and started again (with a backoff), so no subsystem is ever silently dead. How often
+//! each restarted is counted ([`restarts`]; the tests read it).
 
 use std::collections::BTreeMap;
 use std::future::Future;

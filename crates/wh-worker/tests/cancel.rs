@@ -8,12 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use wh_control_plane::scheduler::SchedulerSettings;
-use wh_control_plane::workers;
 use wh_testkit::podman::{Podman as TestPodman, LABEL};
-use wh_worker::agent::AgentSettings;
-use wh_worker::runtime::{Podman, PodmanSettings};
-use wh_worker::transport::Endpoint;
-use wh_worker::worker::{self, WorkerSettings};
 
 mod common;
 
@@ -112,24 +107,8 @@ async fn cancelling_stops_the_build_and_the_container_and_an_expired_job_never_r
             .unwrap();
     assert_eq!(job_state, "cancelled", "the expired deployment's job would still run");
 
-    let (_, key) = workers::create(&pool, "canceller", "127.0.0.1").await.unwrap();
-    let settings = WorkerSettings {
-        heartbeat: Duration::from_secs(1),
-        stats_every: Duration::from_secs(60),
-        agent: AgentSettings {
-            health_timeout: Duration::from_secs(120),
-            extra_labels: vec![(LABEL.to_owned(), kit.run_id().to_owned())],
-            repos: wh_worker::git::RepoPolicy { allow_private: true },
-            ..AgentSettings::default()
-        },
-    };
-    tokio::spawn(worker::run(
-        Endpoint::parse(&format!("http://{cp}"), None).unwrap(),
-        key,
-        Podman { settings: PodmanSettings::probe().await.unwrap() },
-        settings,
-        stop.clone(),
-    ));
+    let (health, stats) = (Duration::from_secs(120), Duration::from_secs(60));
+    common::local_worker(&pool, cp, "canceller", health, stats, &stop).await;
 
     // A build whose RUN step would take five minutes: cancelled while it runs.
     let marker = format!("sleep 2{}", std::process::id() % 1000);

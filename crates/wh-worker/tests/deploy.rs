@@ -9,12 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use wh_control_plane::scheduler::SchedulerSettings;
-use wh_control_plane::workers;
 use wh_testkit::podman::{Podman as TestPodman, LABEL};
-use wh_worker::agent::AgentSettings;
-use wh_worker::runtime::{Podman, PodmanSettings};
-use wh_worker::transport::Endpoint;
-use wh_worker::worker::{self, WorkerSettings};
 
 mod common;
 
@@ -49,25 +44,8 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     let via = cable.addr();
 
     // A worker on loopback with the real Podman runtime.
-    let (_, key) = workers::create(&pool, "local", "127.0.0.1").await.unwrap();
-    let worker_settings = WorkerSettings {
-        heartbeat: Duration::from_secs(1),
-        stats_every: Duration::from_secs(1),
-        agent: AgentSettings {
-            health_timeout: Duration::from_secs(10),
-            extra_labels: vec![(LABEL.to_owned(), kit.run_id().to_owned())],
-            // The test's repositories are local paths.
-            repos: wh_worker::git::RepoPolicy { allow_private: true },
-            ..AgentSettings::default()
-        },
-    };
-    tokio::spawn(worker::run(
-        Endpoint::parse(&format!("http://{via}"), None).unwrap(),
-        key,
-        Podman { settings: PodmanSettings::probe().await.unwrap() },
-        worker_settings,
-        stop.clone(),
-    ));
+    let (health, stats) = (Duration::from_secs(10), Duration::from_secs(1));
+    common::local_worker(&pool, via, "local", health, stats, &stop).await;
 
     // wh-proxy following the control plane.
     let proxy_state = tempfile::tempdir().unwrap();

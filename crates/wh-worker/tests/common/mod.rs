@@ -40,6 +40,41 @@ pub async fn control_plane(
     (addr, state)
 }
 
+/// A worker named `name` on loopback, in this process, with the real Podman: it labels what it
+/// creates with the testkit's run label, clones local repositories, heartbeats every second,
+/// samples stats every `stats_every` and health-checks for at most `health`. Runs until `stop`.
+pub async fn local_worker(
+    pool: &sqlx::PgPool,
+    cp: std::net::SocketAddr,
+    name: &str,
+    health: Duration,
+    stats_every: Duration,
+    stop: &CancellationToken,
+) {
+    use wh_worker::agent::AgentSettings;
+    use wh_worker::runtime::{Podman, PodmanSettings};
+    let kit = wh_testkit::podman::Podman::get().unwrap();
+    let (_, key) = wh_control_plane::workers::create(pool, name, "127.0.0.1").await.unwrap();
+    let settings = wh_worker::worker::WorkerSettings {
+        heartbeat: Duration::from_secs(1),
+        stats_every,
+        agent: AgentSettings {
+            health_timeout: health,
+            extra_labels: vec![(wh_testkit::podman::LABEL.to_owned(), kit.run_id().to_owned())],
+            // The tests' repositories are local paths.
+            repos: wh_worker::git::RepoPolicy { allow_private: true },
+            ..AgentSettings::default()
+        },
+    };
+    tokio::spawn(wh_worker::worker::run(
+        wh_worker::transport::Endpoint::parse(&format!("http://{cp}"), None).unwrap(),
+        key,
+        Podman { settings: PodmanSettings::probe().await.unwrap() },
+        settings,
+        stop.clone(),
+    ));
+}
+
 pub fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
