@@ -148,6 +148,36 @@ impl Podman {
         Ok(name)
     }
 
+    /// The base image under another name, `localhost/<name>-<run id>:1`. Buildah names a
+    /// build's working container after its base image, so a build `FROM` this alias has a
+    /// working container only this test can have: see [`Podman::working_containers`].
+    pub fn base_alias(&self, name: &str) -> Result<String> {
+        let alias = format!("localhost/{name}-{}:1", self.run_id);
+        run(Command::new("podman").args(["tag", &self.base_image()?, &alias]))?;
+        Ok(alias)
+    }
+
+    /// The ids of the build working containers (`podman ps --external`) of builds `FROM`
+    /// `alias` (from [`Podman::base_alias`]).
+    pub fn working_containers(&self, alias: &str) -> Result<Vec<String>> {
+        let short = alias.rsplit('/').next().unwrap_or(alias);
+        let short = short.split(':').next().unwrap_or(short);
+        let prefix = format!("{short}-working-container");
+        let out = run(Command::new("podman").args([
+            "ps",
+            "-a",
+            "--external",
+            "--format",
+            "{{.ID}} {{.Names}}",
+        ]))?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, name)| name.starts_with(&prefix))
+            .map(|(id, _)| id.to_owned())
+            .collect())
+    }
+
     /// Builds `context` (with its `Containerfile`) into an image tagged `name`, labelled for cleanup.
     pub fn build(&self, context: &Path, name: &str) -> Result<String> {
         let tag = format!("localhost/{name}:{}", self.run_id);

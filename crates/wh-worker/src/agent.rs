@@ -185,6 +185,10 @@ impl Agent {
                             tracing::warn!(deployment = d, error = %e, "cannot remove a cancelled deployment's containers");
                         }
                     }
+                    // A build killed mid-way leaves its working container.
+                    if let Err(e) = self.podman.remove_build_leftovers().await {
+                        tracing::warn!(error = %e, "cannot remove a cancelled build's working container");
+                    }
                 }
                 Err("cancelled by the control plane".to_owned())
             }

@@ -21,6 +21,7 @@ pub mod frameworks;
 pub mod git;
 pub mod host;
 pub mod images;
+pub mod leftovers;
 pub mod lines;
 pub mod monitor;
 pub mod process_tree;

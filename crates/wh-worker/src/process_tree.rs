@@ -70,7 +70,8 @@ impl Drop for TreeGuard {
     }
 }
 
-fn owner_alive(owner: &str) -> bool {
+/// Whether the worker named by an [`owner`] string still runs.
+pub fn owner_alive(owner: &str) -> bool {
     let Some((pid, start)) = owner.split_once(':') else { return false };
     let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else { return false };
     start_time(pid) == Some(start) && !dead_but_unreaped(pid)

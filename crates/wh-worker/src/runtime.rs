@@ -265,7 +265,9 @@ impl Podman {
 
     fn command(&self, sub: &str) -> Command {
         let mut c = self.program();
-        c.arg(sub).stdin(Stdio::null()).kill_on_drop(true);
+        // Its own process group: a Ctrl-C at the terminal (`wh dev`) must not interrupt a
+        // `podman rm` half-way (see [`crate::leftovers`]); the worker decides when it stops.
+        c.arg(sub).stdin(Stdio::null()).kill_on_drop(true).process_group(0);
         if matches!(sub, "run" | "build" | "create") {
             if let Some(rt) = &self.settings.runtime {
                 c.args(["--runtime", rt]);
@@ -381,9 +383,14 @@ impl Podman {
                 }
             }
         };
-        tokio::time::timeout_at(deadline, attempt)
-            .await
-            .unwrap_or(Err(RuntimeError::Timeout(spec.timeout)))
+        let result = tokio::time::timeout_at(deadline, attempt).await;
+        if result.is_err() {
+            // The killed build's working container stays in Podman's store.
+            if let Err(e) = self.remove_build_leftovers().await {
+                tracing::warn!(error = %e, "cannot remove a timed-out build's working container");
+            }
+        }
+        result.unwrap_or(Err(RuntimeError::Timeout(spec.timeout)))
     }
 
     /// One `podman build`; the caller bounds it in time.
@@ -393,8 +400,11 @@ impl Podman {
         on_line: &mut (impl FnMut(&str) + Send),
     ) -> Result<(), RuntimeError> {
         let BuildSpec { context, dockerfile, tag, labels, memory_mb, cpus, .. } = *spec;
+        let id = crate::leftovers::BuildId::new();
         let mut cmd = self.command("build");
         cmd.args([
+            "--build-arg",
+            &format!("{}={}", crate::leftovers::BUILD_ARG, id.as_str()),
             "--network",
             &self.settings.build_network,
             "--memory",
@@ -426,6 +436,9 @@ impl Podman {
         let run = async {
             let mut tail = std::collections::VecDeque::new();
             while let Some(line) = merged.recv().await {
+                if line == crate::leftovers::UNCONSUMED_WARNING {
+                    continue;
+                }
                 on_line(&line);
                 if tail.len() == 20 {
                     tail.pop_front();
@@ -600,11 +613,83 @@ impl Podman {
         self.output(cmd, "rmi").await.map(drop)
     }
 
-    /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container.
+    /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container. Stopped first, in
+    /// its own call: a container left `Stopping` by an interrupted `podman rm` would otherwise
+    /// be deleted with its processes still running (see [`crate::leftovers`]).
     pub async fn remove(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let mut stop = self.command("stop");
+        stop.args(["-t", &grace.as_secs().to_string(), id]);
+        // A container that is gone already, or exited, is refused here and removed below.
+        let _ = self.output(stop, "stop").await;
         let mut cmd = self.command("rm");
-        cmd.args(["-f", "-t", &grace.as_secs().to_string(), id]);
+        cmd.args(["-f", "-t", "0", id]);
         self.output(cmd, "rm").await.map(drop)
+    }
+
+    /// Where Podman keeps containers: `(graph root, storage driver)`.
+    async fn store(&self) -> Result<(String, String), RuntimeError> {
+        let mut cmd = self.command("info");
+        cmd.args(["--format", "{{.Store.GraphRoot}} {{.Store.GraphDriverName}}"]);
+        let out = self.output(cmd, "info").await?;
+        let (root, driver) = out.trim().split_once(' ').unwrap_or((out.trim(), "overlay"));
+        Ok((root.to_owned(), driver.to_owned()))
+    }
+
+    /// Removes the working containers of builds that are over ([`crate::leftovers`]): killed
+    /// by this process (timeout, cancel) or left by a worker that is gone. Returns how many.
+    pub async fn remove_build_leftovers(&self) -> Result<usize, RuntimeError> {
+        let (root, driver) = self.store().await?;
+        let mut cmd = self.command("ps");
+        cmd.args(["-a", "--external", "--no-trunc", "--format", "{{.ID}} {{.State}}"]);
+        let out = self.output(cmd, "ps --external").await?;
+        let mut removed = 0;
+        for (id, _) in out
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, s)| s.eq_ignore_ascii_case("storage"))
+        {
+            if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let json = format!("{root}/{driver}-containers/{id}/userdata/buildah.json");
+            let Some(build) = std::fs::read(json).ok().and_then(|j| crate::leftovers::build_of(&j))
+            else {
+                continue;
+            };
+            if crate::leftovers::build_is_over(&build) {
+                tracing::info!(container = id, build = %build, "removing a killed build's working container");
+                let mut rm = self.command("rm");
+                rm.args(["-f", id]);
+                self.output(rm, "rm").await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Kills the conmon (and the app under it) of every container this Podman no longer knows:
+    /// what a removal interrupted half-way leaves, holding the app's host port
+    /// ([`crate::leftovers`]). For a starting worker; returns how many.
+    pub async fn finish_orphaned_stops(&self) -> Result<usize, RuntimeError> {
+        // Conmons first: a container created after the listing below has a conmon not in it.
+        let conmons = tokio::task::spawn_blocking(crate::leftovers::conmons)
+            .await
+            .map_err(|e| RuntimeError::Io(std::io::Error::other(e)))?;
+        let (root, _) = self.store().await?;
+        let mut cmd = self.command("ps");
+        cmd.args(["-a", "--no-trunc", "--format", "{{.ID}}"]);
+        let known: std::collections::HashSet<String> =
+            self.output(cmd, "ps").await?.lines().map(str::to_owned).collect();
+        let orphans: Vec<_> = conmons
+            .into_iter()
+            .filter(|c| c.graph_root == root && !known.contains(&c.container_id))
+            .collect();
+        for c in &orphans {
+            tracing::warn!(container = %c.container_id, pid = c.pid, "stopping a container Podman lost while removing it");
+            let pid = c.pid;
+            let _ = tokio::task::spawn_blocking(move || process_tree::kill_tree(pid)).await;
+        }
+        Ok(orphans.len())
     }
 }
 

@@ -97,6 +97,15 @@ pub async fn run(
     {
         tracing::warn!(count = n, "killed builds left by a previous worker");
     }
+    // ...and what they and interrupted removals left in Podman (see `leftovers`).
+    if let Err(e) = podman.remove_build_leftovers().await {
+        tracing::warn!(error = %e, "cannot look for killed builds' working containers");
+    }
+    match podman.finish_orphaned_stops().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(count = n, "stopped containers a removal left running"),
+        Err(e) => tracing::warn!(error = %e, "cannot look for containers left running"),
+    }
     let inventory = Inventory::new(settings.agent.extra_labels.clone());
     if let Err(e) = inventory.refresh(&podman).await {
         tracing::warn!(error = %e, "cannot list this host's containers");

@@ -112,7 +112,9 @@ async fn cancelling_stops_the_build_and_the_container_and_an_expired_job_never_r
 
     // A build whose RUN step would take five minutes: cancelled while it runs.
     let marker = format!("sleep 2{}", std::process::id() % 1000);
-    let slow = repo(&base, &format!("echo building; {marker}"), "sleep 300");
+    // From a base of its own, to find its working container.
+    let slow_base = kit.base_alias("wh-cancel-slow").unwrap();
+    let slow = repo(&slow_base, &format!("echo building; {marker}"), "sleep 300");
     let app = insert_app(&pool, user, "slow-build", slow.path()).await;
     let building = queue_deploy(&pool, app, "slow-build", slow.path()).await;
     assert!(
@@ -126,6 +128,15 @@ async fn cancelling_stops_the_build_and_the_container_and_an_expired_job_never_r
     );
     let (state, _) = wait_state(&pool, building, &["cancelled"], Duration::from_secs(1)).await;
     assert_eq!(state, "cancelled");
+    // Issue 12, item C24: the killed build's working container goes with it.
+    assert!(
+        eventually(Duration::from_secs(10), || kit
+            .working_containers(&slow_base)
+            .unwrap()
+            .is_empty())
+        .await,
+        "the cancelled build left its working container"
+    );
 
     // A container that never answers its health check: cancelled while starting.
     let deaf = repo(&base, "true", "echo up; sleep 300");

@@ -125,11 +125,13 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     // (a sleep of a length no other process uses, to find it among the host's processes)
     let step_secs = format!("{}", 800_000 + std::process::id() % 100_000);
     let step = ["sleep", step_secs.as_str()];
+    // From a base of its own, to find its working container.
+    let slow_base = kit.base_alias("wh-crash-slow").unwrap();
     std::fs::write(
         repo.path().join("Containerfile"),
         // Unique per run, so no earlier run's layer cache skips the sleep.
         format!(
-            "FROM {base}\nRUN echo slow-build-started {} && sleep {step_secs}\nCMD [\"sleep\", \"300\"]\n",
+            "FROM {slow_base}\nRUN echo slow-build-started {} && sleep {step_secs}\nCMD [\"sleep\", \"300\"]\n",
             kit.run_id()
         ),
     )
@@ -246,6 +248,9 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     })
     .await;
     assert!(orphan_gone.is_some(), "the dead worker's build still runs");
+    // Issue 12, item C24: and so is the working container Podman kept for it.
+    let working = kit.working_containers(&slow_base).unwrap();
+    assert!(working.is_empty(), "the dead worker's build left working containers {working:?}");
     assert_eq!(
         podman_ids(&format!("label=wh.deployment={first}")),
         live_container,

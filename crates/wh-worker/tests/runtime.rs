@@ -156,10 +156,12 @@ async fn a_failing_build_reports_its_last_lines() {
     assert!(err.to_string().contains("about-to-fail"), "{err}");
 }
 
+/// Issue 12, item C24 (working containers): the killed build's working container stayed in
+/// Podman's store (`podman ps --external`), one per timed-out build, forever.
 #[tokio::test]
-async fn a_build_past_its_timeout_leaves_no_step_running() {
+async fn a_build_past_its_timeout_leaves_no_step_running_and_no_working_container() {
     let kit = TestPodman::get().unwrap();
-    let base = kit.base_image().unwrap();
+    let base = kit.base_alias("wh-timeout-base").unwrap();
     let podman = Podman { settings: PodmanSettings::probe().await.unwrap() };
     let ctx = tempfile::tempdir().unwrap();
     // A duration no other process uses, to find this step's `sleep` among the host's.
@@ -191,4 +193,83 @@ async fn a_build_past_its_timeout_leaves_no_step_running() {
         left = wh_testkit::procs::with_argv(&["sleep", &secs]);
     }
     assert!(left.is_empty(), "the timed-out build's RUN step still runs: {left:?}");
+    let working = kit.working_containers(&base).unwrap();
+    assert!(working.is_empty(), "the timed-out build left working containers {working:?}");
+}
+
+/// A test container whose app ignores SIGTERM and publishes `port`; its `sleep` runs for a
+/// duration no other process uses (`secs`), to find it among the host's processes.
+fn stubborn(kit: &TestPodman, port: u16, secs: &str) -> String {
+    let base = kit.base_image().unwrap();
+    let script = format!("trap '' TERM; httpd -p 8080 -h /; sleep {secs}");
+    let publish = format!("127.0.0.1:{port}:8080");
+    let c = kit.run_detached(&["-p", &publish], &base, &["sh", "-c", &script]).unwrap();
+    let id = c.id.clone();
+    std::mem::forget(c); // removed by the test, which checks how
+    id
+}
+
+/// A `podman rm` killed during its stop grace, as `wh dev`'s Ctrl-C or a stopping worker does:
+/// the container is left `Stopping`.
+async fn interrupt_a_removal(kit: &TestPodman, id: &str) {
+    let mut rm = tokio::process::Command::from(kit.command("rm"));
+    let mut rm = rm.args(["-f", "-t", "30", id]).kill_on_drop(true).spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rm.kill().await.unwrap();
+    let out = kit.command("inspect").args(["--format", "{{.State.Status}}", id]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "stopping", "precondition");
+}
+
+async fn gone_and_port_free(secs: &str, port: u16) {
+    for _ in 0..50 {
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free && wh_testkit::procs::with_argv(&["sleep", secs]).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the removed container still runs (sleep {secs}: {:?}) or holds port {port}",
+        wh_testkit::procs::with_argv(&["sleep", secs])
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Issue 12, item C24 (an app deleted just before `wh dev` stopped): a container left
+/// `Stopping` by an interrupted removal was deleted by the next removal with its processes still
+/// running, holding the app's host port, and unknown to `podman ps`.
+#[tokio::test]
+async fn removing_a_container_an_interrupted_removal_left_stopping_stops_it() {
+    let kit = TestPodman::get().unwrap();
+    let podman = Podman { settings: PodmanSettings::probe().await.unwrap() };
+    let (port, secs) = (free_port(), format!("{}", 700_000 + std::process::id() % 100_000));
+    let id = stubborn(kit, port, &secs);
+    interrupt_a_removal(kit, &id).await;
+    podman.remove(&id, Duration::from_secs(1)).await.unwrap();
+    gone_and_port_free(&secs, port).await;
+}
+
+/// ...and what such a removal left before this fix (or after a crash in the middle of one) is
+/// stopped by the next start: a conmon whose container Podman no longer knows.
+#[tokio::test]
+async fn a_container_podman_lost_while_removing_it_is_stopped_at_start() {
+    let kit = TestPodman::get().unwrap();
+    let podman = Podman { settings: PodmanSettings::probe().await.unwrap() };
+    let (port, secs) = (free_port(), format!("{}", 600_000 + std::process::id() % 100_000));
+    let id = stubborn(kit, port, &secs);
+    interrupt_a_removal(kit, &id).await;
+    // The removal as it was: one `rm -f`, which deletes a `Stopping` container as it stands.
+    assert!(kit.command("rm").args(["-f", "-t", "0", &id]).status().unwrap().success());
+    let left = kit.command("ps").args(["-a", "-q", "--filter", &format!("id={id}")]).output();
+    assert!(left.unwrap().stdout.is_empty(), "precondition: podman forgot the container");
+    assert!(
+        !wh_testkit::procs::with_argv(&["sleep", &secs]).is_empty(),
+        "precondition: its processes outlived it"
+    );
+    let stopped = podman.finish_orphaned_stops().await.unwrap();
+    assert!(stopped >= 1, "no orphan found");
+    gone_and_port_free(&secs, port).await;
 }
