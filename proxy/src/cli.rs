@@ -106,6 +106,16 @@ pub struct Args {
     /// Peers whose X-Forwarded-* headers are trusted (CIDRs, comma-separated).
     #[arg(long, env = "WH_PROXY_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// Percent-encoded characters a request path may carry, refused otherwise (comma-separated:
+    /// slash, backslash, null, semicolon, percent, question-mark, hash, or all) [default: none].
+    #[arg(long, env = "WH_PROXY_ALLOW_ENCODED_CHARS")]
+    pub allow_encoded_chars: Option<String>,
+    /// A keep-alive connection with no request in flight is closed after this [default: 90s].
+    #[arg(long, env = "WH_PROXY_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// A request body that sends no byte for this long is cut [default: 60s].
+    #[arg(long, env = "WH_PROXY_BODY_IDLE_TIMEOUT")]
+    pub body_idle_timeout: Option<String>,
     /// Maximum concurrent client connections [default: 100000].
     #[arg(long, env = "WH_PROXY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -191,6 +201,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub access_log: bool,
     pub trusted: TrustedProxies,
+    pub encoded_chars: crate::target::EncodedChars,
+    pub idle_timeout: Duration,
+    pub body_idle_timeout: Duration,
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub max_header_bytes: usize,
@@ -291,6 +304,12 @@ impl Settings {
             access_log,
             trusted: TrustedProxies::parse(&pick!(trusted_proxies).unwrap_or_default())
                 .map_err(|e| format!("--trusted-proxies: {e}"))?,
+            encoded_chars: crate::target::EncodedChars::parse(
+                &pick!(allow_encoded_chars).unwrap_or_default(),
+            )
+            .map_err(|e| format!("--allow-encoded-chars: {e}"))?,
+            idle_timeout: dur(pick!(idle_timeout), "idle-timeout", 90)?,
+            body_idle_timeout: dur(pick!(body_idle_timeout), "body-idle-timeout", 60)?,
             max_connections: pick!(max_connections).unwrap_or(100_000).max(1),
             header_timeout: dur(pick!(header_timeout), "header-timeout", 10)?,
             max_header_bytes: pick!(max_header_bytes).unwrap_or(64 * 1024).max(1024),

@@ -14,6 +14,9 @@ pub enum ProxyError {
     /// Downstream: the request is malformed; the connection is closed after answering.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Downstream: a method the proxy does not forward (CONNECT).
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// Routing: no router matches the host and path.
     #[error("no route")]
     NoRoute,
@@ -40,6 +43,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoHealthyServer => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
@@ -54,6 +58,7 @@ pub fn respond(err: &ProxyError) -> Response<RespBody> {
     let status = err.status();
     let text = match err {
         ProxyError::BadRequest(why) => why,
+        ProxyError::MethodNotAllowed => "method not allowed",
         ProxyError::NoRoute => "404 page not found",
         ProxyError::NoHealthyServer => "no server is available for this app right now",
         ProxyError::UpstreamUnreachable(_) => "bad gateway",
@@ -68,7 +73,8 @@ pub fn respond(err: &ProxyError) -> Response<RespBody> {
         ProxyError::NoHealthyServer => {
             h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
         }
-        ProxyError::BadRequest(_) => {
+        // What follows a malformed request (or a CONNECT's tunnel bytes) is not a request.
+        ProxyError::BadRequest(_) | ProxyError::MethodNotAllowed => {
             h.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         _ => {}

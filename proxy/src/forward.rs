@@ -22,7 +22,7 @@ use crate::headers::{self, Peer, TrustedProxies};
 use crate::metrics::Metrics;
 use crate::middleware::Middleware;
 use crate::service::HealthRegistry;
-use crate::table::{normalize_host, Route, Table};
+use crate::table::{Route, Table};
 use crate::tls::challenges::{self, Challenges};
 pub use crate::upstream::ClientSettings;
 use crate::upstream::{ConnectError, Lease, Pool};
@@ -36,6 +36,8 @@ pub struct Proxy {
     pub access_log: bool,
     /// HTTP-01 answers of pending orders (always served from memory on the plain listener).
     pub challenges: Arc<Challenges>,
+    /// Percent-encoded characters a path may carry ([`crate::target`]).
+    pub encoded: crate::target::EncodedChars,
     /// Set when an HTTPS listener runs: requests for `tls` routers on plain HTTP are redirected
     /// there (308) instead of served.
     pub https_port: Option<u16>,
@@ -73,6 +75,7 @@ impl Proxy {
             trusted,
             access_log,
             challenges: Arc::new(Challenges::default()),
+            encoded: crate::target::EncodedChars::default(),
             https_port: None,
             certs: None,
         }
@@ -81,7 +84,7 @@ impl Proxy {
     /// Serves one request from `peer` arriving on `listener`.
     pub async fn handle(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: &Peer,
         listener: &Listener,
     ) -> Response<RespBody> {
@@ -90,47 +93,47 @@ impl Proxy {
         let method = req.method().clone();
         let log_path = if self.access_log { Some(req.uri().path().to_owned()) } else { None };
         let mut host_buf = [0u8; 256];
-        let raw_host = req
-            .headers()
-            .get(header::HOST)
-            .map(|h| h.as_bytes())
-            .or_else(|| req.uri().host().map(str::as_bytes));
-        let host = raw_host.and_then(|h| normalize_host(h, &mut host_buf));
+        let target = self.target(&mut req, &mut host_buf);
         if !listener.https {
             if let Some(token) = req.uri().path().strip_prefix(challenges::PREFIX) {
                 // Never forwarded to an app, whatever the routing table says.
                 return self.challenge(token);
             }
         }
-        let route = host.and_then(|h| table.lookup(h, req.uri().path()));
+        let route = match &target {
+            Ok((host, _)) => table.lookup(host, req.uri().path()),
+            Err(_) => None,
+        };
+        let host = target.as_ref().ok().map(|(h, _)| *h);
 
-        let (resp, upstream) = match (host, route) {
-            (None, _) => (respond(&ProxyError::BadRequest("missing or invalid Host header")), None),
-            (Some(_), None) => {
+        let (resp, upstream) = match (target, route) {
+            (Err(e), _) => (respond(&e), None),
+            (Ok(_), None) => {
                 self.metrics.unrouted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 (respond(&ProxyError::NoRoute), None)
             }
-            (Some(_), Some(route)) if route.tls && !listener.https && self.https_port.is_some() => {
+            (Ok(_), Some(route)) if route.tls && !listener.https && self.https_port.is_some() => {
                 let port = self.https_port.filter(|p| *p != 443).map(|p| p.to_string());
                 let resp = redirect(&req, "https", port.as_deref(), true, true)
                     .unwrap_or_else(|e| respond(&e));
                 route.metrics.record(resp.status().as_u16(), started.elapsed());
                 (resp, None)
             }
-            (Some(_), Some(route)) => {
-                let (resp, upstream) = match self.forward(req, route, peer, listener).await {
-                    Ok(ok) => ok,
-                    Err(e) => {
-                        if e.is_upstream() {
-                            route
-                                .metrics
-                                .upstream_errors
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (Ok((_, forward_host)), Some(route)) => {
+                let (resp, upstream) =
+                    match self.forward(req, forward_host, route, peer, listener).await {
+                        Ok(ok) => ok,
+                        Err(e) => {
+                            if e.is_upstream() {
+                                route
+                                    .metrics
+                                    .upstream_errors
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            tracing::debug!(router = %route.name, error = %e, "request failed");
+                            (respond(&e), None)
                         }
-                        tracing::debug!(router = %route.name, error = %e, "request failed");
-                        (respond(&e), None)
-                    }
-                };
+                    };
                 route.metrics.record(resp.status().as_u16(), started.elapsed());
                 (resp, upstream)
             }
@@ -139,6 +142,61 @@ impl Proxy {
             access_log(&method, host.unwrap_or("-"), &path, peer, &resp, started, route, upstream);
         }
         resp
+    }
+
+    /// The request-target rules ([`crate::target`]): the host to route on (into `buf`) and the
+    /// `Host` to forward, with the request's path cleaned in place.
+    fn target<'b>(
+        &self,
+        req: &mut Request<Incoming>,
+        buf: &'b mut [u8; 256],
+    ) -> Result<(&'b str, Option<HeaderValue>), ProxyError> {
+        if req.method() == Method::CONNECT {
+            return Err(ProxyError::MethodNotAllowed);
+        }
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        let (host_header, second) = (hosts.next(), hosts.next());
+        if second.is_some() {
+            return Err(ProxyError::BadRequest("more than one Host header"));
+        }
+        // An absolute-form target's authority (and HTTP/2's `:authority`) wins over `Host`
+        // (RFC 9112 §3.2.2, RFC 9113 §8.3.1).
+        let from_uri = req.uri().authority().map(|a| a.as_str().as_bytes());
+        let raw = from_uri.or(host_header.map(HeaderValue::as_bytes));
+        let raw = raw.ok_or(ProxyError::BadRequest("missing Host header"))?;
+        let auth = crate::target::authority(raw, buf)
+            .ok_or(ProxyError::BadRequest("invalid Host header: not host[:port]"))?;
+        let forward_host = if auth.canonical && from_uri.is_none() {
+            host_header.cloned()
+        } else {
+            let value = match auth.port {
+                Some(p) if auth.name.contains(':') => format!("[{}]:{p}", auth.name),
+                Some(p) => format!("{}:{p}", auth.name),
+                None if auth.name.contains(':') => format!("[{}]", auth.name),
+                None => auth.name.to_owned(),
+            };
+            HeaderValue::from_str(&value).ok()
+        };
+        let name = auth.name;
+        let path = req.uri().path();
+        if path == "*" {
+            if req.method() != Method::OPTIONS {
+                return Err(ProxyError::BadRequest("`*` is a target for OPTIONS only"));
+            }
+        } else {
+            let cleaned = crate::target::clean_path(path, &self.encoded)
+                .map_err(|e| ProxyError::BadRequest(path_error_text(e)))?;
+            if let std::borrow::Cow::Owned(clean) = cleaned {
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{clean}?{q}"),
+                    None => clean,
+                };
+                let pq = PathAndQuery::try_from(pq)
+                    .map_err(|_| ProxyError::BadRequest("invalid path"))?;
+                *req.uri_mut() = Uri::from(pq);
+            }
+        }
+        Ok((name, forward_host))
     }
 
     fn challenge(&self, token: &str) -> Response<RespBody> {
@@ -156,6 +214,7 @@ impl Proxy {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
+        original_host: Option<HeaderValue>,
         route: &Route,
         peer: &Peer,
         listener: &Listener,
@@ -165,6 +224,27 @@ impl Proxy {
         {
             return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
         }
+        let upgrade = is_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        // Decided before the hop-by-hop headers (Transfer-Encoding among them) are stripped.
+        // A request without a body can be retried on another server if the connection fails.
+        let bodyless = body_is_empty(&parts, &body);
+        // Hop-by-hop headers go first, and the proxy's own headers are set next: a client's
+        // `Connection: close, X-Forwarded-For` (or a header a middleware sets) must not remove
+        // what is added after it (Traefik's CVE-2021-32813).
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        headers::set_forwarded(
+            &mut parts.headers,
+            peer,
+            &listener.proto,
+            original_host.as_ref(),
+            &listener.port,
+        );
+        if parts.version == Version::HTTP_2 {
+            headers::join_cookies(&mut parts.headers);
+        }
+        let mut req = Request::from_parts(parts, ());
         // Middlewares that act on the request, in router order.
         for mw in route.middlewares.iter() {
             match &**mw {
@@ -188,26 +268,8 @@ impl Proxy {
                 Middleware::StripPrefix { prefixes } => strip_prefix(&mut req, prefixes)?,
             }
         }
-
+        let (mut parts, ()) = req.into_parts();
         let service = &route.service;
-        let upgrade = is_upgrade(&req);
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
-        let original_host =
-            parts.headers.get(header::HOST).cloned().or_else(|| {
-                parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            });
-        // Decided before the hop-by-hop headers (Transfer-Encoding among them) are stripped.
-        // A request without a body can be retried on another server if the connection fails.
-        let bodyless = body_is_empty(&parts, &body);
-        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-        headers::set_forwarded(
-            &mut parts.headers,
-            peer,
-            &listener.proto,
-            original_host.as_ref(),
-            &listener.port,
-        );
         let path =
             parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         // A bodyless request with an idempotent method may go out again when a pooled
@@ -257,6 +319,11 @@ impl Proxy {
                     // The upstream's HTTP version is its own business; the client keeps its own
                     // (an HTTP/1.0 backend must not turn a keep-alive client connection into 1.0).
                     rparts.version = Version::HTTP_11;
+                    // The body was framed by Transfer-Encoding: a Content-Length beside it is
+                    // stale (RFC 9112 §6.3) and would cut the body short at the client.
+                    if rparts.headers.contains_key(header::TRANSFER_ENCODING) {
+                        rparts.headers.remove(header::CONTENT_LENGTH);
+                    }
                     headers::strip_hop_by_hop(&mut rparts.headers, false);
                     apply_response_middlewares(route, &mut rparts.headers);
                     return Ok((
@@ -276,6 +343,9 @@ impl Proxy {
                     });
                 }
                 Ok(Err(SendError::Request(e))) => {
+                    if client_body_failed(&e) {
+                        return Err(ProxyError::BadRequest("malformed request body"));
+                    }
                     if error_chain_has(&e, std::io::ErrorKind::TimedOut) {
                         return Err(ProxyError::UpstreamTimeout);
                     }
@@ -333,6 +403,23 @@ async fn send(
     match fresh.send(again).await {
         Ok(resp) => Ok((resp, fresh)),
         Err(e) => Err(SendError::Request(e.into_error())),
+    }
+}
+
+/// The request failed because the client's own body did (bad chunked framing, more bytes
+/// than declared, the client gone): hyper reports the body's error, itself a hyper error of the
+/// client connection, as a user error. The client's fault, never the upstream's.
+fn client_body_failed(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    e.is_user() && e.source().is_some_and(|s| s.downcast_ref::<hyper::Error>().is_some())
+}
+
+fn path_error_text(e: crate::target::PathError) -> &'static str {
+    use crate::target::PathError;
+    match e {
+        PathError::NotAbsolute => "the path must start with /",
+        PathError::BadEscape => "malformed percent-encoding in the path",
+        _ => "an encoded character that is not allowed in the path",
     }
 }
 
@@ -396,8 +483,8 @@ fn apply_response_middlewares(route: &Route, headers: &mut http::HeaderMap) {
 
 /// A redirect to `scheme` on the same host and path. `keep_method` forces 307/308 (the
 /// HTTP → HTTPS redirect keeps POSTs POSTs); otherwise GET and HEAD get 301/302, as in Traefik.
-fn redirect(
-    req: &Request<Incoming>,
+fn redirect<B>(
+    req: &Request<B>,
     scheme: &str,
     port: Option<&str>,
     permanent: bool,
@@ -444,7 +531,7 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-fn strip_prefix(req: &mut Request<Incoming>, prefixes: &[Box<str>]) -> Result<(), ProxyError> {
+fn strip_prefix(req: &mut Request<()>, prefixes: &[Box<str>]) -> Result<(), ProxyError> {
     let path = req.uri().path();
     let Some(prefix) = prefixes.iter().find(|p| path.starts_with(&***p)) else {
         return Ok(());

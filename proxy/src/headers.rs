@@ -16,7 +16,23 @@ pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Headers that say where a request came from or what it asked for, as set by a proxy in
+/// front. From a peer outside `--trusted-proxies` they are lies, and apps trust some of them
+/// (`X-Original-URL` rewrites the path in IIS and Symfony): removed. The X-Forwarded-For
+/// family is overwritten with the proxy's own values instead.
+static UNTRUSTED: [HeaderName; 10] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("x-forwarded-method"),
+];
 
 /// Who is on the other end of the connection, precomputed per connection.
 #[derive(Debug, Clone)]
@@ -104,7 +120,9 @@ pub fn set_forwarded(
         }
         return;
     }
-    headers.remove(&FORWARDED);
+    for name in &UNTRUSTED {
+        headers.remove(name);
+    }
     headers.insert(X_FORWARDED_FOR.clone(), peer.ip_header.clone());
     headers.insert(X_REAL_IP.clone(), peer.ip_header.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), proto.clone());
@@ -113,6 +131,21 @@ pub fn set_forwarded(
         Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
         None => headers.remove(&X_FORWARDED_HOST),
     };
+}
+
+/// HTTP/2 may split `cookie` into several fields; HTTP/1.1 allows one, joined with `; `
+/// (RFC 9113 §8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut all = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (all.next(), all.next()) else { return };
+    let mut joined = first.as_bytes().to_vec();
+    for v in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
 }
 
 /// A list of trusted networks (`10.50.0.0/24`, `127.0.0.1`, `::1/128`).
@@ -209,10 +242,28 @@ mod tests {
         assert!(!h.contains_key("forwarded"));
 
         let mut h = HeaderMap::new();
+        for name in &UNTRUSTED {
+            h.insert(name, hv("/admin"));
+        }
+        set_forwarded(&mut h, &peer, &hv("http"), None, &hv("80"));
+        for name in &UNTRUSTED {
+            assert!(!h.contains_key(name), "{name} from an untrusted peer was kept");
+        }
+
+        let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, hv("1.2.3.4"));
         let trusted = Peer::new("127.0.0.9".parse().unwrap(), true);
         set_forwarded(&mut h, &trusted, &hv("http"), None, &hv("80"));
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 127.0.0.9");
+    }
+
+    #[test]
+    fn h2_cookies_are_joined_for_http1() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, hv("a=1"));
+        h.append(header::COOKIE, hv("b=2"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2"]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`config`]: the dynamic-configuration model and the rule language (parsing only).
 //! - [`table`]: the compiled routing table and its allocation-free lookup.
+//! - [`target`]: the request target: `Host` validation and path cleaning.
 //! - [`service`], [`middleware`]: compiled services (load balancing, passive health) and middlewares.
 //! - [`health`]: active health checks.
 //! - [`provider`]: file / http / watch providers and the [`provider::Applier`] gate
@@ -38,5 +39,6 @@ pub mod run;
 pub mod server;
 pub mod service;
 pub mod table;
+pub mod target;
 pub mod tls;
 pub mod upstream;

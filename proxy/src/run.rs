@@ -72,6 +72,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::default());
     let mut proxy = Proxy::new(metrics, settings.trusted.clone(), settings.access_log);
     proxy.https_port = https_addr.map(|a| a.port());
+    proxy.encoded = settings.encoded_chars;
     let certs = settings.tls.as_ref().map(|t| {
         let store = Arc::new(CertStore::new(&settings.state_dir));
         let loaded = store.load_from_disk();
@@ -151,7 +152,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         header_read_timeout: settings.header_timeout,
         max_header_bytes: settings.max_header_bytes,
         max_connections: settings.max_connections,
-        ..ServerSettings::default()
+        idle_timeout: settings.idle_timeout,
     };
     // Thread per core: this runtime runs accept loop 0; every other thread gets its own
     // single-threaded runtime and its own SO_REUSEPORT socket on the same address, so the kernel

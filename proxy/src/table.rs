@@ -149,27 +149,7 @@ impl Table {
 /// Normalises a Host header value for lookup into `buf`: strips the port, lower-cases ASCII.
 /// Returns `None` for hosts longer than the buffer or not valid as a host name.
 pub fn normalize_host<'b>(raw: &[u8], buf: &'b mut [u8; 256]) -> Option<&'b str> {
-    let host = if raw.first() == Some(&b'[') {
-        // IPv6 literal: keep the brackets' content.
-        let end = raw.iter().position(|&c| c == b']')?;
-        &raw[1..end]
-    } else {
-        match raw.iter().rposition(|&c| c == b':') {
-            Some(colon) => &raw[..colon],
-            None => raw,
-        }
-    };
-    let host = host.strip_suffix(b".").unwrap_or(host);
-    if host.is_empty() || host.len() > buf.len() {
-        return None;
-    }
-    for (dst, &src) in buf.iter_mut().zip(host) {
-        if src <= b' ' || src >= 0x7f || src == b'/' {
-            return None;
-        }
-        *dst = src.to_ascii_lowercase();
-    }
-    std::str::from_utf8(&buf[..host.len()]).ok()
+    crate::target::authority(raw, buf).map(|a| a.name)
 }
 
 #[cfg(test)]

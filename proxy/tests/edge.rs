@@ -1,0 +1,329 @@
+//! wh-proxy at the edge (issue 13): hostile requests from a raw-bytes client against the real
+//! proxy, and a backend that records the exact bytes it receives.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A backend that records every request head it gets, byte for byte, and answers each with
+/// `reply` (by default a 200 `ok`).
+struct Recorder {
+    addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+impl Recorder {
+    async fn start(reply: &'static str) -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let h = heads.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else { continue };
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(Ok(n @ 1..)) =
+                            tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await
+                        else {
+                            return;
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        // Bodies of these tests are short and sent at once: one head a request.
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head: Vec<u8> = buf.drain(..end + 4).collect();
+                            h.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+                            let body_len = content_length(&head);
+                            let take = body_len.min(buf.len());
+                            buf.drain(..take);
+                            if s.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Recorder { addr, heads, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+
+    /// The value of `name` in the last head received (lowercase name match).
+    fn last(&self, name: &str) -> Option<String> {
+        let heads = self.heads();
+        let head = heads.last()?;
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+
+    fn request_line(&self) -> Option<String> {
+        self.heads().last().and_then(|h| h.lines().next().map(str::to_owned))
+    }
+}
+
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+fn status(reply: &str) -> u16 {
+    reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+const WAIT: Duration = Duration::from_secs(3);
+
+/// Item 1: a Host that is not `host[:port]` was routed on its prefix and forwarded verbatim.
+#[tokio::test]
+async fn a_host_that_is_not_host_and_port_is_refused_and_the_normalised_name_is_forwarded() {
+    let b = Recorder::start(OK).await;
+    let p = TestProxy::start(&routes(&[("app", "Host(`a.route.test`)", &[&b.url()])]), &[]).await;
+    for host in [
+        "a.route.test:80@evil.example",
+        "a.route.test:/evil.example/x",
+        "[a.route.test]@evil.example",
+    ] {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let reply = raw(p.addr, req.as_bytes(), WAIT).await;
+        assert_eq!(status(&reply), 400, "{host}: {reply}");
+    }
+    assert!(b.heads().is_empty(), "a bad Host reached the backend: {:?}", b.heads());
+    let reply = raw(
+        p.addr,
+        b"GET / HTTP/1.1\r\nHost: A.Route.Test.:8080\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(status(&reply), 200, "{reply}");
+    assert_eq!(b.last("host").as_deref(), Some("a.route.test:8080"));
+    assert_eq!(b.last("x-forwarded-host").as_deref(), Some("a.route.test:8080"));
+}
+
+/// Item 2: `Connection: close, X-Internal-Auth` removed the header the `headers` middleware set
+/// (Traefik's CVE-2021-32813); the same for stripPrefix's X-Forwarded-Prefix and the proxy's own.
+#[tokio::test]
+async fn a_client_cannot_remove_a_header_the_proxy_or_a_middleware_sets() {
+    let b = Recorder::start(OK).await;
+    let doc = serde_json::json!({"http": {
+        "routers": {"app": {"rule": "Host(`h.test`)", "service": "s", "middlewares": ["auth", "strip"]}},
+        "services": {"s": {"loadBalancer": {"servers": [{"url": b.url()}]}}},
+        "middlewares": {
+            "auth": {"headers": {"customRequestHeaders": {"X-Internal-Auth": "secret-1"}}},
+            "strip": {"stripPrefix": {"prefixes": ["/app"]}}}}});
+    let p = TestProxy::start(&doc.to_string(), &[]).await;
+    let reply = raw(
+        p.addr,
+        b"GET /app/x HTTP/1.1\r\nHost: h.test\r\n\
+          Connection: close, X-Internal-Auth, X-Forwarded-Prefix, X-Forwarded-For, X-Real-IP, X-Forwarded-Proto\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(status(&reply), 200, "{reply}");
+    assert_eq!(b.last("x-internal-auth").as_deref(), Some("secret-1"));
+    assert_eq!(b.last("x-forwarded-prefix").as_deref(), Some("/app"));
+    assert_eq!(b.last("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(b.last("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(b.last("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(b.request_line().as_deref(), Some("GET /x HTTP/1.1"));
+}
+
+/// Item 6: a backend's Content-Length beside Transfer-Encoding reached the client, which then
+/// read 5 of the 24 bytes.
+#[tokio::test]
+async fn a_backends_stale_content_length_beside_chunked_is_dropped() {
+    const BOTH: &str = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+                        18\r\nabcdefghijklmnopqrstuvwx\r\n0\r\n\r\n";
+    let b = Recorder::start(BOTH).await;
+    let p = TestProxy::start(&routes(&[("app", "Host(`h.test`)", &[&b.url()])]), &[]).await;
+    let (status, headers, body) = get(p.addr, "h.test", "/").await;
+    assert_eq!(status, 200);
+    assert!(headers.get("content-length").is_none_or(|v| v == "24"), "{headers:?}");
+    assert_eq!(body, "abcdefghijklmnopqrstuvwx");
+}
+
+/// Item 7: `/api/../admin` matched `PathPrefix(/api)` and reached it as /admin, while `/%61pi`
+/// and `//api` missed it: a request could land on a router whose middlewares were not its own.
+#[tokio::test]
+async fn paths_are_cleaned_before_routing_and_forwarded_clean() {
+    let (api, rest) = (Recorder::start(OK).await, Recorder::start(OK).await);
+    let doc = routes(&[
+        ("api", "Host(`h.test`) && PathPrefix(`/api`)", &[&api.url()]),
+        ("rest", "Host(`h.test`)", &[&rest.url()]),
+    ]);
+    let p = TestProxy::start(&doc, &[]).await;
+    let send = |path: &str| {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: h.test\r\nConnection: close\r\n\r\n");
+        let addr = p.addr;
+        async move { raw(addr, req.as_bytes(), WAIT).await }
+    };
+    assert_eq!(status(&send("/api/../admin").await), 200);
+    assert_eq!(rest.request_line().as_deref(), Some("GET /admin HTTP/1.1"));
+    assert!(api.heads().is_empty(), "`/api/../admin` reached the /api router");
+    assert_eq!(status(&send("/%61pi/users?q=%2F").await), 200);
+    assert_eq!(api.request_line().as_deref(), Some("GET /api/users?q=%2F HTTP/1.1"));
+    assert_eq!(status(&send("//api//x/./y").await), 200);
+    assert_eq!(api.request_line().as_deref(), Some("GET /api/x/y HTTP/1.1"));
+    let before = (api.heads().len(), rest.heads().len());
+    for refused in
+        ["/api%2f..%2fadmin", "/a%5cb", "/a%00", "/a%3bx", "/a%25", "/a%3f", "/a%23", "/a%zz"]
+    {
+        assert_eq!(status(&send(refused).await), 400, "{refused}");
+    }
+    assert_eq!((api.heads().len(), rest.heads().len()), before, "a refused path was forwarded");
+
+    // With the setting, an encoded slash is allowed and forwarded as it is.
+    let p = TestProxy::start(&doc, &["--allow-encoded-chars", "slash"]).await;
+    let req = "GET /api/a%2fb HTTP/1.1\r\nHost: h.test\r\nConnection: close\r\n\r\n";
+    assert_eq!(status(&raw(p.addr, req.as_bytes(), WAIT).await), 200);
+    assert_eq!(api.request_line().as_deref(), Some("GET /api/a%2Fb HTTP/1.1"));
+}
+
+/// Item 8: client framing errors were answered 502 and counted against the upstream.
+#[tokio::test]
+async fn a_clients_chunked_framing_errors_are_400_and_not_upstream_errors() {
+    let b = Backend::start("b").await;
+    let p = TestProxy::start(&routes(&[("app", "Host(`h.test`)", &[&b.url()])]), &[]).await;
+    for body in [
+        "+5\r\nhello\r\n0\r\n\r\n",
+        "0x5\r\nhello\r\n0\r\n\r\n",
+        "5\nhello\n0\n\n",
+        "5\r\nhello, world\r\n0\r\n\r\n",
+    ] {
+        let req = format!(
+            "POST /upload HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+        );
+        let reply = raw(p.addr, req.as_bytes(), WAIT).await;
+        assert_eq!(status(&reply), 400, "{body:?}: {reply}");
+    }
+    let (_, _, metrics) = get(p.admin, "admin", "/metrics").await;
+    let upstream_errors: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("wh_proxy_upstream_errors_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(upstream_errors, 0, "{metrics}");
+}
+
+/// Item 9: CONNECT was forwarded as `CONNECT /`; `*` went with any method; two Hosts were
+/// accepted; an absolute-form target lost to Host.
+#[tokio::test]
+async fn request_target_rules() {
+    let (a, b) = (Recorder::start(OK).await, Recorder::start(OK).await);
+    let doc = routes(&[("a", "Host(`a.test`)", &[&a.url()]), ("b", "Host(`b.test`)", &[&b.url()])]);
+    let p = TestProxy::start(&doc, &[]).await;
+    let connect =
+        raw(p.addr, b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n", WAIT).await;
+    assert_eq!(status(&connect), 405, "{connect}");
+    let star =
+        raw(p.addr, b"GET * HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", WAIT).await;
+    assert_eq!(status(&star), 400, "{star}");
+    let two = raw(p.addr, b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n", WAIT).await;
+    assert_eq!(status(&two), 400, "{two}");
+    assert!(a.heads().is_empty() && b.heads().is_empty(), "a refused target was forwarded");
+    let options =
+        raw(p.addr, b"OPTIONS * HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", WAIT).await;
+    assert_eq!(status(&options), 200, "{options}");
+    assert_eq!(a.request_line().as_deref(), Some("OPTIONS * HTTP/1.1"));
+    let absolute = raw(
+        p.addr,
+        b"GET http://b.test/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(status(&absolute), 200, "{absolute}");
+    assert_eq!(b.request_line().as_deref(), Some("GET /x HTTP/1.1"));
+    assert_eq!(b.last("host").as_deref(), Some("b.test"), "the target's authority wins");
+}
+
+/// Item 9 over HTTP/2: `:authority` wins over `host`, and cookies are joined for HTTP/1.1.
+#[tokio::test]
+async fn h2_authority_wins_and_cookies_are_joined() {
+    let (a, b) = (Recorder::start(OK).await, Recorder::start(OK).await);
+    let doc = routes(&[("a", "Host(`a.test`)", &[&a.url()]), ("b", "Host(`b.test`)", &[&b.url()])]);
+    let p = TestProxy::start(&doc, &[]).await;
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get("http://b.test/c")
+        .header("host", "a.test")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(a.heads().is_empty(), "routed by the host header");
+    assert_eq!(b.last("host").as_deref(), Some("b.test"));
+    assert_eq!(b.last("cookie").as_deref(), Some("a=1; b=2"));
+}
+
+/// Item 10: forwarding headers from a peer outside `--trusted-proxies` are removed.
+#[tokio::test]
+async fn forwarding_headers_from_untrusted_peers_are_removed() {
+    let b = Recorder::start(OK).await;
+    let p = TestProxy::start(&routes(&[("app", "Host(`h.test`)", &[&b.url()])]), &[]).await;
+    let names = [
+        "X-Forwarded-Prefix",
+        "X-Forwarded-Server",
+        "X-Forwarded-Uri",
+        "X-Forwarded-Scheme",
+        "X-Forwarded-Ssl",
+        "X-Original-URL",
+        "X-Rewrite-URL",
+        "X-Client-IP",
+        "Forwarded",
+    ];
+    let mut req = "GET / HTTP/1.1\r\nHost: h.test\r\nConnection: close\r\n".to_owned();
+    for n in names {
+        req.push_str(&format!("{n}: /admin\r\n"));
+    }
+    req.push_str("\r\n");
+    assert_eq!(status(&raw(p.addr, req.as_bytes(), WAIT).await), 200);
+    for n in names {
+        assert_eq!(b.last(n), None, "{n} from an untrusted peer reached the backend");
+    }
+    // A trusted proxy's are kept.
+    let p = TestProxy::start(
+        &routes(&[("app", "Host(`h.test`)", &[&b.url()])]),
+        &["--trusted-proxies", "127.0.0.1"],
+    )
+    .await;
+    assert_eq!(status(&raw(p.addr, req.as_bytes(), WAIT).await), 200);
+    assert_eq!(b.last("x-original-url").as_deref(), Some("/admin"));
+}
