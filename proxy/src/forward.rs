@@ -43,6 +43,9 @@ pub struct Proxy {
     pub https_port: Option<u16>,
     /// The certificate manager, when HTTPS is on (for `/certs` and metrics).
     pub certs: Option<Arc<crate::tls::manager::CertManager>>,
+    /// Every client connection and every tunnel of an upgraded one: the shutdown drain waits
+    /// for them.
+    pub tracker: tokio_util::task::TaskTracker,
 }
 
 /// Per accept loop: the listener's facts and its own upstream connection pool. Each accept loop
@@ -78,6 +81,7 @@ impl Proxy {
             encoded: crate::target::EncodedChars::default(),
             https_port: None,
             certs: None,
+            tracker: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -309,7 +313,7 @@ impl Proxy {
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(client_upgrade) = client_upgrade {
                             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+                            self.tracker.spawn(tunnel(client_upgrade, upstream_upgrade));
                         }
                         drop(lease); // the connection is the tunnel's now
                         let (parts, _) = resp.into_parts();

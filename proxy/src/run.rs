@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Settings, Source};
@@ -28,7 +28,6 @@ pub struct Running {
     pub proxy: Arc<Proxy>,
     pub applier: Arc<Applier>,
     stop: CancellationToken,
-    graceful: Arc<GracefulShutdown>,
     accept_loop: tokio::task::JoinHandle<()>,
     workers_done: CancellationToken,
     grace: std::time::Duration,
@@ -42,18 +41,21 @@ pub enum StartError {
     Config(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    /// Another process listens there (a second wh-proxy, a `wh dev`, nginx…).
+    #[error("cannot listen on {addr}: the address is in use by another process (a second wh-proxy or `wh dev` on the same port?)")]
+    InUse { addr: SocketAddr },
 }
 
 /// Starts everything; returns once the listeners are bound.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     // Bind first (so port 0 resolves and a taken port fails fast); accept only after the
     // certificates are loaded.
-    let http = bind_reuseport(settings.http_addr)?;
+    let http = bind(settings.http_addr)?;
     let http_addr = http
         .local_addr()
         .map_err(|source| StartError::Bind { addr: settings.http_addr, source })?;
     let https = match &settings.tls {
-        Some(t) => Some(bind_reuseport(t.https_addr)?),
+        Some(t) => Some(bind(t.https_addr)?),
         None => None,
     };
     let https_addr = match (&https, &settings.tls) {
@@ -147,32 +149,47 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         }
     }
 
-    let graceful = Arc::new(GracefulShutdown::new());
     let server_settings = ServerSettings {
         header_read_timeout: settings.header_timeout,
         max_header_bytes: settings.max_header_bytes,
         max_connections: settings.max_connections,
         idle_timeout: settings.idle_timeout,
     };
+    // One limit for the whole process, whichever thread accepts.
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
     // Thread per core: this runtime runs accept loop 0; every other thread gets its own
-    // single-threaded runtime and its own SO_REUSEPORT socket on the same address, so the kernel
-    // spreads connections and no request ever hops threads.
+    // single-threaded runtime accepting on a duplicate of the same socket, so no request ever
+    // hops threads. One socket, not one SO_REUSEPORT socket per thread: with SO_REUSEPORT a
+    // second process on the same port would start silently and take half the connections.
     let threads = settings
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let workers_done = CancellationToken::new();
-    for i in 1..threads {
-        let listener = bind_reuseport(http_addr)?;
-        let tls_listener = match https_addr {
-            Some(a) => Some(bind_reuseport(a)?),
+    let (http_std, https_std) = (
+        http.into_std().map_err(|source| StartError::Bind { addr: http_addr, source })?,
+        match https {
+            Some(l) => Some(
+                l.into_std()
+                    .map_err(|source| StartError::Bind { addr: settings.http_addr, source })?,
+            ),
             None => None,
+        },
+    );
+    for i in 1..threads {
+        let dup = |l: &std::net::TcpListener, addr| {
+            l.try_clone().map_err(|source| StartError::Bind { addr, source })
+        };
+        let listener = dup(&http_std, http_addr)?;
+        let tls_listener = match (&https_std, https_addr) {
+            (Some(l), Some(a)) => Some(dup(l, a)?),
+            _ => None,
         };
         let acceptor = tls_acceptor.clone();
-        let (proxy, settings, stop, graceful, done) = (
+        let (proxy, settings, stop, permits, done) = (
             proxy.clone(),
             server_settings.clone(),
             stop.clone(),
-            graceful.clone(),
+            permits.clone(),
             workers_done.clone(),
         );
         std::thread::Builder::new()
@@ -183,19 +200,24 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                     Err(e) => return tracing::error!(error = %e, "worker runtime failed to start"),
                 };
                 rt.block_on(async move {
+                    let (Ok(listener), tls_listener) = (
+                        TcpListener::from_std(listener),
+                        tls_listener.map(TcpListener::from_std).transpose(),
+                    ) else {
+                        return tracing::error!("worker cannot register its listener");
+                    };
+                    let tls_listener = tls_listener.ok().flatten();
                     let plain = server::serve(
                         listener,
                         proxy.clone(),
                         settings.clone(),
                         stop.clone(),
-                        graceful.clone(),
+                        permits.clone(),
                         None,
                     );
-                    // `secure` owns the last clones it needs and drops them when its loop ends
-                    // (at once without TLS): shutdown waits for every clone of `graceful`.
                     let secure = async move {
                         if let (Some(l), Some(a)) = (tls_listener, acceptor) {
-                            server::serve(l, proxy, settings, stop, graceful, Some(a)).await;
+                            server::serve(l, proxy, settings, stop, permits, Some(a)).await;
                         }
                     };
                     tokio::join!(plain, secure);
@@ -205,19 +227,22 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             })
             .map_err(|source| StartError::Bind { addr: http_addr, source })?;
     }
-    let tls_loop = match (https, tls_acceptor) {
-        (Some(l), Some(a)) => Some(tokio::spawn(server::serve(
-            l,
+    let reregister = |l: std::net::TcpListener, addr| {
+        TcpListener::from_std(l).map_err(|source| StartError::Bind { addr, source })
+    };
+    let http = reregister(http_std, http_addr)?;
+    let tls_loop = match (https_std, https_addr, tls_acceptor) {
+        (Some(l), Some(addr), Some(a)) => Some(tokio::spawn(server::serve(
+            reregister(l, addr)?,
             proxy.clone(),
             server_settings.clone(),
             stop.clone(),
-            graceful.clone(),
+            permits.clone(),
             Some(a),
         ))),
         _ => None,
     };
-    let plain =
-        server::serve(http, proxy.clone(), server_settings, stop.clone(), graceful.clone(), None);
+    let plain = server::serve(http, proxy.clone(), server_settings, stop.clone(), permits, None);
     let accept_loop = tokio::spawn(async move {
         plain.await;
         if let Some(t) = tls_loop {
@@ -232,42 +257,41 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         proxy,
         applier,
         stop,
-        graceful,
         accept_loop,
         workers_done,
         grace: settings.grace_period,
     })
 }
 
-/// A listening socket with SO_REUSEPORT, so each worker thread can have its own.
-fn bind_reuseport(addr: SocketAddr) -> Result<TcpListener, StartError> {
+/// The listening socket: SO_REUSEADDR (a restart need not wait for TIME_WAIT), never
+/// SO_REUSEPORT, so a port taken by another process is an error, not a silent share.
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     let err = |source| StartError::Bind { addr, source };
     let socket =
         if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(err)?;
     socket.set_reuseaddr(true).map_err(err)?;
-    socket.set_reuseport(true).map_err(err)?;
     socket.set_nodelay(true).map_err(err)?;
-    socket.bind(addr).map_err(err)?;
+    socket.bind(addr).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AddrInUse => StartError::InUse { addr },
+        _ => StartError::Bind { addr, source },
+    })?;
     socket.listen(4096).map_err(err)
 }
 
 impl Running {
-    /// Stops accepting, then waits up to the grace period for in-flight requests.
+    /// Stops accepting, asks every connection to close gracefully, then waits up to the grace
+    /// period for in-flight requests and upgraded connections.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        // Every accept loop holds a reference to `graceful` and drops it on cancel.
         let _ = self.accept_loop.await;
-        let mut graceful = self.graceful;
-        let graceful = loop {
-            match Arc::try_unwrap(graceful) {
-                Ok(g) => break g,
-                Err(still_shared) => graceful = still_shared,
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        };
-        tracing::info!(open_connections = graceful.count(), grace = ?self.grace, "draining");
-        if tokio::time::timeout(self.grace, graceful.shutdown()).await.is_err() {
-            tracing::warn!("grace period over; closing the remaining connections");
+        let tracker = &self.proxy.tracker;
+        tracker.close();
+        tracing::info!(open_connections = tracker.len(), grace = ?self.grace, "draining");
+        if tokio::time::timeout(self.grace, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                left = tracker.len(),
+                "grace period over; closing the remaining connections"
+            );
         }
         self.workers_done.cancel();
     }

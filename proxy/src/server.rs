@@ -1,5 +1,9 @@
-//! Accepting client connections: limits, protocol detection (HTTP/1.1 and h2c), header-read
-//! timeouts, and graceful shutdown.
+//! Accepting client connections: one connection limit for the whole process (upgraded
+//! connections count until they close), protocol detection (HTTP/1.1 and h2c), the deadlines
+//! of [`crate::conn`], and graceful shutdown: on stop, and for an HTTP/2 connection with no
+//! open stream for the idle timeout, a connection is closed with GOAWAY (HTTP/2) or after its
+//! current response (HTTP/1). Every connection task, and every tunnel of an upgraded one, is
+//! in the proxy's [`Proxy::tracker`], which the shutdown drain waits for.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,9 +13,8 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +30,7 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// Largest request header block; more is answered 431.
     pub max_header_bytes: usize,
-    /// Connections beyond this are closed on accept (and counted).
+    /// Connections beyond this are closed on accept (and counted); for the whole process.
     pub max_connections: usize,
     /// A keep-alive connection with no request in flight is closed after this.
     pub idle_timeout: Duration,
@@ -63,21 +66,35 @@ pub fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Accepts and serves connections on `listener` until `shutdown` fires; then stops accepting.
-/// With `tls`, every connection is a TLS handshake first (bounded by the header timeout).
-/// Every connection is watched by `graceful`, whose owner drains them.
+/// A connection's place under the process-wide limit, and its count in the open-connections
+/// gauge: held by the connection's socket, so an upgraded connection keeps it until its tunnel
+/// closes.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.metrics.open_connections.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Accepts and serves connections on `listener` until `shutdown` fires; then stops accepting
+/// and asks the connections to close gracefully. With `tls`, every connection is a TLS
+/// handshake first (bounded by the header timeout). `permits` is the process-wide connection
+/// limit, shared by every accept loop.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     settings: ServerSettings,
     shutdown: CancellationToken,
-    graceful: Arc<GracefulShutdown>,
+    permits: Arc<Semaphore>,
     tls: Option<TlsAcceptor>,
 ) {
     let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let facts = Arc::new(Listener::new(local, tls.is_some(), &ClientSettings::default()));
     let builder = Arc::new(builder(&settings));
-    let permits = Arc::new(Semaphore::new(settings.max_connections));
     let timeouts = Timeouts { header: settings.header_read_timeout, idle: settings.idle_timeout };
     loop {
         let (stream, peer_addr) = tokio::select! {
@@ -90,23 +107,23 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        proxy.metrics.open_connections.fetch_add(1, Relaxed);
+        let slot = Slot { _permit: permit, metrics: proxy.metrics.clone() };
         let conn = Conn {
             peer: Arc::new(Peer::new(peer_addr.ip(), proxy.trusted.contains(peer_addr.ip()))),
             proxy: proxy.clone(),
             facts: facts.clone(),
             builder: builder.clone(),
-            graceful: graceful.clone(),
+            shutdown: shutdown.clone(),
             timeouts,
         };
-        let metrics = proxy.metrics.clone();
-        metrics.open_connections.fetch_add(1, Relaxed);
         let tls = tls.clone();
-        tokio::spawn(async move {
+        proxy.tracker.spawn(async move {
             let result = match tls {
-                None => conn.serve(stream).await,
+                None => conn.serve(stream, slot).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(timeouts.header, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => conn.serve(tls_stream).await,
+                        Ok(Ok(tls_stream)) => conn.serve(tls_stream, slot).await,
                         Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
                         Err(_) => Err("TLS handshake timed out".into()),
                     }
@@ -115,8 +132,6 @@ pub async fn serve(
             if let Err(e) = result {
                 tracing::debug!(error = %e, peer = %peer_addr, "connection ended with an error");
             }
-            metrics.open_connections.fetch_sub(1, Relaxed);
-            drop(permit);
         });
     }
 }
@@ -127,24 +142,25 @@ struct Conn {
     proxy: Arc<Proxy>,
     facts: Arc<Listener>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    graceful: Arc<GracefulShutdown>,
+    shutdown: CancellationToken,
     timeouts: Timeouts,
 }
 
 impl Conn {
-    async fn serve<IO>(self, io: IO) -> Result<(), String>
+    async fn serve<IO>(self, io: IO, slot: Slot) -> Result<(), String>
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let state = Arc::new(ConnState::default());
-        let io = TimedIo::new(io, state.clone(), self.timeouts);
-        let Conn { peer, proxy, facts, .. } = self;
+        let io = TimedIo::new(io, state.clone(), self.timeouts).hold(slot);
+        let Conn { peer, proxy, facts, shutdown, .. } = self;
+        let service_state = state.clone();
         let service = service_fn(move |req| {
             let (proxy, peer, facts, state) =
-                (proxy.clone(), peer.clone(), facts.clone(), state.clone());
+                (proxy.clone(), peer.clone(), facts.clone(), service_state.clone());
             async move {
                 let guard = state.request_started();
-                let resp = if state.take_conflicting_framing() {
+                let resp = if guard.conflicting_framing() {
                     respond(&ProxyError::BadRequest("both Content-Length and Transfer-Encoding"))
                 } else {
                     proxy.handle(req, &peer, &facts).await
@@ -155,8 +171,13 @@ impl Conn {
                 Ok::<_, std::convert::Infallible>(resp.map(|body| Guarded::new(body, guard)))
             }
         });
-        let conn =
-            self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-        self.graceful.watch(conn).await.map_err(|e| e.to_string())
+        let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        let conn = conn.into_owned();
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => return result.map_err(|e| e.to_string()),
+            _ = state.closing(shutdown.cancelled()) => conn.as_mut().graceful_shutdown(),
+        }
+        conn.await.map_err(|e| e.to_string())
     }
 }

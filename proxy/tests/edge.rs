@@ -327,3 +327,284 @@ async fn forwarding_headers_from_untrusted_peers_are_removed() {
     assert_eq!(status(&raw(p.addr, req.as_bytes(), WAIT).await), 200);
     assert_eq!(b.last("x-original-url").as_deref(), Some("/admin"));
 }
+
+/// Reads until the peer closes (or errors); `None` if it is still open after `limit`.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const EMPTY_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+/// Item 3: connections that never sent a byte stayed open 90 s; an h2c client trickling its
+/// preface, or one HEADERS frame, was held as long.
+#[tokio::test]
+async fn every_connection_has_a_first_byte_and_header_deadline_in_both_protocols() {
+    let b = Backend::start("b").await;
+    let p = TestProxy::start(
+        &routes(&[("app", "Host(`h.test`)", &[&b.url()])]),
+        &["--header-timeout", "1s", "--idle-timeout", "60s"],
+    )
+    .await;
+    // Fifty silent connections.
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        silent.push(TcpStream::connect(p.addr).await.unwrap());
+    }
+    for (i, s) in silent.iter_mut().enumerate() {
+        assert!(
+            closed_within(s, Duration::from_secs(5)).await.is_some(),
+            "silent connection {i} still open"
+        );
+    }
+
+    // `PRI ` and then a byte every 200 ms: the preface is never complete in time.
+    let mut trickle = TcpStream::connect(p.addr).await.unwrap();
+    let dripper = tokio::spawn(async move {
+        trickle.write_all(b"PRI ").await.unwrap();
+        for &byte in &PREFACE[4..] {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if trickle.write_all(&[byte]).await.is_err() {
+                return (trickle, true);
+            }
+        }
+        (trickle, false)
+    });
+    let (mut trickle, cut) = dripper.await.unwrap();
+    assert!(
+        cut || closed_within(&mut trickle, Duration::from_secs(1)).await.is_some(),
+        "a trickled preface was held"
+    );
+
+    // A good preface, then one HEADERS frame a byte at a time.
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(PREFACE).await.unwrap();
+    s.write_all(EMPTY_SETTINGS).await.unwrap();
+    let mut frame = vec![0, 0, 40, 0x1, 0x4, 0, 0, 0, 1];
+    frame.extend(std::iter::repeat_n(0x82u8, 40));
+    let started = tokio::time::Instant::now();
+    let mut cut = false;
+    for byte in frame {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if s.write_all(&[byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+    }
+    assert!(
+        cut || closed_within(&mut s, Duration::from_secs(1)).await.is_some(),
+        "a trickled HEADERS frame was held for {:?}",
+        started.elapsed()
+    );
+}
+
+/// Records what a client reads, to look for frames in it afterwards.
+struct Tap {
+    inner: TcpStream,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl tokio::io::AsyncRead for Tap {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let new = buf.filled()[before..].to_vec();
+        self.seen.lock().unwrap().extend_from_slice(&new);
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Tap {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The types of the HTTP/2 frames in what a client read.
+fn frame_types(mut bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    while bytes.len() >= 9 {
+        let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
+        types.push(bytes[3]);
+        bytes = &bytes[(9 + len).min(bytes.len())..];
+    }
+    types
+}
+
+/// Item 4: a busy HTTP/2 connection was closed 90 s after its first idle moment, with no
+/// GOAWAY, while requests kept arriving. Idle is no open stream for the idle timeout, and the
+/// close is a GOAWAY.
+#[tokio::test]
+async fn a_busy_h2_connection_stays_and_an_idle_one_gets_goaway() {
+    let b = Backend::start("b").await;
+    let p = TestProxy::start(
+        &routes(&[("app", "Host(`h2.test`)", &[&b.url()])]),
+        &["--idle-timeout", "2s"],
+    )
+    .await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let tap = Tap { inner: TcpStream::connect(p.addr).await.unwrap(), seen: seen.clone() };
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tap),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    // Four seconds of a request every 500 ms: twice the idle timeout, never idle that long.
+    for i in 0..8 {
+        let req = hyper::Request::get("http://h2.test/")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(resp.status(), 200, "request {i}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Then idle: closed within the idle timeout and a little, with GOAWAY.
+    let ended = tokio::time::timeout(Duration::from_secs(6), conn).await;
+    assert!(ended.is_ok(), "an idle h2 connection was not closed");
+    let types = frame_types(&seen.lock().unwrap());
+    assert!(types.contains(&0x7), "closed without GOAWAY; frames: {types:?}");
+}
+
+/// Item 11: the Content-Length + Transfer-Encoding 400 applied only to the first head after
+/// an idle pause, not to one pipelined behind another.
+#[tokio::test]
+async fn a_pipelined_head_with_both_lengths_is_refused() {
+    let b = Recorder::start(OK).await;
+    let p = TestProxy::start(&routes(&[("app", "Host(`h.test`)", &[&b.url()])]), &[]).await;
+    let reply = raw(
+        p.addr,
+        b"POST /first HTTP/1.1\r\nHost: h.test\r\nContent-Length: 5\r\n\r\nhello\
+          POST /second HTTP/1.1\r\nHost: h.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+          0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h.test\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    let statuses: Vec<u16> = reply
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| reply[i + 9..i + 12].parse().ok())
+        .collect();
+    assert_eq!(statuses, [200, 400], "{reply}");
+    let lines: Vec<String> =
+        b.heads().iter().filter_map(|h| h.lines().next().map(str::to_owned)).collect();
+    assert_eq!(lines, ["POST /first HTTP/1.1"], "the pipelined CL+TE request reached the backend");
+}
+
+/// Item 5: `--max-connections` was counted per accept thread, and an upgraded connection
+/// left the count (and the shutdown drain) the moment it upgraded.
+#[tokio::test]
+async fn one_connection_limit_for_the_process_and_upgrades_count_and_are_drained() {
+    let b = Backend::start("b").await;
+    let doc = routes(&[("app", "Host(`h.test`)", &[&b.url()])]);
+    let p = TestProxy::start(&doc, &["--threads", "2", "--max-connections", "3"]).await;
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(TcpStream::connect(p.addr).await.unwrap());
+    }
+    let mut open = 0;
+    for s in held.iter_mut() {
+        if closed_within(s, Duration::from_millis(500)).await.is_none() {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 3, "a limit of 3 over 2 threads held {open}");
+    drop(held);
+
+    let mut p = TestProxy::start(&doc, &["--max-connections", "2", "--grace-period", "20s"]).await;
+    let mut ws = TcpStream::connect(p.addr).await.unwrap();
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: h.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 12];
+    ws.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    let mut rest = Vec::new();
+    while !rest.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        ws.read_exact(&mut byte).await.unwrap();
+        rest.push(byte[0]);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, _, metrics) = get(p.admin, "admin", "/metrics").await;
+    assert!(
+        metrics.contains("wh_proxy_open_connections 1"),
+        "the tunnel is not counted: {metrics}"
+    );
+    let mut second = TcpStream::connect(p.addr).await.unwrap();
+    let mut third = TcpStream::connect(p.addr).await.unwrap();
+    assert!(closed_within(&mut second, Duration::from_millis(500)).await.is_none());
+    assert!(
+        closed_within(&mut third, Duration::from_secs(2)).await.is_some(),
+        "a third connection beside the tunnel was let in"
+    );
+    drop((second, third));
+
+    // The drain waits for the tunnel, which keeps working meanwhile, and ends when it closes.
+    let running = p.running.take().unwrap();
+    let drain = tokio::spawn(running.shutdown());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!drain.is_finished(), "the drain did not wait for the tunnel");
+    ws.write_all(b"still here").await.unwrap();
+    let mut echo = [0u8; 10];
+    tokio::time::timeout(Duration::from_secs(2), ws.read_exact(&mut echo)).await.unwrap().unwrap();
+    assert_eq!(&echo, b"still here");
+    drop(ws);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), drain).await.is_ok(),
+        "the drain did not end when the tunnel closed"
+    );
+}
+
+/// Item 12: with SO_REUSEPORT a second proxy on the same port started silently and took half
+/// the connections.
+#[tokio::test]
+async fn a_second_process_on_the_same_port_fails_to_start() {
+    let b = Backend::start("b").await;
+    let doc = routes(&[("app", "Host(`h.test`)", &[&b.url()])]);
+    let first = TestProxy::start(&doc, &["--threads", "2"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("routes.json"), &doc).unwrap();
+    let mut s =
+        settings(&dir.path().join("routes.json"), &dir.path().join("state"), &["--threads", "2"]);
+    s.http_addr = first.addr;
+    match wh_proxy::run::start(s).await {
+        Err(e @ wh_proxy::run::StartError::InUse { .. }) => {
+            assert!(e.to_string().contains("in use"), "{e}");
+        }
+        Err(e) => panic!("not the in-use error: {e}"),
+        Ok(_) => panic!("a second proxy started on a port in use"),
+    }
+    assert_eq!(get(first.addr, "h.test", "/").await.0, 200);
+}

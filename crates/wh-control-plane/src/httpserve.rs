@@ -22,7 +22,6 @@ use axum::Router;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -98,7 +97,6 @@ pub async fn serve(
     builder.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(128);
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let per_ip = Arc::new(PerIp::default());
     let timeouts = Timeouts { header: limits.header_read, idle: limits.idle };
@@ -121,13 +119,14 @@ pub async fn serve(
         let state = Arc::new(ConnState::default());
         let io = TimedIo::new(stream, state.clone(), timeouts);
         let router = router.clone();
+        let service_state = state.clone();
         let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            let (router, state) = (router.clone(), state.clone());
+            let (router, state) = (router.clone(), service_state.clone());
             req.extensions_mut().insert(ConnectInfo(peer));
             let req = req.map(|b| axum::body::Body::new(IdleBody::new(b, limits.body_idle)));
             async move {
                 let guard = state.request_started();
-                let resp = if state.take_conflicting_framing() {
+                let resp = if guard.conflicting_framing() {
                     use axum::response::IntoResponse;
                     crate::api::ApiError::BadRequest(
                         "both Content-Length and Transfer-Encoding".into(),
@@ -146,16 +145,25 @@ pub async fn serve(
             }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-        let watched = graceful.watch(conn);
+        let closing = stop.clone();
         conns.spawn(async move {
-            if let Err(e) = watched.await {
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                _ = state.closing(closing.cancelled()) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop((permit, slot));
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain, graceful.shutdown()).await.is_err() {
+    let drained = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.drain, drained).await.is_err() {
         tracing::warn!(
             open = conns.len(),
             "requests still running after the {:?} drain; closing them",

@@ -10,9 +10,15 @@
 //! `rateLimited`). A budget keeps us inside Let's Encrypt's limits: at most 300 new orders per
 //! account per 3 hours and 5 failed validations per host per hour. Backoff and budget are
 //! persisted in `<state>/acme/hosts.json`, so a restart does not retry early. Hosts that left the
-//! table are never renewed; their files are deleted once the certificate has expired.
+//! table are never renewed; their files are deleted once the certificate has expired, and
+//! their backoff state is forgotten once it no longer defers anything (so memory follows the
+//! table, and a host that leaves and comes back within its backoff still waits).
+//!
+//! Nothing here blocks the runtime that accepts connections: the state file is serialised
+//! under the lock but written and fsynced on the blocking pool, newest snapshot last; ARI
+//! look-ups run concurrently (at most [`ARI_CONCURRENCY`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,6 +42,8 @@ const ORDER_WINDOW: i64 = 3 * 3600;
 /// Let's Encrypt: 5 failed validations per hostname per hour.
 const FAILED_VALIDATION_BUDGET: usize = 5;
 const FAILED_VALIDATION_WINDOW: i64 = 3600;
+/// ARI look-ups in flight at once.
+pub const ARI_CONCURRENCY: usize = 8;
 
 /// Per-host order state, persisted.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -56,6 +64,29 @@ struct Persisted {
     orders: Vec<i64>,
 }
 
+/// A serialised [`Persisted`], numbered in the order it was taken.
+struct Snapshot {
+    number: u64,
+    bytes: Vec<u8>,
+}
+
+fn save_blocking(path: &std::path::Path, written: &Mutex<u64>, snapshot: Snapshot) {
+    let mut last = written.lock().unwrap_or_else(|e| e.into_inner());
+    if snapshot.number <= *last {
+        return;
+    }
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        super::store::write_private(path, &snapshot.bytes)
+    };
+    match write() {
+        Ok(()) => *last = snapshot.number,
+        Err(e) => tracing::error!(error = %e, "cannot persist ACME backoff state"),
+    }
+}
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct TlsMetrics {
@@ -74,7 +105,10 @@ pub struct CertManager {
     settings: AcmeSettings,
     acme: OnceCell<AcmeClient>,
     state: Mutex<Persisted>,
-    wanted: Mutex<Vec<String>>,
+    /// Snapshots of `state` taken so far, and the newest one written (see [`Snapshot`]).
+    snapshots: AtomicU64,
+    written: Arc<Mutex<u64>>,
+    wanted: Mutex<Arc<BTreeSet<String>>>,
     ordering: Mutex<HashSet<String>>,
     /// ARI: host → (renew from, ask again after), Unix seconds.
     ari: Mutex<BTreeMap<String, (i64, i64)>>,
@@ -102,7 +136,9 @@ impl CertManager {
             settings,
             acme: OnceCell::new(),
             state: Mutex::new(state),
-            wanted: Mutex::new(Vec::new()),
+            snapshots: AtomicU64::new(0),
+            written: Arc::new(Mutex::new(0)),
+            wanted: Mutex::new(Arc::new(BTreeSet::new())),
             ordering: Mutex::new(HashSet::new()),
             ari: Mutex::new(BTreeMap::new()),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
@@ -112,9 +148,8 @@ impl CertManager {
 
     /// The hosts of `table` that should have certificates.
     pub fn set_table(&self, table: &Table) {
-        let mut hosts: Vec<String> = table.tls_hosts().map(str::to_owned).collect();
-        hosts.sort();
-        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = hosts;
+        let hosts: BTreeSet<String> = table.tls_hosts().map(str::to_owned).collect();
+        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(hosts);
         self.poke.notify_one();
     }
 
@@ -136,31 +171,47 @@ impl CertManager {
     }
 
     async fn reconcile(self: &Arc<Self>) {
+        use futures_util::StreamExt as _;
         let now = self.clock.now();
         let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let wildcard = self.store.wildcard_suffix();
-        for host in &wanted {
-            if wildcard.as_deref().is_some_and(|s| covers(s, host)) {
+        // Which hosts are due: no certificate, a third of its lifetime left, or (asked of the
+        // CA, several hosts at a time) inside the ARI renewal window.
+        let mut due = Vec::new();
+        let mut ask_ari = Vec::new();
+        for host in wanted.iter() {
+            if wildcard.as_deref().is_some_and(|s| covers(s, host))
+                || self.ordering.lock().unwrap_or_else(|e| e.into_inner()).contains(host)
+            {
                 continue;
             }
-            if self.ordering.lock().unwrap_or_else(|e| e.into_inner()).contains(host) {
-                continue;
-            }
-            let existing = self.store.get(host);
-            let renewal = existing.is_some();
-            let due = match &existing {
-                None => true,
+            match self.store.get(host) {
+                None => due.push((host.clone(), false)),
                 Some(cert) => {
                     let third = (cert.not_after - cert.not_before) / 3;
-                    now >= cert.not_after - third || self.ari_due(host, &cert.leaf_der, now).await
+                    if now >= cert.not_after - third {
+                        due.push((host.clone(), true));
+                    } else {
+                        ask_ari.push((host.clone(), cert));
+                    }
                 }
-            };
-            if !due || !self.may_order(host, now) {
+            }
+        }
+        let by_ari: Vec<(String, bool)> = futures_util::stream::iter(ask_ari)
+            .map(|(host, cert): (String, _)| async move {
+                let renew = self.ari_due(&host, &cert.leaf_der, now).await;
+                (host, renew)
+            })
+            .buffer_unordered(ARI_CONCURRENCY)
+            .collect()
+            .await;
+        due.extend(by_ari.into_iter().filter(|(_, renew)| *renew).map(|(h, _)| (h, true)));
+        for (host, renewal) in due {
+            if !self.may_order(&host, now) {
                 continue;
             }
             self.ordering.lock().unwrap_or_else(|e| e.into_inner()).insert(host.clone());
             let me = self.clone();
-            let host = host.clone();
             tokio::spawn(async move {
                 let Ok(_permit) = me.permits.clone().acquire_owned().await else { return };
                 me.order(&host, renewal).await;
@@ -169,10 +220,24 @@ impl CertManager {
         }
         // Certificates of hosts that left the table: kept until they expire, then deleted.
         for (host, cert) in self.store.hosts() {
-            if cert.not_after < now && !wanted.iter().any(|w| **w == *host) {
+            if cert.not_after < now && !wanted.contains(&*host) {
                 tracing::info!(%host, "removing the expired certificate of a host no longer routed");
                 self.store.remove(&host);
             }
+        }
+        // State of hosts that left: forgotten once it defers nothing.
+        let snapshot = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let before = st.hosts.len();
+            st.hosts.retain(|host, h| {
+                h.failed_validations.retain(|t| now - t < FAILED_VALIDATION_WINDOW);
+                wanted.contains(host) || h.next_attempt > now || !h.failed_validations.is_empty()
+            });
+            (st.hosts.len() != before).then(|| self.snapshot(&st))
+        };
+        self.ari.lock().unwrap_or_else(|e| e.into_inner()).retain(|host, _| wanted.contains(host));
+        if let Some(snapshot) = snapshot {
+            self.save(snapshot).await;
         }
     }
 
@@ -181,12 +246,17 @@ impl CertManager {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.orders.retain(|t| now - t < ORDER_WINDOW);
         let over_budget = st.orders.len() >= ORDER_BUDGET;
-        let h = st.hosts.entry(host.to_owned()).or_default();
-        h.failed_validations.retain(|t| now - t < FAILED_VALIDATION_WINDOW);
-        if h.next_attempt > now {
+        let (waiting, failed) = match st.hosts.get_mut(host) {
+            Some(h) => {
+                h.failed_validations.retain(|t| now - t < FAILED_VALIDATION_WINDOW);
+                (h.next_attempt > now, h.failed_validations.len())
+            }
+            None => (false, 0),
+        };
+        if waiting {
             return false;
         }
-        if over_budget || h.failed_validations.len() >= FAILED_VALIDATION_BUDGET {
+        if over_budget || failed >= FAILED_VALIDATION_BUDGET {
             self.metrics.orders_deferred_by_budget.fetch_add(1, Relaxed);
             return false;
         }
@@ -215,12 +285,12 @@ impl CertManager {
                 validation_failed: false,
             })
         });
-        {
+        let snapshot = {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let h = st.hosts.entry(host.to_owned()).or_default();
             match &installed {
                 Ok(cert) => {
-                    *h = HostState::default();
+                    st.hosts.remove(host);
                     self.metrics.orders_ok.fetch_add(1, Relaxed);
                     if renewal {
                         self.metrics.renewals.fetch_add(1, Relaxed);
@@ -243,8 +313,9 @@ impl CertManager {
                 }
             }
             self.ari.lock().unwrap_or_else(|e| e.into_inner()).remove(host);
-            self.persist(&st);
-        }
+            self.snapshot(&st)
+        };
+        self.save(snapshot).await;
     }
 
     /// Asks the CA's renewal information (cached until its Retry-After) whether to renew now.
@@ -278,18 +349,25 @@ impl CertManager {
         }
     }
 
-    fn persist(&self, st: &Persisted) {
-        let path = self.settings.state_dir.join("acme").join("hosts.json");
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(path.parent().unwrap_or(&self.settings.state_dir))?;
-            super::store::write_private(
-                &path,
-                &serde_json::to_vec(st).map_err(std::io::Error::other)?,
-            )
-        };
-        if let Err(e) = write() {
-            tracing::error!(error = %e, "cannot persist ACME backoff state");
+    /// The state, serialised (under the lock: cheap, no I/O).
+    fn snapshot(&self, st: &Persisted) -> Snapshot {
+        Snapshot {
+            number: self.snapshots.fetch_add(1, Relaxed) + 1,
+            bytes: serde_json::to_vec(st).unwrap_or_default(),
         }
+    }
+
+    /// Writes and fsyncs `snapshot` on the blocking pool; an older snapshot never overwrites a
+    /// newer one.
+    async fn save(&self, snapshot: Snapshot) {
+        let path = self.settings.state_dir.join("acme").join("hosts.json");
+        let written = self.written.clone();
+        let _ = tokio::task::spawn_blocking(move || save_blocking(&path, &written, snapshot)).await;
+    }
+
+    /// How many hosts have order state (backoff, failed validations).
+    pub fn tracked_hosts(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).hosts.len()
     }
 
     /// `/certs`: every wanted or stored host with expiry, state and last error.
@@ -298,7 +376,7 @@ impl CertManager {
         let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let ordering = self.ordering.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut hosts: Vec<String> = wanted.clone();
+        let mut hosts: Vec<String> = wanted.iter().cloned().collect();
         hosts.extend(self.store.hosts().into_iter().map(|(h, _)| h.to_string()));
         hosts.sort();
         hosts.dedup();
@@ -410,7 +488,7 @@ mod tests {
         let (m, _dir) = manager();
         let now = m.clock.now();
         assert!(m.may_order("a.test", now));
-        m.state.lock().unwrap().hosts.get_mut("a.test").unwrap().failed_validations =
+        m.state.lock().unwrap().hosts.entry("a.test".into()).or_default().failed_validations =
             vec![now - 10; FAILED_VALIDATION_BUDGET];
         assert!(!m.may_order("a.test", now), "5 failed validations in the last hour must defer");
         assert!(
@@ -424,6 +502,40 @@ mod tests {
         assert!(m.metrics.orders_deferred_by_budget.load(Relaxed) >= 2);
     }
 
+    /// Issue 13, item 13: the state of every host ever checked was kept forever (and each
+    /// check created an entry).
+    #[tokio::test]
+    async fn the_state_of_hosts_that_left_is_pruned_once_it_defers_nothing() {
+        let (m, dir) = manager();
+        let m = Arc::new(m);
+        let now = m.clock.now();
+        let later =
+            |secs| HostState { failures: 1, next_attempt: now + secs, ..HostState::default() };
+        {
+            let mut st = m.state.lock().unwrap();
+            st.hosts.insert("routed.test".into(), later(100));
+            st.hosts.insert("left-waiting.test".into(), later(100));
+            st.hosts.insert("left-done.test".into(), later(-1));
+        }
+        *m.wanted.lock().unwrap() = Arc::new(BTreeSet::from(["routed.test".to_owned()]));
+        m.reconcile().await;
+        let mut kept: Vec<String> = m.state.lock().unwrap().hosts.keys().cloned().collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            ["left-waiting.test", "routed.test"],
+            "a departed host whose backoff is over stayed"
+        );
+        let file = std::fs::read_to_string(dir.path().join("acme/hosts.json")).unwrap();
+        assert!(!file.contains("left-done.test"), "{file}");
+        // Its backoff over, the departed host goes too; a check alone adds nothing.
+        m.clock.advance(Duration::from_secs(200));
+        assert!(m.may_order("never-failed.test", m.clock.now()));
+        *m.wanted.lock().unwrap() = Arc::new(BTreeSet::new());
+        m.reconcile().await;
+        assert_eq!(m.tracked_hosts(), 0);
+    }
+
     #[test]
     fn backoff_is_respected_and_survives_a_restart() {
         let (m, dir) = manager();
@@ -434,7 +546,8 @@ mod tests {
                 "c.test".into(),
                 HostState { failures: 3, next_attempt: now + 240, ..HostState::default() },
             );
-            m.persist(&st);
+            let snapshot = m.snapshot(&st);
+            save_blocking(&dir.path().join("acme/hosts.json"), &m.written, snapshot);
         }
         assert!(!m.may_order("c.test", now));
         let settings = AcmeSettings {

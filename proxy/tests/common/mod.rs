@@ -196,11 +196,12 @@ pub fn settings(routes_file: &Path, state_dir: &Path, extra: &[&str]) -> Setting
         "127.0.0.1:0".into(),
         "--access-log".into(),
         "off".into(),
-        "--threads".into(),
-        "1".into(),
         "--https-addr".into(),
         "off".into(),
     ];
+    if !extra.contains(&"--threads") {
+        args.extend(["--threads".into(), "1".into()]);
+    }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     use clap::Parser;
     Settings::from_args(Args::try_parse_from(args).unwrap()).unwrap()
