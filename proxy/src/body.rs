@@ -18,7 +18,7 @@ pin_project_lite::pin_project! {
     /// Body sent to an upstream.
     #[project = ReqBodyProj]
     pub enum ReqBody {
-        Incoming { #[pin] body: Incoming },
+        Incoming { #[pin] body: wh_http::body::IdleBody<Incoming>, slot: Option<wh_http::conn::BodySlot> },
         Empty,
     }
 }
@@ -32,9 +32,19 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// A client's body failed: it broke its framing (hyper's error) or stopped sending.
+pub type ClientBodyError = wh_http::body::BodyError<hyper::Error>;
+
 impl ReqBody {
-    pub fn incoming(body: Incoming) -> Self {
-        ReqBody::Incoming { body }
+    /// The client's body, cut when no byte arrives for `idle` (no total deadline: a long
+    /// upload that keeps moving is never cut). `slot` is its place among the connection's
+    /// bodies in progress, freed when the body is done with.
+    pub fn incoming(
+        body: Incoming,
+        idle: std::time::Duration,
+        slot: Option<wh_http::conn::BodySlot>,
+    ) -> Self {
+        ReqBody::Incoming { body: wh_http::body::IdleBody::new(body, idle), slot }
     }
 }
 
@@ -73,28 +83,28 @@ impl RespBody {
 
 impl Body for ReqBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         match self.project() {
-            ReqBodyProj::Incoming { body } => body.poll_frame(cx),
+            ReqBodyProj::Incoming { body, .. } => body.poll_frame(cx),
             ReqBodyProj::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ReqBody::Incoming { body } => body.is_end_stream(),
+            ReqBody::Incoming { body, .. } => body.is_end_stream(),
             ReqBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ReqBody::Incoming { body } => body.size_hint(),
+            ReqBody::Incoming { body, .. } => body.size_hint(),
             ReqBody::Empty => SizeHint::with_exact(0),
         }
     }

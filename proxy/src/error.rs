@@ -14,6 +14,12 @@ pub enum ProxyError {
     /// Downstream: the request is malformed; the connection is closed after answering.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Downstream: the request body stopped arriving for the body idle timeout.
+    #[error("request body timed out")]
+    ClientTimeout,
+    /// Downstream: too many requests with bodies in progress on one HTTP/2 connection.
+    #[error("too many request bodies in progress on this connection")]
+    TooManyBodies,
     /// Downstream: a method the proxy does not forward (CONNECT).
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -44,6 +50,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::TooManyBodies => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoHealthyServer => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
@@ -59,6 +67,8 @@ pub fn respond(err: &ProxyError) -> Response<RespBody> {
     let text = match err {
         ProxyError::BadRequest(why) => why,
         ProxyError::MethodNotAllowed => "method not allowed",
+        ProxyError::ClientTimeout => "request body timed out",
+        ProxyError::TooManyBodies => "too many request bodies in progress on this connection",
         ProxyError::NoRoute => "404 page not found",
         ProxyError::NoHealthyServer => "no server is available for this app right now",
         ProxyError::UpstreamUnreachable(_) => "bad gateway",
@@ -74,7 +84,7 @@ pub fn respond(err: &ProxyError) -> Response<RespBody> {
             h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
         }
         // What follows a malformed request (or a CONNECT's tunnel bytes) is not a request.
-        ProxyError::BadRequest(_) | ProxyError::MethodNotAllowed => {
+        ProxyError::BadRequest(_) | ProxyError::MethodNotAllowed | ProxyError::ClientTimeout => {
             h.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         _ => {}

@@ -46,6 +46,8 @@ pub struct Proxy {
     /// Every client connection and every tunnel of an upgraded one: the shutdown drain waits
     /// for them.
     pub tracker: tokio_util::task::TaskTracker,
+    /// A request body that sends nothing for this long is cut (408).
+    pub body_idle: std::time::Duration,
 }
 
 /// Per accept loop: the listener's facts and its own upstream connection pool. Each accept loop
@@ -82,15 +84,18 @@ impl Proxy {
             https_port: None,
             certs: None,
             tracker: tokio_util::task::TaskTracker::new(),
+            body_idle: std::time::Duration::from_secs(60),
         }
     }
 
-    /// Serves one request from `peer` arriving on `listener`.
+    /// Serves one request from `peer` arriving on `listener`; `slot` is its place among its
+    /// connection's request bodies in progress (HTTP/2), held until its body is sent.
     pub async fn handle(
         &self,
         mut req: Request<Incoming>,
         peer: &Peer,
         listener: &Listener,
+        slot: Option<wh_http::conn::BodySlot>,
     ) -> Response<RespBody> {
         let started = Instant::now();
         let table = self.table.load_full();
@@ -125,7 +130,7 @@ impl Proxy {
             }
             (Ok((_, forward_host)), Some(route)) => {
                 let (resp, upstream) =
-                    match self.forward(req, forward_host, route, peer, listener).await {
+                    match self.forward(req, forward_host, route, peer, listener, slot).await {
                         Ok(ok) => ok,
                         Err(e) => {
                             if e.is_upstream() {
@@ -222,6 +227,7 @@ impl Proxy {
         route: &Route,
         peer: &Peer,
         listener: &Listener,
+        slot: Option<wh_http::conn::BodySlot>,
     ) -> Result<(Response<RespBody>, Option<usize>), ProxyError> {
         if req.headers().contains_key(header::TRANSFER_ENCODING)
             && req.headers().contains_key(header::CONTENT_LENGTH)
@@ -281,7 +287,11 @@ impl Proxy {
         let replayable = bodyless && parts.method.is_idempotent();
         let retry_parts = (bodyless && service.servers.len() > 1)
             .then(|| (parts.method.clone(), parts.headers.clone()));
-        let mut body = Some(if bodyless { ReqBody::Empty } else { ReqBody::incoming(body) });
+        let mut body = Some(if bodyless {
+            ReqBody::Empty
+        } else {
+            ReqBody::incoming(body, self.body_idle, slot)
+        });
         parts.version = Version::HTTP_11;
 
         // Origin-form: the connection already says which server.
@@ -310,6 +320,14 @@ impl Proxy {
                 Err(_) => return Err(ProxyError::UpstreamTimeout),
                 Ok(Ok((mut resp, lease))) => {
                     server.health.record_success();
+                    // hyper's read buffer bounds a head only to about twice its size.
+                    let head: usize =
+                        resp.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+                    if head > listener.pool.max_response_header_bytes() {
+                        return Err(ProxyError::UpstreamUnreachable(format!(
+                            "response header block of {head} bytes"
+                        )));
+                    }
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(client_upgrade) = client_upgrade {
                             let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -347,8 +365,12 @@ impl Proxy {
                     });
                 }
                 Ok(Err(SendError::Request(e))) => {
-                    if client_body_failed(&e) {
-                        return Err(ProxyError::BadRequest("malformed request body"));
+                    match client_body_failed(&e) {
+                        Some(wh_http::body::BodyError::Idle(_)) => {
+                            return Err(ProxyError::ClientTimeout)
+                        }
+                        Some(_) => return Err(ProxyError::BadRequest("malformed request body")),
+                        None => {}
                     }
                     if error_chain_has(&e, std::io::ErrorKind::TimedOut) {
                         return Err(ProxyError::UpstreamTimeout);
@@ -411,11 +433,14 @@ async fn send(
 }
 
 /// The request failed because the client's own body did (bad chunked framing, more bytes
-/// than declared, the client gone): hyper reports the body's error, itself a hyper error of the
-/// client connection, as a user error. The client's fault, never the upstream's.
-fn client_body_failed(e: &hyper::Error) -> bool {
+/// than declared, the client gone, or silent past the body idle timeout): hyper reports the
+/// body's error as a user error. The client's fault, never the upstream's.
+fn client_body_failed(e: &hyper::Error) -> Option<&crate::body::ClientBodyError> {
     use std::error::Error as _;
-    e.is_user() && e.source().is_some_and(|s| s.downcast_ref::<hyper::Error>().is_some())
+    if !e.is_user() {
+        return None;
+    }
+    e.source()?.downcast_ref::<crate::body::ClientBodyError>()
 }
 
 fn path_error_text(e: crate::target::PathError) -> &'static str {

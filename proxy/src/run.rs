@@ -75,6 +75,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let mut proxy = Proxy::new(metrics, settings.trusted.clone(), settings.access_log);
     proxy.https_port = https_addr.map(|a| a.port());
     proxy.encoded = settings.encoded_chars;
+    proxy.body_idle = settings.body_idle_timeout;
     let certs = settings.tls.as_ref().map(|t| {
         let store = Arc::new(CertStore::new(&settings.state_dir));
         let loaded = store.load_from_disk();

@@ -23,6 +23,10 @@ use crate::error::{respond, ProxyError};
 use crate::forward::{ClientSettings, Listener, Proxy};
 use crate::headers::Peer;
 
+/// Requests of one HTTP/2 connection whose bodies may be in progress at once (of its 256
+/// streams); more answer 429. Each holds an upstream request open.
+pub const MAX_BODIES_IN_PROGRESS: u32 = 32;
+
 /// Connection-level limits.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -155,15 +159,21 @@ impl Conn {
         let io = TimedIo::new(io, state.clone(), self.timeouts).hold(slot);
         let Conn { peer, proxy, facts, shutdown, .. } = self;
         let service_state = state.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let (proxy, peer, facts, state) =
                 (proxy.clone(), peer.clone(), facts.clone(), service_state.clone());
             async move {
                 let guard = state.request_started();
+                use http_body::Body as _;
                 let resp = if guard.conflicting_framing() {
                     respond(&ProxyError::BadRequest("both Content-Length and Transfer-Encoding"))
+                } else if req.version() == http::Version::HTTP_2 && !req.body().is_end_stream() {
+                    match state.body_slot(MAX_BODIES_IN_PROGRESS) {
+                        Some(slot) => proxy.handle(req, &peer, &facts, Some(slot)).await,
+                        None => respond(&ProxyError::TooManyBodies),
+                    }
                 } else {
-                    proxy.handle(req, &peer, &facts).await
+                    proxy.handle(req, &peer, &facts, None).await
                 };
                 if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                     state.mark_upgraded();

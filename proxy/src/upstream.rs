@@ -38,6 +38,9 @@ pub struct ClientSettings {
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_idle_per_host: usize,
+    /// Largest upstream response header block (as the request side's limit); a larger one
+    /// is a 502.
+    pub max_response_header_bytes: usize,
 }
 
 impl Default for ClientSettings {
@@ -46,6 +49,7 @@ impl Default for ClientSettings {
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(90),
             max_idle_per_host: 1024,
+            max_response_header_bytes: 64 * 1024,
         }
     }
 }
@@ -137,6 +141,11 @@ pub struct Lease {
 }
 
 impl Pool {
+    /// The largest response header block accepted from an upstream.
+    pub fn max_response_header_bytes(&self) -> usize {
+        self.settings.max_response_header_bytes
+    }
+
     pub fn new(settings: ClientSettings) -> Arc<Pool> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         Arc::new(Pool { id: NEXT.fetch_add(1, Relaxed), settings })
@@ -174,7 +183,10 @@ impl Pool {
             .await
             .map_err(|_| ConnectError::Timeout)??;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
+        let (sender, conn) = http1::Builder::new()
+            .max_buf_size(self.settings.max_response_header_bytes.max(8192))
+            .handshake(TokioIo::new(stream))
+            .await?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");

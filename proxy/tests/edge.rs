@@ -608,3 +608,78 @@ async fn a_second_process_on_the_same_port_fails_to_start() {
     }
     assert_eq!(get(first.addr, "h.test", "/").await.0, 200);
 }
+
+/// A request body that never sends anything.
+struct Stalled;
+
+impl http_body::Body for Stalled {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+/// Measured and bounded: one h2 connection held 256 upstream requests with bodies pending for
+/// 60 s each. Now at most `MAX_BODIES_IN_PROGRESS` per connection (more answer 429), and a body
+/// that sends nothing for the body idle timeout is cut (408).
+#[tokio::test]
+async fn an_h2_connection_cannot_hold_many_stalled_bodies_and_a_stalled_body_is_cut() {
+    let b = Backend::start("b").await;
+    let p = TestProxy::start(
+        &routes(&[("app", "Host(`h2.test`)", &[&b.url()])]),
+        &["--body-idle-timeout", "1s"],
+    )
+    .await;
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let cap = wh_proxy::server::MAX_BODIES_IN_PROGRESS as usize;
+    let mut streams = tokio::task::JoinSet::new();
+    for _ in 0..cap * 2 {
+        let mut send = send.clone();
+        streams.spawn(async move {
+            let req = hyper::Request::post("http://h2.test/upload").body(Stalled).unwrap();
+            let started = tokio::time::Instant::now();
+            let status = send.send_request(req).await.map(|r| r.status().as_u16()).unwrap_or(0);
+            (status, started.elapsed())
+        });
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    while let Some(r) = tokio::time::timeout(Duration::from_secs(20), streams.join_next())
+        .await
+        .expect("a stalled stream was held past the body idle timeout")
+    {
+        let (status, took) = r.unwrap();
+        assert!(took < Duration::from_secs(10), "a stream took {took:?}");
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.get(&429), Some(&cap), "{statuses:?}");
+    assert_eq!(statuses.get(&408), Some(&cap), "{statuses:?}");
+    assert_eq!(b.hits.load(std::sync::atomic::Ordering::Relaxed), cap as u64);
+}
+
+/// Measured and bounded: an upstream response header block of 100 KiB was forwarded.
+#[tokio::test]
+async fn an_upstream_response_head_over_the_limit_is_a_502() {
+    let big: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok",
+            "b".repeat(100 * 1024)
+        )
+        .into_boxed_str(),
+    );
+    let b = Recorder::start(big).await;
+    let p = TestProxy::start(&routes(&[("app", "Host(`h.test`)", &[&b.url()])]), &[]).await;
+    let (status, headers, _) = get(p.addr, "h.test", "/").await;
+    assert_eq!(status, 502);
+    assert!(headers.get("x-big").is_none());
+}

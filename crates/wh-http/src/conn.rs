@@ -53,6 +53,8 @@ pub struct ConnState {
     /// The connection was upgraded (WebSocket): no more deadlines, it may idle as long as it likes.
     upgraded: AtomicBool,
     idle: Notify,
+    /// Requests whose body is still arriving ([`ConnState::body_slot`]).
+    bodies: AtomicU32,
 }
 
 impl Default for ConnState {
@@ -65,6 +67,7 @@ impl Default for ConnState {
             first_conflict: AtomicU32::new(NONE),
             upgraded: AtomicBool::new(false),
             idle: Notify::new(),
+            bodies: AtomicU32::new(0),
         }
     }
 }
@@ -81,6 +84,21 @@ impl ConnState {
     /// The connection is being handed to an upgrade; stop applying HTTP deadlines.
     pub fn mark_upgraded(&self) {
         self.upgraded.store(true, Relaxed);
+    }
+
+    /// A place for one more request with a body in progress, if fewer than `cap` have one:
+    /// an HTTP/2 client could otherwise open every stream it may and never finish a body.
+    pub fn body_slot(self: &Arc<Self>, cap: u32) -> Option<BodySlot> {
+        let mut n = self.bodies.load(Relaxed);
+        loop {
+            if n >= cap {
+                return None;
+            }
+            match self.bodies.compare_exchange_weak(n, n + 1, Relaxed, Relaxed) {
+                Ok(_) => return Some(BodySlot(self.clone())),
+                Err(now) => n = now,
+            }
+        }
     }
 
     /// Resolves when an HTTP/2 connection has had no open stream for the idle timeout: the
@@ -120,6 +138,16 @@ impl Drop for RequestGuard {
         if self.state.in_flight.fetch_sub(1, Relaxed) == 1 {
             self.state.phase.store(IDLE, Relaxed);
         }
+    }
+}
+
+/// A request's place among its connection's bodies in progress; freed when dropped.
+#[derive(Debug)]
+pub struct BodySlot(Arc<ConnState>);
+
+impl Drop for BodySlot {
+    fn drop(&mut self) {
+        self.0.bodies.fetch_sub(1, Relaxed);
     }
 }
 
