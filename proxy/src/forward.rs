@@ -121,9 +121,11 @@ impl Proxy {
                 self.metrics.unrouted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 (respond(&ProxyError::NoRoute), None)
             }
-            (Ok(_), Some(route)) if route.tls && !listener.https && self.https_port.is_some() => {
+            (Ok((_, host)), Some(route))
+                if route.tls && !listener.https && self.https_port.is_some() =>
+            {
                 let port = self.https_port.filter(|p| *p != 443).map(|p| p.to_string());
-                let resp = redirect(&req, "https", port.as_deref(), true, true)
+                let resp = redirect(&req, host.as_ref(), "https", port.as_deref(), true, true)
                     .unwrap_or_else(|e| respond(&e));
                 route.metrics.record(resp.status().as_u16(), started.elapsed());
                 (resp, None)
@@ -262,7 +264,14 @@ impl Proxy {
                     let current = if listener.https { "https" } else { "http" };
                     if **scheme != *current {
                         return Ok((
-                            redirect(&req, scheme, port.as_deref(), *permanent, false)?,
+                            redirect(
+                                &req,
+                                original_host.as_ref(),
+                                scheme,
+                                port.as_deref(),
+                                *permanent,
+                                false,
+                            )?,
                             None,
                         ));
                     }
@@ -510,21 +519,20 @@ fn apply_response_middlewares(route: &Route, headers: &mut http::HeaderMap) {
     }
 }
 
-/// A redirect to `scheme` on the same host and path. `keep_method` forces 307/308 (the
-/// HTTP → HTTPS redirect keeps POSTs POSTs); otherwise GET and HEAD get 301/302, as in Traefik.
+/// A redirect to `scheme` on the same host and path. `host` is the validated one
+/// ([`crate::target`]), never a raw `Host` that lost to the target's authority. `keep_method`
+/// forces 307/308 (the HTTP → HTTPS redirect keeps POSTs POSTs); otherwise GET and HEAD get
+/// 301/302, as in Traefik.
 fn redirect<B>(
     req: &Request<B>,
+    host: Option<&HeaderValue>,
     scheme: &str,
     port: Option<&str>,
     permanent: bool,
     keep_method: bool,
 ) -> Result<Response<RespBody>, ProxyError> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())
-        .ok_or(ProxyError::BadRequest("missing Host header"))?;
+    let host =
+        host.and_then(|h| h.to_str().ok()).ok_or(ProxyError::BadRequest("missing Host header"))?;
     let bare = strip_port(host);
     let authority = match port {
         Some(p) if !(scheme == "https" && p == "443" || scheme == "http" && p == "80") => {

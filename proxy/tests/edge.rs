@@ -683,3 +683,23 @@ async fn an_upstream_response_head_over_the_limit_is_a_502() {
     assert_eq!(status, 502);
     assert!(headers.get("x-big").is_none());
 }
+
+/// A redirect names the host the request was routed by, never a `Host` that lost to an
+/// absolute-form target (an open redirect otherwise).
+#[tokio::test]
+async fn a_redirect_uses_the_validated_host() {
+    let b = Recorder::start(OK).await;
+    let doc = serde_json::json!({"http": {
+        "routers": {"r": {"rule": "Host(`r.test`)", "service": "s", "middlewares": ["to-https"]}},
+        "services": {"s": {"loadBalancer": {"servers": [{"url": b.url()}]}}},
+        "middlewares": {"to-https": {"redirectScheme": {"scheme": "https", "permanent": true}}}}});
+    let p = TestProxy::start(&doc.to_string(), &[]).await;
+    let reply = raw(
+        p.addr,
+        b"GET http://R.test/x?y=1 HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(status(&reply), 301, "{reply}");
+    assert!(reply.contains("location: https://r.test/x?y=1\r\n"), "{reply}");
+}

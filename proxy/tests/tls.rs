@@ -252,9 +252,25 @@ async fn an_operator_wildcard_certificate_serves_its_hosts_and_nothing_is_ordere
         &pebble,
         &routes,
         dir.path(),
-        &["--wildcard-cert", cert.to_str().unwrap(), "--wildcard-key", key.to_str().unwrap()],
+        &[
+            "--wildcard-cert",
+            cert.to_str().unwrap(),
+            "--wildcard-key",
+            key.to_str().unwrap(),
+            "--header-timeout",
+            "1s",
+        ],
     )
     .await;
+    // Issue 13, item 3: a TLS connection that never sends its ClientHello is closed at the
+    // header timeout (the handshake deadline).
+    let mut silent = tokio::net::TcpStream::connect(running.https_addr.unwrap()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent TLS connection was held: {closed:?}"
+    );
     let reply = https_get(
         running.https_addr.unwrap(),
         "b.route.test",
