@@ -703,3 +703,188 @@ async fn a_redirect_uses_the_validated_host() {
     assert_eq!(status(&reply), 301, "{reply}");
     assert!(reply.contains("location: https://r.test/x?y=1\r\n"), "{reply}");
 }
+
+// What passed before issue 13 keeps a test: rapid reset, CONTINUATION floods, 1xx, trailers,
+// and truncation visible to the client.
+
+/// An HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// HPACK for `GET http://h2.test/`: indexed :method, :scheme, :path; literal :authority.
+fn get_block() -> Vec<u8> {
+    let mut b = vec![0x82, 0x86, 0x84, 0x01, 7];
+    b.extend_from_slice(b"h2.test");
+    b
+}
+
+/// Reads everything until the peer closes, for at most `limit`.
+fn read_all(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    limit: Duration,
+) -> tokio::task::JoinHandle<(Vec<u8>, bool)> {
+    tokio::spawn(async move {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16384];
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, r.read(&mut buf)).await {
+                Err(_) => return (got, false),
+                Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn rapid_reset_and_continuation_floods_end_the_connection_and_others_are_served() {
+    let b = Backend::start("b").await;
+    let p = TestProxy::start(&routes(&[("app", "Host(`h2.test`)", &[&b.url()])]), &[]).await;
+
+    // Rapid reset (CVE-2023-44487): 5000 requests, each cancelled at once.
+    let (r, mut w) = TcpStream::connect(p.addr).await.unwrap().into_split();
+    let reader = read_all(r, Duration::from_secs(10));
+    w.write_all(PREFACE).await.unwrap();
+    w.write_all(EMPTY_SETTINGS).await.unwrap();
+    let block = get_block();
+    let mut sent = 0;
+    for i in 0..5000u32 {
+        let stream = 2 * i + 1;
+        let mut burst = h2_frame(0x1, 0x5, stream, &block);
+        burst.extend(h2_frame(0x3, 0, stream, &8u32.to_be_bytes()));
+        if w.write_all(&burst).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    let (got, closed) = reader.await.unwrap();
+    let types = frame_types(&got);
+    assert!(
+        closed && types.contains(&0x7),
+        "a rapid-reset flood ({sent} sent) kept its connection: {types:?}"
+    );
+    let served = b.hits.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(served < 5000, "every reset request reached the backend ({served})");
+
+    // CONTINUATION flood: one header block that never ends.
+    let (r, mut w) = TcpStream::connect(p.addr).await.unwrap().into_split();
+    let reader = read_all(r, Duration::from_secs(10));
+    w.write_all(PREFACE).await.unwrap();
+    w.write_all(EMPTY_SETTINGS).await.unwrap();
+    w.write_all(&h2_frame(0x1, 0x0, 1, &block)).await.unwrap();
+    let mut literal = vec![0x00, 0x7f, 0x81, 0x7f]; // a literal header, name length 255+
+    literal.resize(16_000, b'a');
+    let mut flooded = 0usize;
+    for _ in 0..1000 {
+        if w.write_all(&h2_frame(0x9, 0x0, 1, &literal)).await.is_err() {
+            break;
+        }
+        flooded += literal.len();
+    }
+    let (got, closed) = reader.await.unwrap();
+    assert!(closed && frame_types(&got).contains(&0x7), "a CONTINUATION flood kept its connection");
+    assert!(flooded < 16_000_000, "the whole 16 MB CONTINUATION flood was read");
+
+    // And the proxy serves a new connection as before.
+    assert_eq!(get(p.addr, "h2.test", "/").await.0, 200);
+}
+
+/// 1xx: an informational answer from the backend never becomes the client's final answer, and
+/// `Expect: 100-continue` gets its 100 before the body is sent.
+#[tokio::test]
+async fn informational_answers_and_expect_continue() {
+    const HINTS: &str = "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
+                         HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let hints = Recorder::start(HINTS).await;
+    let b = Backend::start("b").await;
+    let doc = routes(&[
+        ("h", "Host(`hints.test`)", &[&hints.url()]),
+        ("b", "Host(`b.test`)", &[&b.url()]),
+    ]);
+    let p = TestProxy::start(&doc, &[]).await;
+    let (status, _, body) = get(p.addr, "hints.test", "/").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: b.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head)).await.unwrap().unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&head));
+    s.write_all(b"hello").await.unwrap();
+    let mut rest = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest)).await.unwrap().unwrap();
+    let rest = String::from_utf8_lossy(&rest[..n]);
+    assert!(rest.contains("200 OK") && rest.ends_with('5'), "{rest}");
+}
+
+/// A backend that answers the first request with `reply` and closes the connection.
+async fn one_shot(reply: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(reply).await;
+        }
+    });
+    addr
+}
+
+/// Trailers reach an HTTP/2 client; a body the backend cuts short is cut short for the client
+/// too (never completed as if whole).
+#[tokio::test]
+async fn trailers_are_forwarded_and_truncation_is_visible() {
+    let trailers = one_shot(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n\
+          2\r\nok\r\n0\r\nX-Checksum: abc\r\n\r\n",
+    )
+    .await;
+    let short_cl = one_shot(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b").await;
+    let short_chunked =
+        one_shot(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nonly ten b").await;
+    let doc = routes(&[
+        ("t", "Host(`t.test`)", &[&format!("http://{trailers}")]),
+        ("cl", "Host(`cl.test`)", &[&format!("http://{short_cl}")]),
+        ("ch", "Host(`ch.test`)", &[&format!("http://{short_chunked}")]),
+    ]);
+    let p = TestProxy::start(&doc, &[]).await;
+
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get("http://t.test/")
+        .header("te", "trailers")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    use http_body_util::BodyExt;
+    let collected = resp.into_body().collect().await.unwrap();
+    assert_eq!(
+        collected.trailers().and_then(|t| t.get("x-checksum")).map(|v| v.as_bytes()),
+        Some(&b"abc"[..])
+    );
+    assert_eq!(collected.to_bytes(), "ok");
+
+    // HTTP/1: a Content-Length answer cut short ends the connection before its length.
+    let reply = raw(p.addr, b"GET / HTTP/1.1\r\nHost: cl.test\r\n\r\n", WAIT).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let body = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
+    assert!(body.len() < 100, "a truncated body was padded: {body:?}");
+    // A chunked answer cut short never gets its last chunk.
+    let reply = raw(p.addr, b"GET / HTTP/1.1\r\nHost: ch.test\r\n\r\n", WAIT).await;
+    assert!(!reply.ends_with("0\r\n\r\n"), "a truncated chunked body was completed: {reply:?}");
+}
