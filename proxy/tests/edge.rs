@@ -272,14 +272,7 @@ async fn h2_authority_wins_and_cookies_are_joined() {
     let (a, b) = (Recorder::start(OK).await, Recorder::start(OK).await);
     let doc = routes(&[("a", "Host(`a.test`)", &[&a.url()]), ("b", "Host(`b.test`)", &[&b.url()])]);
     let p = TestProxy::start(&doc, &[]).await;
-    let tcp = TcpStream::connect(p.addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2_client(p.addr).await;
     let req = hyper::Request::get("http://b.test/c")
         .header("host", "a.test")
         .header("cookie", "a=1")
@@ -634,14 +627,7 @@ async fn an_h2_connection_cannot_hold_many_stalled_bodies_and_a_stalled_body_is_
         &["--body-idle-timeout", "1s"],
     )
     .await;
-    let tcp = TcpStream::connect(p.addr).await.unwrap();
-    let (send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let send = h2_client(p.addr).await;
     let cap = wh_proxy::server::MAX_BODIES_IN_PROGRESS as usize;
     let mut streams = tokio::task::JoinSet::new();
     for _ in 0..cap * 2 {
@@ -858,14 +844,7 @@ async fn trailers_are_forwarded_and_truncation_is_visible() {
     ]);
     let p = TestProxy::start(&doc, &[]).await;
 
-    let tcp = TcpStream::connect(p.addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2_client(p.addr).await;
     let req = hyper::Request::get("http://t.test/")
         .header("te", "trailers")
         .body(http_body_util::Empty::<bytes::Bytes>::new())

@@ -350,14 +350,7 @@ async fn connections_beyond_the_limit_are_closed_and_counted() {
 async fn h2c_prior_knowledge_is_proxied() {
     let a = Backend::start("a").await;
     let p = TestProxy::start(&routes(&[("app", "Host(`h2.test`)", &[&a.url()])]), &[]).await;
-    let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2_client(p.addr).await;
     let req = hyper::Request::get("http://h2.test/")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();

@@ -264,6 +264,22 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, hyper::Heade
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// An h2c (prior knowledge) client connection to `addr`, its connection task spawned.
+pub async fn h2_client<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
 /// Sends raw bytes, returns whatever comes back until the server closes or `wait` passes.
 pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
