@@ -10,6 +10,7 @@
 
 use sqlx::PgPool;
 use uuid::Uuid;
+use wh_wsproto::job::JobKind;
 use wh_wsproto::messages::{ContainerEvent, ContainerEventKind, ContainerInfo, ContainerStats};
 
 /// Records a worker's inventory; returns the ids of the containers it must stop.
@@ -32,9 +33,9 @@ pub async fn adopt(
     // a retire job is still to run; no row when the deployment is unknown or of another app.
     let rows: Vec<(i64, i64, String, Option<Uuid>, bool, bool)> = sqlx::query_as(
         "SELECT r.ord - 1, d.app_id, d.state::text, d.worker_id,
-                EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = 'retire'
+                EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = $4
                         AND j.state IN ('pending', 'claimed')),
-                EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = 'deploy'
+                EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = $5
                         AND j.claimed_by = $3)
          FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r (deployment_id, slug, ord)
          JOIN deployments d ON d.id = r.deployment_id
@@ -43,6 +44,8 @@ pub async fn adopt(
     .bind(&deployments)
     .bind(&slugs)
     .bind(worker.to_string())
+    .bind(JobKind::Retire.as_str())
+    .bind(JobKind::Deploy.as_str())
     .fetch_all(&mut *tx)
     .await?;
     let mut app_of: Vec<Option<i64>> = vec![None; reported.len()];
@@ -122,7 +125,7 @@ pub async fn event(pool: &PgPool, worker: Uuid, e: &ContainerEvent) -> Result<bo
          SELECT $1, $2, d.app_id, d.id, $4, $5, $6 FROM deployments d
          WHERE d.id = $3
            AND (d.worker_id = $2 OR EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id
-                                            AND j.kind = 'deploy' AND j.claimed_by = $7))
+                                            AND j.kind = $8 AND j.claimed_by = $7))
          ON CONFLICT (container_id) DO UPDATE
              SET state = $4, restarts = GREATEST(containers.restarts, $5), exit_code = coalesce($6, containers.exit_code), updated_at = now()
              WHERE containers.worker_id = $2",
@@ -134,6 +137,7 @@ pub async fn event(pool: &PgPool, worker: Uuid, e: &ContainerEvent) -> Result<bo
     .bind(e.restarts as i32)
     .bind(e.exit_code)
     .bind(worker.to_string())
+    .bind(JobKind::Deploy.as_str())
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -6,6 +6,7 @@
 //! forever.
 
 use std::time::Duration;
+use wh_wsproto::job::{Job, JobKind, JobOutput, RetireJob, Stage};
 
 use sqlx::{PgConnection, PgPool};
 
@@ -20,12 +21,13 @@ pub fn deadline(state: &str) -> Option<Duration> {
     }
 }
 
-/// Creates a queued deployment and its job in the caller's transaction; returns its id.
+/// Creates a queued deployment and its deploy job (`job`, whose `deployment_id` is set here)
+/// in the caller's transaction; returns its id.
 pub async fn create(
     tx: &mut PgConnection,
     app_id: i64,
     git_ref: &str,
-    job_payload: serde_json::Value,
+    mut job: wh_wsproto::job::DeployJob,
 ) -> Result<i64, sqlx::Error> {
     let secs = deadline("queued").map_or(0.0, |d| d.as_secs_f64());
     let id: i64 = sqlx::query_scalar(
@@ -36,9 +38,8 @@ pub async fn create(
     .bind(secs)
     .fetch_one(&mut *tx)
     .await?;
-    let mut payload = job_payload;
-    payload["deployment_id"] = id.into();
-    crate::queue::enqueue(tx, "deploy", &payload, Some(id)).await?;
+    job.deployment_id = id;
+    crate::queue::enqueue_job(tx, &Job::Deploy(job)).await?;
     Ok(id)
 }
 
@@ -149,7 +150,8 @@ pub async fn drop_finished_sources(pool: &PgPool) -> Result<u64, sqlx::Error> {
 }
 
 /// A worker reported a stage (`building`, `starting`, `healthy`) of the deployment `job` is for.
-pub async fn progress(pool: &PgPool, job: i64, stage: &str) -> Result<(), sqlx::Error> {
+pub async fn progress(pool: &PgPool, job: i64, stage: Stage) -> Result<(), sqlx::Error> {
+    let stage = stage.as_str();
     let Some(secs) = deadline(stage).map(|d| d.as_secs_f64()) else { return Ok(()) };
     sqlx::query(
         "UPDATE deployments SET state = $2::deployment_state, updated_at = now(), state_deadline = now() + make_interval(secs => $3)
@@ -175,7 +177,7 @@ pub async fn finish(
     worker: uuid::Uuid,
     ok: bool,
     error: Option<&str>,
-    output: &serde_json::Value,
+    output: Option<&JobOutput>,
     drain: Duration,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -185,7 +187,7 @@ pub async fn finish(
             .fetch_optional(&mut *tx)
             .await?;
     let Some((Some(deployment), kind)) = row else { return Ok(()) };
-    if kind != "deploy" {
+    if JobKind::parse(&kind) != Some(JobKind::Deploy) {
         return Ok(());
     }
     if !ok {
@@ -199,7 +201,10 @@ pub async fn finish(
         .await?;
         return tx.commit().await;
     }
-    let host_port = output.get("host_port").and_then(|p| p.as_i64()).map(|p| p as i32);
+    let host_port = match output {
+        Some(JobOutput::Deploy(out)) => Some(i32::from(out.host_port)),
+        _ => None,
+    };
     let app: Option<i64> = sqlx::query_scalar(
         "UPDATE deployments SET state = 'live', worker_id = $2, host_port = $3, state_deadline = NULL, updated_at = now()
          WHERE id = $1 AND state IN ('queued', 'building', 'starting', 'healthy') RETURNING app_id",
@@ -220,14 +225,8 @@ pub async fn finish(
         // Zero downtime: the old container keeps serving until the proxy has the new route and
         // in-flight requests are done; then its worker stops it.
         for old in superseded {
-            crate::queue::enqueue_after(
-                &mut tx,
-                "retire",
-                &serde_json::json!({"deployment_id": old}),
-                Some(old),
-                drain,
-            )
-            .await?;
+            let retire = Job::Retire(RetireJob { deployment_id: old });
+            crate::queue::enqueue_job_after(&mut tx, &retire, drain).await?;
         }
         sqlx::query("UPDATE apps SET worker_id = $2, updated_at = now() WHERE id = $1")
             .bind(app)

@@ -40,7 +40,26 @@ pub enum CompleteError {
     Db(#[from] sqlx::Error),
 }
 
-/// Adds a job in the caller's transaction; returns its id.
+/// Adds a typed job ([`wh_wsproto::job`]) in the caller's transaction; returns its id.
+pub async fn enqueue_job(
+    tx: &mut PgConnection,
+    job: &wh_wsproto::job::Job,
+) -> Result<i64, sqlx::Error> {
+    enqueue_job_after(tx, job, Duration::ZERO).await
+}
+
+/// [`enqueue_job`], not to be claimed before `after`.
+pub async fn enqueue_job_after(
+    tx: &mut PgConnection,
+    job: &wh_wsproto::job::Job,
+    after: Duration,
+) -> Result<i64, sqlx::Error> {
+    let deployment = Some(job.deployment_id());
+    enqueue_after(tx, job.kind().as_str(), &job.payload(), deployment, after).await
+}
+
+/// Adds a job in the caller's transaction; returns its id. The queue itself is kind-agnostic;
+/// the platform's jobs go through [`enqueue_job`].
 pub async fn enqueue(
     tx: &mut PgConnection,
     kind: &str,
@@ -99,6 +118,13 @@ pub struct Pending {
     pub app_worker: Option<uuid::Uuid>,
     /// The worker the job's deployment ran on (a `retire` job must go there).
     pub deployment_worker: Option<uuid::Uuid>,
+}
+
+impl Pending {
+    /// The job's kind, if it is one of the platform's.
+    pub fn kind(&self) -> Option<wh_wsproto::job::JobKind> {
+        wh_wsproto::job::JobKind::parse(&self.kind)
+    }
 }
 
 /// What the scheduler decides for a pending job.

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
+use wh_wsproto::job::{Job, JobKind, Source};
 
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -63,20 +64,23 @@ pub enum PrepareError {
     #[error("cannot open the app's {what}: {why}")]
     Open { what: String, why: crate::secrets::SecretError },
     #[error(transparent)]
+    Job(#[from] wh_wsproto::job::JobError),
+    #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
-/// A deploy job's payload as its worker gets it: the stored payload plus the app's secrets,
-/// opened (env vars, repository credentials). Only the assignment carries them, over the signed
-/// channel; the `jobs` row never does.
-async fn deploy_payload(
+/// A claimed job as its worker gets it: read from the stored row, and for a deploy the app's
+/// secrets opened (env vars, repository credentials). Only the assignment carries them, over
+/// the signed channel; the `jobs` row never does.
+async fn prepare(
     pool: &PgPool,
     settings: &SchedulerSettings,
     job: &queue::Claimed,
-) -> Result<serde_json::Value, PrepareError> {
-    let mut payload = job.payload.clone();
+) -> Result<Job, PrepareError> {
+    let mut typed = Job::from_stored(&job.kind, &job.payload)?;
+    let Job::Deploy(deploy) = &mut typed else { return Ok(typed) };
     let (Some(sealer), Some(deployment)) = (&settings.env, job.deployment_id) else {
-        return Ok(payload);
+        return Ok(typed);
     };
     let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
         "SELECT e.app_id, e.key, e.value_sealed FROM env_vars e JOIN deployments d ON d.app_id = e.app_id WHERE d.id = $1",
@@ -84,18 +88,18 @@ async fn deploy_payload(
     .bind(deployment)
     .fetch_all(pool)
     .await?;
-    let mut env = serde_json::Map::new();
     for (app, key, sealed) in rows {
         let value = sealer
             .open(&sealed, app)
             .map_err(|why| PrepareError::Open { what: format!("env var {key}"), why })?;
-        env.insert(key, String::from_utf8_lossy(&value).into_owned().into());
+        deploy.env.insert(key, String::from_utf8_lossy(&value).into_owned());
     }
-    payload["env"] = serde_json::Value::Object(env);
     if let Some(credentials) = crate::repos::credentials(pool, sealer, deployment).await? {
-        payload["repo_auth"] = credentials.into();
+        if let Source::Git { repo_auth, .. } = &mut deploy.source {
+            *repo_auth = Some(credentials);
+        }
     }
-    Ok(payload)
+    Ok(typed)
 }
 
 /// A worker's placement score: (utilisation, running jobs); lower is better.
@@ -129,7 +133,7 @@ pub fn healthy(
 /// Where `job` should go among `candidates`. A `retire` job must go to the worker that ran the
 /// deployment it retires (see [`decide`] for when that worker is away).
 pub fn place(job: &Pending, candidates: &[(Uuid, (f64, usize))]) -> Option<Uuid> {
-    if job.kind == "retire" {
+    if job.kind() == Some(JobKind::Retire) {
         return job.deployment_worker.filter(|w| candidates.iter().any(|(c, _)| c == w));
     }
     if let Some(w) = job.app_worker.filter(|w| candidates.iter().any(|(c, _)| c == w)) {
@@ -148,7 +152,7 @@ pub fn place(job: &Pending, candidates: &[(Uuid, (f64, usize))]) -> Option<Uuid>
 pub fn decide(job: &Pending, candidates: &[(Uuid, (f64, usize))]) -> Decision {
     match place(job, candidates) {
         Some(w) => Decision::Claim(w.to_string()),
-        None if job.kind == "retire" => Decision::Settle(format!(
+        None if job.kind() == Some(JobKind::Retire) => Decision::Settle(format!(
             "the worker {} is away; its containers of this deployment are stopped when it reports them",
             job.deployment_worker.map_or("?".to_owned(), |w| w.to_string())
         )),
@@ -248,13 +252,8 @@ pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettin
             }
         };
         let Ok(worker_id) = worker.parse::<Uuid>() else { return };
-        // Only deploy jobs need the app's secrets: nothing else opens them.
-        let prepared = if job.kind == "deploy" {
-            deploy_payload(pool, settings, &job).await
-        } else {
-            Ok(job.payload.clone())
-        };
-        let payload = match prepared {
+        let prepared = prepare(pool, settings, &job).await;
+        let typed = match prepared {
             Ok(p) => p,
             Err(e) => {
                 // Fails now, with the reason, instead of timing out while queued.
@@ -267,7 +266,7 @@ pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettin
                         worker_id,
                         false,
                         Some(&reason),
-                        &serde_json::Value::Null,
+                        None,
                         settings.drain,
                     )
                     .await;
@@ -281,8 +280,7 @@ pub async fn assign_pending(pool: &PgPool, hub: &Hub, settings: &SchedulerSettin
         let assign = Message::JobAssign(JobAssign {
             job_id: job.id,
             attempt: job.attempt,
-            kind: job.kind.clone(),
-            payload,
+            job: typed,
             lease_expires_ms: crate::now_ms() + settings.lease.as_millis() as i64,
         });
         match hub.send(worker_id, assign) {
@@ -493,7 +491,7 @@ pub async fn handle(
         Message::JobProgress(p) => {
             let extended = queue::extend(pool, p.job_id, p.attempt, &worker, settings.lease).await;
             if extended.is_ok() {
-                if let Err(e) = crate::deployments::progress(pool, p.job_id, &p.stage).await {
+                if let Err(e) = crate::deployments::progress(pool, p.job_id, p.stage).await {
                     tracing::warn!(error = %e, "cannot record deployment progress");
                 }
             }
@@ -513,7 +511,7 @@ pub async fn handle(
                     msg.worker_id,
                     r.ok,
                     r.error.as_deref(),
-                    &r.output,
+                    r.output.as_ref(),
                     settings.drain,
                 )
                 .await;
@@ -577,7 +575,7 @@ mod tests {
         assert_eq!(candidates.len(), 3, "a worker silent for 3 intervals is unhealthy");
         let job = Pending {
             id: 1,
-            kind: "deploy".into(),
+            kind: JobKind::Deploy.as_str().into(),
             deployment_id: None,
             app_worker: None,
             deployment_worker: None,
@@ -597,7 +595,7 @@ mod tests {
         assert_eq!(place(&job, &tie), Some(b), "ties go to fewer running jobs");
         assert_eq!(place(&job, &[]), None);
         let retire = Pending {
-            kind: "retire".into(),
+            kind: JobKind::Retire.as_str().into(),
             deployment_worker: Some(a),
             app_worker: Some(c),
             ..job.clone()

@@ -300,7 +300,7 @@ async fn reliable_messages_are_acked_and_a_resend_is_delivered_once() {
         attempt: 1,
         ok: true,
         error: None,
-        output: serde_json::Value::Null,
+        output: None,
     });
     let id = Signer::new_id();
     // Sent twice under one id (as after a reconnect), with fresh sequence numbers.

@@ -181,16 +181,24 @@ async fn deploy_progress_and_results_move_the_deployment() {
         .unwrap();
     let (worker, _) = wh_control_plane::workers::create(&db.pool, "wq", "127.0.0.1").await.unwrap();
     let mut tx = db.pool.begin().await.unwrap();
-    let d = wh_control_plane::deployments::create(&mut tx, app, "main", serde_json::json!({}))
-        .await
-        .unwrap();
+    let deploy = wh_wsproto::job::DeployJob {
+        app: "queue-app".into(),
+        deployment_id: 0,
+        port: 8080,
+        limits: Default::default(),
+        source: wh_wsproto::job::Source::Upload,
+        env: Default::default(),
+    };
+    let d = wh_control_plane::deployments::create(&mut tx, app, "main", deploy).await.unwrap();
     tx.commit().await.unwrap();
     let job = queue::claim(&db.pool, &worker.id.to_string(), Duration::from_secs(60))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(job.deployment_id, Some(d));
-    wh_control_plane::deployments::progress(&db.pool, job.id, "building").await.unwrap();
+    wh_control_plane::deployments::progress(&db.pool, job.id, wh_wsproto::job::Stage::Building)
+        .await
+        .unwrap();
     let state: String = sqlx::query_scalar("SELECT state::text FROM deployments WHERE id = $1")
         .bind(d)
         .fetch_one(&db.pool)
@@ -204,7 +212,10 @@ async fn deploy_progress_and_results_move_the_deployment() {
         worker.id,
         true,
         None,
-        &serde_json::json!({"host_port": 31555}),
+        Some(&wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput {
+            host_port: 31555,
+            container_id: "c-test".into(),
+        })),
         Duration::from_secs(30),
     )
     .await

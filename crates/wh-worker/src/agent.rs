@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use wh_wsproto::job::{
+    DeployJob, DeployOutput, Job, JobKind, JobOutput, RetireJob, RetireOutput, Source, Stage,
+};
 use wh_wsproto::messages::{JobAssign, JobProgress, JobRef, JobResult, LogLine, LogLines, Stream};
 use wh_wsproto::Message;
 
@@ -129,7 +132,7 @@ impl Agent {
                                 attempt,
                                 ok: false,
                                 error: Some(format!("the worker failed internally: {why}")),
-                                output: serde_json::Value::Null,
+                                output: None,
                             }));
                         }
                     });
@@ -168,22 +171,21 @@ impl Agent {
         self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id, cancel.clone());
         self.transport.send(Message::JobAck(JobRef { job_id: id, attempt }));
         let work = async {
-            match job.kind.as_str() {
-                "deploy" => self.deploy(&job).await,
-                "retire" => self.retire(&job).await,
-                other => Err(format!("this worker does not know job kind `{other}`")),
+            match &job.job {
+                Job::Deploy(d) => self.deploy(&job, d).await.map(JobOutput::Deploy),
+                Job::Retire(r) => self.retire(r).await.map(JobOutput::Retire),
             }
         };
+        let is_deploy = job.job.kind() == JobKind::Deploy;
         let result = tokio::select! {
             r = work => r,
             // Dropping the work ends it: a clone or build is killed with its process tree.
             _ = cancel.cancelled() => {
-                if job.kind == "deploy" {
+                if is_deploy {
                     // Whatever it started (a container being health-checked) goes too.
-                    if let Some(d) = job.payload.get("deployment_id").and_then(|v| v.as_i64()) {
-                        if let Err(e) = self.remove_deployment(d).await {
-                            tracing::warn!(deployment = d, error = %e, "cannot remove a cancelled deployment's containers");
-                        }
+                    let d = job.job.deployment_id();
+                    if let Err(e) = self.remove_deployment(d).await {
+                        tracing::warn!(deployment = d, error = %e, "cannot remove a cancelled deployment's containers");
                     }
                     // A build killed mid-way leaves its working container.
                     if let Err(e) = self.podman.remove_build_leftovers().await {
@@ -195,8 +197,8 @@ impl Agent {
         };
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         let (ok, error, output) = match result {
-            Ok(output) => (true, None, output),
-            Err(e) => (false, Some(e), serde_json::Value::Null),
+            Ok(output) => (true, None, Some(output)),
+            Err(e) => (false, Some(e), None),
         };
         self.transport.send(Message::JobResult(JobResult {
             job_id: id,
@@ -205,7 +207,7 @@ impl Agent {
             error,
             output,
         }));
-        if job.kind == "deploy" {
+        if is_deploy {
             // Older images of this app (or of apps gone from here) need not wait for the hourly
             // sweep; after the result, so the deploy is not kept waiting for it.
             let (podman, policy, scope) = (
@@ -222,14 +224,9 @@ impl Agent {
     }
 
     /// Stops the containers of a superseded deployment (the proxy no longer routes to them).
-    async fn retire(&self, job: &JobAssign) -> Result<serde_json::Value, String> {
-        let deployment = job
-            .payload
-            .get("deployment_id")
-            .and_then(|v| v.as_i64())
-            .ok_or("retire job without `deployment_id`")?;
-        let stopped = self.remove_deployment(deployment).await?;
-        Ok(serde_json::json!({"stopped": stopped}))
+    async fn retire(&self, job: &RetireJob) -> Result<RetireOutput, String> {
+        let stopped = self.remove_deployment(job.deployment_id).await?;
+        Ok(RetireOutput { stopped })
     }
 
     /// Removes this worker's containers of `deployment`; returns their ids.
@@ -248,43 +245,24 @@ impl Agent {
         Ok(stopped)
     }
 
-    fn progress(&self, job: &JobAssign, stage: &str, message: &str) {
+    fn progress(&self, job: &JobAssign, stage: Stage, message: &str) {
         self.transport.send(Message::JobProgress(JobProgress {
             job_id: job.job_id,
             attempt: job.attempt,
-            stage: stage.into(),
+            stage,
             message: message.into(),
         }));
     }
 
-    async fn deploy(&self, job: &JobAssign) -> Result<serde_json::Value, String> {
-        let p = &job.payload;
-        let text = |k: &str| {
-            p.get(k)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-                .ok_or_else(|| format!("deploy job without `{k}`"))
-        };
-        let app = text("app")?;
-        let deployment = p
-            .get("deployment_id")
-            .and_then(|v| v.as_i64())
-            .ok_or("deploy job without `deployment_id`")?;
-        let port = p
-            .get("port")
-            .and_then(|v| v.as_u64())
-            .and_then(|v| u16::try_from(v).ok())
-            .ok_or("deploy job without a valid `port`")?;
-        let memory_mb = p.get("memory_mb").and_then(|v| v.as_u64()).unwrap_or(512);
-        let cpus = p.get("cpu_millis").and_then(|v| v.as_u64()).unwrap_or(1000) as f64 / 1000.0;
-        let disk_mb = p
-            .get("disk_mb")
-            .and_then(|v| v.as_u64())
-            .filter(|_| self.podman.settings.disk_quota_enabled());
+    async fn deploy(&self, job: &JobAssign, d: &DeployJob) -> Result<DeployOutput, String> {
+        let (app, deployment, port) = (d.app.clone(), d.deployment_id, d.port);
+        let memory_mb = d.limits.memory_mb;
+        let cpus = d.limits.cpu_millis as f64 / 1000.0;
+        let disk_mb = d.limits.disk_mb.filter(|_| self.podman.settings.disk_quota_enabled());
         let checkout =
             tempfile::Builder::new().prefix("wh-build-").tempdir().map_err(|e| e.to_string())?;
-        if p.get("source").and_then(|v| v.as_str()) == Some("upload") {
-            self.progress(job, "building", "downloading the uploaded source");
+        if let Source::Upload = &d.source {
+            self.progress(job, Stage::Building, "downloading the uploaded source");
             let bytes = self
                 .transport
                 .fetch(
@@ -298,11 +276,10 @@ impl Agent {
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
-        } else {
-            let (repo, git_ref) = (text("repo_url")?, text("ref")?);
-            let credentials = p.get("repo_auth").and_then(|v| v.as_str());
-            self.progress(job, "building", "cloning");
-            crate::git::clone(&repo, credentials, &git_ref, checkout.path(), self.settings.repos)
+        } else if let Source::Git { repo_url, git_ref, repo_auth } = &d.source {
+            self.progress(job, Stage::Building, "cloning");
+            let credentials = repo_auth.as_deref();
+            crate::git::clone(repo_url, credentials, git_ref, checkout.path(), self.settings.repos)
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -353,17 +330,10 @@ impl Agent {
         built.map_err(|e| format!("build failed: {e}"))?;
         drop(checkout);
 
-        self.progress(job, "starting", "");
+        self.progress(job, Stage::Starting, "");
         let host_port = free_port(&self.settings.publish_ip)?;
-        let mut env: Vec<(String, String)> = p
-            .get("env")
-            .and_then(|e| e.as_object())
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut env: Vec<(String, String)> =
+            d.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         env.push(("PORT".into(), port.to_string()));
         let spec = RunSpec {
             // Unique on the host even when two control planes (two `wh dev`s) share its Podman.
@@ -391,9 +361,9 @@ impl Agent {
             let _ = self.podman.remove(&container, Duration::from_secs(0)).await;
             return Err(format!("health check failed: {why}; last log lines:\n{logs}"));
         }
-        self.progress(job, "healthy", "");
+        self.progress(job, Stage::Healthy, "");
         self.follow(app.clone(), deployment, container.clone(), None);
-        Ok(serde_json::json!({"host_port": host_port, "container_id": container}))
+        Ok(DeployOutput { host_port, container_id: container })
     }
 }
 

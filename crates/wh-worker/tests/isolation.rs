@@ -107,7 +107,7 @@ impl FakeWorker {
             attempt: job.attempt,
             ok,
             error: (!ok).then(|| "failed on purpose".into()),
-            output: serde_json::Value::Null,
+            output: None,
         }));
     }
 }
@@ -252,7 +252,7 @@ async fn a_worker_cannot_report_on_another_workers_job() {
     b.transport.send(Message::JobProgress(wh_wsproto::messages::JobProgress {
         job_id: job.job_id,
         attempt: job.attempt,
-        stage: "healthy".into(),
+        stage: wh_wsproto::job::Stage::Healthy,
         message: String::new(),
     }));
     b.transport.send(Message::JobResult(JobResult {
@@ -260,7 +260,10 @@ async fn a_worker_cannot_report_on_another_workers_job() {
         attempt: job.attempt,
         ok: true,
         error: None,
-        output: serde_json::json!({"host_port": 31999}),
+        output: Some(wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput {
+            host_port: 31999,
+            container_id: "c-test".into(),
+        })),
     }));
     b.transport.send(lines("owned", deployment, &["forged by b"]));
     b.transport.send(Message::ContainerEvent(wh_wsproto::messages::ContainerEvent {
@@ -289,7 +292,10 @@ async fn a_worker_cannot_report_on_another_workers_job() {
         attempt: job.attempt,
         ok: true,
         error: None,
-        output: serde_json::json!({"host_port": 31001}),
+        output: Some(wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput {
+            host_port: 31001,
+            container_id: "c-test".into(),
+        })),
     }));
     let live = eventually(Duration::from_secs(10), async || {
         let row: (String, Option<uuid::Uuid>, Option<i32>) = sqlx::query_as(
@@ -337,8 +343,9 @@ async fn secrets_ride_only_in_the_assignment_and_a_broken_one_fails_the_deploy_a
         .unwrap();
     let deployment = common::queue_deploy(&p.pool, app, "secretive", repo).await;
     let job = w.assigned(Duration::from_secs(10)).await.expect("no job was placed");
-    assert_eq!(job.payload["repo_auth"], "me:repo-token");
-    assert_eq!(job.payload["env"]["GREETING"], "env-secret");
+    let payload = job.job.payload();
+    assert_eq!(payload["repo_auth"], "me:repo-token");
+    assert_eq!(payload["env"]["GREETING"], "env-secret");
     let stored: serde_json::Value = sqlx::query_scalar("SELECT payload FROM jobs WHERE id = $1")
         .bind(job.job_id)
         .fetch_one(&p.pool)

@@ -68,8 +68,17 @@ async fn a_queued_job_goes_to_the_least_loaded_worker_and_its_result_completes_i
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     let mut tx = db.pool.begin().await.unwrap();
+    // A typed job (a stored payload that is not one fails at once instead of being sent).
+    let deploy = wh_wsproto::job::Job::Deploy(wh_wsproto::job::DeployJob {
+        app: "placed".into(),
+        deployment_id: 0,
+        port: 8080,
+        limits: Default::default(),
+        source: wh_wsproto::job::Source::Upload,
+        env: Default::default(),
+    });
     let job =
-        queue::enqueue(&mut tx, "deploy", &serde_json::json!({"ref": "main"}), None).await.unwrap();
+        queue::enqueue(&mut tx, deploy.kind().as_str(), &deploy.payload(), None).await.unwrap();
     tx.commit().await.unwrap();
 
     let (_, idle, idle_rx) = workers_rx.iter_mut().find(|(n, _, _)| *n == "idle").unwrap();
@@ -85,7 +94,7 @@ async fn a_queued_job_goes_to_the_least_loaded_worker_and_its_result_completes_i
         attempt: assign.attempt,
         ok: true,
         error: None,
-        output: serde_json::Value::Null,
+        output: None,
     }));
     let mut state = String::new();
     for _ in 0..100 {

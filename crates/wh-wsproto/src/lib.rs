@@ -15,6 +15,7 @@
 //! - [`envelope`]: signing ([`Signer`]) and verifying ([`Verifier`]) envelopes.
 //! - [`window`]: the IPsec-style anti-replay bitmap.
 //! - [`messages`]: the typed payloads the channel carries.
+//! - [`job`]: the job contract: deploy and retire jobs, progress stages, outputs.
 //! - [`error`]: why an envelope was rejected.
 //! - [`archive`]: the tar.gz source of an upload deploy, checked on both sides.
 //! - [`env`]: what an app's environment variable may be (checked on both sides).
@@ -26,6 +27,7 @@ pub mod archive;
 pub mod env;
 pub mod envelope;
 pub mod error;
+pub mod job;
 pub mod key;
 pub mod messages;
 pub mod repo;

@@ -91,8 +91,9 @@ pub struct Heartbeat {
 pub struct JobAssign {
     pub job_id: i64,
     pub attempt: i32,
-    pub kind: String,
-    pub payload: serde_json::Value,
+    /// `"kind"` and `"payload"` on the wire ([`crate::job`]).
+    #[serde(flatten)]
+    pub job: crate::job::Job,
     /// Unix milliseconds after which the lease is gone and the result will be refused.
     pub lease_expires_ms: i64,
 }
@@ -108,7 +109,7 @@ pub struct JobRef {
 pub struct JobProgress {
     pub job_id: i64,
     pub attempt: i32,
-    pub stage: String,
+    pub stage: crate::job::Stage,
     #[serde(default)]
     pub message: String,
 }
@@ -120,8 +121,9 @@ pub struct JobResult {
     pub ok: bool,
     #[serde(default)]
     pub error: Option<String>,
+    /// What the job produced, when it succeeded.
     #[serde(default)]
-    pub output: serde_json::Value,
+    pub output: Option<crate::job::JobOutput>,
 }
 
 /// Which output a log line came from.
@@ -389,15 +391,14 @@ mod tests {
             Message::JobAssign(JobAssign {
                 job_id: 7,
                 attempt: 2,
-                kind: "deploy".into(),
-                payload: serde_json::json!({"ref": "main"}),
+                job: crate::job::Job::Retire(crate::job::RetireJob { deployment_id: 3 }),
                 lease_expires_ms: 1,
             }),
             Message::JobAck(JobRef { job_id: 7, attempt: 2 }),
             Message::JobProgress(JobProgress {
                 job_id: 7,
                 attempt: 2,
-                stage: "building".into(),
+                stage: crate::job::Stage::Building,
                 message: String::new(),
             }),
             Message::JobResult(JobResult {
@@ -405,7 +406,7 @@ mod tests {
                 attempt: 2,
                 ok: false,
                 error: Some("boom".into()),
-                output: serde_json::Value::Null,
+                output: None,
             }),
             Message::LogLines(LogLines {
                 app: "foo".into(),

@@ -6,6 +6,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use wh_wsproto::job::{DeployJob, Source};
 
 use super::extract::Caller;
 use super::ApiError;
@@ -69,8 +70,12 @@ pub async fn create(
     .await?;
     let (app_id, repo_url, branch, port, memory_mb, cpu_millis, disk_mb) =
         app.ok_or(ApiError::NotFound)?;
-    let mut payload = serde_json::json!({"app": slug, "port": port, "memory_mb": memory_mb, "cpu_millis": cpu_millis, "disk_mb": disk_mb});
-    let (git_ref, source) = if upload {
+    let job_limits = wh_wsproto::job::Limits {
+        memory_mb: u64::try_from(memory_mb).unwrap_or(0),
+        cpu_millis: u64::try_from(cpu_millis).unwrap_or(0),
+        disk_mb: u64::try_from(disk_mb).ok().filter(|mb| *mb > 0),
+    };
+    let (git_ref, job_source, source) = if upload {
         // Each check costs up to a core and 16 MiB; more uploads than this wait their turn.
         let _turn = UPLOAD_CHECKS.acquire().await.map_err(|e| ApiError::Internal(e.into()))?;
         let checked = body.clone();
@@ -85,9 +90,8 @@ pub async fn create(
             })?;
         use sha2::Digest;
         let sha = hex::encode(sha2::Sha256::digest(&body));
-        payload["source"] = "upload".into();
         tracing::info!(app = %slug, files = summary.files, bytes = summary.unpacked_bytes, "source uploaded");
-        (format!("upload:{}", &sha[..12]), Some((body, sha)))
+        (format!("upload:{}", &sha[..12]), Source::Upload, Some((body, sha)))
     } else {
         // The body is optional: no body deploys the app's branch.
         let body: NewDeployment = if body.iter().all(u8::is_ascii_whitespace) {
@@ -110,12 +114,21 @@ pub async fn create(
                 message: "must be a branch, tag or commit".into(),
             });
         }
-        payload["repo_url"] = repo_url.into();
-        payload["ref"] = git_ref.clone().into();
-        (git_ref, None)
+        let job_source = Source::Git { repo_url, git_ref: git_ref.clone(), repo_auth: None };
+        (git_ref, job_source, None)
+    };
+    let port =
+        u16::try_from(port).map_err(|_| ApiError::Internal(anyhow::anyhow!("app port {port}")))?;
+    let job = DeployJob {
+        app: slug.clone(),
+        deployment_id: 0,
+        port,
+        limits: job_limits,
+        source: job_source,
+        env: Default::default(),
     };
     let mut tx = state.pool.begin().await?;
-    let id = deployments::create(&mut tx, app_id, &git_ref, payload).await?;
+    let id = deployments::create(&mut tx, app_id, &git_ref, job).await?;
     if let Some((archive, sha)) = source {
         sqlx::query(
             "INSERT INTO deployment_sources (deployment_id, archive, sha256) VALUES ($1, $2, $3)",

@@ -143,11 +143,12 @@ pub async fn source(
     let worker = worker_from_jwt(&state, &headers).await?;
     let archive: Option<Vec<u8>> = sqlx::query_scalar(
         "SELECT s.archive FROM deployment_sources s
-         JOIN jobs j ON j.deployment_id = s.deployment_id AND j.kind = 'deploy' AND j.state = 'claimed'
+         JOIN jobs j ON j.deployment_id = s.deployment_id AND j.kind = $3 AND j.state = 'claimed'
          WHERE s.deployment_id = $1 AND j.claimed_by = $2",
     )
     .bind(deployment)
     .bind(worker.id.to_string())
+    .bind(wh_wsproto::job::JobKind::Deploy.as_str())
     .fetch_optional(&state.pool)
     .await?;
     let archive = archive.ok_or(ApiError::NotFound)?;

@@ -130,7 +130,7 @@ mod tests {
             attempt: 1,
             ok: true,
             error: None,
-            output: serde_json::Value::Null,
+            output: None,
         })
     }
 

@@ -119,9 +119,21 @@ pub async fn insert_app(pool: &sqlx::PgPool, owner: i64, slug: &str, repo: &Path
 
 /// Queues a deployment of `repo`'s main branch for the app `id`/`slug` (as the API does).
 pub async fn queue_deploy(pool: &sqlx::PgPool, id: i64, slug: &str, repo: &Path) -> i64 {
-    let payload = serde_json::json!({"app": slug, "repo_url": repo.to_str().unwrap(), "ref": "main", "port": 8000, "memory_mb": 128, "cpu_millis": 500});
+    use wh_wsproto::job::{DeployJob, Limits, Source};
+    let job = DeployJob {
+        app: slug.to_owned(),
+        deployment_id: 0,
+        port: 8000,
+        limits: Limits { memory_mb: 128, cpu_millis: 500, disk_mb: None },
+        source: Source::Git {
+            repo_url: repo.to_str().unwrap().to_owned(),
+            git_ref: "main".into(),
+            repo_auth: None,
+        },
+        env: Default::default(),
+    };
     let mut txn = pool.begin().await.unwrap();
-    let deployment = deployments::create(&mut txn, id, "main", payload).await.unwrap();
+    let deployment = deployments::create(&mut txn, id, "main", job).await.unwrap();
     txn.commit().await.unwrap();
     deployment
 }
