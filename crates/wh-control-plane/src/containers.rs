@@ -8,10 +8,12 @@
 //! its containers at once (`api::apps::delete`); one whose deployment is gone anyway (its worker
 //! was away then) is stopped at its next stats sample.
 
+use crate::deployments::DeploymentState;
 use sqlx::PgPool;
 use uuid::Uuid;
 use wh_wsproto::job::JobKind;
 use wh_wsproto::messages::{ContainerEvent, ContainerEventKind, ContainerInfo, ContainerStats};
+use DeploymentState as S;
 
 /// Records a worker's inventory; returns the ids of the containers it must stop.
 ///
@@ -31,8 +33,8 @@ pub async fn adopt(
     let mut tx = pool.begin().await?;
     // Per reported container (by position): app id, state, worker it went live on, and whether
     // a retire job is still to run; no row when the deployment is unknown or of another app.
-    let rows: Vec<(i64, i64, String, Option<Uuid>, bool, bool)> = sqlx::query_as(
-        "SELECT r.ord - 1, d.app_id, d.state::text, d.worker_id,
+    let rows: Vec<(i64, i64, DeploymentState, Option<Uuid>, bool, bool)> = sqlx::query_as(
+        "SELECT r.ord - 1, d.app_id, d.state, d.worker_id,
                 EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = $4
                         AND j.state IN ('pending', 'claimed')),
                 EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = $5
@@ -51,11 +53,11 @@ pub async fn adopt(
     let mut app_of: Vec<Option<i64>> = vec![None; reported.len()];
     for (index, app, state, on, retiring, claimed_here) in rows {
         // Only what this worker runs or builds: another worker's deployment is not adopted here.
-        let keep = match state.as_str() {
-            "queued" | "building" | "starting" | "healthy" => claimed_here,
-            "live" => on.map_or(claimed_here, |w| w == worker),
-            "superseded" => retiring && on == Some(worker),
-            _ => false,
+        let keep = match state {
+            S::Queued | S::Building | S::Starting | S::Healthy => claimed_here,
+            S::Live => on.map_or(claimed_here, |w| w == worker),
+            S::Superseded => retiring && on == Some(worker),
+            S::Failed | S::Cancelled => false,
         };
         if keep {
             app_of[index as usize] = Some(app);

@@ -3,23 +3,18 @@
 //! queued → building → starting → healthy → live, or failed / cancelled (and superseded when a
 //! newer deployment goes live). Every transition into an in-progress state sets
 //! `state_deadline`; [`expire`] fails whatever passed it, so no deployment stays in progress
-//! forever.
+//! forever. The states are [`DeploymentState`] (`deployments/state.rs`), bound in SQL, never
+//! spelled in it.
 
 use std::time::Duration;
 use wh_wsproto::job::{Job, JobKind, JobOutput, RetireJob, Stage};
 
 use sqlx::{PgConnection, PgPool};
 
-/// How long a deployment may stay in each in-progress state.
-pub fn deadline(state: &str) -> Option<Duration> {
-    match state {
-        "queued" => Some(Duration::from_secs(10 * 60)),
-        "building" => Some(Duration::from_secs(15 * 60)),
-        "starting" => Some(Duration::from_secs(5 * 60)),
-        "healthy" => Some(Duration::from_secs(5 * 60)),
-        _ => None,
-    }
-}
+mod state;
+pub use state::DeploymentState;
+
+use DeploymentState as S;
 
 /// Creates a queued deployment and its deploy job (`job`, whose `deployment_id` is set here)
 /// in the caller's transaction; returns its id.
@@ -29,13 +24,14 @@ pub async fn create(
     git_ref: &str,
     mut job: wh_wsproto::job::DeployJob,
 ) -> Result<i64, sqlx::Error> {
-    let secs = deadline("queued").map_or(0.0, |d| d.as_secs_f64());
+    let secs = S::Queued.deadline().map_or(0.0, |d| d.as_secs_f64());
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO deployments (app_id, git_ref, state, state_deadline) VALUES ($1, $2, 'queued', now() + make_interval(secs => $3)) RETURNING id",
+        "INSERT INTO deployments (app_id, git_ref, state, state_deadline) VALUES ($1, $2, $4, now() + make_interval(secs => $3)) RETURNING id",
     )
     .bind(app_id)
     .bind(git_ref)
     .bind(secs)
+    .bind(S::Queued)
     .fetch_one(&mut *tx)
     .await?;
     job.deployment_id = id;
@@ -47,15 +43,15 @@ pub async fn create(
 pub async fn transition(
     pool: &PgPool,
     id: i64,
-    from: &str,
-    to: &str,
+    from: DeploymentState,
+    to: DeploymentState,
     error: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let secs = deadline(to).map(|d| d.as_secs_f64());
+    let secs = to.deadline().map(|d| d.as_secs_f64());
     let done = sqlx::query(
-        "UPDATE deployments SET state = $3::deployment_state, error = coalesce($4, error), updated_at = now(),
+        "UPDATE deployments SET state = $3, error = coalesce($4, error), updated_at = now(),
                 state_deadline = CASE WHEN $5::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $5::float8) END
-         WHERE id = $1 AND state = $2::deployment_state",
+         WHERE id = $1 AND state = $2",
     )
     .bind(id)
     .bind(from)
@@ -80,10 +76,12 @@ pub struct Held {
 pub async fn cancel(pool: &PgPool, id: i64) -> Result<Option<Vec<Held>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query(
-        "UPDATE deployments SET state = 'cancelled', updated_at = now(), state_deadline = NULL
-         WHERE id = $1 AND state IN ('queued', 'building', 'starting', 'healthy')",
+        "UPDATE deployments SET state = $2, updated_at = now(), state_deadline = NULL
+         WHERE id = $1 AND state = ANY($3)",
     )
     .bind(id)
+    .bind(S::Cancelled)
+    .bind(&S::IN_PROGRESS[..])
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
@@ -124,10 +122,12 @@ async fn end_jobs(
 pub async fn expire(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let expired: Vec<i64> = sqlx::query_scalar(
-        "UPDATE deployments SET error = 'timed out while ' || state::text, state = 'failed', state_deadline = NULL, updated_at = now()
-         WHERE state IN ('queued', 'building', 'starting', 'healthy') AND state_deadline < now()
+        "UPDATE deployments SET error = 'timed out while ' || state::text, state = $1, state_deadline = NULL, updated_at = now()
+         WHERE state = ANY($2) AND state_deadline < now()
          RETURNING id",
     )
+    .bind(S::Failed)
+    .bind(&S::IN_PROGRESS[..])
     .fetch_all(&mut *tx)
     .await?;
     if !expired.is_empty() {
@@ -142,8 +142,9 @@ pub async fn expire(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
 pub async fn drop_finished_sources(pool: &PgPool) -> Result<u64, sqlx::Error> {
     sqlx::query(
         "DELETE FROM deployment_sources s USING deployments d
-         WHERE d.id = s.deployment_id AND d.state IN ('live', 'failed', 'cancelled', 'superseded')",
+         WHERE d.id = s.deployment_id AND d.state = ANY($1)",
     )
+    .bind(&S::ENDED[..])
     .execute(pool)
     .await
     .map(|r| r.rows_affected())
@@ -151,16 +152,17 @@ pub async fn drop_finished_sources(pool: &PgPool) -> Result<u64, sqlx::Error> {
 
 /// A worker reported a stage (`building`, `starting`, `healthy`) of the deployment `job` is for.
 pub async fn progress(pool: &PgPool, job: i64, stage: Stage) -> Result<(), sqlx::Error> {
-    let stage = stage.as_str();
-    let Some(secs) = deadline(stage).map(|d| d.as_secs_f64()) else { return Ok(()) };
+    let state = S::of_stage(stage);
+    let Some(secs) = state.deadline().map(|d| d.as_secs_f64()) else { return Ok(()) };
     sqlx::query(
-        "UPDATE deployments SET state = $2::deployment_state, updated_at = now(), state_deadline = now() + make_interval(secs => $3)
+        "UPDATE deployments SET state = $2, updated_at = now(), state_deadline = now() + make_interval(secs => $3)
          WHERE id = (SELECT deployment_id FROM jobs WHERE id = $1)
-           AND state IN ('queued', 'building', 'starting', 'healthy') AND state <> $2::deployment_state",
+           AND state = ANY($4) AND state <> $2",
     )
     .bind(job)
-    .bind(stage)
+    .bind(state)
     .bind(secs)
+    .bind(&S::IN_PROGRESS[..])
     .execute(pool)
     .await
     .map(drop)
@@ -192,11 +194,13 @@ pub async fn finish(
     }
     if !ok {
         sqlx::query(
-            "UPDATE deployments SET state = 'failed', error = $2, state_deadline = NULL, updated_at = now()
-             WHERE id = $1 AND state IN ('queued', 'building', 'starting', 'healthy')",
+            "UPDATE deployments SET state = $3, error = $2, state_deadline = NULL, updated_at = now()
+             WHERE id = $1 AND state = ANY($4)",
         )
         .bind(deployment)
         .bind(error.unwrap_or("the worker reported a failure"))
+        .bind(S::Failed)
+        .bind(&S::IN_PROGRESS[..])
         .execute(&mut *tx)
         .await?;
         return tx.commit().await;
@@ -206,20 +210,24 @@ pub async fn finish(
         _ => None,
     };
     let app: Option<i64> = sqlx::query_scalar(
-        "UPDATE deployments SET state = 'live', worker_id = $2, host_port = $3, state_deadline = NULL, updated_at = now()
-         WHERE id = $1 AND state IN ('queued', 'building', 'starting', 'healthy') RETURNING app_id",
+        "UPDATE deployments SET state = $4, worker_id = $2, host_port = $3, state_deadline = NULL, updated_at = now()
+         WHERE id = $1 AND state = ANY($5) RETURNING app_id",
     )
     .bind(deployment)
     .bind(worker)
     .bind(host_port)
+    .bind(S::Live)
+    .bind(&S::IN_PROGRESS[..])
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(app) = app {
         let superseded: Vec<i64> = sqlx::query_scalar(
-            "UPDATE deployments SET state = 'superseded', updated_at = now() WHERE app_id = $1 AND state = 'live' AND id <> $2 RETURNING id",
+            "UPDATE deployments SET state = $3, updated_at = now() WHERE app_id = $1 AND state = $4 AND id <> $2 RETURNING id",
         )
         .bind(app)
         .bind(deployment)
+        .bind(S::Superseded)
+        .bind(S::Live)
         .fetch_all(&mut *tx)
         .await?;
         // Zero downtime: the old container keeps serving until the proxy has the new route and

@@ -98,7 +98,7 @@ pub async fn render(pool: &PgPool, route_domain: &str, tls: bool) -> Result<Rend
     let apps: Vec<LiveApp> = sqlx::query_as(
         "SELECT a.slug, host(w.mesh_ip) AS mesh_ip, d.host_port, coalesce(v.domains, '{}') AS domains
          FROM (SELECT DISTINCT ON (app_id) app_id, worker_id, host_port FROM deployments
-               WHERE state = 'live' AND host_port IS NOT NULL
+               WHERE state = $1 AND host_port IS NOT NULL
                ORDER BY app_id, updated_at DESC, id DESC) d
          JOIN apps a ON a.id = d.app_id
          JOIN workers w ON w.id = d.worker_id AND w.enabled
@@ -106,6 +106,7 @@ pub async fn render(pool: &PgPool, route_domain: &str, tls: bool) -> Result<Rend
                     WHERE status = 'verified' GROUP BY app_id) v ON v.app_id = a.id
          ORDER BY a.slug",
     )
+    .bind(crate::deployments::DeploymentState::Live)
     .fetch_all(pool)
     .await?;
     Ok(document(
@@ -126,11 +127,12 @@ pub async fn render_for_worker(
     let apps: Vec<(String, i32)> = sqlx::query_as(
         "SELECT a.slug, d.host_port FROM apps a
          JOIN LATERAL (SELECT worker_id, host_port FROM deployments
-                       WHERE app_id = a.id AND state = 'live' AND host_port IS NOT NULL
+                       WHERE app_id = a.id AND state = $2 AND host_port IS NOT NULL
                        ORDER BY updated_at DESC, id DESC LIMIT 1) d ON true
          WHERE d.worker_id = $1 ORDER BY a.slug",
     )
     .bind(worker)
+    .bind(crate::deployments::DeploymentState::Live)
     .fetch_all(pool)
     .await?;
     Ok(document(

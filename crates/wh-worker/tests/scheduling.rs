@@ -59,12 +59,18 @@ async fn a_queued_job_goes_to_the_least_loaded_worker_and_its_result_completes_i
         }));
         workers_rx.push((name, t, rx));
     }
-    // Both connected and heartbeating before the job arrives.
-    for _ in 0..100 {
+    // Both connected and heartbeating before the job arrives (a worker with no heartbeat yet
+    // scores as idle, and would win the job). Bounded, and loud when it does not happen.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
         let h = hub.health();
         if h.len() == 2 && h.values().all(|w| w.connected && w.last_heartbeat.is_some()) {
             break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the workers never both heartbeated: {h:?}"
+        );
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     let mut tx = db.pool.begin().await.unwrap();
