@@ -29,7 +29,7 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(60);
 /// Outbound messages queued per worker before `send` refuses.
 pub const OUTBOUND_QUEUE: usize = 1024;
 /// Ids of reliable envelopes remembered per worker (across reconnects) to drop resends.
-pub const RECENT_IDS: usize = 4096;
+pub use wh_wsproto::window::RECENT_IDS;
 
 /// A verified message from a worker, for the subsystems.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub struct Hub {
     conns: Mutex<HashMap<Uuid, Conn>>,
     health: Mutex<HashMap<Uuid, WorkerHealth>>,
     rejections: Mutex<BTreeMap<String, u64>>,
-    recent_ids: Mutex<HashMap<Uuid, RecentIds>>,
+    recent_ids: Mutex<HashMap<Uuid, wh_wsproto::RecentIds>>,
     inbound: mpsc::Sender<Inbound>,
     next_conn: AtomicU64,
     ping_interval: Duration,
@@ -160,18 +160,7 @@ impl Hub {
     /// Records a reliable envelope id; true when it was already processed (a resend).
     fn already_seen(&self, worker: Uuid, id: &str) -> bool {
         let mut all = self.recent_ids.lock().unwrap_or_else(|e| e.into_inner());
-        let recent = all.entry(worker).or_default();
-        if recent.set.contains(id) {
-            return true;
-        }
-        if recent.order.len() >= RECENT_IDS {
-            if let Some(old) = recent.order.pop_front() {
-                recent.set.remove(&old);
-            }
-        }
-        recent.order.push_back(id.to_owned());
-        recent.set.insert(id.to_owned());
-        false
+        !all.entry(worker).or_default().insert(id)
     }
 
     fn set_connected(&self, worker: Uuid, connected: bool) {
@@ -369,13 +358,6 @@ impl Hub {
             }
         }
     }
-}
-
-/// Recently processed reliable envelope ids of one worker.
-#[derive(Default)]
-struct RecentIds {
-    order: std::collections::VecDeque<String>,
-    set: std::collections::HashSet<String>,
 }
 
 fn rejection_kind(e: &wh_wsproto::Error) -> &'static str {

@@ -450,11 +450,7 @@ async fn send_batches(
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use wh_wsproto::now_ms;
 
 /// A free TCP port on `ip` (the OS picks it).
 fn free_port(ip: &str) -> Result<u16, String> {

@@ -14,7 +14,6 @@
 pub mod net;
 pub mod outbox;
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -111,11 +110,7 @@ pub struct Transport {
     pub stats: TransportStats,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use wh_wsproto::now_ms;
 
 impl Transport {
     /// A transport; verified messages from the control plane arrive on the receiver.
@@ -259,7 +254,7 @@ impl Transport {
         let key = token.channel_key.clone();
         let mut signer = Signer::new(key.clone(), Binding::to_control_plane(connection), 1);
         let mut verifier = Verifier::new(key, Binding::to_worker(connection));
-        let mut recent = RecentIds::default();
+        let mut recent = wh_wsproto::RecentIds::default();
         let (mut sink, mut stream) = ws.split();
         let limit = self.config.silence_limit;
         let hello_text = signer.seal(&Message::Hello(hello(worker_id)), now_ms());
@@ -391,30 +386,6 @@ fn full_jitter(base: Duration, max: Duration, failures: u32) -> Duration {
     cap.mul_f64(u64::from_le_bytes(r) as f64 / u64::MAX as f64)
 }
 
-/// Recently seen inbound envelope ids (bounded).
-#[derive(Default)]
-struct RecentIds {
-    order: VecDeque<String>,
-    set: HashSet<String>,
-}
-
-impl RecentIds {
-    /// False when `id` was seen already.
-    fn insert(&mut self, id: &str) -> bool {
-        if self.set.contains(id) {
-            return false;
-        }
-        if self.order.len() >= 4096 {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        self.order.push_back(id.to_owned());
-        self.set.insert(id.to_owned());
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,16 +397,5 @@ mod tests {
             let cap = base.saturating_mul(1 << n.min(16)).min(max);
             assert!(full_jitter(base, max, n) <= cap);
         }
-    }
-
-    #[test]
-    fn recent_ids_drop_duplicates() {
-        let mut r = RecentIds::default();
-        assert!(r.insert("a"));
-        assert!(!r.insert("a"));
-        for i in 0..5000 {
-            r.insert(&i.to_string());
-        }
-        assert!(r.insert("a"), "the oldest ids are forgotten, bounded memory");
     }
 }

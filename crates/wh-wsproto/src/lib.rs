@@ -13,7 +13,7 @@
 //! # Layout
 //! - [`key`]: the channel key, the lookup hash of a raw API key, and how they differ.
 //! - [`envelope`]: signing ([`Signer`]) and verifying ([`Verifier`]) envelopes.
-//! - [`window`]: the IPsec-style anti-replay bitmap.
+//! - [`window`]: the IPsec-style anti-replay bitmap, and the ids already processed.
 //! - [`messages`]: the typed payloads the channel carries.
 //! - [`job`]: the job contract: deploy and retire jobs, progress stages, outputs.
 //! - [`error`]: why an envelope was rejected.
@@ -37,3 +37,11 @@ pub use envelope::{Binding, Direction, Signer, Verified, Verifier, MAX_SKEW_MS};
 pub use error::Error;
 pub use key::Key;
 pub use messages::Message;
+pub use window::RecentIds;
+
+/// Unix milliseconds now: the `now_ms` every envelope is sealed and opened at.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,8 +1,39 @@
 //! The anti-replay window (RFC 4303 §3.4.3 style): the highest sequence number accepted so far
 //! and a 256-bit bitmap of which of the 256 numbers up to it were seen. A number above the
 //! highest slides the window; one inside it is accepted once; one below it is too old.
+//!
+//! [`RecentIds`] is the other half of exactly-once delivery: envelope ids already processed,
+//! so that a reliable message resent after a reconnect (same id, new sequence number) is
+//! dropped.
 
 use crate::Error;
+
+/// How many envelope ids [`RecentIds`] remembers.
+pub const RECENT_IDS: usize = 4096;
+
+/// The last [`RECENT_IDS`] envelope ids processed; older ones are forgotten (bounded memory).
+#[derive(Debug, Clone, Default)]
+pub struct RecentIds {
+    order: std::collections::VecDeque<String>,
+    set: std::collections::HashSet<String>,
+}
+
+impl RecentIds {
+    /// Records `id`; false when it was seen already.
+    pub fn insert(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() >= RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.order.push_back(id.to_owned());
+        self.set.insert(id.to_owned());
+        true
+    }
+}
 
 /// Window size in sequence numbers.
 pub const WINDOW: u64 = 256;
@@ -136,5 +167,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn recent_ids_drop_duplicates_and_stay_bounded() {
+        let mut r = RecentIds::default();
+        assert!(r.insert("a"));
+        assert!(!r.insert("a"));
+        for i in 0..RECENT_IDS + 1 {
+            r.insert(&i.to_string());
+        }
+        assert!(r.insert("a"), "the oldest ids are forgotten, bounded memory");
+        assert!(r.order.len() <= RECENT_IDS);
     }
 }
