@@ -166,16 +166,13 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let workers_done = CancellationToken::new();
-    let (http_std, https_std) = (
-        http.into_std().map_err(|source| StartError::Bind { addr: http_addr, source })?,
-        match https {
-            Some(l) => Some(
-                l.into_std()
-                    .map_err(|source| StartError::Bind { addr: settings.http_addr, source })?,
-            ),
-            None => None,
-        },
-    );
+    let to_std =
+        |l: TcpListener, addr| l.into_std().map_err(|source| StartError::Bind { addr, source });
+    let http_std = to_std(http, http_addr)?;
+    let https_std = match (https, https_addr) {
+        (Some(l), Some(addr)) => Some(to_std(l, addr)?),
+        _ => None,
+    };
     for i in 1..threads {
         let dup = |l: &std::net::TcpListener, addr| {
             l.try_clone().map_err(|source| StartError::Bind { addr, source })

@@ -321,18 +321,25 @@ async fn forwarding_headers_from_untrusted_peers_are_removed() {
     assert_eq!(b.last("x-original-url").as_deref(), Some("/admin"));
 }
 
-/// Reads until the peer closes (or errors); `None` if it is still open after `limit`.
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+/// Reads until the peer closes (or errors), for at most `limit`: what came, and whether it
+/// closed.
+async fn read_until_closed<R: AsyncReadExt + Unpin>(r: &mut R, limit: Duration) -> (Vec<u8>, bool) {
     let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
+    let mut buf = [0u8; 16384];
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+        match tokio::time::timeout_at(deadline, r.read(&mut buf)).await {
+            Err(_) => return (got, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
         }
     }
+}
+
+/// What came before the peer closed; `None` if it is still open after `limit`.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let (got, closed) = read_until_closed(s, limit).await;
+    closed.then_some(got)
 }
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -709,23 +716,12 @@ fn get_block() -> Vec<u8> {
     b
 }
 
-/// Reads everything until the peer closes, for at most `limit`.
+/// [`read_until_closed`] in a task of its own (while the test writes).
 fn read_all(
     mut r: tokio::net::tcp::OwnedReadHalf,
     limit: Duration,
 ) -> tokio::task::JoinHandle<(Vec<u8>, bool)> {
-    tokio::spawn(async move {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 16384];
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            match tokio::time::timeout_at(deadline, r.read(&mut buf)).await {
-                Err(_) => return (got, false),
-                Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
-                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
+    tokio::spawn(async move { read_until_closed(&mut r, limit).await })
 }
 
 #[tokio::test]
@@ -865,5 +861,6 @@ async fn trailers_are_forwarded_and_truncation_is_visible() {
     assert!(body.len() < 100, "a truncated body was padded: {body:?}");
     // A chunked answer cut short never gets its last chunk.
     let reply = raw(p.addr, b"GET / HTTP/1.1\r\nHost: ch.test\r\n\r\n", WAIT).await;
+    assert!(reply.starts_with("HTTP/1.1 200") && reply.contains("only ten b"), "{reply:?}");
     assert!(!reply.ends_with("0\r\n\r\n"), "a truncated chunked body was completed: {reply:?}");
 }

@@ -309,12 +309,11 @@ impl<T: AsyncRead> AsyncRead for TimedIo<T> {
                 Protocol::Unknown => {}
             }
         }
-        if !matches!(result, Poll::Pending) {
-            arm(this.timer, this.armed, this.armed_at, this.state, this.protocol, this.timeouts);
-            return result;
-        }
         let phase =
             arm(this.timer, this.armed, this.armed_at, this.state, this.protocol, this.timeouts);
+        if !matches!(result, Poll::Pending) {
+            return result;
+        }
         if phase == IN_REQUEST || this.timer.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }

@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 use crate::process_tree;
 
@@ -29,7 +29,7 @@ pub const UNCONSUMED_WARNING: &str =
 
 /// This process's builds in progress. Process-wide, because the id's owner is the process:
 /// several workers in one process (tests) share it.
-static LIVE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+static LIVE: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 /// A build in progress; its working containers are left alone until it is dropped.
@@ -38,7 +38,7 @@ pub struct BuildId(String);
 impl BuildId {
     pub fn new() -> BuildId {
         let id = format!("{}/{}", process_tree::owner(), NEXT.fetch_add(1, Ordering::Relaxed));
-        live().get_or_insert_with(HashSet::new).insert(id.clone());
+        live().insert(id.clone());
         BuildId(id)
     }
 
@@ -55,13 +55,11 @@ impl Default for BuildId {
 
 impl Drop for BuildId {
     fn drop(&mut self) {
-        if let Some(set) = live().as_mut() {
-            set.remove(&self.0);
-        }
+        live().remove(&self.0);
     }
 }
 
-fn live() -> std::sync::MutexGuard<'static, Option<HashSet<String>>> {
+fn live() -> std::sync::MutexGuard<'static, HashSet<String>> {
     LIVE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -70,7 +68,7 @@ fn live() -> std::sync::MutexGuard<'static, Option<HashSet<String>>> {
 pub fn build_is_over(id: &str) -> bool {
     let Some((owner, _)) = id.rsplit_once('/') else { return false };
     if owner == process_tree::owner() {
-        return !live().as_ref().is_some_and(|set| set.contains(id));
+        return !live().contains(id);
     }
     !process_tree::owner_alive(owner)
 }
