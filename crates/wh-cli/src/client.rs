@@ -2,15 +2,13 @@
 //! responses (server-sent events), over plain TCP or TLS (the system's roots). Every request has
 //! a connect timeout and, except streams, an overall one; error bodies become [`CliError::Api`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use wh_http::client::{Io, Target, Trust};
 
 use crate::error::CliError;
 
@@ -18,54 +16,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Uploads of large sources may take a while; JSON calls should not.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 /// The API at one base URL, optionally with a bearer token.
 #[derive(Clone)]
 pub struct Api {
     pub base: String,
-    host: String,
-    port: u16,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    target: Target,
     token: Option<String>,
 }
 
 impl Api {
-    /// `base` is `http(s)://host[:port]`.
+    /// `base` is `http(s)://host[:port]`; https trusts the system's roots.
     pub fn new(base: &str, token: Option<String>) -> Result<Api, CliError> {
         let base = base.trim_end_matches('/').to_owned();
-        let uri: hyper::Uri =
-            base.parse().map_err(|e| CliError::Usage(format!("invalid API URL `{base}`: {e}")))?;
-        let host = uri
-            .host()
-            .ok_or_else(|| CliError::Usage(format!("API URL `{base}` has no host")))?
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let (tls, default_port) = match uri.scheme_str() {
-            Some("http") => (None, 80),
-            Some("https") => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-                let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| CliError::Local(e.to_string()))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-                (Some(Arc::new(config)), 443)
-            }
-            _ => {
-                return Err(CliError::Usage(format!(
-                    "API URL `{base}` must be http:// or https://"
-                )))
-            }
-        };
-        let port = uri.port_u16().unwrap_or(default_port);
-        Ok(Api { base, host, port, tls, token })
+        let target = Target::parse(&base, &Trust::System, &[])
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok(Api { base, target, token })
     }
 
     fn unreachable(&self, why: impl std::fmt::Display) -> CliError {
@@ -73,29 +38,7 @@ impl Api {
     }
 
     async fn dial(&self) -> Result<Box<dyn Io>, CliError> {
-        let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| self.unreachable("connect timed out"))?
-        .map_err(|e| self.unreachable(e))?;
-        let _ = tcp.set_nodelay(true);
-        match &self.tls {
-            None => Ok(Box::new(tcp)),
-            Some(config) => {
-                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| self.unreachable(e))?;
-                let tls = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
-                    tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp),
-                )
-                .await
-                .map_err(|_| self.unreachable("TLS handshake timed out"))?
-                .map_err(|e| self.unreachable(format!("TLS: {e}")))?;
-                Ok(Box::new(tls))
-            }
-        }
+        self.target.dial(CONNECT_TIMEOUT).await.map_err(|e| self.unreachable(e))
     }
 
     /// Sends one request; returns the response with its body still to read.
@@ -112,11 +55,7 @@ impl Api {
             .await
             .map_err(|e| self.unreachable(e))?;
         tokio::spawn(conn);
-        let authority = if self.port == 80 || self.port == 443 {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
+        let authority = self.target.authority();
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)

@@ -291,7 +291,7 @@ async fn start_worker(
         },
         ..Default::default()
     };
-    let endpoint = transport::Endpoint::parse(api_url, None)?;
+    let endpoint = transport::Endpoint::parse(api_url, None).map_err(|e| e.to_string())?;
     let key = state.worker_key.clone().unwrap_or_default();
     tokio::spawn(async move {
         if let Err(e) = worker::run(endpoint, key, podman, settings, stop).await {

@@ -473,23 +473,14 @@ async fn a_verified_domain_is_routed_certified_and_served_over_https_and_removin
 /// `GET /` over TLS with SNI `host`, trusting only `root_pem`; the whole response as text.
 async fn https_get(addr: SocketAddr, host: &str, root_pem: &str) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut root_pem.as_bytes()) {
-        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    use wh_http::client::{client_config, Trust};
+    let trust = Trust::from_pem(root_pem.as_bytes()).map_err(|e| e.to_string())?;
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name =
         rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
     let mut tls = tokio::time::timeout(
         Duration::from_secs(5),
-        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+        tokio_rustls::TlsConnector::from(client_config(&trust, &[])).connect(name, tcp),
     )
     .await
     .map_err(|_| "handshake timed out".to_owned())?

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::net::TcpStream;
+use rustls::pki_types::CertificateDer;
+use wh_http::client::{Target, Trust};
 
 use crate::{Error, Result};
 
@@ -32,19 +32,7 @@ impl Response {
 
 /// Parses PEM certificates into DER.
 pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
-    rustls_pemfile::certs(&mut &pem[..]).collect::<std::result::Result<_, _>>().map_err(Error::Io)
-}
-
-/// A rustls client config trusting exactly `roots`.
-pub fn client_config(roots: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig> {
-    let mut store = rustls::RootCertStore::empty();
-    for r in roots {
-        store.add(r.clone()).map_err(|e| Error::Other(format!("bad root: {e}")))?;
-    }
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Other(e.to_string()))
-        .map(|b| b.with_root_certificates(store).with_no_client_auth())
+    wh_http::client::certs_from_pem(pem).map_err(|e| Error::Other(e.to_string()))
 }
 
 /// GET `url` (http or https). For https, `roots` are the only trusted roots.
@@ -89,19 +77,17 @@ async fn request_inner(
     headers: &[(&str, &str)],
 ) -> Result<Response> {
     let uri: hyper::Uri = url.parse().map_err(|e| Error::Other(format!("bad url {url}: {e}")))?;
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(Error::Other(format!("unsupported url {url}"))),
-    };
-    let host = uri.host().ok_or_else(|| Error::Other(format!("no host in {url}")))?.to_owned();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(r.clone()).map_err(|e| Error::Other(format!("bad root: {e}")))?;
+    }
+    let trust = Trust::Roots(Arc::new(store));
+    let target = Target::parse(url, &trust, &[]).map_err(|e| Error::Other(e.to_string()))?;
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut req = Request::builder().method(method).uri(path);
     // A caller-given Host replaces the one derived from the URL (routing tests need that).
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req = req.header("host", uri.authority().map(|a| a.as_str()).unwrap_or(&host));
+        req = req.header("host", target.authority());
     }
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -109,21 +95,11 @@ async fn request_inner(
     let req =
         req.body(Full::new(body.unwrap_or_default())).map_err(|e| Error::Other(e.to_string()))?;
     let hyper_err = |e: hyper::Error| Error::Other(format!("http: {e}"));
-    let resp = if tls {
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(roots)?));
-        let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
-            .map_err(|e| Error::Other(e.to_string()))?;
-        let stream = connector.connect(name, tcp).await?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(hyper_err)?;
-        tokio::spawn(conn);
-        send.send_request(req).await.map_err(hyper_err)?
-    } else {
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(hyper_err)?;
-        tokio::spawn(conn);
-        send.send_request(req).await.map_err(hyper_err)?
-    };
+    let io = target.dial(Duration::from_secs(10)).await.map_err(|e| Error::Other(e.to_string()))?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(hyper_err)?;
+    tokio::spawn(conn);
+    let resp = send.send_request(req).await.map_err(hyper_err)?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.map_err(hyper_err)?.to_bytes();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use wh_cmd::EX_USAGE;
-use wh_worker::transport::{net, Endpoint};
+use wh_worker::transport::Endpoint;
 use wh_worker::{agent, runtime, worker};
 
 /// wh-worker: WiseHosting's worker agent.
@@ -67,7 +67,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let roots = match args.ca_bundle.as_deref().map(net::roots_from_pem).transpose() {
+    let read_roots = |path: &std::path::Path| -> Result<rustls::RootCertStore, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        wh_http::client::roots_from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let roots = match args.ca_bundle.as_deref().map(read_roots).transpose() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("wh-worker: WH_CA_BUNDLE: {e}");

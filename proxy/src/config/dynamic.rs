@@ -161,9 +161,9 @@ impl Document {
     pub fn parse(bytes: &[u8], format: Format) -> Result<Document, ParseError> {
         match format {
             Format::Json => serde_json::from_slice(bytes).or_else(|json_err| {
-                serde_yaml::from_slice(bytes).map_err(|_| ParseError(json_err.to_string()))
+                serde_saphyr::from_slice(bytes).map_err(|_| ParseError(json_err.to_string()))
             }),
-            Format::Yaml => serde_yaml::from_slice(bytes).map_err(|e| ParseError(e.to_string())),
+            Format::Yaml => serde_saphyr::from_slice(bytes).map_err(|e| ParseError(e.to_string())),
         }
     }
 
@@ -207,6 +207,29 @@ mod tests {
         assert_eq!(doc.http.routers["r"].rule, "Host(`a.test`)");
         assert!(Document::parse(b"{not json", Format::Json).is_err());
         assert!(Document::parse(b"[1,2]", Format::Json).is_err());
+    }
+
+    #[test]
+    fn yaml_anchors_and_merge_keys_work_and_alias_bombs_are_refused() {
+        // Hand-written Traefik files share settings with anchors and `<<` merge keys.
+        let yaml = "x-lb: &lb\n  passHostHeader: false\n  servers:\n    - url: http://127.0.0.1:1\nhttp:\n  routers:\n    r:\n      rule: Host(`a.test`)\n      service: s\n  services:\n    s:\n      loadBalancer:\n        <<: *lb\n";
+        let doc = Document::parse(yaml.as_bytes(), Format::Yaml).unwrap();
+        let lb = doc.http.services["s"].load_balancer.as_ref().unwrap();
+        assert_eq!(lb.servers[0].url, "http://127.0.0.1:1");
+        // Nine levels of nine aliases each expand to 9^9 nodes: the parser's budget refuses it
+        // instead of spending the memory.
+        let aliases = |levels: usize| {
+            let mut doc = String::from("a0: &a0 [x]\n");
+            for level in 1..=levels {
+                let prev = format!("*a{}", level - 1);
+                let items = [prev.as_str(); 9].join(", ");
+                doc.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+            }
+            doc + "http: {}\n"
+        };
+        assert!(Document::parse(aliases(2).as_bytes(), Format::Yaml).is_ok());
+        let refused = Document::parse(aliases(9).as_bytes(), Format::Yaml).unwrap_err();
+        assert!(refused.to_string().contains("budget"), "{refused}");
     }
 
     #[test]

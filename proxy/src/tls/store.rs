@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::table::FastMap;
+use crate::util::FastMap;
 
 /// A certificate ready for handshakes, with its validity (Unix seconds).
 #[derive(Debug)]
@@ -169,13 +171,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Parses a PEM chain and key into a handshake-ready [`Cert`].
 pub fn parse(cert_pem: &[u8], key_pem: &[u8]) -> Result<Cert, String> {
-    let chain: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("certificate PEM: {e}"))?;
     let leaf = chain.first().ok_or("no certificate in PEM")?.clone();
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| format!("key PEM: {e}"))?
-        .ok_or("no private key in PEM")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key PEM: {e}"))?;
     let signing =
         rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| format!("key: {e}"))?;
     let (_, x509) =

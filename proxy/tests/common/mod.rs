@@ -416,19 +416,8 @@ pub struct TlsReply {
 
 /// A TLS client config trusting only `root_pem`, offering `alpn`.
 pub fn tls_client(root_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut root_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(config)
+    let trust = wh_http::client::Trust::from_pem(root_pem.as_bytes()).unwrap();
+    wh_http::client::client_config(&trust, alpn)
 }
 
 /// Connects to `addr` over TLS presenting `sni` (an IP address sends no SNI).

@@ -8,98 +8,54 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::WebSocketStream;
+pub use wh_http::client::Io;
+use wh_http::client::{ConfigError, DialError, Target, Trust};
 
 /// Timeout of connects, handshakes and HTTP exchanges.
 pub const NET_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A byte stream to the control plane.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 /// Where the control plane is and how to trust it.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Endpoint {
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub host: String,
-    pub port: u16,
+    target: Target,
 }
 
 /// Why a network call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NetError {
+    /// The control plane answered, but not with 200 (the body's start, for the log).
     #[error("HTTP {0}")]
     Status(u16, String),
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("WebSocket: {0}")]
+    WebSocket(Box<tokio_tungstenite::tungstenite::Error>),
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// The control plane's answer broke the protocol.
     #[error("{0}")]
-    Other(String),
+    Protocol(&'static str),
 }
 
 impl Endpoint {
-    /// Parses `http://host:port` or `https://host:port`; `roots` are used for https.
-    pub fn parse(base: &str, roots: Option<rustls::RootCertStore>) -> Result<Endpoint, String> {
-        let uri: hyper::Uri =
-            base.parse().map_err(|e| format!("invalid control plane URL `{base}`: {e}"))?;
-        let tls = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => {
-                return Err(format!("control plane URL must be http:// or https://, got `{base}`"))
-            }
-        };
-        let host = uri
-            .host()
-            .ok_or_else(|| format!("no host in `{base}`"))?
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let tls = tls.then(|| {
-            let roots = roots.unwrap_or_else(native_roots);
-            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(config)
-        });
-        Ok(Endpoint { tls, host, port })
-    }
-
-    fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+    /// Parses `http://host:port` or `https://host:port`; https trusts exactly `roots` when given,
+    /// else the system's roots, and offers only http/1.1 (so a CDN or proxy in front cannot
+    /// negotiate h2 for the WebSocket).
+    pub fn parse(
+        base: &str,
+        roots: Option<rustls::RootCertStore>,
+    ) -> Result<Endpoint, ConfigError> {
+        let trust = roots.map_or(Trust::System, |r| Trust::Roots(Arc::new(r)));
+        Ok(Endpoint { target: Target::parse(base, &trust, &[b"http/1.1"])? })
     }
 
     async fn dial(&self) -> Result<Box<dyn Io>, NetError> {
-        let tcp =
-            tokio::time::timeout(NET_TIMEOUT, TcpStream::connect((self.host.as_str(), self.port)))
-                .await
-                .map_err(|_| NetError::Other("connect timed out".into()))?
-                .map_err(|e| NetError::Other(format!("connect: {e}")))?;
-        let _ = tcp.set_nodelay(true);
-        match &self.tls {
-            None => Ok(Box::new(tcp)),
-            Some(config) => {
-                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| NetError::Other(e.to_string()))?;
-                let tls = tokio::time::timeout(
-                    NET_TIMEOUT,
-                    tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp),
-                )
-                .await
-                .map_err(|_| NetError::Other("TLS handshake timed out".into()))?
-                .map_err(|e| NetError::Other(format!("TLS: {e}")))?;
-                Ok(Box::new(tls))
-            }
-        }
+        Ok(self.target.dial(NET_TIMEOUT).await?)
     }
 
     /// `POST path` with a bearer token; returns the body of a 200 (at most 1 MiB).
@@ -129,23 +85,21 @@ impl Endpoint {
     ) -> Result<Bytes, NetError> {
         let exchange = async {
             let io = self.dial().await?;
-            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-                .await
-                .map_err(|e| NetError::Other(e.to_string()))?;
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
             tokio::spawn(conn);
             let req = hyper::Request::builder()
                 .method(method)
                 .uri(path)
-                .header("host", self.authority())
+                .header("host", self.target.authority())
                 .header("authorization", format!("Bearer {bearer}"))
                 .body(Empty::<Bytes>::new())
-                .map_err(|e| NetError::Other(e.to_string()))?;
-            let resp = send.send_request(req).await.map_err(|e| NetError::Other(e.to_string()))?;
+                .map_err(|_| NetError::Protocol("the path or token is not valid in a request"))?;
+            let resp = send.send_request(req).await?;
             let status = resp.status().as_u16();
             let body = Limited::new(resp.into_body(), limit)
                 .collect()
                 .await
-                .map_err(|e| NetError::Other(e.to_string()))?
+                .map_err(|_| NetError::Protocol("the response body was cut or too long"))?
                 .to_bytes();
             if status == 200 {
                 Ok(body)
@@ -156,12 +110,9 @@ impl Endpoint {
                 ))
             }
         };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| NetError::Other("request timed out".into()))?
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| NetError::Timeout("request"))?
     }
 
-    /// Opens the WebSocket at `path` with a bearer token.
     /// Opens the WebSocket at `path`; returns it with the connection nonce the control plane
     /// answered with (its `x-wh-connection` header), which every envelope is bound to.
     pub async fn websocket(
@@ -169,13 +120,15 @@ impl Endpoint {
         path: &str,
         bearer: &str,
     ) -> Result<(WebSocketStream<Box<dyn Io>>, String), NetError> {
-        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
-        let mut req = format!("{scheme}://{}{path}", self.authority())
+        let scheme = if self.target.tls.is_some() { "wss" } else { "ws" };
+        let mut req = format!("{scheme}://{}{path}", self.target.authority())
             .into_client_request()
-            .map_err(|e| NetError::Other(e.to_string()))?;
+            .map_err(|e| NetError::WebSocket(Box::new(e)))?;
         req.headers_mut().insert(
             "authorization",
-            format!("Bearer {bearer}").parse().map_err(|_| NetError::Other("bad token".into()))?,
+            format!("Bearer {bearer}")
+                .parse()
+                .map_err(|_| NetError::Protocol("the token is not a valid header value"))?,
         );
         let io = self.dial().await?;
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
@@ -186,38 +139,20 @@ impl Endpoint {
         )
         .await
         {
-            Err(_) => Err(NetError::Other("WebSocket handshake timed out".into())),
+            Err(_) => Err(NetError::Timeout("WebSocket handshake")),
             Ok(Ok((ws, response))) => {
                 let connection = response
                     .headers()
                     .get("x-wh-connection")
                     .and_then(|v| v.to_str().ok())
                     .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
-                    .ok_or_else(|| NetError::Other("no connection nonce in the upgrade".into()))?;
+                    .ok_or(NetError::Protocol("no connection nonce in the upgrade"))?;
                 Ok((ws, connection.to_owned()))
             }
             Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
                 Err(NetError::Status(resp.status().as_u16(), String::new()))
             }
-            Ok(Err(e)) => Err(NetError::Other(e.to_string())),
+            Ok(Err(e)) => Err(NetError::WebSocket(Box::new(e))),
         }
     }
-}
-
-fn native_roots() -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    roots
-}
-
-/// Reads PEM roots from a file.
-pub fn roots_from_pem(path: &std::path::Path) -> Result<rustls::RootCertStore, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
-        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    }
-    Ok(roots)
 }
