@@ -17,10 +17,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::RespBody;
-use crate::forward::Proxy;
+use crate::state::ProxyState;
 
 /// Serves the admin endpoints until `stop`.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, proxy: Arc<ProxyState>, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -50,7 +50,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationT
     }
 }
 
-fn handle(proxy: &Proxy, path: &str) -> Response<RespBody> {
+fn handle(proxy: &ProxyState, path: &str) -> Response<RespBody> {
     let (status, ctype, body) = match path {
         "/metrics" => {
             let mut text = proxy.metrics.render();
@@ -81,9 +81,9 @@ fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<RespB
     resp
 }
 
-fn routes_json(proxy: &Proxy) -> String {
+fn routes_json(proxy: &ProxyState) -> String {
     let table = proxy.table.load();
-    let now = crate::service::now_ms();
+    let now = crate::util::monotonic_ms();
     let routes: Vec<_> = table
         .routes()
         .iter()

@@ -1,6 +1,10 @@
 //! Everything that can go wrong while proxying a request, and the one function that turns it
 //! into a response. Tagged by origin: the downstream client (4xx), the routing table (404/503),
-//! the upstream (502/504), or the proxy itself (500).
+//! the upstream (502/504), or the proxy itself (500). A request whose head carries both
+//! `Content-Length` and `Transfer-Encoding` is answered from here too ([`ProxyError::BadRequest`]).
+//!
+//! [`ConnError`] is how a client connection ended badly (a failed TLS handshake, a broken
+//! HTTP exchange): nothing is answered for those, they are logged at debug level.
 
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
@@ -90,4 +94,17 @@ pub fn respond(err: &ProxyError) -> Response<RespBody> {
         _ => {}
     }
     resp
+}
+
+/// Why a client connection ended with an error (after which nothing can be answered).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnError {
+    #[error("TLS handshake: {0}")]
+    TlsHandshake(std::io::Error),
+    #[error("TLS handshake timed out")]
+    TlsTimeout,
+    /// The HTTP/1 or HTTP/2 exchange broke (hyper-util's auto server boxes its errors).
+    #[error("HTTP: {0}")]
+    Http(#[from] Box<dyn std::error::Error + Send + Sync>),
 }

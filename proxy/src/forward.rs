@@ -9,60 +9,35 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
-use crate::body::{ReqBody, RespBody};
+use crate::body::RespBody;
 use crate::error::{respond, ProxyError};
-use crate::headers::{self, Peer, TrustedProxies};
-use crate::metrics::Metrics;
-use crate::middleware::Middleware;
-use crate::service::HealthRegistry;
-use crate::table::{Route, Table};
-use crate::tls::challenges::{self, Challenges};
-pub use crate::upstream::ClientSettings;
-use crate::upstream::{ConnectError, Lease, Pool};
-
-/// Everything the request path needs, shared by all connections.
-pub struct Proxy {
-    pub table: ArcSwap<Table>,
-    pub metrics: Arc<Metrics>,
-    pub health: HealthRegistry,
-    pub trusted: TrustedProxies,
-    pub access_log: bool,
-    /// HTTP-01 answers of pending orders (always served from memory on the plain listener).
-    pub challenges: Arc<Challenges>,
-    /// Percent-encoded characters a path may carry ([`crate::target`]).
-    pub encoded: crate::target::EncodedChars,
-    /// Set when an HTTPS listener runs: requests for `tls` routers on plain HTTP are redirected
-    /// there (308) instead of served.
-    pub https_port: Option<u16>,
-    /// The certificate manager, when HTTPS is on (for `/certs` and metrics).
-    pub certs: Option<Arc<crate::tls::manager::CertManager>>,
-    /// Every client connection and every tunnel of an upgraded one: the shutdown drain waits
-    /// for them.
-    pub tracker: tokio_util::task::TaskTracker,
-    /// A request body that sends nothing for this long is cut (408).
-    pub body_idle: std::time::Duration,
-}
+use crate::headers::{self, Peer};
+use crate::middleware;
+use crate::state::ProxyState;
+use crate::table::Route;
+use crate::tls::challenges;
+use crate::upgrade;
+use crate::upstream::ClientSettings;
+use crate::upstream::{ConnectError, Lease, Pool, PooledBody, ReqBody};
 
 /// Per accept loop: the listener's facts and its own upstream connection pool. Each accept loop
 /// runs on its own single-threaded runtime (thread per core, as nginx's workers), so a pooled
 /// upstream connection is only ever driven by the thread that uses it.
-pub struct Listener {
+pub struct ListenerContext {
     pub proto: HeaderValue,
     pub port: HeaderValue,
     pub https: bool,
     pool: Arc<Pool>,
 }
 
-impl Listener {
-    pub fn new(addr: SocketAddr, https: bool, client: &ClientSettings) -> Listener {
-        Listener {
+impl ListenerContext {
+    pub fn new(addr: SocketAddr, https: bool, client: &ClientSettings) -> ListenerContext {
+        ListenerContext {
             proto: HeaderValue::from_static(if https { "https" } else { "http" }),
             port: HeaderValue::from(addr.port()),
             https,
@@ -71,30 +46,14 @@ impl Listener {
     }
 }
 
-impl Proxy {
-    pub fn new(metrics: Arc<Metrics>, trusted: TrustedProxies, access_log: bool) -> Proxy {
-        Proxy {
-            table: ArcSwap::from_pointee(Table::default()),
-            metrics,
-            health: HealthRegistry::default(),
-            trusted,
-            access_log,
-            challenges: Arc::new(Challenges::default()),
-            encoded: crate::target::EncodedChars::default(),
-            https_port: None,
-            certs: None,
-            tracker: tokio_util::task::TaskTracker::new(),
-            body_idle: std::time::Duration::from_secs(60),
-        }
-    }
-
+impl ProxyState {
     /// Serves one request from `peer` arriving on `listener`; `slot` is its place among its
     /// connection's request bodies in progress (HTTP/2), held until its body is sent.
     pub async fn handle(
         &self,
         mut req: Request<Incoming>,
         peer: &Peer,
-        listener: &Listener,
+        listener: &ListenerContext,
         slot: Option<wh_http::conn::BodySlot>,
     ) -> Response<RespBody> {
         let started = Instant::now();
@@ -125,8 +84,9 @@ impl Proxy {
                 if route.tls && !listener.https && self.https_port.is_some() =>
             {
                 let port = self.https_port.filter(|p| *p != 443).map(|p| p.to_string());
-                let resp = redirect(&req, host.as_ref(), "https", port.as_deref(), true, true)
-                    .unwrap_or_else(|e| respond(&e));
+                let resp =
+                    middleware::redirect(&req, host.as_ref(), "https", port.as_deref(), true, true)
+                        .unwrap_or_else(|e| respond(&e));
                 route.metrics.record(resp.status().as_u16(), started.elapsed());
                 (resp, None)
             }
@@ -228,7 +188,7 @@ impl Proxy {
         original_host: Option<HeaderValue>,
         route: &Route,
         peer: &Peer,
-        listener: &Listener,
+        listener: &ListenerContext,
         slot: Option<wh_http::conn::BodySlot>,
     ) -> Result<(Response<RespBody>, Option<usize>), ProxyError> {
         if req.headers().contains_key(header::TRANSFER_ENCODING)
@@ -236,7 +196,7 @@ impl Proxy {
         {
             return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
         }
-        let upgrade = is_upgrade(&req);
+        let upgrade = upgrade::requested(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         // Decided before the hop-by-hop headers (Transfer-Encoding among them) are stripped.
@@ -257,35 +217,13 @@ impl Proxy {
             headers::join_cookies(&mut parts.headers);
         }
         let mut req = Request::from_parts(parts, ());
-        // Middlewares that act on the request, in router order.
-        for mw in route.middlewares.iter() {
-            match &**mw {
-                Middleware::RedirectScheme { scheme, port, permanent } => {
-                    let current = if listener.https { "https" } else { "http" };
-                    if **scheme != *current {
-                        return Ok((
-                            redirect(
-                                &req,
-                                original_host.as_ref(),
-                                scheme,
-                                port.as_deref(),
-                                *permanent,
-                                false,
-                            )?,
-                            None,
-                        ));
-                    }
-                }
-                Middleware::Headers { request, .. } => {
-                    for (name, value) in request.iter() {
-                        match value {
-                            Some(v) => req.headers_mut().insert(name.clone(), v.clone()),
-                            None => req.headers_mut().remove(name),
-                        };
-                    }
-                }
-                Middleware::StripPrefix { prefixes } => strip_prefix(&mut req, prefixes)?,
-            }
+        if let Some(resp) = middleware::on_request(
+            &route.middlewares,
+            &mut req,
+            original_host.as_ref(),
+            listener.https,
+        )? {
+            return Ok((resp, None));
         }
         let (mut parts, ()) = req.into_parts();
         let service = &route.service;
@@ -340,7 +278,7 @@ impl Proxy {
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(client_upgrade) = client_upgrade {
                             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                            self.tracker.spawn(tunnel(client_upgrade, upstream_upgrade));
+                            self.tracker.spawn(upgrade::tunnel(client_upgrade, upstream_upgrade));
                         }
                         drop(lease); // the connection is the tunnel's now
                         let (parts, _) = resp.into_parts();
@@ -356,9 +294,12 @@ impl Proxy {
                         rparts.headers.remove(header::CONTENT_LENGTH);
                     }
                     headers::strip_hop_by_hop(&mut rparts.headers, false);
-                    apply_response_middlewares(route, &mut rparts.headers);
+                    middleware::on_response(&route.middlewares, &mut rparts.headers);
                     return Ok((
-                        Response::from_parts(rparts, RespBody::upstream(rbody, Some(lease))),
+                        Response::from_parts(
+                            rparts,
+                            RespBody::upstream(PooledBody::new(rbody, Some(lease))),
+                        ),
                         Some(idx),
                     ));
                 }
@@ -444,12 +385,12 @@ async fn send(
 /// The request failed because the client's own body did (bad chunked framing, more bytes
 /// than declared, the client gone, or silent past the body idle timeout): hyper reports the
 /// body's error as a user error. The client's fault, never the upstream's.
-fn client_body_failed(e: &hyper::Error) -> Option<&crate::body::ClientBodyError> {
+fn client_body_failed(e: &hyper::Error) -> Option<&crate::upstream::ClientBodyError> {
     use std::error::Error as _;
     if !e.is_user() {
         return None;
     }
-    e.source()?.downcast_ref::<crate::body::ClientBodyError>()
+    e.source()?.downcast_ref::<crate::upstream::ClientBodyError>()
 }
 
 fn path_error_text(e: crate::target::PathError) -> &'static str {
@@ -479,113 +420,6 @@ fn body_is_empty(parts: &http::request::Parts, body: &Incoming) -> bool {
     parts.version < Version::HTTP_2
         && !parts.headers.contains_key(header::TRANSFER_ENCODING)
         && parts.headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
-}
-
-fn is_upgrade(req: &Request<Incoming>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req.headers().get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
-        })
-}
-
-/// Copies bytes both ways between an upgraded client and upstream until either side closes.
-/// It holds no reference to the routing table, so it outlives any number of swaps.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "upgraded connection ended with an error");
-    }
-}
-
-fn apply_response_middlewares(route: &Route, headers: &mut http::HeaderMap) {
-    for mw in route.middlewares.iter() {
-        if let Middleware::Headers { response, .. } = &**mw {
-            for (name, value) in response.iter() {
-                match value {
-                    Some(v) => headers.insert(name.clone(), v.clone()),
-                    None => headers.remove(name),
-                };
-            }
-        }
-    }
-}
-
-/// A redirect to `scheme` on the same host and path. `host` is the validated one
-/// ([`crate::target`]), never a raw `Host` that lost to the target's authority. `keep_method`
-/// forces 307/308 (the HTTP → HTTPS redirect keeps POSTs POSTs); otherwise GET and HEAD get
-/// 301/302, as in Traefik.
-fn redirect<B>(
-    req: &Request<B>,
-    host: Option<&HeaderValue>,
-    scheme: &str,
-    port: Option<&str>,
-    permanent: bool,
-    keep_method: bool,
-) -> Result<Response<RespBody>, ProxyError> {
-    let host =
-        host.and_then(|h| h.to_str().ok()).ok_or(ProxyError::BadRequest("missing Host header"))?;
-    let bare = strip_port(host);
-    let authority = match port {
-        Some(p) if !(scheme == "https" && p == "443" || scheme == "http" && p == "80") => {
-            format!("{bare}:{p}")
-        }
-        _ => bare.to_owned(),
-    };
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let location = HeaderValue::from_str(&format!("{scheme}://{authority}{pq}"))
-        .map_err(|_| ProxyError::BadRequest("invalid Host header"))?;
-    let get_like = !keep_method && matches!(*req.method(), Method::GET | Method::HEAD);
-    let status = match (permanent, get_like) {
-        (true, true) => StatusCode::MOVED_PERMANENTLY,
-        (true, false) => StatusCode::PERMANENT_REDIRECT,
-        (false, true) => StatusCode::FOUND,
-        (false, false) => StatusCode::TEMPORARY_REDIRECT,
-    };
-    let mut resp = Response::new(RespBody::empty());
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(header::LOCATION, location);
-    Ok(resp)
-}
-
-/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
-fn strip_port(host: &str) -> &str {
-    match host.rfind(':') {
-        Some(i)
-            if !host[i..].contains(']') && (host.starts_with('[') || !host[..i].contains(':')) =>
-        {
-            &host[..i]
-        }
-        _ => host,
-    }
-}
-
-fn strip_prefix(req: &mut Request<()>, prefixes: &[Box<str>]) -> Result<(), ProxyError> {
-    let path = req.uri().path();
-    let Some(prefix) = prefixes.iter().find(|p| path.starts_with(&***p)) else {
-        return Ok(());
-    };
-    let rest = &path[prefix.len()..];
-    let new_path = if rest.starts_with('/') { rest.to_owned() } else { format!("/{rest}") };
-    let pq = match req.uri().query() {
-        Some(q) => format!("{new_path}?{q}"),
-        None => new_path,
-    };
-    let mut parts = req.uri().clone().into_parts();
-    parts.path_and_query = Some(pq.parse().map_err(|_| ProxyError::BadRequest("invalid path"))?);
-    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid path"))?;
-    let prefix_value = HeaderValue::from_str(prefix.trim_end_matches('/'))
-        .map_err(|e| ProxyError::Internal(e.to_string()))?;
-    req.headers_mut().insert(headers::X_FORWARDED_PREFIX.clone(), prefix_value);
-    Ok(())
 }
 
 fn error_chain_has(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {

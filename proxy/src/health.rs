@@ -15,9 +15,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 
-use crate::body::ReqBody;
 use crate::service::{HealthCheckSpec, ServerHealth};
 use crate::table::Table;
+use crate::upstream::ReqBody;
 
 type Key = (Box<str>, HealthCheckSpec);
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::table::FastMap;
+use crate::util::FastMap;
 
 /// Latency bucket upper bounds, in microseconds.
 const BUCKETS_US: [u64; 12] =

@@ -1,9 +1,13 @@
 //! Compiled middlewares: `redirectScheme`, `headers` (custom request/response headers),
-//! `stripPrefix`. Header names and values are validated at compile time, never per request.
+//! `stripPrefix`. Header names and values are validated at compile time, never per request;
+//! [`apply`] runs them on the request path.
 
 use http::{HeaderName, HeaderValue};
 
 use crate::config::dynamic;
+
+mod apply;
+pub(crate) use apply::{on_request, on_response, redirect};
 
 /// One compiled middleware.
 #[derive(Debug)]

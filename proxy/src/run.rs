@@ -9,11 +9,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Settings, Source};
-use crate::forward::Proxy;
 use crate::health::HealthChecker;
 use crate::metrics::Metrics;
 use crate::provider::{self, Applier};
 use crate::server::{self, ServerSettings};
+use crate::state::ProxyState;
 use crate::tls::acme::AcmeSettings;
 use crate::tls::manager::CertManager;
 use crate::tls::store::CertStore;
@@ -25,7 +25,7 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub https_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
-    pub proxy: Arc<Proxy>,
+    pub proxy: Arc<ProxyState>,
     pub applier: Arc<Applier>,
     stop: CancellationToken,
     accept_loop: tokio::task::JoinHandle<()>,
@@ -72,7 +72,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .map_err(|source| StartError::Bind { addr: settings.admin_addr, source })?;
 
     let metrics = Arc::new(Metrics::default());
-    let mut proxy = Proxy::new(metrics, settings.trusted.clone(), settings.access_log);
+    let mut proxy = ProxyState::new(metrics, settings.trusted.clone(), settings.access_log);
     proxy.https_port = https_addr.map(|a| a.port());
     proxy.encoded = settings.encoded_chars;
     proxy.body_idle = settings.body_idle_timeout;

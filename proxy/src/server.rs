@@ -3,7 +3,7 @@
 //! of [`crate::conn`], and graceful shutdown: on stop, and for an HTTP/2 connection with no
 //! open stream for the idle timeout, a connection is closed with GOAWAY (HTTP/2) or after its
 //! current response (HTTP/1). Every connection task, and every tunnel of an upgraded one, is
-//! in the proxy's [`Proxy::tracker`], which the shutdown drain waits for.
+//! in the proxy's [`ProxyState::tracker`], which the shutdown drain waits for.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,9 +19,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{ConnState, Guarded, TimedIo, Timeouts};
-use crate::error::{respond, ProxyError};
-use crate::forward::{ClientSettings, Listener, Proxy};
+use crate::error::{respond, ConnError, ProxyError};
+use crate::forward::ListenerContext;
 use crate::headers::Peer;
+use crate::state::ProxyState;
+use crate::upstream::ClientSettings;
 
 /// Requests of one HTTP/2 connection whose bodies may be in progress at once (of its 256
 /// streams); more answer 429. Each holds an upstream request open.
@@ -90,14 +92,14 @@ impl Drop for Slot {
 /// limit, shared by every accept loop.
 pub async fn serve(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    proxy: Arc<ProxyState>,
     settings: ServerSettings,
     shutdown: CancellationToken,
     permits: Arc<Semaphore>,
     tls: Option<TlsAcceptor>,
 ) {
     let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let facts = Arc::new(Listener::new(local, tls.is_some(), &ClientSettings::default()));
+    let facts = Arc::new(ListenerContext::new(local, tls.is_some(), &ClientSettings::default()));
     let builder = Arc::new(builder(&settings));
     let timeouts = Timeouts { header: settings.header_read_timeout, idle: settings.idle_timeout };
     loop {
@@ -128,8 +130,8 @@ pub async fn serve(
                 Some(acceptor) => {
                     match tokio::time::timeout(timeouts.header, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => conn.serve(tls_stream, slot).await,
-                        Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
-                        Err(_) => Err("TLS handshake timed out".into()),
+                        Ok(Err(e)) => Err(ConnError::TlsHandshake(e)),
+                        Err(_) => Err(ConnError::TlsTimeout),
                     }
                 }
             };
@@ -143,15 +145,15 @@ pub async fn serve(
 /// Everything one connection needs.
 struct Conn {
     peer: Arc<Peer>,
-    proxy: Arc<Proxy>,
-    facts: Arc<Listener>,
+    proxy: Arc<ProxyState>,
+    facts: Arc<ListenerContext>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     shutdown: CancellationToken,
     timeouts: Timeouts,
 }
 
 impl Conn {
-    async fn serve<IO>(self, io: IO, slot: Slot) -> Result<(), String>
+    async fn serve<IO>(self, io: IO, slot: Slot) -> Result<(), ConnError>
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -185,9 +187,9 @@ impl Conn {
         let conn = conn.into_owned();
         tokio::pin!(conn);
         tokio::select! {
-            result = conn.as_mut() => return result.map_err(|e| e.to_string()),
+            result = conn.as_mut() => return Ok(result?),
             _ = state.closing(shutdown.cancelled()) => conn.as_mut().graceful_shutdown(),
         }
-        conn.await.map_err(|e| e.to_string())
+        Ok(conn.await?)
     }
 }

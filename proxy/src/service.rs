@@ -6,25 +6,19 @@
 //! schedule precomputed at compile time; nothing on the request path locks.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::uri::Scheme;
 use http::HeaderValue;
 
-use crate::table::FastMap;
+use crate::util::{monotonic_ms, FastMap};
 
 /// Default wait for an upstream's response headers.
 pub const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// First passive ejection; doubles per consecutive failure up to [`MAX_EJECTION`].
 const BASE_EJECTION: Duration = Duration::from_secs(1);
 const MAX_EJECTION: Duration = Duration::from_secs(30);
-
-/// Milliseconds since the process started (monotonic).
-pub(crate) fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
 
 /// Health of one upstream server, shared across table generations.
 #[derive(Debug, Default)]
@@ -45,7 +39,7 @@ impl ServerHealth {
     pub fn record_failure(&self) {
         let n = self.consecutive_failures.fetch_add(1, Relaxed).min(16);
         let window = BASE_EJECTION.saturating_mul(1 << n).min(MAX_EJECTION);
-        self.ejected_until_ms.store(now_ms() + window.as_millis() as u64, Relaxed);
+        self.ejected_until_ms.store(monotonic_ms() + window.as_millis() as u64, Relaxed);
     }
 
     /// The server answered: clear the backoff.
@@ -170,7 +164,7 @@ impl Service {
         if n == 0 {
             return None;
         }
-        let now = now_ms();
+        let now = monotonic_ms();
         let start = self.next.fetch_add(1, Relaxed);
         (0..n)
             .map(|i| self.schedule[(start + i) % n] as usize)

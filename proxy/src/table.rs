@@ -15,7 +15,7 @@
 pub mod compile;
 pub mod matcher;
 
-use std::collections::HashMap;
+use crate::util::FastMap;
 use std::sync::Arc;
 
 use crate::config::Document;
@@ -25,8 +25,6 @@ use crate::service::Service;
 use matcher::Matcher;
 
 pub use compile::{compile, recompile};
-
-pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One router, compiled.
 #[derive(Debug)]

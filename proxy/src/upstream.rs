@@ -6,7 +6,7 @@
 //! be idle before pooling it again. Here a server's address is parsed once at config compile
 //! time ([`Target`]), requests carry their origin-form URI as is, and a connection goes back to
 //! the pool from the task that read its response, when that body ends ([`Lease`] in
-//! [`crate::body::RespBody`]). A body dropped before its end closes the connection.
+//! [`PooledBody`], [`body`]). A body dropped before its end closes the connection.
 //!
 //! Idle connections are taken newest first, dropped when closed by the server or idle longer
 //! than `idle_timeout`, and at most `max_idle_per_host` are kept per address. They are kept per
@@ -29,8 +29,10 @@ use hyper::client::conn::TrySendError;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::body::ReqBody;
-use crate::table::FastMap;
+use crate::util::FastMap;
+
+mod body;
+pub use body::{ClientBodyError, PooledBody, ReqBody};
 
 /// Upstream connection settings.
 #[derive(Debug, Clone)]

@@ -2,8 +2,10 @@
 //!
 //! - `test`: the README's test command and the whole of CI. Installs the Debian packages the
 //!   tests need when it can (root with apt-get), otherwise names exactly what is missing and how
-//!   to install it; then `cargo fmt --check`, `cargo clippy -D warnings` and the whole test suite;
-//!   then checks that the suite left no PostgreSQL, pebble or Podman container behind.
+//!   to install it; then `cargo fmt --check`, the [`structure`] checks (wh-proxy's module layers
+//!   have no cycle; no banned or doubled crate in `Cargo.lock`), `cargo clippy -D warnings` and
+//!   the whole test suite; then checks that the suite left no PostgreSQL, pebble or Podman
+//!   container behind.
 //!
 //! It builds without incremental compilation (unless `CARGO_INCREMENTAL` is set): a run is one
 //! cold build on CI, where incremental state was a third of the 3.5 GB written to `target/`, and
@@ -13,6 +15,8 @@
 
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
+
+mod structure;
 
 /// Debian packages the test suite needs, each with a file that proves it is installed.
 const PACKAGES: &[(&str, &str)] = &[
@@ -49,6 +53,8 @@ fn test(extra: &[String]) -> Result<(), String> {
     let started = Instant::now();
     report_free_disk();
     cargo_step(&["fmt", "--all", "--", "--check"])?;
+    eprintln!("xtask: checking module layers and locked dependencies");
+    structure::check(&workspace_root())?;
     cargo_step(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     let mut args = vec!["test", "--workspace", "--no-fail-fast"];
     args.extend(extra.iter().map(String::as_str));
@@ -73,6 +79,11 @@ fn test(extra: &[String]) -> Result<(), String> {
     leftovers?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The workspace root: xtask lives in `crates/xtask`.
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn cargo_step(args: &[&str]) -> Result<(), String> {

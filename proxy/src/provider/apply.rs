@@ -25,7 +25,7 @@ use crate::config::{Document, Format};
 
 /// Routes any one update may remove whatever the fraction (so small tables can empty).
 pub const SMALL_REMOVAL: usize = 2;
-use crate::forward::Proxy;
+use crate::state::ProxyState;
 use crate::table::{recompile, Table};
 
 /// File name of the last-known-good snapshot inside the state dir.
@@ -51,9 +51,9 @@ pub enum ApplyError {
     Aborted(String),
 }
 
-/// Applies documents to a [`Proxy`]'s table.
+/// Applies documents to a [`ProxyState`]'s table.
 pub struct Applier {
-    proxy: Arc<Proxy>,
+    proxy: Arc<ProxyState>,
     state_dir: Option<PathBuf>,
     /// Largest fraction of routes one update may remove.
     pub max_removal_fraction: f64,
@@ -65,7 +65,7 @@ pub struct Applier {
 }
 
 impl Applier {
-    pub fn new(proxy: Arc<Proxy>, state_dir: Option<PathBuf>) -> Applier {
+    pub fn new(proxy: Arc<ProxyState>, state_dir: Option<PathBuf>) -> Applier {
         let (updates, _) = tokio::sync::watch::channel(proxy.table.load_full());
         Applier {
             proxy,

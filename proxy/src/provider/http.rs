@@ -20,9 +20,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 
-use crate::body::ReqBody;
 use crate::config::Format;
 use crate::provider::{Applier, Outcome};
+use crate::upstream::ReqBody;
 
 /// Largest configuration document accepted (10,000 apps is about 3 MB).
 const MAX_BODY: usize = 64 * 1024 * 1024;

@@ -21,7 +21,8 @@ use crate::service::{
     DEFAULT_RESPONSE_HEADER_TIMEOUT,
 };
 use crate::table::matcher::{host_set, HostSet, Matcher};
-use crate::table::{Bucket, FastMap, Route, Table};
+use crate::table::{Bucket, Route, Table};
+use crate::util::FastMap;
 
 type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::table::FastMap;
+use crate::util::FastMap;
 
 /// Tokens → key authorizations.
 #[derive(Debug, Default)]
