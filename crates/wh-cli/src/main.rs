@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use wh_cli::commands::{self, Source};
+use wh_cli::credentials;
+#[cfg(feature = "dev")]
+use wh_cli::dev;
 use wh_cli::error::CliError;
-use wh_cli::{credentials, dev};
 
 /// wh: WiseHosting from the command line.
 #[derive(Parser)]
@@ -20,6 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole platform on this machine (database, control plane, worker, proxy).
+    #[cfg(feature = "dev")]
     Dev(dev::DevArgs),
     /// Sign in to a WiseHosting API (password from WH_PASSWORD or standard input).
     Login {
@@ -161,6 +164,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), CliError> {
     match command {
+        #[cfg(feature = "dev")]
         Command::Dev(args) => dev::run(args).await,
         Command::Login { api, email } => commands::login(&api, &email).await,
         Command::Apps(cmd) => {

@@ -3,6 +3,8 @@
 //! through the proxy at <slug>.localhost, logs, env vars, a clear error for bad input, deleting
 //! the app (its container goes), Ctrl-C stopping everything, and a restart serving again.
 
+#![cfg(feature = "dev")]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
