@@ -19,7 +19,7 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let db = wh_testkit::postgres::fresh_db().await.unwrap();
-        sqlx::query("INSERT INTO jobs (kind) SELECT 'noop' FROM generate_series(1, $1)").bind(JOBS).execute(&db.pool).await.unwrap();
+        sqlx::query("INSERT INTO jobs (kind) SELECT 'retire' FROM generate_series(1, $1)").bind(JOBS).execute(&db.pool).await.unwrap();
         let started = Instant::now();
         let mut tasks = Vec::new();
         for c in 0..CLAIMERS {
@@ -48,7 +48,7 @@ fn main() {
             let enq = tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 let mut tx = pool.begin().await.unwrap();
-                queue::enqueue(&mut tx, "noop", &serde_json::json!({}), None).await.unwrap();
+                queue::enqueue(&mut tx, wh_wsproto::job::JobKind::Retire, &serde_json::json!({}), None).await.unwrap();
                 let t0 = Instant::now();
                 tx.commit().await.unwrap();
                 t0

@@ -53,11 +53,8 @@ pub async fn serve(listener: TcpListener, proxy: Arc<ProxyState>, stop: Cancella
 fn handle(proxy: &ProxyState, path: &str) -> Response<RespBody> {
     let (status, ctype, body) = match path {
         "/metrics" => {
-            let mut text = proxy.metrics.render();
-            if let Some(certs) = &proxy.certs {
-                certs.render_metrics(&mut text);
-            }
-            (StatusCode::OK, "text/plain; version=0.0.4", text)
+            let certs = proxy.certs.as_ref().map(|c| c.collector());
+            (StatusCode::OK, crate::metrics::CONTENT_TYPE, proxy.metrics.render(certs))
         }
         "/certs" => match &proxy.certs {
             Some(certs) => (StatusCode::OK, "application/json", certs.report().to_string()),

@@ -13,29 +13,8 @@ use serde::Deserialize;
 use crate::config::duration;
 use crate::headers::TrustedProxies;
 
-/// A secret string that never prints.
-#[derive(Clone, Default, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
+/// A secret string (`secrecy`): its `Debug` prints `[REDACTED]`, its memory is zeroed on drop.
+pub use secrecy::SecretString as Secret;
 
 /// wh-proxy: WiseHosting's ingress proxy.
 #[derive(Debug, Default, Parser, Deserialize)]
@@ -150,7 +129,7 @@ impl Args {
         Args {
             provider: Some("watch".into()),
             config_url: Some(config_url),
-            config_token: Some(Secret(token.to_owned())),
+            config_token: Some(Secret::from(token)),
             state_dir: Some(state_dir),
             http_addr: Some(http_addr),
             https_addr: Some("off".into()),
@@ -212,14 +191,51 @@ pub struct Settings {
     pub max_removal_fraction: f64,
 }
 
+/// Why the command line, environment or TOML file is unusable (exit code 64).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    #[error("--config {}: {source}", path.display())]
+    ConfigRead { path: PathBuf, source: std::io::Error },
+    #[error("--config {}: {source}", path.display())]
+    ConfigParse { path: PathBuf, source: toml::de::Error },
+    #[error("--config-token-file {}: {source}", path.display())]
+    TokenFile { path: PathBuf, source: std::io::Error },
+    #[error("--{flag}: invalid duration `{value}` (e.g. 5s, 250ms)")]
+    Duration { flag: &'static str, value: String },
+    #[error("--provider {provider} needs {needs}")]
+    Needs { provider: String, needs: &'static str },
+    #[error("--{flag} must be {allowed}, not `{value}`")]
+    OneOf { flag: &'static str, allowed: &'static str, value: String },
+    #[error("--max-removal-fraction must be between 0 and 1")]
+    RemovalFraction,
+    #[error("--threads must be at least 1")]
+    Threads,
+    #[error("--https-addr must be an address or `off`, not `{0}`")]
+    HttpsAddr(String),
+    #[error("--wildcard-cert and --wildcard-key go together")]
+    WildcardPair,
+    #[error("--trusted-proxies: {0}")]
+    TrustedProxies(#[from] crate::headers::TrustedProxyError),
+    #[error("--allow-encoded-chars: {0}")]
+    EncodedChars(#[from] crate::target::UnknownEncodedChar),
+}
+
+impl SettingsError {
+    fn one_of(flag: &'static str, allowed: &'static str, value: &str) -> SettingsError {
+        SettingsError::OneOf { flag, allowed, value: value.to_owned() }
+    }
+}
+
 impl Settings {
     /// Resolves the command line (and environment) plus the TOML file it names.
-    pub fn from_args(args: Args) -> Result<Settings, String> {
+    pub fn from_args(args: Args) -> Result<Settings, SettingsError> {
         let file: Args = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("--config {}: {e}", path.display()))?;
-                toml::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))?
+                    .map_err(|source| SettingsError::ConfigRead { path: path.clone(), source })?;
+                toml::from_str(&text)
+                    .map_err(|source| SettingsError::ConfigParse { path: path.clone(), source })?
             }
             None => Args::default(),
         };
@@ -228,24 +244,33 @@ impl Settings {
                 args.$f.clone().or(file.$f.clone())
             };
         }
-        let dur = |v: Option<String>, name: &str, default: u64| -> Result<Duration, String> {
-            match v {
-                Some(s) => duration::parse(&s)
-                    .ok_or_else(|| format!("--{name}: invalid duration `{s}` (e.g. 5s, 250ms)")),
-                None => Ok(Duration::from_secs(default)),
+        let dur = |v: Option<String>, flag: &'static str, default: u64| match v {
+            Some(s) => {
+                duration::parse(&s).ok_or(SettingsError::Duration { flag, value: s.clone() })
             }
+            None => Ok(Duration::from_secs(default)),
         };
         let provider = pick!(provider).unwrap_or_else(|| "file".into());
         let source = match provider.as_str() {
-            "file" => Source::File(pick!(routes).ok_or("--provider file needs --routes FILE")?),
+            "file" => {
+                Source::File(pick!(routes).ok_or(SettingsError::Needs {
+                    provider: "file".into(),
+                    needs: "--routes FILE",
+                })?)
+            }
             "http" | "watch" => {
-                let url = pick!(config_url)
-                    .ok_or_else(|| format!("--provider {provider} needs --config-url URL"))?;
+                let url = pick!(config_url).ok_or_else(|| SettingsError::Needs {
+                    provider: provider.clone(),
+                    needs: "--config-url URL",
+                })?;
                 let token = match (pick!(config_token), pick!(config_token_file)) {
                     (Some(t), _) => Some(t),
-                    (None, Some(path)) => Some(Secret(
+                    (None, Some(path)) => Some(Secret::from(
                         std::fs::read_to_string(&path)
-                            .map_err(|e| format!("--config-token-file {}: {e}", path.display()))?
+                            .map_err(|source| SettingsError::TokenFile {
+                                path: path.clone(),
+                                source,
+                            })?
                             .trim()
                             .to_owned(),
                     )),
@@ -253,33 +278,31 @@ impl Settings {
                 };
                 Source::Http { url, token, watch: provider == "watch" }
             }
-            other => return Err(format!("--provider must be file, http or watch, not `{other}`")),
+            other => return Err(SettingsError::one_of("provider", "file, http or watch", other)),
         };
         let log_format = match pick!(log_format).as_deref().unwrap_or("plain") {
             "json" => LogFormat::Json,
             "plain" => LogFormat::Plain,
             "off" => LogFormat::Off,
-            other => return Err(format!("--log-format must be json, plain or off, not `{other}`")),
+            other => return Err(SettingsError::one_of("log-format", "json, plain or off", other)),
         };
         let access_log = match pick!(access_log).as_deref().unwrap_or("on") {
             "on" | "true" => true,
             "off" | "false" => false,
-            other => return Err(format!("--access-log must be on or off, not `{other}`")),
+            other => return Err(SettingsError::one_of("access-log", "on or off", other)),
         };
         let max_removal_fraction = pick!(max_removal_fraction).unwrap_or(0.5);
         if !(0.0..=1.0).contains(&max_removal_fraction) {
-            return Err("--max-removal-fraction must be between 0 and 1".into());
+            return Err(SettingsError::RemovalFraction);
         }
         let threads = pick!(threads);
         if threads == Some(0) {
-            return Err("--threads must be at least 1".into());
+            return Err(SettingsError::Threads);
         }
         let tls = match pick!(https_addr).as_deref().unwrap_or("0.0.0.0:443") {
             "off" => None,
             addr => Some(TlsSettings {
-                https_addr: addr.parse().map_err(|_| {
-                    format!("--https-addr must be an address or `off`, not `{addr}`")
-                })?,
+                https_addr: addr.parse().map_err(|_| SettingsError::HttpsAddr(addr.to_owned()))?,
                 acme_directory: pick!(acme_directory).unwrap_or_else(|| "production".into()),
                 acme_ca_bundle: pick!(acme_ca_bundle),
                 acme_email: pick!(acme_email),
@@ -287,7 +310,7 @@ impl Settings {
                 wildcard: match (pick!(wildcard_cert), pick!(wildcard_key)) {
                     (Some(c), Some(k)) => Some((c, k)),
                     (None, None) => None,
-                    _ => return Err("--wildcard-cert and --wildcard-key go together".into()),
+                    _ => return Err(SettingsError::WildcardPair),
                 },
             }),
         };
@@ -302,12 +325,10 @@ impl Settings {
             threads,
             log_format,
             access_log,
-            trusted: TrustedProxies::parse(&pick!(trusted_proxies).unwrap_or_default())
-                .map_err(|e| format!("--trusted-proxies: {e}"))?,
+            trusted: TrustedProxies::parse(&pick!(trusted_proxies).unwrap_or_default())?,
             encoded_chars: crate::target::EncodedChars::parse(
                 &pick!(allow_encoded_chars).unwrap_or_default(),
-            )
-            .map_err(|e| format!("--allow-encoded-chars: {e}"))?,
+            )?,
             idle_timeout: dur(pick!(idle_timeout), "idle-timeout", 90)?,
             body_idle_timeout: dur(pick!(body_idle_timeout), "body-idle-timeout", 60)?,
             max_connections: pick!(max_connections).unwrap_or(100_000).max(1),
@@ -328,6 +349,7 @@ mod tests {
         let mut full = vec!["wh-proxy"];
         full.extend(args);
         Settings::from_args(Args::try_parse_from(full).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())
     }
 
     #[test]

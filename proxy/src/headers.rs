@@ -148,27 +148,37 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// An entry of `--trusted-proxies` that is not an address or a CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustedProxyError {
+    #[error("invalid trusted proxy `{0}`")]
+    Address(String),
+    #[error("invalid prefix length in `{0}`")]
+    PrefixLength(String),
+}
+
 /// A list of trusted networks (`10.50.0.0/24`, `127.0.0.1`, `::1/128`).
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<(IpAddr, u8)>);
 
 impl TrustedProxies {
     /// Parses comma- or space-separated CIDRs; the error names the bad entry.
-    pub fn parse(list: &str) -> Result<TrustedProxies, String> {
+    pub fn parse(list: &str) -> Result<TrustedProxies, TrustedProxyError> {
         let mut nets = Vec::new();
         for item in list.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()) {
             let (addr, len) = match item.split_once('/') {
                 Some((a, l)) => (a, Some(l)),
                 None => (item, None),
             };
-            let ip: IpAddr = addr.parse().map_err(|_| format!("invalid trusted proxy `{item}`"))?;
+            let ip: IpAddr =
+                addr.parse().map_err(|_| TrustedProxyError::Address(item.to_owned()))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let len = match len {
                 Some(l) => l
                     .parse::<u8>()
                     .ok()
                     .filter(|l| *l <= max)
-                    .ok_or_else(|| format!("invalid prefix length in `{item}`"))?,
+                    .ok_or_else(|| TrustedProxyError::PrefixLength(item.to_owned()))?,
                 None => max,
             };
             nets.push((ip, len));

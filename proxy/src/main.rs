@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use wh_cmd::EX_USAGE;
 use wh_proxy::cli::{Args, LogFormat, Settings};
-use wh_proxy::run::{self, StartError};
+use wh_proxy::run;
 
 // glibc's malloc spends most of a 10,000-router compile consolidating and unlinking chunks
 // (perf: 55% of the time); mimalloc cuts that compile by more than half and helps the request path.
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         let running = match run::start(settings).await {
             Ok(r) => r,
-            Err(e @ StartError::Config(_)) => {
+            Err(e) if e.is_config() => {
                 eprintln!("wh-proxy: {e}");
                 return ExitCode::from(EX_USAGE);
             }

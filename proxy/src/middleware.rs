@@ -9,6 +9,24 @@ use crate::config::dynamic;
 mod apply;
 pub(crate) use apply::{on_request, on_response, redirect};
 
+/// A middleware definition that cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MiddlewareError {
+    #[error("not defined")]
+    NotDefined,
+    #[error("a middleware needs exactly one of redirectScheme, headers, stripPrefix")]
+    Kinds,
+    #[error("redirectScheme.scheme must be http or https, not `{0}`")]
+    Scheme(String),
+    #[error("invalid header name `{0}`")]
+    HeaderName(String),
+    #[error("invalid value for header `{0}`")]
+    HeaderValue(String),
+    #[error("stripPrefix.prefixes must start with `/`")]
+    Prefix,
+}
+
 /// One compiled middleware.
 #[derive(Debug)]
 pub enum Middleware {
@@ -29,20 +47,15 @@ pub enum Middleware {
 
 impl Middleware {
     /// Compiles a middleware definition; the error names the problem.
-    pub fn compile(def: &dynamic::Middleware) -> Result<Middleware, String> {
+    pub fn compile(def: &dynamic::Middleware) -> Result<Middleware, MiddlewareError> {
         let kinds =
             [def.redirect_scheme.is_some(), def.headers.is_some(), def.strip_prefix.is_some()];
         if kinds.iter().filter(|k| **k).count() != 1 {
-            return Err(
-                "a middleware needs exactly one of redirectScheme, headers, stripPrefix".into()
-            );
+            return Err(MiddlewareError::Kinds);
         }
         if let Some(r) = &def.redirect_scheme {
             if !matches!(r.scheme.as_str(), "http" | "https") {
-                return Err(format!(
-                    "redirectScheme.scheme must be http or https, not `{}`",
-                    r.scheme
-                ));
+                return Err(MiddlewareError::Scheme(r.scheme.clone()));
             }
             return Ok(Middleware::RedirectScheme {
                 scheme: r.scheme.as_str().into(),
@@ -55,18 +68,18 @@ impl Middleware {
                 m.iter()
                     .map(|(k, v)| {
                         let name = HeaderName::from_bytes(k.as_bytes())
-                            .map_err(|_| format!("invalid header name `{k}`"))?;
+                            .map_err(|_| MiddlewareError::HeaderName(k.clone()))?;
                         let value = if v.is_empty() {
                             None
                         } else {
                             Some(
                                 HeaderValue::from_str(v)
-                                    .map_err(|_| format!("invalid value for header `{k}`"))?,
+                                    .map_err(|_| MiddlewareError::HeaderValue(k.clone()))?,
                             )
                         };
                         Ok((name, value))
                     })
-                    .collect::<Result<Box<[_]>, String>>()
+                    .collect::<Result<Box<[_]>, MiddlewareError>>()
             };
             return Ok(Middleware::Headers {
                 request: conv(&h.custom_request_headers)?,
@@ -75,7 +88,7 @@ impl Middleware {
         }
         let prefixes = def.strip_prefix.as_ref().map(|s| s.prefixes.clone()).unwrap_or_default();
         if prefixes.iter().any(|p| !p.starts_with('/')) {
-            return Err("stripPrefix.prefixes must start with `/`".into());
+            return Err(MiddlewareError::Prefix);
         }
         Ok(Middleware::StripPrefix { prefixes: prefixes.into_iter().map(Into::into).collect() })
     }

@@ -18,6 +18,7 @@ use crate::tls::acme::AcmeSettings;
 use crate::tls::manager::CertManager;
 use crate::tls::store::CertStore;
 use crate::tls::wildcard;
+use secrecy::ExposeSecret;
 use tokio_rustls::TlsAcceptor;
 
 /// A started proxy.
@@ -36,14 +37,27 @@ pub struct Running {
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The configuration is unusable (exit code 64).
-    #[error("{0}")]
-    Config(String),
+    /// The routes file is unusable and no snapshot stands in (exit code 64).
+    #[error(transparent)]
+    File(#[from] crate::provider::file::FileError),
+    /// `--config-url` or its token is unusable (exit code 64).
+    #[error(transparent)]
+    ConfigUrl(#[from] crate::provider::http::HttpProviderError),
+    /// The wildcard certificate is unusable (exit code 64).
+    #[error(transparent)]
+    Wildcard(#[from] crate::tls::wildcard::WildcardError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     /// Another process listens there (a second wh-proxy, a `wh dev`, nginx…).
     #[error("cannot listen on {addr}: the address is in use by another process (a second wh-proxy or `wh dev` on the same port?)")]
     InUse { addr: SocketAddr },
+}
+
+impl StartError {
+    /// The operator's configuration is at fault (exit code 64), not the host.
+    pub fn is_config(&self) -> bool {
+        matches!(self, StartError::File(_) | StartError::ConfigUrl(_) | StartError::Wildcard(_))
+    }
 }
 
 /// Starts everything; returns once the listeners are bound.
@@ -90,7 +104,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
     if let (Some(manager), Some(t)) = (&certs, &settings.tls) {
         if let Some((cert, key)) = &t.wildcard {
-            wildcard::load(&manager.store, cert, key).map_err(StartError::Config)?;
+            wildcard::load(&manager.store, cert, key)?;
         }
     }
     proxy.certs = certs.clone();
@@ -132,7 +146,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         Source::File(path) => {
             if let Err(e) = provider::file::load(&applier, path) {
                 if !had_snapshot {
-                    return Err(StartError::Config(e));
+                    return Err(StartError::File(e));
                 }
                 tracing::error!(error = %e, "routes file unusable; serving the last known good");
             }
@@ -141,11 +155,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         Source::Http { url, token, watch } => {
             let p = provider::http::HttpProvider::new(
                 url,
-                token.as_ref().map(|t| t.expose()),
+                token.as_ref().map(|t| t.expose_secret()),
                 settings.poll_interval,
                 *watch,
-            )
-            .map_err(StartError::Config)?;
+            )?;
             tokio::spawn(provider::http::run(applier.clone(), p, stop.clone()));
         }
     }

@@ -98,22 +98,46 @@ pub struct Upstream {
 
 impl Upstream {
     /// Parses an upstream URL (`http://10.50.0.12:31001`); only http is supported.
-    pub fn parse(url: &str, health: Arc<ServerHealth>) -> Result<Upstream, String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("invalid server url `{url}`: {e}"))?;
-        let scheme =
-            uri.scheme().cloned().ok_or_else(|| format!("server url `{url}` has no scheme"))?;
+    pub fn parse(url: &str, health: Arc<ServerHealth>) -> Result<Upstream, ServerUrlError> {
+        let bad = |why| ServerUrlError { url: url.into(), why };
+        let uri: http::Uri = url.parse().map_err(|_| bad(ServerUrlProblem::Syntax))?;
+        let scheme = uri.scheme().cloned().ok_or(bad(ServerUrlProblem::NoScheme))?;
         if scheme != Scheme::HTTP {
-            return Err(format!("server url `{url}`: only http:// upstreams are supported"));
+            return Err(bad(ServerUrlProblem::NotHttp));
         }
-        let authority =
-            uri.authority().cloned().ok_or_else(|| format!("server url `{url}` has no host"))?;
+        let authority = uri.authority().cloned().ok_or(bad(ServerUrlProblem::NoHost))?;
         if uri.path() != "/" && !uri.path().is_empty() {
-            return Err(format!("server url `{url}`: a path is not supported"));
+            return Err(bad(ServerUrlProblem::Path));
         }
-        let host_header = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        let host_header =
+            HeaderValue::from_str(authority.as_str()).map_err(|_| bad(ServerUrlProblem::Syntax))?;
         let target = crate::upstream::Target::parse(&authority);
         Ok(Upstream { url: url.into(), target, host_header, health })
     }
+}
+
+/// A server URL that cannot be forwarded to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("server url `{url}`: {why}")]
+pub struct ServerUrlError {
+    pub url: String,
+    pub why: ServerUrlProblem,
+}
+
+/// What is wrong with a server URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerUrlProblem {
+    #[error("not a valid URL")]
+    Syntax,
+    #[error("no scheme")]
+    NoScheme,
+    #[error("only http:// upstreams are supported")]
+    NotHttp,
+    #[error("no host")]
+    NoHost,
+    #[error("a path is not supported")]
+    Path,
 }
 
 /// Active health-check settings of a service.

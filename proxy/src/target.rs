@@ -79,6 +79,11 @@ pub fn authority<'r, 'b>(raw: &'r [u8], buf: &'b mut [u8; 256]) -> Option<Author
     Some(Authority { name, port, canonical })
 }
 
+/// An entry of `--allow-encoded-chars` that names no character.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown encoded character `{0}`")]
+pub struct UnknownEncodedChar(pub String);
+
 /// Which percent-encoded reserved characters a path may carry (Traefik's
 /// `encodedCharacters`): all refused by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -106,7 +111,7 @@ impl EncodedChars {
 
     /// Parses a comma-separated list of `slash, backslash, null, semicolon, percent,
     /// question-mark, hash` or `all`; the error names the unknown entry.
-    pub fn parse(list: &str) -> Result<EncodedChars, String> {
+    pub fn parse(list: &str) -> Result<EncodedChars, UnknownEncodedChar> {
         let mut e = EncodedChars::default();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match item.to_ascii_lowercase().as_str() {
@@ -118,7 +123,7 @@ impl EncodedChars {
                 "percent" => e.percent = true,
                 "question-mark" | "questionmark" => e.question_mark = true,
                 "hash" => e.hash = true,
-                other => return Err(format!("unknown encoded character `{other}`")),
+                other => return Err(UnknownEncodedChar(other.to_owned())),
             }
         }
         Ok(e)

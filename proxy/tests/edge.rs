@@ -321,27 +321,6 @@ async fn forwarding_headers_from_untrusted_peers_are_removed() {
     assert_eq!(b.last("x-original-url").as_deref(), Some("/admin"));
 }
 
-/// Reads until the peer closes (or errors), for at most `limit`: what came, and whether it
-/// closed.
-async fn read_until_closed<R: AsyncReadExt + Unpin>(r: &mut R, limit: Duration) -> (Vec<u8>, bool) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16384];
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, r.read(&mut buf)).await {
-            Err(_) => return (got, false),
-            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-/// What came before the peer closed; `None` if it is still open after `limit`.
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
-    let (got, closed) = read_until_closed(s, limit).await;
-    closed.then_some(got)
-}
-
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const EMPTY_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -84,16 +84,15 @@ async fn malformed_requests_are_refused() {
         "Content-Length: 5\r\nTransfer-Encoding: chunked",
         "Transfer-Encoding: chunked\r\nContent-Length: 5",
     ] {
-        let started = Instant::now();
         let req = format!("POST /upload HTTP/1.1\r\nHost: h.test\r\n{head}\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h.test\r\n\r\n");
-        let reply = raw(p.addr, req.as_bytes(), wait).await;
+        let (reply, closed) = raw_until_closed(p.addr, req.as_bytes(), wait).await;
         assert!(reply.starts_with("HTTP/1.1 400"), "CL+TE: {reply}");
         assert_eq!(
             reply.matches("HTTP/1.1").count(),
             1,
             "the smuggled request was served: {reply}"
         );
-        assert!(started.elapsed() < Duration::from_secs(3), "connection was kept open after CL+TE");
+        assert!(closed, "the connection was kept open after CL+TE");
     }
     let two_cl = raw(p.addr, b"POST /upload HTTP/1.1\r\nHost: h.test\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", wait).await;
     assert!(two_cl.starts_with("HTTP/1.1 400"), "conflicting CL: {two_cl}");
@@ -129,28 +128,27 @@ async fn slowloris_is_cut_at_the_header_timeout_while_others_are_served() {
     let slow = tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let started = Instant::now();
+        // A byte a second, 45 bytes: the head never completes before the proxy cuts it.
         for b in b"GET / HTTP/1.1\r\nHost: h.test\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
             if s.write_all(&[*b]).await.is_err() {
-                break;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(1000)).await;
             let mut probe = [0u8; 1];
             if let Ok(Ok(0)) =
                 tokio::time::timeout(Duration::from_millis(1), s.read(&mut probe)).await
             {
-                break;
+                return true;
             }
         }
-        started.elapsed()
+        false
     });
     // Meanwhile, normal clients are served.
     for _ in 0..20 {
         assert_eq!(get(addr, "h.test", "/").await.0, 200);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let cut_after = slow.await.unwrap();
-    assert!(cut_after < Duration::from_secs(6), "slowloris connection lived {cut_after:?}");
+    assert!(slow.await.unwrap(), "a head trickled in over 45 s was never cut");
 }
 
 #[tokio::test]
@@ -167,11 +165,12 @@ async fn backend_down_is_a_fast_502_and_one_of_two_down_is_invisible() {
         &[],
     )
     .await;
-    let started = Instant::now();
-    let (status, _, _) = get(p.addr, "down.test", "/").await;
-    let took = started.elapsed();
+    // A refused connect answers at once, not after the 5 s connect timeout.
+    let (status, _, _) =
+        tokio::time::timeout(Duration::from_secs(2), get(p.addr, "down.test", "/"))
+            .await
+            .expect("a refused connect waited for the connect timeout");
     assert_eq!(status, 502);
-    assert!(took < Duration::from_millis(100), "502 took {took:?}");
     // Now ejected: the next request sees no healthy server.
     let (status, headers, _) = get(p.addr, "down.test", "/").await;
     assert_eq!(status, 503);
@@ -190,9 +189,8 @@ async fn upstream_timeout_is_504_and_per_service() {
         "services": {"s": {"loadBalancer": {"servers": [{"url": slow.url()}], "responseHeaderTimeout": "300ms"}}}}});
     let p = TestProxy::start(&doc.to_string(), &[]).await;
     assert_eq!(get(p.addr, "t.test", "/slow?ms=50").await.0, 200);
-    let started = Instant::now();
+    // The backend would answer after 2 s; the service's 300 ms header timeout answers first.
     assert_eq!(get(p.addr, "t.test", "/slow?ms=2000").await.0, 504);
-    assert!(started.elapsed() < Duration::from_millis(1500));
 }
 
 #[tokio::test]
@@ -257,10 +255,13 @@ async fn active_health_check_takes_a_server_out_and_back() {
         let t = running.proxy.table.load();
         !t.routes()[0].service.servers[1].health.is_available(u64::MAX) // far future: passive ejection ignored, active state only
     };
-    assert!(eventually(Duration::from_secs(3), flaky_down).await, "dead server never marked down");
+    assert!(
+        wh_testkit::until(Duration::from_secs(3), async || flaky_down()).await,
+        "dead server never marked down"
+    );
     let flaky = Backend::start_on(flaky_addr, "flaky").await;
     assert!(
-        eventually(Duration::from_secs(3), || !flaky_down()).await,
+        wh_testkit::until(Duration::from_secs(3), async || !flaky_down()).await,
         "recovered server never marked up"
     );
     let mut seen_flaky = false;

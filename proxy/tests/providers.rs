@@ -55,21 +55,27 @@ async fn http_provider_picks_up_changes_uses_etags_and_survives_errors() {
     let running = http_proxy(&cp, dir.path(), "http").await;
     let addr = running.http_addr;
     assert!(
-        eventually(Duration::from_secs(3), || running.proxy.table.load().generation == 1).await
+        wh_testkit::until(Duration::from_secs(3), async || running.proxy.table.load().generation
+            == 1)
+        .await
     );
     assert_eq!(get(addr, "x.test", "/").await.2, "a");
     assert_eq!(cp.state.lock().unwrap().last_auth.as_deref(), Some("Bearer tok-123"));
 
     // Unchanged: answered 304 thanks to If-None-Match, nothing recompiled.
     assert!(
-        eventually(Duration::from_secs(3), || cp.state.lock().unwrap().not_modified >= 2).await,
+        wh_testkit::until(Duration::from_secs(3), async || cp.state.lock().unwrap().not_modified
+            >= 2)
+        .await,
         "no conditional requests"
     );
     assert_eq!(running.proxy.table.load().generation, 1);
 
     cp.set(&routes(&[("app", "Host(`x.test`)", &[&b.url()])]));
     assert!(
-        eventually(Duration::from_secs(3), || running.proxy.table.load().generation == 2).await
+        wh_testkit::until(Duration::from_secs(3), async || running.proxy.table.load().generation
+            == 2)
+        .await
     );
     assert_eq!(get(addr, "x.test", "/").await.2, "b");
 
@@ -94,7 +100,9 @@ async fn watch_applies_a_change_within_a_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let running = http_proxy(&cp, dir.path(), "watch").await;
     assert!(
-        eventually(Duration::from_secs(3), || running.proxy.table.load().generation == 1).await
+        wh_testkit::until(Duration::from_secs(3), async || running.proxy.table.load().generation
+            == 1)
+        .await
     );
     // Let the proxy's watch request be parked on the server.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -102,7 +110,9 @@ async fn watch_applies_a_change_within_a_round_trip() {
     let changed_at = Instant::now();
     cp.set(&routes(&[("app", "Host(`w.test`)", &[&b.url()])]));
     assert!(
-        eventually(Duration::from_secs(2), || running.proxy.table.load().generation == 2).await
+        wh_testkit::until(Duration::from_secs(2), async || running.proxy.table.load().generation
+            == 2)
+        .await
     );
     let took = changed_at.elapsed();
     assert!(took < Duration::from_millis(500), "watch took {took:?}");
@@ -135,7 +145,13 @@ async fn restart_with_the_control_plane_down_serves_the_snapshot() {
             .await;
         let running = http_proxy(&cp, dir.path(), "http").await;
         assert!(
-            eventually(Duration::from_secs(3), || running.proxy.table.load().generation == 1).await
+            wh_testkit::until(Duration::from_secs(3), async || running
+                .proxy
+                .table
+                .load()
+                .generation
+                == 1)
+            .await
         );
         running.shutdown().await;
     }
@@ -193,7 +209,7 @@ async fn file_provider_reloads_on_change_and_bad_files_change_nothing() {
     let p = TestProxy::start(&routes(&[("app", "Host(`f.test`)", &[&a.url()])]), &[]).await;
     std::fs::write(p.routes_path(), routes(&[("app", "Host(`f.test`)", &[&b.url()])])).unwrap();
     assert!(
-        eventually(Duration::from_secs(4), || p.generation() == 2).await,
+        wh_testkit::until(Duration::from_secs(4), async || p.generation() == 2).await,
         "file change not picked up"
     );
     assert_eq!(get(p.addr, "f.test", "/").await.2, "b");

@@ -74,7 +74,8 @@ async fn start_with(
 
 async fn wait_for_cert(running: &wh_proxy::run::Running, host: &str, pebble: &Pebble) {
     let certs = running.proxy.certs.as_ref().unwrap();
-    let ok = eventually(Duration::from_secs(60), || certs.store.get(host).is_some()).await;
+    let ok =
+        wh_testkit::until(Duration::from_secs(60), async || certs.store.get(host).is_some()).await;
     assert!(ok, "no certificate for {host}: {}\npebble log:\n{}", certs.report(), pebble.log());
 }
 
@@ -177,7 +178,7 @@ async fn a_failing_host_backs_off_without_delaying_another_and_renewal_runs_when
     wait_for_cert(&running, "good.test", &pebble).await;
     let certs = running.proxy.certs.as_ref().unwrap();
     assert!(
-        eventually(Duration::from_secs(60), || certs
+        wh_testkit::until(Duration::from_secs(60), async || certs
             .host_state("bad.test")
             .is_some_and(|h| h.failures == 1))
         .await,
@@ -206,7 +207,9 @@ async fn a_failing_host_backs_off_without_delaying_another_and_renewal_runs_when
     certs.clock.advance(Duration::from_secs(lifetime * 7 / 10));
     certs.poke();
     assert!(
-        eventually(Duration::from_secs(60), || certs.metrics.renewals.load(Relaxed) == 1).await,
+        wh_testkit::until(Duration::from_secs(60), async || certs.metrics.renewals.load(Relaxed)
+            == 1)
+        .await,
         "{}",
         certs.report()
     );
@@ -230,7 +233,7 @@ async fn a_failing_host_backs_off_without_delaying_another_and_renewal_runs_when
     certs.clock.advance(Duration::from_secs(lifetime));
     certs.poke();
     assert!(
-        eventually(Duration::from_secs(10), || !cert_dir.exists()).await,
+        wh_testkit::until(Duration::from_secs(10), async || !cert_dir.exists()).await,
         "expired certificate of an unrouted host kept"
     );
     assert_eq!(certs.metrics.renewals.load(Relaxed), 1, "an unrouted host was renewed");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use wh_control_plane::config::{Config, Secret};
+use wh_control_plane::config::{secret_bytes, Config};
 use wh_control_plane::{auth, server, workers};
 
 use crate::credentials::{self, Credentials};
@@ -128,10 +128,12 @@ async fn serve(
     let config = Config {
         listen: args.api_addr,
         internal_listen: None,
-        database_url: database_url.to_owned(),
-        jwt_secret: Secret::new(state.jwt_secret.clone()),
+        // `/metrics` of the dev control plane: not needed on a laptop.
+        admin_listen: None,
+        database_url: database_url.into(),
+        jwt_secret: secret_bytes(&state.jwt_secret),
         jwt_ttl: Duration::from_secs(900),
-        proxy_token: Secret::new(state.proxy_token.clone()),
+        proxy_token: secret_bytes(&state.proxy_token),
         route_domain: "localhost".into(),
         route_tls: false,
         route_port: Some(args.proxy_addr.port()),
@@ -139,7 +141,7 @@ async fn serve(
         // Custom-domain checks ask WH_DNS_SERVERS (ip:port,…) or the public resolvers.
         dns: dns_settings()?,
         master_key: wh_control_plane::secrets::MasterKey::from_base64(&state.master_key)
-            .map_err(CliError::Local)?,
+            .map_err(|e| CliError::Local(e.to_string()))?,
         cookie_secure: false,
         allow_private_repos: true,
         http: wh_control_plane::httpserve::HttpLimits {
@@ -201,7 +203,8 @@ async fn serve(
             args.proxy_addr,
         )
     };
-    let settings = wh_proxy::cli::Settings::from_args(proxy_args).map_err(CliError::Local)?;
+    let settings = wh_proxy::cli::Settings::from_args(proxy_args)
+        .map_err(|e| CliError::Local(e.to_string()))?;
     let proxy =
         wh_proxy::run::start(settings).await.map_err(|e| CliError::Local(format!("proxy: {e}")))?;
 
@@ -225,7 +228,7 @@ async fn serve(
     println!("stopping…");
     stop.cancel();
     proxy.shutdown().await;
-    cp.wait().await.map_err(CliError::Local)?;
+    cp.wait().await.map_err(|e| CliError::Local(e.to_string()))?;
     Ok(())
 }
 
@@ -242,6 +245,23 @@ fn dns_settings() -> Result<wh_control_plane::domains::DnsSettings, CliError> {
     Ok(dns)
 }
 
+/// Why `wh dev` runs without its worker (it says so and goes on: deploys wait for one).
+#[derive(Debug, thiserror::Error)]
+enum WorkerNotStarted {
+    #[error("{0}")]
+    Podman(#[from] wh_worker::runtime::RuntimeError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Local(#[from] CliError),
+    #[error("{0}")]
+    Base(#[from] crate::devbase::DevBaseError),
+    #[error("WH_CONTAINER_LABELS: {0}")]
+    Labels(wh_worker::worker::LabelError),
+    #[error("{0}")]
+    Endpoint(#[from] wh_http::client::ConfigError),
+}
+
 /// Registers (or re-keys) the dev worker and runs it until `stop`.
 async fn start_worker(
     pool: &sqlx::PgPool,
@@ -249,22 +269,20 @@ async fn start_worker(
     dir: &Path,
     api_url: &str,
     stop: CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), WorkerNotStarted> {
     use wh_worker::{agent, frameworks, runtime, transport, worker};
-    let podman = runtime::Podman {
-        settings: runtime::PodmanSettings::probe().await.map_err(|e| e.to_string())?,
-    };
+    let podman = runtime::Podman { settings: runtime::PodmanSettings::probe().await? };
     let known = match &state.worker_key {
-        Some(k) => workers::find_by_key(pool, k).await.map_err(|e| e.to_string())?.is_some(),
+        Some(k) => workers::find_by_key(pool, k).await?.is_some(),
         None => false,
     };
     if !known {
-        let key = match workers::rotate_key(pool, "dev").await.map_err(|e| e.to_string())? {
+        let key = match workers::rotate_key(pool, "dev").await? {
             Some(k) => k,
-            None => workers::create(pool, "dev", "127.0.0.1").await.map_err(|e| e.to_string())?.1,
+            None => workers::create(pool, "dev", "127.0.0.1").await?.1,
         };
         state.worker_key = Some(key);
-        state.save(dir).map_err(|e| e.to_string())?;
+        state.save(dir)?;
     }
     let static_site = crate::devbase::static_base().await?;
     // Operator labels on everything the worker creates, as wh-worker's --label. By default
@@ -272,7 +290,7 @@ async fn start_worker(
     // never another's or a test suite's on the same Podman.
     let configured = std::env::var("WH_CONTAINER_LABELS").unwrap_or_default();
     let mut labels = worker::parse_labels(configured.split(',').filter(|l| !l.is_empty()))
-        .map_err(|e| format!("WH_CONTAINER_LABELS: {e}"))?;
+        .map_err(WorkerNotStarted::Labels)?;
     if labels.is_empty() {
         use sha2::Digest;
         let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
@@ -291,7 +309,7 @@ async fn start_worker(
         },
         ..Default::default()
     };
-    let endpoint = transport::Endpoint::parse(api_url, None).map_err(|e| e.to_string())?;
+    let endpoint = transport::Endpoint::parse(api_url, None)?;
     let key = state.worker_key.clone().unwrap_or_default();
     tokio::spawn(async move {
         if let Err(e) = worker::run(endpoint, key, podman, settings, stop).await {

@@ -20,8 +20,17 @@ async fn image_exists(name: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Why the dev base image could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DevBaseError {
+    #[error("preparing the dev base image: {0}")]
+    Io(std::io::Error),
+    #[error("cannot import the dev base image from /bin/busybox")]
+    Import,
+}
+
 /// The image for the static preset: the official one if present, else the local import.
-pub async fn static_base() -> Result<String, String> {
+pub async fn static_base() -> Result<String, DevBaseError> {
     let official = wh_worker::frameworks::BaseImages::default().static_site;
     if image_exists(&official).await {
         return Ok(official);
@@ -36,8 +45,8 @@ pub async fn static_base() -> Result<String, String> {
     import().await.map(|()| LOCAL.to_owned())
 }
 
-async fn import() -> Result<(), String> {
-    let io = |e: std::io::Error| format!("preparing the dev base image: {e}");
+async fn import() -> Result<(), DevBaseError> {
+    let io = DevBaseError::Io;
     // Removed when dropped, also when a step below fails.
     let dir = tempfile::Builder::new().prefix("wh-dev-base-").tempdir().map_err(io)?;
     let root = dir.path().join("rootfs");
@@ -76,6 +85,6 @@ async fn import() -> Result<(), String> {
     if packed.success() && imported.success() {
         Ok(())
     } else {
-        Err("cannot import the dev base image from /bin/busybox".into())
+        Err(DevBaseError::Import)
     }
 }

@@ -245,38 +245,29 @@ async fn wh_dev_then_wh_deploy_serves_the_example_and_ctrl_c_stops_everything() 
     let (dev2, banner) = start_dev(dir, kit.run_id());
     assert!(banner.contains("WiseHosting is running"), "{banner}");
     let mut served = (0, String::new());
-    for _ in 0..100 {
+    wh_testkit::until(Duration::from_secs(10), async || {
         served = get(&dev2.proxy, "hello.localhost").await;
-        if served.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        served.0 == 200
+    })
+    .await;
     assert_eq!(served.0, 200, "after a restart: {}", served.1);
     let del = wh(dir, &["apps", "delete", "hello"]);
     assert!(del.status.success(), "{}", text(&del));
-    let mut gone = false;
-    for _ in 0..300 {
+    let gone = wh_testkit::until(Duration::from_secs(30), async || {
         let ps = Command::new("podman")
             .args(["ps", "-aq", "--filter", "label=wh.app=hello"])
             .args(["--filter", &format!("label={LABEL}={}", kit.run_id())])
             .output()
             .unwrap();
-        if ps.stdout.iter().all(u8::is_ascii_whitespace) {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gone, "the deleted app's container is still there");
+        ps.stdout.iter().all(u8::is_ascii_whitespace)
+    });
+    assert!(gone.await, "the deleted app's container is still there");
     let mut unrouted = (0, String::new());
-    for _ in 0..100 {
+    wh_testkit::until(Duration::from_secs(10), async || {
         unrouted = get(&dev2.proxy, "hello.localhost").await;
-        if unrouted.0 == 404 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        unrouted.0 == 404
+    })
+    .await;
     assert_eq!(unrouted.0, 404, "a deleted app's route goes: {}", unrouted.1);
     let mut dev2 = dev2;
     let pid = dev2.child.id();

@@ -1,12 +1,14 @@
 //! What every WiseHosting binary's `main` does the same way, so each `main.rs` keeps only its
 //! own wiring: parsing arguments (bad usage exits 64, `--help` and `--version` exit 0), plain
 //! logging to standard error filtered by an environment variable, waiting for the signal
-//! that stops a service (SIGTERM or Ctrl-C), and [`supervise`]d long-running tasks.
+//! that stops a service (SIGTERM or Ctrl-C), and [`supervise`]d long-running tasks; and
+//! [`pgcluster`], the local PostgreSQL cluster `wh dev` and the test kit run.
 
 use std::process::ExitCode;
 
+pub mod pgcluster;
 mod supervise;
-pub use supervise::{restarts, supervise, supervise_panics};
+pub use supervise::{restarts, supervise, supervise_panics, Panicked};
 
 /// BSD `EX_USAGE`: the command line or configuration is invalid.
 pub const EX_USAGE: u8 = 64;

@@ -69,20 +69,25 @@ where
     }
 }
 
+/// A task panicked (or was cancelled); the panic's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Panicked(pub String);
+
 /// Runs `task` once; a panic is logged with `name` and its message and becomes `Err` with
 /// that message, for callers that must answer for the work (a job that panicked still fails
 /// with a reason).
 pub async fn supervise_panics<T: Send + 'static>(
     name: &'static str,
     task: impl Future<Output = T> + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, Panicked> {
     match AbortOnDrop(tokio::spawn(task)).join().await {
         Ok(v) => Ok(v),
         Err(e) => {
             let why =
                 if e.is_panic() { panic_message(e.into_panic().as_ref()) } else { e.to_string() };
             tracing::error!(task = name, panic = %why, "task panicked");
-            Err(why)
+            Err(Panicked(why))
         }
     }
 }
@@ -134,7 +139,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_becomes_an_error_with_its_message() {
         let r = supervise_panics("test-once", async { panic!("boom {}", 7) }).await;
-        assert_eq!(r, Err::<(), _>("boom 7".into()));
+        assert_eq!(r, Err::<(), _>(Panicked("boom 7".into())));
         assert_eq!(supervise_panics("test-once", async { 5 }).await, Ok(5));
     }
 }

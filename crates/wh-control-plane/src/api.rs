@@ -8,6 +8,7 @@ pub mod deployments;
 pub mod domains;
 pub mod error;
 pub mod extract;
+pub mod observe;
 pub mod openapi;
 pub mod proxy_config;
 pub mod workers;
@@ -49,9 +50,30 @@ pub fn app(state: AppState) -> Router {
     public(state.clone()).merge(internal(state))
 }
 
-/// What every router of ours does before its routes: refuse encoded NUL bytes.
-fn guarded(router: Router) -> Router {
-    router.layer(axum::middleware::from_fn(extract::refuse_nul))
+/// What every router of ours does around its routes: each request in its span and counted
+/// ([`observe`]), encoded NUL bytes refused.
+fn guarded(router: Router, state: &AppState) -> Router {
+    router
+        .layer(axum::middleware::from_fn(extract::refuse_nul))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
+}
+
+/// The admin listener's routes: `/metrics` (OpenMetrics) and `/healthz`. Never merged into the
+/// public or internal routers.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let counts = crate::metrics::DbCounts::read(&state.pool).await?;
+    let text = state.metrics.render(&state.hub, &counts);
+    Ok(([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 /// The user-facing API (`/api/v1`), rate-limited per IP.
@@ -86,8 +108,8 @@ pub fn public(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit))
         .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(state);
-    guarded(router)
+        .with_state(state.clone());
+    guarded(router, &state)
 }
 
 /// The machine endpoints: workers (`/v1/workers`) and the ingress proxy (`/v1/traefik`).
@@ -100,6 +122,6 @@ pub fn internal(state: AppState) -> Router {
         .route("/v1/workers/sources/{deployment}", get(workers::source))
         .route("/v1/traefik/proxy-config", get(proxy_config::proxy_config))
         .route("/v1/traefik/config", get(proxy_config::worker_config))
-        .with_state(state);
-    guarded(router)
+        .with_state(state.clone());
+    guarded(router, &state)
 }

@@ -1,28 +1,19 @@
 //! Settings from flags and the environment. Secrets can also come from `*_FILE` variables and
-//! are wrapped in [`Secret`], whose `Debug` prints nothing.
+//! are held as `secrecy` secrets from the moment they are parsed: their `Debug` prints
+//! `[REDACTED]` (`ServeArgs` and `Config` included) and their memory is zeroed when dropped.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A secret value that never prints.
-#[derive(Clone)]
-pub struct Secret(Vec<u8>);
+pub use secrecy::{ExposeSecret, SecretSlice, SecretString};
 
-impl Secret {
-    pub fn new(value: impl Into<Vec<u8>>) -> Secret {
-        Secret(value.into())
-    }
+/// A secret as bytes (from its variable or a file).
+pub type Secret = SecretSlice<u8>;
 
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
+/// A secret from text.
+pub fn secret_bytes(text: &str) -> Secret {
+    Secret::from(text.as_bytes().to_vec())
 }
 
 /// Flags of `wh-control-plane serve` (every one also from the environment).
@@ -35,18 +26,22 @@ pub struct ServeArgs {
     /// 10.50.0.1:8081); when set, WH_LISTEN serves only the user API.
     #[arg(long, env = "WH_INTERNAL_LISTEN")]
     pub internal_listen: Option<SocketAddr>,
+    /// Admin listener for `/metrics` (Prometheus/OpenMetrics) and `/healthz`; `off` for none.
+    /// Keep it on loopback or the mesh: it is not authenticated.
+    #[arg(long, env = "WH_ADMIN_LISTEN", default_value = "127.0.0.1:8083")]
+    pub admin_listen: String,
     /// Postgres connection URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretString>,
     /// JWT signing secret for worker tokens (at least 32 bytes).
     #[arg(long, env = "WH_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
     /// File holding the JWT secret.
     #[arg(long, env = "WH_JWT_SECRET_FILE")]
     pub jwt_secret_file: Option<PathBuf>,
     /// 32 random bytes, base64: the master key secrets at rest are derived from.
     #[arg(long, env = "WH_MASTER_KEY", hide_env_values = true)]
-    pub master_key: Option<String>,
+    pub master_key: Option<SecretString>,
     /// File holding the master key.
     #[arg(long, env = "WH_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
@@ -55,7 +50,7 @@ pub struct ServeArgs {
     pub cookie_secure: bool,
     /// Bearer token the ingress proxy presents for /v1/traefik/*.
     #[arg(long, env = "WH_PROXY_TOKEN", hide_env_values = true)]
-    pub proxy_token: Option<String>,
+    pub proxy_token: Option<SecretString>,
     /// File holding the proxy token.
     #[arg(long, env = "WH_PROXY_TOKEN_FILE")]
     pub proxy_token_file: Option<PathBuf>,
@@ -94,7 +89,9 @@ pub struct ServeArgs {
 pub struct Config {
     pub listen: SocketAddr,
     pub internal_listen: Option<SocketAddr>,
-    pub database_url: String,
+    pub admin_listen: Option<SocketAddr>,
+    /// May carry a password.
+    pub database_url: SecretString,
     pub jwt_secret: Secret,
     pub jwt_ttl: Duration,
     pub proxy_token: Secret,
@@ -120,20 +117,21 @@ impl Config {
         let database_url =
             args.database_url.ok_or_else(|| ConfigError("DATABASE_URL is not set".into()))?;
         let jwt_secret = secret(args.jwt_secret, args.jwt_secret_file, "WH_JWT_SECRET")?;
-        if jwt_secret.expose().len() < 32 {
+        if jwt_secret.expose_secret().len() < 32 {
             return Err(ConfigError("WH_JWT_SECRET must be at least 32 bytes".into()));
         }
         if args.jwt_ttl_secs < 60 {
             return Err(ConfigError("WH_JWT_TTL_SECS must be at least 60".into()));
         }
         let proxy_token = secret(args.proxy_token, args.proxy_token_file, "WH_PROXY_TOKEN")?;
-        if proxy_token.expose().len() < 16 {
+        if proxy_token.expose_secret().len() < 16 {
             return Err(ConfigError("WH_PROXY_TOKEN must be at least 16 characters".into()));
         }
         let master = secret(args.master_key, args.master_key_file, "WH_MASTER_KEY")?;
-        let master_key =
-            crate::secrets::MasterKey::from_base64(&String::from_utf8_lossy(master.expose()))
-                .map_err(ConfigError)?;
+        let master_key = crate::secrets::MasterKey::from_base64(&String::from_utf8_lossy(
+            master.expose_secret(),
+        ))
+        .map_err(|e| ConfigError(e.to_string()))?;
         Ok(Config {
             master_key,
             cookie_secure: args.cookie_secure,
@@ -144,6 +142,14 @@ impl Config {
             },
             listen: args.listen,
             internal_listen: args.internal_listen,
+            admin_listen: match args.admin_listen.as_str() {
+                "off" => None,
+                addr => Some(addr.parse().map_err(|_| {
+                    ConfigError(format!(
+                        "WH_ADMIN_LISTEN must be an address or `off`, not `{addr}`"
+                    ))
+                })?),
+            },
             database_url,
             jwt_secret,
             jwt_ttl: Duration::from_secs(args.jwt_ttl_secs),
@@ -165,17 +171,59 @@ impl Config {
 }
 
 /// A secret from its variable or its `_FILE` variable (trailing newline trimmed).
-fn secret(value: Option<String>, file: Option<PathBuf>, name: &str) -> Result<Secret, ConfigError> {
+fn secret(
+    value: Option<SecretString>,
+    file: Option<PathBuf>,
+    name: &str,
+) -> Result<Secret, ConfigError> {
     match (value, file) {
-        (Some(v), _) if !v.is_empty() => Ok(Secret(v.into_bytes())),
+        (Some(v), _) if !v.expose_secret().is_empty() => Ok(secret_bytes(v.expose_secret())),
         (_, Some(path)) => std::fs::read(&path)
             .map(|mut b| {
                 while b.last().is_some_and(|c| c.is_ascii_whitespace()) {
                     b.pop();
                 }
-                Secret(b)
+                Secret::from(b)
             })
             .map_err(|e| ConfigError(format!("{name}_FILE {}: {e}", path.display()))),
         _ => Err(ConfigError(format!("{name} (or {name}_FILE) is not set"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn secrets_never_print_neither_as_flags_nor_resolved() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let cli = Cli::try_parse_from([
+            "wh-control-plane",
+            "--database-url",
+            "postgres://wh:db-password-here@127.0.0.1/wh",
+            "--jwt-secret",
+            "jwt-secret-jwt-secret-jwt-secret-xyz",
+            "--proxy-token",
+            "proxy-token-0123456789",
+            "--master-key",
+            key,
+        ])
+        .unwrap();
+        let flags = format!("{:?}", cli.serve);
+        let config = Config::from_args(cli.serve).unwrap();
+        let resolved = format!("{config:?}");
+        for shown in [flags, resolved] {
+            for secret in ["db-password-here", "jwt-secret-jwt", "proxy-token-0123", key] {
+                assert!(!shown.contains(secret), "{secret} printed in {shown}");
+            }
+        }
+        assert_eq!(config.jwt_secret.expose_secret(), b"jwt-secret-jwt-secret-jwt-secret-xyz");
     }
 }

@@ -6,9 +6,15 @@
 //! (live, or still in progress) and tells the worker to stop the others (unknown deployment,
 //! failed, cancelled, or superseded with no retire job left to stop it). Deleting an app stops
 //! its containers at once (`api::apps::delete`); one whose deployment is gone anyway (its worker
-//! was away then) is stopped at its next stats sample.
+//! was away then) is stopped at its next stats sample. [`ingest`] is the task that applies the
+//! workers' container messages.
 
 use crate::deployments::DeploymentState;
+use crate::queue::{JobState, Kind};
+
+pub mod ingest;
+pub use ingest::stop_message;
+
 use sqlx::PgPool;
 use uuid::Uuid;
 use wh_wsproto::job::JobKind;
@@ -36,7 +42,7 @@ pub async fn adopt(
     let rows: Vec<(i64, i64, DeploymentState, Option<Uuid>, bool, bool)> = sqlx::query_as(
         "SELECT r.ord - 1, d.app_id, d.state, d.worker_id,
                 EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = $4
-                        AND j.state IN ('pending', 'claimed')),
+                        AND j.state = ANY($6)),
                 EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = d.id AND j.kind = $5
                         AND j.claimed_by = $3)
          FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r (deployment_id, slug, ord)
@@ -46,8 +52,9 @@ pub async fn adopt(
     .bind(&deployments)
     .bind(&slugs)
     .bind(worker.to_string())
-    .bind(JobKind::Retire.as_str())
-    .bind(JobKind::Deploy.as_str())
+    .bind(Kind(JobKind::Retire))
+    .bind(Kind(JobKind::Deploy))
+    .bind(JobState::OPEN)
     .fetch_all(&mut *tx)
     .await?;
     let mut app_of: Vec<Option<i64>> = vec![None; reported.len()];
@@ -139,7 +146,7 @@ pub async fn event(pool: &PgPool, worker: Uuid, e: &ContainerEvent) -> Result<bo
     .bind(e.restarts as i32)
     .bind(e.exit_code)
     .bind(worker.to_string())
-    .bind(JobKind::Deploy.as_str())
+    .bind(Kind(JobKind::Deploy))
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -11,6 +11,8 @@ use wh_wsproto::job::{Job, JobKind, JobOutput, RetireJob, Stage};
 
 use sqlx::{PgConnection, PgPool};
 
+use crate::queue::{JobState, Kind};
+
 mod state;
 pub use state::DeploymentState;
 
@@ -99,14 +101,17 @@ async fn end_jobs(
     why: &str,
 ) -> Result<Vec<Held>, sqlx::Error> {
     let ended: Vec<(i64, i32, Option<String>, bool)> = sqlx::query_as(
-        "UPDATE jobs j SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL, error = $2
-         FROM (SELECT id, state = 'claimed' AS held FROM jobs
-               WHERE deployment_id = ANY($1) AND state IN ('pending', 'claimed') FOR UPDATE) old
+        "UPDATE jobs j SET state = $3, finished_at = now(), lease_expires_at = NULL, error = $2
+         FROM (SELECT id, state = $4 AS held FROM jobs
+               WHERE deployment_id = ANY($1) AND state = ANY($5) FOR UPDATE) old
          WHERE j.id = old.id
          RETURNING j.id, j.attempt, j.claimed_by, old.held",
     )
     .bind(deployments)
     .bind(why)
+    .bind(JobState::Cancelled)
+    .bind(JobState::Claimed)
+    .bind(JobState::OPEN)
     .fetch_all(&mut *tx)
     .await?;
     Ok(ended
@@ -183,13 +188,13 @@ pub async fn finish(
     drain: Duration,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let row: Option<(Option<i64>, String)> =
+    let row: Option<(Option<i64>, Kind)> =
         sqlx::query_as("SELECT deployment_id, kind FROM jobs WHERE id = $1")
             .bind(job)
             .fetch_optional(&mut *tx)
             .await?;
-    let Some((Some(deployment), kind)) = row else { return Ok(()) };
-    if JobKind::parse(&kind) != Some(JobKind::Deploy) {
+    let Some((Some(deployment), Kind(kind))) = row else { return Ok(()) };
+    if kind != JobKind::Deploy {
         return Ok(());
     }
     if !ok {

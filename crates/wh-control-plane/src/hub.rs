@@ -3,8 +3,11 @@
 //! Each connection has a send task and a receive task; whichever ends first cancels the other
 //! (axum's chat example). A newer connection of the same worker replaces the older one. Every
 //! inbound envelope is verified (MAC, clock skew, replay window) before its payload is parsed;
-//! rejections are counted by kind and logged. Verified messages reach the subsystems through a
-//! bounded channel; the outbound queue per worker is bounded too. The hub pings every 20 s and
+//! rejections are counted by kind and logged. Verified messages reach the subsystems through
+//! one bounded queue per [`Family`] ([`Routes`]): `hello`, `heartbeat` and `job.*` to the
+//! scheduler, `container.*` to the containers task, `log.lines` to the log ingest, so a flood of
+//! log lines holds up neither job results nor another worker's reports. The outbound queue per
+//! worker is bounded too. The hub pings every 20 s and
 //! declares a worker dead after 60 s of silence. No lock is held across an `.await`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,7 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use wh_wsproto::messages::{Ack, Heartbeat, Ping};
+use wh_wsproto::messages::{Ack, Family, Heartbeat, Ping};
 use wh_wsproto::{Binding, Key, Message, Signer, Verifier};
 
 use crate::workers::Worker;
@@ -38,6 +41,64 @@ pub struct Inbound {
     /// The connection it came on (each connection of a worker has a new one).
     pub conn: u64,
     pub message: Message,
+}
+
+/// Where verified messages go: one bounded queue per family.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    pub jobs: mpsc::Sender<Inbound>,
+    pub containers: mpsc::Sender<Inbound>,
+    pub logs: mpsc::Sender<Inbound>,
+}
+
+/// The receiving ends of [`Routes`], for the tasks that consume them
+/// ([`crate::scheduler::run`]).
+#[derive(Debug)]
+pub struct Queues {
+    pub jobs: mpsc::Receiver<Inbound>,
+    pub containers: mpsc::Receiver<Inbound>,
+    pub logs: mpsc::Receiver<Inbound>,
+}
+
+/// Routes and their queues, each holding up to `capacity` messages.
+pub fn routes(capacity: usize) -> (Routes, Queues) {
+    let (jobs, jobs_rx) = mpsc::channel(capacity);
+    let (containers, containers_rx) = mpsc::channel(capacity);
+    let (logs, logs_rx) = mpsc::channel(capacity);
+    (
+        Routes { jobs, containers, logs },
+        Queues { jobs: jobs_rx, containers: containers_rx, logs: logs_rx },
+    )
+}
+
+impl Queues {
+    /// Every family's messages in one queue, each family in its order (for a test or tool
+    /// that watches everything a worker sends). Spawns a forwarder per family.
+    pub fn merged(self) -> mpsc::Receiver<Inbound> {
+        let (tx, rx) = mpsc::channel(1024);
+        for mut queue in [self.jobs, self.containers, self.logs] {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(m) = queue.recv().await {
+                    if tx.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        rx
+    }
+}
+
+impl Routes {
+    fn of(&self, family: Family) -> Option<&mpsc::Sender<Inbound>> {
+        match family {
+            Family::Jobs => Some(&self.jobs),
+            Family::Containers => Some(&self.containers),
+            Family::Logs => Some(&self.logs),
+            Family::Channel => None,
+        }
+    }
 }
 
 /// What the scheduler needs to know about a worker.
@@ -75,7 +136,7 @@ pub struct Hub {
     health: Mutex<HashMap<Uuid, WorkerHealth>>,
     rejections: Mutex<BTreeMap<String, u64>>,
     recent_ids: Mutex<HashMap<Uuid, wh_wsproto::RecentIds>>,
-    inbound: mpsc::Sender<Inbound>,
+    inbound: Routes,
     next_conn: AtomicU64,
     ping_interval: Duration,
     dead_after: Duration,
@@ -83,16 +144,12 @@ pub struct Hub {
 
 impl Hub {
     /// A hub delivering verified messages to `inbound`.
-    pub fn new(inbound: mpsc::Sender<Inbound>) -> Hub {
+    pub fn new(inbound: Routes) -> Hub {
         Self::with_timing(inbound, PING_INTERVAL, DEAD_AFTER)
     }
 
     /// Same, with other ping and silence timings (tests).
-    pub fn with_timing(
-        inbound: mpsc::Sender<Inbound>,
-        ping_interval: Duration,
-        dead_after: Duration,
-    ) -> Hub {
+    pub fn with_timing(inbound: Routes, ping_interval: Duration, dead_after: Duration) -> Hub {
         Hub {
             conns: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
@@ -307,7 +364,9 @@ impl Hub {
                     let _ = tx.try_send(Message::Ack(Ack { ids: vec![opened.i] }));
                     continue;
                 }
-                if hub.inbound.send(Inbound { worker_id, conn: conn_id, message }).await.is_err() {
+                // A message of the channel itself (a worker's pong or ack) needs no subsystem.
+                let Some(queue) = hub.inbound.of(message.family()) else { continue };
+                if queue.send(Inbound { worker_id, conn: conn_id, message }).await.is_err() {
                     break;
                 }
                 if reliable {

@@ -2,20 +2,21 @@
 //! generation, `jti`, `iat`, `exp`). The same secret derives the workers' channel keys
 //! ([`JwtKeys::channel_key`], domain-separated), so nothing in the database signs anything.
 //!
-//! Only HS256 is accepted, whatever the header says (no `alg: none`, no algorithm confusion);
-//! the signature is compared in constant time; an expired token is rejected.
+//! Signed and checked with `jsonwebtoken`: only HS256 is accepted, whatever the header says (no
+//! `alg: none`, no algorithm confusion); the signature is compared in constant time; an expired
+//! token is rejected.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// The signing secret and token lifetime.
 pub struct JwtKeys {
+    /// Also derives the channel keys.
     secret: Vec<u8>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
     ttl_secs: i64,
 }
 
@@ -42,15 +43,20 @@ pub enum JwtError {
     Expired,
 }
 
-const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
-
 impl JwtKeys {
     pub fn new(secret: &[u8], ttl: std::time::Duration) -> JwtKeys {
-        JwtKeys { secret: secret.to_vec(), ttl_secs: ttl.as_secs() as i64 }
-    }
-
-    fn mac(&self) -> HmacSha256 {
-        HmacSha256::new_from_slice(&self.secret).expect("HMAC accepts any key length")
+        // HS256 only, whatever a token's header says; `exp` and `sub` required. Expiry is
+        // checked against the caller's clock in `verify` (no leeway), not the library's.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_exp = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        JwtKeys {
+            secret: secret.to_vec(),
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl_secs: ttl.as_secs() as i64,
+        }
     }
 
     /// The channel key of worker `subject` at key generation `gen`.
@@ -70,36 +76,19 @@ impl JwtKeys {
             iat: now,
             exp: now + self.ttl_secs,
         };
-        let body = serde_json::to_vec(&claims).expect("claims serialise");
-        let signing_input =
-            format!("{}.{}", URL_SAFE_NO_PAD.encode(HEADER), URL_SAFE_NO_PAD.encode(body));
-        let mut mac = self.mac();
-        mac.update(signing_input.as_bytes());
-        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        (format!("{signing_input}.{sig}"), claims)
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signs any claims");
+        (token, claims)
     }
 
     /// Verifies a token at `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, JwtError> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(JwtError::Malformed);
-        };
-        let header: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).map_err(|_| JwtError::Malformed)?)
-                .map_err(|_| JwtError::Malformed)?;
-        if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
-            return Err(JwtError::Malformed);
-        }
-        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwtError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(&token.as_bytes()[..h.len() + 1 + c.len()]);
-        mac.verify_slice(&sig).map_err(|_| JwtError::BadSignature)?;
-        let claims: Claims =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).map_err(|_| JwtError::Malformed)?)
-                .map_err(|_| JwtError::Malformed)?;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => JwtError::BadSignature,
+                _ => JwtError::Malformed,
+            })?
+            .claims;
         if claims.exp <= now {
             return Err(JwtError::Expired);
         }
@@ -115,6 +104,8 @@ impl JwtKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
     use std::time::Duration;
 
     #[test]

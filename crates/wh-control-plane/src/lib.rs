@@ -13,7 +13,9 @@
 //! - [`deployments`]: the deployment state machine and its per-state deadlines.
 //! - [`ratelimit`]: per-IP request limits.
 //! - [`queue`]: the Postgres job queue (SKIP LOCKED claims, leases, fencing, NOTIFY).
-//! - [`scheduler`]: places pending jobs on healthy workers and applies their reports.
+//! - [`scheduler`]: the worker-message pipeline: placement, report ingestion, sweeps.
+//! - [`logingest`]: workers' log lines to the log bus and build logs, in batches.
+//! - [`metrics`]: requests, hub, queue, deployments and scheduler lag, for the admin listener.
 //! - [`secrets`]: AES-256-GCM for secrets at rest, one HKDF-derived key per purpose.
 //! - [`hub`]: the WebSocket hub: one verified, signed channel per connected worker.
 //! - [`audit`]: the audit trail of every mutation.
@@ -22,6 +24,7 @@
 //!   bounded drain).
 //! - [`server`]: the whole control plane from a [`config::Config`] (for `main` and `wh dev`).
 //! - [`api`]: HTTP routes and the one [`api::ApiError`] they answer errors with.
+//! - `testing` (feature `test-util`): the test harness, `TestControlPlane` and fixtures.
 //!
 //! Later subsystems (scheduler, alerts, usage, webhooks, dashboard) are wired in when they exist;
 //! nothing here fakes them.
@@ -38,6 +41,8 @@ pub mod httpserve;
 pub mod hub;
 pub mod jwt;
 pub mod logbus;
+pub mod logingest;
+pub mod metrics;
 pub mod proxy_config;
 pub mod queue;
 pub mod ratelimit;
@@ -45,6 +50,8 @@ pub mod repos;
 pub mod scheduler;
 pub mod secrets;
 pub mod server;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod workers;
 
 use std::sync::Arc;
@@ -68,6 +75,8 @@ pub struct AppState {
     pub dns: Arc<domains::Verifier>,
     /// Accept repository URLs naming loopback or private addresses (development only).
     pub allow_private_repos: bool,
+    /// Counted as things happen; served on the admin listener.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// The API's rate limiters.
@@ -114,6 +123,7 @@ impl AppState {
             logs: Arc::new(logbus::LogBus::default()),
             dns: Arc::new(domains::Verifier::new(&domains::DnsSettings::default())),
             allow_private_repos: false,
+            metrics: Arc::default(),
         }
     }
 }
@@ -176,9 +186,10 @@ impl Routing {
     }
 }
 
-/// Compares secrets without an early exit.
+/// Compares secrets in constant time (`subtle`; only a length difference shows).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 pub use wh_wsproto::now_ms;

@@ -2,6 +2,8 @@
 //! Settings → logging → [`server::start`] → wait for SIGTERM → drain.
 
 use std::process::ExitCode;
+
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -105,7 +107,7 @@ async fn workers_command(args: ServeArgs, cmd: WorkersCommand) -> ExitCode {
         eprintln!("wh-control-plane: DATABASE_URL is not set");
         return ExitCode::from(EX_USAGE);
     };
-    let pool = match command_pool(&url).await {
+    let pool = match command_pool(url.expose_secret()).await {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -163,7 +165,7 @@ async fn users_command(args: ServeArgs, cmd: UsersCommand) -> ExitCode {
         eprintln!("wh-control-plane: the password must be at least 10 characters");
         return ExitCode::from(EX_USAGE);
     }
-    let pool = match command_pool(&url).await {
+    let pool = match command_pool(url.expose_secret()).await {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -200,7 +202,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(listen = %server.public_addr, internal = ?server.internal_addr, "control plane listening");
+    tracing::info!(listen = %server.public_addr, internal = ?server.internal_addr, admin = ?server.admin_addr, "control plane listening");
     tokio::spawn(async move {
         wh_cmd::wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");

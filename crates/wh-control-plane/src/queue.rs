@@ -13,6 +13,12 @@ use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
+use wh_wsproto::job::JobKind;
+
+use crate::deployments::DeploymentState;
+
+mod types;
+pub use types::{JobState, Kind};
 
 /// The NOTIFY channel.
 pub const CHANNEL: &str = "wh_jobs";
@@ -21,11 +27,18 @@ pub const CHANNEL: &str = "wh_jobs";
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
     pub id: i64,
-    pub kind: String,
+    #[sqlx(try_from = "Kind")]
+    pub kind: JobKind,
     pub payload: serde_json::Value,
     pub attempt: i32,
     pub deployment_id: Option<i64>,
+    /// Seconds it was runnable before this claim.
+    pub waited_secs: f64,
 }
+
+/// What a claim returns: the [`Claimed`] columns.
+const CLAIMED: &str =
+    "id, kind, payload, attempt, deployment_id, extract(epoch FROM now() - run_after)::float8 AS waited_secs";
 
 /// Why a completion was refused.
 #[derive(Debug, thiserror::Error)]
@@ -55,14 +68,14 @@ pub async fn enqueue_job_after(
     after: Duration,
 ) -> Result<i64, sqlx::Error> {
     let deployment = Some(job.deployment_id());
-    enqueue_after(tx, job.kind().as_str(), &job.payload(), deployment, after).await
+    enqueue_after(tx, job.kind(), &job.payload(), deployment, after).await
 }
 
-/// Adds a job in the caller's transaction; returns its id. The queue itself is kind-agnostic;
-/// the platform's jobs go through [`enqueue_job`].
+/// Adds a job in the caller's transaction; returns its id. The payload is not checked here;
+/// the platform's jobs go through [`enqueue_job`], which writes a typed one.
 pub async fn enqueue(
     tx: &mut PgConnection,
-    kind: &str,
+    kind: JobKind,
     payload: &serde_json::Value,
     deployment_id: Option<i64>,
 ) -> Result<i64, sqlx::Error> {
@@ -72,7 +85,7 @@ pub async fn enqueue(
 /// Adds a job that becomes runnable after `delay`.
 pub async fn enqueue_after(
     tx: &mut PgConnection,
-    kind: &str,
+    kind: JobKind,
     payload: &serde_json::Value,
     deployment_id: Option<i64>,
     delay: Duration,
@@ -81,7 +94,7 @@ pub async fn enqueue_after(
         "INSERT INTO jobs (kind, payload, deployment_id, run_after)
          VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id",
     )
-    .bind(kind)
+    .bind(Kind(kind))
     .bind(payload)
     .bind(deployment_id)
     .bind(delay.as_secs_f64())
@@ -95,15 +108,17 @@ pub async fn claim(
     claimer: &str,
     lease: Duration,
 ) -> Result<Option<Claimed>, sqlx::Error> {
-    sqlx::query_as::<_, Claimed>(
-        "UPDATE jobs SET state = 'claimed', attempt = attempt + 1, claimed_by = $1,
+    sqlx::query_as::<_, Claimed>(&format!(
+        "UPDATE jobs SET state = $3, attempt = attempt + 1, claimed_by = $1,
                 lease_expires_at = now() + make_interval(secs => $2)
-         WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND run_after <= now()
+         WHERE id = (SELECT id FROM jobs WHERE state = $4 AND run_after <= now()
                      ORDER BY run_after, id FOR UPDATE SKIP LOCKED LIMIT 1)
-         RETURNING id, kind, payload, attempt, deployment_id",
-    )
+         RETURNING {CLAIMED}"
+    ))
     .bind(claimer)
     .bind(lease.as_secs_f64())
+    .bind(JobState::Claimed)
+    .bind(JobState::Pending)
     .fetch_optional(pool)
     .await
 }
@@ -112,19 +127,13 @@ pub async fn claim(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Pending {
     pub id: i64,
-    pub kind: String,
+    #[sqlx(try_from = "Kind")]
+    pub kind: JobKind,
     pub deployment_id: Option<i64>,
     /// The worker the job's app runs on now, if any (jobs follow their app).
     pub app_worker: Option<uuid::Uuid>,
     /// The worker the job's deployment ran on (a `retire` job must go there).
     pub deployment_worker: Option<uuid::Uuid>,
-}
-
-impl Pending {
-    /// The job's kind, if it is one of the platform's.
-    pub fn kind(&self) -> Option<wh_wsproto::job::JobKind> {
-        wh_wsproto::job::JobKind::parse(&self.kind)
-    }
 }
 
 /// What the scheduler decides for a pending job.
@@ -157,11 +166,12 @@ pub async fn claim_for(
          FROM jobs j
          LEFT JOIN deployments d ON d.id = j.deployment_id
          LEFT JOIN apps a ON a.id = d.app_id
-         WHERE j.state = 'pending' AND j.run_after <= now()
+         WHERE j.state = $2 AND j.run_after <= now()
          ORDER BY j.run_after, j.id
          FOR UPDATE OF j SKIP LOCKED LIMIT $1",
     )
     .bind(CLAIM_WINDOW)
+    .bind(JobState::Pending)
     .fetch_all(&mut *tx)
     .await?;
     let mut claimed = None;
@@ -170,22 +180,24 @@ pub async fn claim_for(
             Decision::Wait => continue,
             Decision::Settle(reason) => {
                 sqlx::query(
-                    "UPDATE jobs SET state = 'cancelled', error = $2, finished_at = now() WHERE id = $1",
+                    "UPDATE jobs SET state = $3, error = $2, finished_at = now() WHERE id = $1",
                 )
                 .bind(job.id)
                 .bind(&reason)
+                .bind(JobState::Cancelled)
                 .execute(&mut *tx)
                 .await?;
             }
             Decision::Claim(claimer) => {
-                let row = sqlx::query_as::<_, Claimed>(
-                    "UPDATE jobs SET state = 'claimed', attempt = attempt + 1, claimed_by = $2,
+                let row = sqlx::query_as::<_, Claimed>(&format!(
+                    "UPDATE jobs SET state = $4, attempt = attempt + 1, claimed_by = $2,
                             lease_expires_at = now() + make_interval(secs => $3)
-                     WHERE id = $1 RETURNING id, kind, payload, attempt, deployment_id",
-                )
+                     WHERE id = $1 RETURNING {CLAIMED}"
+                ))
                 .bind(job.id)
                 .bind(&claimer)
                 .bind(lease.as_secs_f64())
+                .bind(JobState::Claimed)
                 .fetch_one(&mut *tx)
                 .await?;
                 claimed = Some((row, claimer));
@@ -200,12 +212,17 @@ pub async fn claim_for(
 /// Gives a claimed job back (it could not be delivered); the attempt counter stays raised, so
 /// anything the lost attempt reports later is refused.
 pub async fn release(pool: &PgPool, job: i64, attempt: i32) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE jobs SET state = 'pending', claimed_by = NULL, lease_expires_at = NULL WHERE id = $1 AND attempt = $2 AND state = 'claimed'")
-        .bind(job)
-        .bind(attempt)
-        .execute(pool)
-        .await
-        .map(drop)
+    sqlx::query(
+        "UPDATE jobs SET state = $3, claimed_by = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND attempt = $2 AND state = $4",
+    )
+    .bind(job)
+    .bind(attempt)
+    .bind(JobState::Pending)
+    .bind(JobState::Claimed)
+    .execute(pool)
+    .await
+    .map(drop)
 }
 
 /// Extends the lease of a job still held by `attempt` of `claimer`.
@@ -218,12 +235,13 @@ pub async fn extend(
 ) -> Result<(), CompleteError> {
     let done = sqlx::query(
         "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
-         WHERE id = $1 AND attempt = $2 AND state = 'claimed' AND claimed_by = $4",
+         WHERE id = $1 AND attempt = $2 AND state = $5 AND claimed_by = $4",
     )
     .bind(job)
     .bind(attempt)
     .bind(lease.as_secs_f64())
     .bind(claimer)
+    .bind(JobState::Claimed)
     .execute(pool)
     .await?;
     refused_unless(pool, done.rows_affected() == 1, job, attempt, claimer).await
@@ -268,11 +286,12 @@ pub async fn extend_running(
     }
     let done = sqlx::query(
         "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
-         WHERE id = ANY($1) AND claimed_by = $2 AND state = 'claimed'",
+         WHERE id = ANY($1) AND claimed_by = $2 AND state = $4",
     )
     .bind(jobs)
     .bind(worker)
     .bind(lease.as_secs_f64())
+    .bind(JobState::Claimed)
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
@@ -291,10 +310,11 @@ pub async fn not_held(
     }
     sqlx::query_as(
         "SELECT id, attempt FROM jobs
-         WHERE id = ANY($1) AND NOT (state = 'claimed' AND claimed_by = $2)",
+         WHERE id = ANY($1) AND NOT (state = $3 AND claimed_by = $2)",
     )
     .bind(running)
     .bind(claimer)
+    .bind(JobState::Claimed)
     .fetch_all(pool)
     .await
 }
@@ -308,18 +328,19 @@ pub async fn complete(
     outcome: Result<(), &str>,
 ) -> Result<(), CompleteError> {
     let (state, error) = match outcome {
-        Ok(()) => ("succeeded", None),
-        Err(reason) => ("failed", Some(reason)),
+        Ok(()) => (JobState::Succeeded, None),
+        Err(reason) => (JobState::Failed, Some(reason)),
     };
     let done = sqlx::query(
-        "UPDATE jobs SET state = $3::job_state, error = $4, finished_at = now(), lease_expires_at = NULL
-         WHERE id = $1 AND attempt = $2 AND state = 'claimed' AND claimed_by = $5",
+        "UPDATE jobs SET state = $3, error = $4, finished_at = now(), lease_expires_at = NULL
+         WHERE id = $1 AND attempt = $2 AND state = $6 AND claimed_by = $5",
     )
     .bind(job)
     .bind(attempt)
     .bind(state)
     .bind(error)
     .bind(claimer)
+    .bind(JobState::Claimed)
     .execute(pool)
     .await?;
     refused_unless(pool, done.rows_affected() == 1, job, attempt, claimer).await
@@ -330,11 +351,13 @@ pub async fn complete(
 pub async fn expire_leases(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let expired: Vec<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
-        "UPDATE jobs SET state = 'failed', finished_at = now(),
+        "UPDATE jobs SET state = $1, finished_at = now(),
                 error = 'lease expired: worker ' || coalesce(claimed_by, '?') || ' stopped reporting'
-         WHERE state = 'claimed' AND lease_expires_at < now()
+         WHERE state = $2 AND lease_expires_at < now()
          RETURNING id, deployment_id, claimed_by",
     )
+    .bind(JobState::Failed)
+    .bind(JobState::Claimed)
     .fetch_all(&mut *tx)
     .await?;
     fail_deployments(&mut tx, &expired, "stopped reporting before its lease expired").await?;
@@ -352,13 +375,15 @@ pub async fn fail_abandoned(
 ) -> Result<Vec<i64>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let failed: Vec<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
-        "UPDATE jobs SET state = 'failed', finished_at = now(), lease_expires_at = NULL,
+        "UPDATE jobs SET state = $3, finished_at = now(), lease_expires_at = NULL,
                 error = 'worker ' || claimed_by || ' came back without this job (it restarted)'
-         WHERE state = 'claimed' AND claimed_by = $1 AND id <> ALL($2)
+         WHERE state = $4 AND claimed_by = $1 AND id <> ALL($2)
          RETURNING id, deployment_id, claimed_by",
     )
     .bind(claimer)
     .bind(running)
+    .bind(JobState::Failed)
+    .bind(JobState::Claimed)
     .fetch_all(&mut *tx)
     .await?;
     fail_deployments(&mut tx, &failed, "came back without it (it restarted)").await?;
@@ -376,12 +401,14 @@ async fn fail_deployments(
     for (job, deployment, claimer) in jobs {
         let Some(d) = deployment else { continue };
         sqlx::query(
-            "UPDATE deployments SET state = 'failed', updated_at = now(), state_deadline = NULL,
+            "UPDATE deployments SET state = $3, updated_at = now(), state_deadline = NULL,
                     error = $2
-             WHERE id = $1 AND state NOT IN ('live', 'failed', 'cancelled', 'superseded')",
+             WHERE id = $1 AND state <> ALL($4)",
         )
         .bind(d)
         .bind(format!("job {job} failed: the worker {} {what}", claimer.as_deref().unwrap_or("?")))
+        .bind(DeploymentState::Failed)
+        .bind(DeploymentState::ENDED)
         .execute(&mut *tx)
         .await?;
     }

@@ -38,6 +38,15 @@ impl Purpose {
 #[derive(Clone)]
 pub struct MasterKey([u8; 32]);
 
+/// Why a master key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MasterKeyError {
+    #[error("WH_MASTER_KEY is not valid base64")]
+    NotBase64,
+    #[error("WH_MASTER_KEY must decode to exactly 32 bytes")]
+    Length,
+}
+
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MasterKey([redacted])")
@@ -46,14 +55,12 @@ impl std::fmt::Debug for MasterKey {
 
 impl MasterKey {
     /// Decodes standard base64 of exactly 32 bytes.
-    pub fn from_base64(text: &str) -> Result<MasterKey, String> {
+    pub fn from_base64(text: &str) -> Result<MasterKey, MasterKeyError> {
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text.trim())
-            .map_err(|_| "WH_MASTER_KEY is not valid base64".to_owned())?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| "WH_MASTER_KEY must decode to exactly 32 bytes".to_owned())?;
+            .map_err(|_| MasterKeyError::NotBase64)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| MasterKeyError::Length)?;
         Ok(MasterKey(key))
     }
 
@@ -169,11 +176,9 @@ mod tests {
         let text = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
         let key = MasterKey::from_base64(&text).unwrap();
         assert!(!format!("{key:?}").contains('9'));
-        assert!(MasterKey::from_base64("not base64!").unwrap_err().contains("WH_MASTER_KEY"));
-        assert!(MasterKey::from_base64(
-            &base64::engine::general_purpose::STANDARD.encode([1u8; 16])
-        )
-        .unwrap_err()
-        .contains("32 bytes"));
+        assert_eq!(MasterKey::from_base64("not base64!").unwrap_err(), MasterKeyError::NotBase64);
+        let short = base64::engine::general_purpose::STANDARD.encode([1u8; 16]);
+        assert_eq!(MasterKey::from_base64(&short).unwrap_err(), MasterKeyError::Length);
+        assert!(MasterKeyError::Length.to_string().contains("32 bytes"));
     }
 }

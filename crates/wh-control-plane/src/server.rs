@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ExposeSecret};
 use crate::{
     api, database, domains, httpserve, hub, jwt, logbus, scheduler, secrets, AppState, Limits,
     Routing,
@@ -21,6 +21,8 @@ pub struct Server {
     pub public_addr: SocketAddr,
     /// The separate worker/proxy listener, when configured.
     pub internal_addr: Option<SocketAddr>,
+    /// The admin listener (`/metrics`), when configured.
+    pub admin_addr: Option<SocketAddr>,
     pub pool: sqlx::PgPool,
     servers: JoinSet<std::io::Result<()>>,
     stop: CancellationToken,
@@ -38,12 +40,12 @@ pub async fn start(
     db_patience: Duration,
     stop: CancellationToken,
 ) -> Result<Server, StartError> {
-    let pool = database::connect(&config.database_url, db_patience)
+    let pool = database::connect(config.database_url.expose_secret(), db_patience)
         .await
         .map_err(|e| StartError(e.to_string()))?;
-    // Verified worker messages go to the scheduler, which feeds the log bus too.
-    let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel::<hub::Inbound>(4096);
-    let hub = Arc::new(hub::Hub::new(inbound_tx));
+    // Verified worker messages go to the scheduler's pipeline, one queue per family.
+    let (routes, queues) = hub::routes(4096);
+    let hub = Arc::new(hub::Hub::new(routes));
     tokio::spawn(wh_cmd::supervise("worker-status", stop.clone(), {
         let (hub, pool, stop) = (hub.clone(), pool.clone(), stop.clone());
         move || hub.clone().enforce_enabled(pool.clone(), Duration::from_secs(5), stop.clone())
@@ -58,12 +60,14 @@ pub async fn start(
             return Err(StartError(format!("cannot seal stored repository credentials: {e}")))
         }
     }
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let scheduling = scheduler::SchedulerSettings {
         env: Some(env.clone()),
         logs: Some(logs.clone()),
+        metrics: metrics.clone(),
         ..scheduler::SchedulerSettings::default()
     };
-    tokio::spawn(scheduler::run(pool.clone(), hub.clone(), scheduling, inbound_rx, stop.clone()));
+    tokio::spawn(scheduler::run(pool.clone(), hub.clone(), scheduling, queues, stop.clone()));
     let mut routing =
         Routing::follow(&pool, Some(config.proxy_token.clone()), &config.route_domain);
     routing.tls = config.route_tls;
@@ -71,7 +75,7 @@ pub async fn start(
     routing.proxy_addresses = config.proxy_addresses.clone();
     let state = AppState {
         pool: pool.clone(),
-        jwt: Arc::new(jwt::JwtKeys::new(config.jwt_secret.expose(), config.jwt_ttl)),
+        jwt: Arc::new(jwt::JwtKeys::new(config.jwt_secret.expose_secret(), config.jwt_ttl)),
         hub,
         routing: Arc::new(routing),
         env,
@@ -80,6 +84,7 @@ pub async fn start(
         logs,
         dns: Arc::new(domains::Verifier::new(&config.dns)),
         allow_private_repos: config.allow_private_repos,
+        metrics,
     };
     tokio::spawn(wh_cmd::supervise("domain-rechecks", stop.clone(), {
         let (pool, dns, stop) = (pool.clone(), (*state.dns).clone(), stop.clone());
@@ -92,6 +97,7 @@ pub async fn start(
             .await
             .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))
     };
+    let admin = config.admin_listen.map(|addr| (addr, api::admin_router(state.clone())));
     let (public, internal) = match config.internal_listen {
         Some(addr) => (api::public(state.clone()), Some((addr, api::internal(state)))),
         None => (api::app(state), None),
@@ -106,19 +112,25 @@ pub async fn start(
         let stop = stop.clone();
         servers.spawn(httpserve::serve(listener, router, config.http, stop));
     }
+    let mut admin_addr = None;
+    if let Some((addr, router)) = admin {
+        let listener = bind(addr).await?;
+        admin_addr = listener.local_addr().ok();
+        servers.spawn(httpserve::serve(listener, router, config.http, stop.clone()));
+    }
     let shutdown = stop.clone();
     servers.spawn(httpserve::serve(public_listener, public, config.http, shutdown));
-    Ok(Server { public_addr, internal_addr, pool, servers, stop })
+    Ok(Server { public_addr, internal_addr, admin_addr, pool, servers, stop })
 }
 
 impl Server {
     /// Waits until every listener has finished (after `stop`, in-flight requests complete);
     /// a listener failing stops the rest and is the error.
-    pub async fn wait(mut self) -> Result<(), String> {
+    pub async fn wait(mut self) -> Result<(), std::io::Error> {
         let mut result = Ok(());
         while let Some(joined) = self.servers.join_next().await {
             if let Ok(Err(e)) | Err(e) = joined.map_err(std::io::Error::other) {
-                result = Err(e.to_string());
+                result = Err(e);
                 self.stop.cancel();
             }
         }

@@ -1,33 +1,25 @@
 //! The user API through the router (`tower::ServiceExt::oneshot`) on the real Postgres:
 //! sessions and CSRF, API tokens, apps with ownership, encrypted env vars, audit, error shapes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use tokio::sync::mpsc;
 use tower::ServiceExt;
-use wh_control_plane::hub::Hub;
-use wh_control_plane::jwt::JwtKeys;
-use wh_control_plane::{api, auth, AppState, Routing};
+use wh_control_plane::testing::{Options, TestControlPlane};
+use wh_control_plane::{api, auth, AppState};
 
 struct Env {
     state: AppState,
     db: wh_testkit::postgres::TestDatabase,
+    _cp: TestControlPlane,
 }
 
 async fn env() -> Env {
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
-    let (tx, _rx) = mpsc::channel(4);
-    let state = AppState::new(
-        db.pool.clone(),
-        Arc::new(JwtKeys::new(&[2u8; 32], Duration::from_secs(900))),
-        Arc::new(Hub::new(tx)),
-        Arc::new(Routing::follow(&db.pool, None, "route.test")),
-    );
-    Env { state, db }
+    let cp = TestControlPlane::start(&db.pool, Options::bare()).await;
+    Env { state: cp.state.clone(), db, _cp: cp }
 }
 
 async fn call(
@@ -319,7 +311,7 @@ async fn deployments_are_queued_with_their_job_listed_cancelled_and_time_out() {
     assert_eq!((d["state"].as_str(), d["git_ref"].as_str()), (Some("queued"), Some("main")));
     let id = d["id"].as_i64().unwrap();
     let (kind, payload): (String, serde_json::Value) =
-        sqlx::query_as("SELECT kind, payload FROM jobs WHERE deployment_id = $1")
+        sqlx::query_as("SELECT kind::text, payload FROM jobs WHERE deployment_id = $1")
             .bind(id)
             .fetch_one(&env.db.pool)
             .await
@@ -573,6 +565,16 @@ async fn runtime_logs_recent_and_followed_and_build_logs_kept_with_the_deploymen
     assert_eq!(text.len(), 1 << 20);
     assert_eq!(skipped, 16 * 1024);
     assert!(text.ends_with("xx\n"));
+    // A batch of messages for one deployment (a chatty build) costs one write of its build log,
+    // and its lines arrive in order.
+    let batch: Vec<_> = ["batched 1", "batched 2", "batched 3"]
+        .into_iter()
+        .map(|l| more(vec![l.to_owned()]))
+        .collect();
+    let done = wh_control_plane::logingest::ingest(&env.db.pool, &hub, None, &batch).await;
+    assert_eq!(done, wh_control_plane::logingest::Ingested { messages: 3, build_writes: 1 });
+    let (text, _, _) = build_log("?from=0").await;
+    assert!(text.ends_with("batched 1\nbatched 2\nbatched 3\n"), "{}", &text[text.len() - 60..]);
 
     // Logs belong to the app, not to its slug: deleted with it, never shown to the next owner.
     assert_eq!(

@@ -10,40 +10,41 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wh_control_plane::hub::{Hub, Inbound};
 use wh_control_plane::jwt::JwtKeys;
-use wh_control_plane::{api, workers, AppState};
+use wh_control_plane::testing::{Options, TestControlPlane};
+use wh_control_plane::workers;
 use wh_testkit::http;
 use wh_wsproto::messages::{Capacity, Heartbeat, Hello, HostStats};
 use wh_wsproto::{Binding, Key, Message, Signer, Verifier};
 
-const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test-secret";
+const SECRET: &[u8] = &wh_control_plane::testing::JWT_SECRET;
 
 struct Cp {
     addr: std::net::SocketAddr,
     hub: Arc<Hub>,
+    /// Everything workers send (no pipeline consumes it here).
     inbound: mpsc::Receiver<Inbound>,
     pool: sqlx::PgPool,
+    _cp: TestControlPlane,
     _db: wh_testkit::postgres::TestDatabase,
 }
 
 async fn start() -> Cp {
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
-    let (tx, inbound) = mpsc::channel(1024);
-    let hub = Arc::new(Hub::with_timing(tx, Duration::from_millis(300), Duration::from_secs(3)));
-    tokio::spawn(hub.clone().enforce_enabled(
-        db.pool.clone(),
-        Duration::from_millis(100),
-        tokio_util::sync::CancellationToken::new(),
-    ));
-    let state = AppState::new(
-        db.pool.clone(),
-        Arc::new(JwtKeys::new(SECRET, Duration::from_secs(900))),
-        hub.clone(),
-        Arc::new(wh_control_plane::Routing::follow(&db.pool, None, "route.test")),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
-    Cp { addr, hub, inbound, pool: db.pool.clone(), _db: db }
+    let options = Options {
+        scheduler: None,
+        hub_timing: (Duration::from_millis(300), Duration::from_secs(3)),
+        ..Options::default()
+    };
+    let mut cp = TestControlPlane::start(&db.pool, options).await;
+    let inbound = cp.queues.take().expect("no pipeline consumes the queues").merged();
+    Cp {
+        addr: cp.addr.unwrap(),
+        hub: cp.hub.clone(),
+        inbound,
+        pool: db.pool.clone(),
+        _cp: cp,
+        _db: db,
+    }
 }
 
 async fn post(cp: &Cp, path: &str, bearer: &str) -> http::Response {
@@ -110,13 +111,7 @@ async fn next_inbound(cp: &mut Cp) -> Inbound {
 }
 
 async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..100 {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    cond()
+    wh_testkit::until(Duration::from_secs(3), async || cond()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,15 +268,8 @@ async fn a_newer_connection_replaces_the_older_and_silence_disconnects() {
     assert_eq!(cp.hub.connected(), vec![worker.id]);
     // Silence: no message for longer than the dead-after window (3 s here).
     let hub = cp.hub.clone();
-    let gone = async {
-        for _ in 0..60 {
-            if !hub.health()[&worker.id].connected {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    };
+    let gone =
+        wh_testkit::until(Duration::from_secs(6), async || !hub.health()[&worker.id].connected);
     assert!(gone.await, "a silent worker was kept");
     drop(second);
 }

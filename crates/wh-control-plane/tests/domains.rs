@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use tokio::sync::mpsc;
 use tower::ServiceExt;
-use wh_control_plane::config::Secret;
+use wh_control_plane::config::secret_bytes;
+use wh_control_plane::deployments::DeploymentState;
 use wh_control_plane::domains::{DnsSettings, Outcome, Verifier};
-use wh_control_plane::hub::Hub;
-use wh_control_plane::jwt::JwtKeys;
+use wh_control_plane::testing::{fixtures, Options, TestControlPlane};
 use wh_control_plane::{api, AppState, Routing};
 use wh_testkit::pebble::{Pebble, PebbleOptions};
 
@@ -25,31 +24,20 @@ struct Env {
     state: AppState,
     db: wh_testkit::postgres::TestDatabase,
     auth: String,
+    cp: TestControlPlane,
 }
 
 async fn env(dns: Option<SocketAddr>) -> Env {
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
-    let (tx, _rx) = mpsc::channel(4);
-    let mut state = AppState::new(
-        db.pool.clone(),
-        Arc::new(JwtKeys::new(&[3u8; 32], Duration::from_secs(900))),
-        Arc::new(Hub::new(tx)),
-        Arc::new(Routing::follow(&db.pool, Some(Secret::new(TOKEN)), "route.test")),
-    );
-    if let Some(addr) = dns {
-        state.dns =
-            Arc::new(Verifier::new(&DnsSettings { servers: vec![addr], ..Default::default() }));
-    }
-    let user = wh_control_plane::auth::create_user(
-        &db.pool,
-        "dom@example.test",
-        "a long enough password",
-        false,
-    )
-    .await
-    .unwrap();
-    let token = wh_control_plane::auth::create_api_token(&db.pool, user.id, "t").await.unwrap();
-    Env { state, db, auth: format!("Bearer {token}") }
+    let options = Options {
+        scheduler: None,
+        proxy_token: Some(TOKEN.into()),
+        dns: dns.map(|addr| DnsSettings { servers: vec![addr], ..Default::default() }),
+        ..Options::default()
+    };
+    let cp = TestControlPlane::start(&db.pool, options).await;
+    let (_, auth) = fixtures::user_with_token(&db.pool, "dom@example.test").await;
+    Env { state: cp.state.clone(), db, auth, cp }
 }
 
 async fn call(
@@ -89,7 +77,7 @@ async fn add(env: &Env, app: &str, hostname: &str) -> (StatusCode, serde_json::V
 #[tokio::test]
 async fn apex_names_are_offered_the_proxys_addresses_when_configured() {
     let mut env = env(None).await;
-    let mut routing = Routing::follow(&env.db.pool, Some(Secret::new(TOKEN)), "route.test");
+    let mut routing = Routing::follow(&env.db.pool, Some(secret_bytes(TOKEN)), "route.test");
     routing.proxy_addresses = vec!["192.0.2.10".parse().unwrap(), "2001:db8::10".parse().unwrap()];
     env.state.routing = Arc::new(routing);
     create_app(&env, "shop").await;
@@ -383,10 +371,7 @@ async fn a_verified_domain_is_routed_certified_and_served_over_https_and_removin
     let root = pebble.root_ca_pem().await.unwrap();
     pebble.add_a("www.shop.test", &["127.0.0.1"]).await.unwrap();
     let env = env(Some(pebble.dns_addr())).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let cp = listener.local_addr().unwrap();
-    let state = env.state.clone();
-    tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
+    let cp = env.cp.addr.unwrap();
 
     // The app, live on a loopback "worker".
     let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -397,12 +382,17 @@ async fn a_verified_domain_is_routed_certified_and_served_over_https_and_removin
     create_app(&env, "shop").await;
     let (worker, _) =
         wh_control_plane::workers::create(&env.db.pool, "w", "127.0.0.1").await.unwrap();
-    sqlx::query("INSERT INTO deployments (app_id, git_ref, state, worker_id, host_port) SELECT id, 'upload:x', 'live', $1, $2 FROM apps WHERE slug = 'shop'")
-        .bind(worker.id)
-        .bind(i32::from(backend_port))
-        .execute(&env.db.pool)
+    let shop: i64 = sqlx::query_scalar("SELECT id FROM apps WHERE slug = 'shop'")
+        .fetch_one(&env.db.pool)
         .await
         .unwrap();
+    fixtures::deployment(&env.db.pool, shop)
+        .git_ref("upload:x")
+        .state(DeploymentState::Live)
+        .worker(worker.id)
+        .host_port(backend_port)
+        .insert()
+        .await;
 
     // The custom domain, verified through challtestsrv.
     let (_, d) = add(&env, "shop", "www.shop.test").await;
@@ -434,16 +424,10 @@ async fn a_verified_domain_is_routed_certified_and_served_over_https_and_removin
         wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
     let https = proxy.https_addr.unwrap();
     let certs = proxy.proxy.certs.as_ref().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while certs.store.get("www.shop.test").is_none() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        certs.store.get("www.shop.test").is_some(),
-        "no certificate: {}\n{}",
-        certs.report(),
-        pebble.log()
-    );
+    let issued = wh_testkit::until(Duration::from_secs(60), async || {
+        certs.store.get("www.shop.test").is_some()
+    });
+    assert!(issued.await, "no certificate: {}\n{}", certs.report(), pebble.log());
 
     // HTTPS to the custom domain, trusting only pebble's root.
     let body = https_get(https, "www.shop.test", &root).await.expect("HTTPS to the custom domain");
@@ -453,17 +437,10 @@ async fn a_verified_domain_is_routed_certified_and_served_over_https_and_removin
     // Removing the domain removes its route (the certificate is then never renewed).
     let (status, _) = call(&env, "DELETE", "/api/v1/apps/shop/domains/www.shop.test", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut unrouted = false;
-    while Instant::now() < deadline {
-        let table = proxy.proxy.table.load();
-        if !table.tls_hosts().any(|h| h == "www.shop.test") {
-            unrouted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(unrouted, "the removed domain is still routed");
+    let unrouted = wh_testkit::until(Duration::from_secs(20), async || {
+        !proxy.proxy.table.load().tls_hosts().any(|h| h == "www.shop.test")
+    });
+    assert!(unrouted.await, "the removed domain is still routed");
     // Its certificate stays on disk until it expires (never renewed); the host answers 404.
     let after = https_get(https, "www.shop.test", &root).await.unwrap_or_default();
     assert!(after.starts_with("HTTP/1.1 404"), "the removed domain is still served: {after}");

@@ -3,11 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-use wh_control_plane::config::Secret;
-use wh_control_plane::hub::Hub;
-use wh_control_plane::jwt::JwtKeys;
-use wh_control_plane::{api, workers, AppState, Routing};
+use wh_control_plane::deployments::DeploymentState;
+use wh_control_plane::testing::{fixtures, Options, TestControlPlane};
+use wh_control_plane::{workers, Routing};
 use wh_testkit::http;
 
 const TOKEN: &str = "proxy-token-0123456789";
@@ -17,49 +15,35 @@ struct Cp {
     pool: sqlx::PgPool,
     user: i64,
     routing: Arc<Routing>,
+    _cp: TestControlPlane,
     _db: wh_testkit::postgres::TestDatabase,
 }
 
 async fn start() -> Cp {
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
-    let (tx, _rx) = mpsc::channel(16);
-    let routing = Arc::new(Routing::follow(&db.pool, Some(Secret::new(TOKEN)), "route.test"));
-    let state = AppState::new(
-        db.pool.clone(),
-        Arc::new(JwtKeys::new(&[1u8; 32], Duration::from_secs(900))),
-        Arc::new(Hub::new(tx)),
-        routing.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
-    let user = sqlx::query_scalar(
-        "INSERT INTO users (email, password_hash) VALUES ('p@example.test', 'x') RETURNING id",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    Cp { addr, pool: db.pool.clone(), user, routing, _db: db }
+    let options =
+        Options { scheduler: None, proxy_token: Some(TOKEN.into()), ..Options::default() };
+    let cp = TestControlPlane::start(&db.pool, options).await;
+    let user = fixtures::user(&db.pool, "p@example.test").await;
+    Cp {
+        addr: cp.addr.unwrap(),
+        pool: db.pool.clone(),
+        user,
+        routing: cp.state.routing.clone(),
+        _cp: cp,
+        _db: db,
+    }
 }
 
 /// An app with a live deployment on `worker` at `port`; returns the deployment id.
 async fn live_app(cp: &Cp, slug: &str, worker: uuid::Uuid, port: u16) -> i64 {
-    let app: i64 = sqlx::query_scalar(
-        "INSERT INTO apps (owner_id, slug, repo_url, plan_id, port, worker_id) VALUES ($1, $2, 'https://git.example/x.git', (SELECT id FROM plans LIMIT 1), 8080, $3) RETURNING id",
-    )
-    .bind(cp.user)
-    .bind(slug)
-    .bind(worker)
-    .fetch_one(&cp.pool)
-    .await
-    .unwrap();
-    sqlx::query_scalar("INSERT INTO deployments (app_id, git_ref, state, worker_id, host_port) VALUES ($1, 'main', 'live', $2, $3) RETURNING id")
-        .bind(app)
-        .bind(worker)
-        .bind(i32::from(port))
-        .fetch_one(&cp.pool)
+    let app = fixtures::app(&cp.pool, cp.user, slug).worker(worker).insert().await;
+    fixtures::deployment(&cp.pool, app)
+        .state(DeploymentState::Live)
+        .worker(worker)
+        .host_port(port)
+        .insert()
         .await
-        .unwrap()
 }
 
 async fn get(cp: &Cp, path: &str, headers: &[(&str, &str)]) -> http::Response {
@@ -170,14 +154,14 @@ async fn one_render_serves_every_request_until_routing_changes() {
     // notifications may still be on their way, so wait for the count to settle.
     changed_after(&cp, 0).await;
     let mut generation = *cp.routing.changes.borrow();
-    loop {
+    wh_testkit::eventually(Duration::from_secs(10), "the routing changes to settle", async || {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let now = *cp.routing.changes.borrow();
-        if now == generation {
-            break;
-        }
+        let settled = now == generation;
         generation = now;
-    }
+        settled.then_some(())
+    })
+    .await;
     let auth = format!("Bearer {TOKEN}");
     let burst = |n: usize| {
         let (addr, auth) = (cp.addr, auth.clone());
@@ -244,29 +228,20 @@ async fn wh_proxy_watching_the_control_plane_routes_to_the_live_deployment() {
                 .unwrap()
         }
     };
-    let mut ok = false;
-    for _ in 0..100 {
-        let r = through("foo.route.test").await;
-        if r.status == 200 {
-            assert_eq!(r.text(), "hello from foo");
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ok, "wh-proxy never routed foo.route.test");
+    let routed =
+        wh_testkit::eventually(Duration::from_secs(5), "wh-proxy routing foo", async || {
+            let r = through("foo.route.test").await;
+            (r.status == 200).then_some(r)
+        })
+        .await;
+    assert_eq!(routed.text(), "hello from foo");
     // A second app going live reaches the proxy through the watch.
     let (w2, _) = workers::create(&cp.pool, "local2", "127.0.0.1").await.unwrap();
     live_app(&cp, "bar", w2.id, backend_port).await;
-    let mut bar = false;
-    for _ in 0..100 {
-        if through("bar.route.test").await.status == 200 {
-            bar = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(bar, "a new live app did not reach the proxy");
+    let bar = wh_testkit::until(Duration::from_secs(5), async || {
+        through("bar.route.test").await.status == 200
+    });
+    assert!(bar.await, "a new live app did not reach the proxy");
     proxy.shutdown().await;
     let _ = std::fs::remove_dir_all(state);
 }

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use wh_control_plane::queue::{self, CompleteError, Waiter};
+use wh_wsproto::job::JobKind;
 
 async fn deployment(pool: &sqlx::PgPool) -> i64 {
     let user: i64 = sqlx::query_scalar(
@@ -25,7 +26,7 @@ async fn deployment(pool: &sqlx::PgPool) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_jobs_across_eight_claimers_each_processed_exactly_once() {
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
-    sqlx::query("INSERT INTO jobs (kind) SELECT 'noop' FROM generate_series(1, 10000)")
+    sqlx::query("INSERT INTO jobs (kind) SELECT 'retire' FROM generate_series(1, 10000)")
         .execute(&db.pool)
         .await
         .unwrap();
@@ -67,10 +68,14 @@ async fn a_vanished_claimer_fails_the_job_and_the_deployment_visibly_and_its_lat
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
     let deployment = deployment(&db.pool).await;
     let mut tx = db.pool.begin().await.unwrap();
-    let job =
-        queue::enqueue(&mut tx, "deploy", &serde_json::json!({"ref": "main"}), Some(deployment))
-            .await
-            .unwrap();
+    let job = queue::enqueue(
+        &mut tx,
+        JobKind::Deploy,
+        &serde_json::json!({"ref": "main"}),
+        Some(deployment),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let claimed =
         queue::claim(&db.pool, "worker-w1", Duration::from_millis(200)).await.unwrap().unwrap();
@@ -115,7 +120,7 @@ async fn a_vanished_claimer_fails_the_job_and_the_deployment_visibly_and_its_lat
 async fn an_older_attempt_cannot_complete_a_newer_claim() {
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
     let mut tx = db.pool.begin().await.unwrap();
-    let job = queue::enqueue(&mut tx, "build", &serde_json::json!({}), None).await.unwrap();
+    let job = queue::enqueue(&mut tx, JobKind::Retire, &serde_json::json!({}), None).await.unwrap();
     tx.commit().await.unwrap();
     let first = queue::claim(&db.pool, "a", Duration::from_secs(60)).await.unwrap().unwrap();
     // An operator requeues it (the only way a job is retried: explicitly).
@@ -146,7 +151,7 @@ async fn an_older_attempt_cannot_complete_a_newer_claim() {
 async fn a_rolled_back_enqueue_leaves_nothing_and_notify_wakes_a_waiter_at_once() {
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
     let mut tx = db.pool.begin().await.unwrap();
-    queue::enqueue(&mut tx, "deploy", &serde_json::json!({}), None).await.unwrap();
+    queue::enqueue(&mut tx, JobKind::Deploy, &serde_json::json!({}), None).await.unwrap();
     tx.rollback().await.unwrap();
     assert!(queue::claim(&db.pool, "c", Duration::from_secs(1)).await.unwrap().is_none());
 
@@ -156,7 +161,7 @@ async fn a_rolled_back_enqueue_leaves_nothing_and_notify_wakes_a_waiter_at_once(
     let enqueued_at = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut tx = pool.begin().await.unwrap();
-        queue::enqueue(&mut tx, "deploy", &serde_json::json!({}), None).await.unwrap();
+        queue::enqueue(&mut tx, JobKind::Deploy, &serde_json::json!({}), None).await.unwrap();
         tx.commit().await.unwrap();
         Instant::now()
     });

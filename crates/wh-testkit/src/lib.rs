@@ -12,6 +12,7 @@
 //! - [`reaper`]: cleanup that runs after the test process exits, however it exits.
 //! - [`net`]: free loopback ports and waiting for a port to accept.
 //! - [`procs`]: host processes by exact command line.
+//! - [`wait`]: [`eventually`], the bounded wait for an outcome that fails with a message.
 //!
 //! Everything here fails loudly with an [`Error`] that says what to install or what went wrong:
 //! a test that cannot get its component must fail, never skip silently.
@@ -23,11 +24,13 @@ pub mod podman;
 pub mod postgres;
 pub mod procs;
 pub mod reaper;
+pub mod wait;
 
 mod error;
 mod process;
 
 pub use error::Error;
+pub use wait::{eventually, until, within};
 
 /// Tags everything this test run creates (temp dirs, process names, container labels), so a
 /// leftover check can tell this run's processes from another suite's. `cargo xtask test` sets

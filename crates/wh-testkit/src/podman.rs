@@ -32,16 +32,15 @@ pub struct Podman {
     run_id: String,
 }
 
-static PODMAN: OnceLock<Result<Podman, String>> = OnceLock::new();
-static BASE: OnceLock<Result<String, String>> = OnceLock::new();
+// The first outcome stands for the whole process; an error is handed out again as its text
+// (`Error` is not `Clone`).
+static PODMAN: OnceLock<Result<Podman>> = OnceLock::new();
+static BASE: OnceLock<Result<String>> = OnceLock::new();
 
 impl Podman {
     /// The process-wide instance; registers the cleanup of everything labelled for this process.
     pub fn get() -> Result<&'static Podman> {
-        PODMAN
-            .get_or_init(|| Self::init().map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|e| Error::Other(e.clone()))
+        PODMAN.get_or_init(Self::init).as_ref().map_err(|e| Error::Other(e.to_string()))
     }
 
     fn init() -> Result<Podman> {
@@ -106,9 +105,10 @@ impl Podman {
 
     /// The local busybox base image, built once per process; returns its name.
     pub fn base_image(&self) -> Result<String> {
-        BASE.get_or_init(|| self.import_base().map_err(|e| e.to_string()))
-            .clone()
-            .map_err(Error::Other)
+        match BASE.get_or_init(|| self.import_base()) {
+            Ok(name) => Ok(name.clone()),
+            Err(e) => Err(Error::Other(e.to_string())),
+        }
     }
 
     fn import_base(&self) -> Result<String> {

@@ -1,9 +1,9 @@
 //! A throwaway PostgreSQL for tests, with the workspace's migrations, and a fresh database per test.
 //!
-//! Without `DATABASE_URL`, the first test in a process starts a private cluster: `initdb` and
-//! `pg_ctl` from `/usr/lib/postgresql/<newest>/bin` (or `PATH`), run as the `postgres` user when
-//! the tests run as root (PostgreSQL refuses root), on a free loopback port with a private socket
-//! directory, durability switched off for speed. A [`reaper`](crate::reaper) stops it and deletes
+//! Without `DATABASE_URL`, the first test in a process starts a private cluster
+//! ([`wh_cmd::pgcluster`], as `wh dev` does: the local server binaries, as the `postgres` user
+//! when the tests run as root) on a free loopback port with a private socket directory,
+//! durability switched off for speed. A [`reaper`](crate::reaper) stops it and deletes
 //! its files when the test process exits, so no postmaster outlives the suite.
 //!
 //! With `DATABASE_URL` set, that server is used instead (the role needs `CREATEDB`).
@@ -13,7 +13,6 @@
 //! Nothing holds a connection pool across tests, because every `#[tokio::test]` has its own runtime.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -21,7 +20,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 
-use crate::process::{is_root, run, which};
+use wh_cmd::pgcluster;
+
 use crate::reaper::{self, sh_quote};
 use crate::{net, Error, Result};
 
@@ -161,81 +161,45 @@ fn migrations_hash() -> Result<u64> {
 
 /// The directory holding `initdb`, `pg_ctl` and `postgres`.
 pub fn bin_dir() -> Result<PathBuf> {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Ok(bin);
-    }
-    which("initdb").and_then(|p| p.parent().map(Path::to_path_buf)).ok_or_else(|| Error::Missing {
-        program: "initdb".into(),
-        hint: "install PostgreSQL server binaries (Debian: apt-get install postgresql)".into(),
-    })
+    pgcluster::bin_dir().map_err(pg_error)
 }
 
-/// Runs a PostgreSQL binary, as the `postgres` user when we are root.
-fn pg_command(bin: &Path, root: bool) -> Command {
-    if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin);
-        c
-    } else {
-        Command::new(bin)
+fn pg_error(e: pgcluster::PgError) -> Error {
+    match e {
+        pgcluster::PgError::NoBinaries => Error::Missing {
+            program: "initdb".into(),
+            hint: "install PostgreSQL server binaries (Debian: apt-get install postgresql)".into(),
+        },
+        other => Error::Other(other.to_string()),
     }
 }
 
 fn start_cluster() -> Result<PgConnectOptions> {
-    let bin = bin_dir()?;
-    let root = is_root();
     let base = tempfile::Builder::new()
         .prefix(&format!("wh-testkit-pg-{}-", crate::run_tag()))
         .tempdir()?
         .keep();
-    let data = base.join("data");
     let sock = base.join("sock");
     std::fs::create_dir_all(&sock)?;
-    if root {
-        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&base))?;
-    }
+    let cluster = pgcluster::Cluster::new(base.join("data")).map_err(pg_error)?;
     // Registered before anything starts, so even a failed start leaves nothing behind.
     reaper::after_exit(&format!(
-        "{} -D {} stop -m immediate -w >/dev/null 2>&1; rm -rf {}",
-        if root {
-            format!("runuser -u postgres -- {}", sh_quote(&bin.join("pg_ctl").to_string_lossy()))
-        } else {
-            sh_quote(&bin.join("pg_ctl").to_string_lossy())
-        },
-        sh_quote(&data.to_string_lossy()),
+        "{} >/dev/null 2>&1; rm -rf {}",
+        cluster.stop_now_shell(),
         sh_quote(&base.to_string_lossy()),
     ))?;
-    run(pg_command(&bin.join("initdb"), root)
-        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "--no-instructions"])
-        .arg("-D")
-        .arg(&data))?;
+    cluster.init(&base).map_err(pg_error)?;
+    let log = base.join("server.log");
     let mut last = None;
     for _ in 0..5 {
         let port = net::free_port();
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB",
+        let options = format!(
+            "-k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c max_connections=300 -c shared_buffers=64MB",
             sock.display()
         );
-        let started = run(pg_command(&bin.join("pg_ctl"), root)
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(base.join("server.log"))
-            .args(["-w", "-t", "60", "-o", &opts, "start"]));
-        match started {
-            Ok(_) => {
+        match cluster.start(port, &options, &log) {
+            Ok(()) => {
                 return Ok(PgConnectOptions::new()
                     .host("127.0.0.1")
                     .port(port)
@@ -245,7 +209,7 @@ fn start_cluster() -> Result<PgConnectOptions> {
             Err(e) => last = Some(e),
         }
     }
-    let log = std::fs::read_to_string(base.join("server.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
     Err(Error::Other(format!("postgres did not start: {last:?}\n{log}")))
 }
 

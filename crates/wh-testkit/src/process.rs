@@ -32,18 +32,6 @@ pub(crate) fn run(cmd: &mut Command) -> Result<Output> {
     }
 }
 
-/// True when this process runs as root (uid 0), read from `/proc/self/status`.
-pub(crate) fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Finds `name` on `PATH`.
 pub(crate) fn which(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;

@@ -20,27 +20,22 @@ async fn image_built_from_base_serves_http_on_a_published_port() {
     let container = podman.run_detached(&["-p", &published], &image, &[]).unwrap();
     let url = format!("http://127.0.0.1:{port}/");
     let mut last = None;
-    for _ in 0..100 {
-        match http::get(&url, &[]).await {
-            Ok(r) if r.status == 200 => {
-                assert_eq!(r.text().trim(), "hello from podman");
-                let labels = std::process::Command::new("podman")
-                    .args([
-                        "inspect",
-                        "--format",
-                        "{{index .Config.Labels \"wh.testkit.run\"}}",
-                        &container.id,
-                    ])
-                    .output()
-                    .unwrap();
-                assert_eq!(String::from_utf8_lossy(&labels.stdout).trim(), podman.run_id());
-                return;
+    let answered =
+        wh_testkit::within(Duration::from_secs(10), async || match http::get(&url, &[]).await {
+            Ok(r) if r.status == 200 => Some(r),
+            other => {
+                last = Some(format!("{other:?}"));
+                None
             }
-            other => last = Some(format!("{other:?}")),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no HTTP answer from the container: {last:?}");
+        })
+        .await;
+    let r = answered.unwrap_or_else(|| panic!("no HTTP answer from the container: {last:?}"));
+    assert_eq!(r.text().trim(), "hello from podman");
+    let labels = std::process::Command::new("podman")
+        .args(["inspect", "--format", "{{index .Config.Labels \"wh.testkit.run\"}}", &container.id])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&labels.stdout).trim(), podman.run_id());
 }
 
 #[test]

@@ -68,7 +68,7 @@ async fn migrations_apply_to_an_empty_database_and_twice_is_a_no_op() {
 async fn skip_locked_claims_never_overlap() {
     let db = postgres::fresh_db().await.unwrap();
     const JOBS: i64 = 500;
-    sqlx::query("INSERT INTO jobs (kind) SELECT 'test' FROM generate_series(1, $1)")
+    sqlx::query("INSERT INTO jobs (kind) SELECT 'retire' FROM generate_series(1, $1)")
         .bind(JOBS)
         .execute(&db.pool)
         .await

@@ -28,8 +28,12 @@ use crate::git::RepoPolicy;
 use crate::images::{self, ImagePolicy};
 use crate::lines::{BoundedLines, MAX_LINE};
 use crate::monitor::in_scope;
-use crate::runtime::{BuildSpec, Podman, RunSpec, LABEL_APP, LABEL_DEPLOYMENT};
+use crate::runtime::{BuildSpec, Podman, RunSpec, RuntimeError, LABEL_APP, LABEL_DEPLOYMENT};
 use crate::transport::Transport;
+use wh_http::client::{Target, Trust};
+
+mod error;
+pub use error::{DeployError, DeployStage, HealthError, JobError, Probe};
 
 /// How the agent runs apps on this host.
 #[derive(Debug, Clone)]
@@ -172,7 +176,9 @@ impl Agent {
         self.transport.send(Message::JobAck(JobRef { job_id: id, attempt }));
         let work = async {
             match &job.job {
-                Job::Deploy(d) => self.deploy(&job, d).await.map(JobOutput::Deploy),
+                Job::Deploy(d) => {
+                    self.deploy(&job, d).await.map(JobOutput::Deploy).map_err(JobError::from)
+                }
                 Job::Retire(r) => self.retire(r).await.map(JobOutput::Retire),
             }
         };
@@ -192,13 +198,18 @@ impl Agent {
                         tracing::warn!(error = %e, "cannot remove a cancelled build's working container");
                     }
                 }
-                Err("cancelled by the control plane".to_owned())
+                Err(JobError::Cancelled)
             }
         };
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         let (ok, error, output) = match result {
             Ok(output) => (true, None, Some(output)),
-            Err(e) => (false, Some(e), None),
+            Err(e) => {
+                if let JobError::Deploy(d) = &e {
+                    tracing::info!(job = id, stage = d.stage().as_str(), error = %d, "deploy failed");
+                }
+                (false, Some(e.to_string()), None)
+            }
         };
         self.transport.send(Message::JobResult(JobResult {
             job_id: id,
@@ -224,22 +235,22 @@ impl Agent {
     }
 
     /// Stops the containers of a superseded deployment (the proxy no longer routes to them).
-    async fn retire(&self, job: &RetireJob) -> Result<RetireOutput, String> {
+    async fn retire(&self, job: &RetireJob) -> Result<RetireOutput, JobError> {
         let stopped = self.remove_deployment(job.deployment_id).await?;
         Ok(RetireOutput { stopped })
     }
 
     /// Removes this worker's containers of `deployment`; returns their ids.
-    async fn remove_deployment(&self, deployment: i64) -> Result<Vec<String>, String> {
+    async fn remove_deployment(&self, deployment: i64) -> Result<Vec<String>, RuntimeError> {
         let wanted = deployment.to_string();
-        let found = self.podman.list(LABEL_DEPLOYMENT).await.map_err(|e| e.to_string())?;
+        let found = self.podman.list(LABEL_DEPLOYMENT).await?;
         let mut stopped = Vec::new();
         let scope = &self.settings.extra_labels;
         let ours = |c: &crate::runtime::Found| {
             c.labels.get(LABEL_DEPLOYMENT) == Some(&wanted) && in_scope(&c.labels, scope)
         };
         for c in found.into_iter().filter(ours) {
-            self.podman.remove(&c.id, Duration::from_secs(10)).await.map_err(|e| e.to_string())?;
+            self.podman.remove(&c.id, Duration::from_secs(10)).await?;
             stopped.push(c.id);
         }
         Ok(stopped)
@@ -254,13 +265,15 @@ impl Agent {
         }));
     }
 
-    async fn deploy(&self, job: &JobAssign, d: &DeployJob) -> Result<DeployOutput, String> {
+    async fn deploy(&self, job: &JobAssign, d: &DeployJob) -> Result<DeployOutput, DeployError> {
         let (app, deployment, port) = (d.app.clone(), d.deployment_id, d.port);
         let memory_mb = d.limits.memory_mb;
         let cpus = d.limits.cpu_millis as f64 / 1000.0;
         let disk_mb = d.limits.disk_mb.filter(|_| self.podman.settings.disk_quota_enabled());
-        let checkout =
-            tempfile::Builder::new().prefix("wh-build-").tempdir().map_err(|e| e.to_string())?;
+        let checkout = tempfile::Builder::new()
+            .prefix("wh-build-")
+            .tempdir()
+            .map_err(DeployError::Workspace)?;
         if let Source::Upload = &d.source {
             self.progress(job, Stage::Building, "downloading the uploaded source");
             let bytes = self
@@ -274,22 +287,20 @@ impl Agent {
             let into = checkout.path().to_owned();
             tokio::task::spawn_blocking(move || crate::source::unpack(&bytes, &into))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| DeployError::Internal(e.to_string()))??;
         } else if let Source::Git { repo_url, git_ref, repo_auth } = &d.source {
             self.progress(job, Stage::Building, "cloning");
             let credentials = repo_auth.as_deref();
             crate::git::clone(repo_url, credentials, git_ref, checkout.path(), self.settings.repos)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         let dockerfile: Option<PathBuf> = match frameworks::own_dockerfile(checkout.path()) {
             Some(_) => None,
             None => {
                 let preset = frameworks::detect(checkout.path(), &self.settings.base_images)
-                    .ok_or("no Dockerfile or Containerfile, and no known framework (Next.js, Vite, Node, Go, Python, static)")?;
+                    .ok_or(DeployError::NoRecipe)?;
                 let path = checkout.path().join("Containerfile.wisehosting");
-                std::fs::write(&path, preset.dockerfile).map_err(|e| e.to_string())?;
+                std::fs::write(&path, preset.dockerfile).map_err(DeployError::Recipe)?;
                 Some(path)
             }
         };
@@ -327,7 +338,7 @@ impl Agent {
             .await;
         drop(lines_tx);
         let _ = sender.await;
-        built.map_err(|e| format!("build failed: {e}"))?;
+        built.map_err(DeployError::Build)?;
         drop(checkout);
 
         self.progress(job, Stage::Starting, "");
@@ -353,13 +364,13 @@ impl Agent {
                 .map(|mb| vec!["--storage-opt".to_owned(), format!("size={mb}M")])
                 .unwrap_or_default(),
         };
-        let container = self.podman.run(&spec).await.map_err(|e| format!("start failed: {e}"))?;
+        let container = self.podman.run(&spec).await.map_err(DeployError::Start)?;
         let url =
             format!("http://{}:{host_port}{}", self.settings.publish_ip, self.settings.health_path);
         if let Err(why) = health_check(&url, self.settings.health_timeout).await {
             let logs = self.podman.logs_tail(&container, 20).await.unwrap_or_default();
             let _ = self.podman.remove(&container, Duration::from_secs(0)).await;
-            return Err(format!("health check failed: {why}; last log lines:\n{logs}"));
+            return Err(DeployError::Unhealthy { why, logs });
         }
         self.progress(job, Stage::Healthy, "");
         self.follow(app.clone(), deployment, container.clone(), None);
@@ -453,48 +464,42 @@ async fn send_batches(
 use wh_wsproto::now_ms;
 
 /// A free TCP port on `ip` (the OS picks it).
-fn free_port(ip: &str) -> Result<u16, String> {
+fn free_port(ip: &str) -> Result<u16, DeployError> {
     std::net::TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| format!("no free port on {ip}: {e}"))
+        .map_err(|source| DeployError::NoPort { ip: ip.to_owned(), source })
 }
 
 /// GET `url` until 2xx/3xx, for at most `limit`.
-async fn health_check(url: &str, limit: Duration) -> Result<(), String> {
+async fn health_check(url: &str, limit: Duration) -> Result<(), HealthError> {
     let started = Instant::now();
-    let mut last = String::from("no answer");
+    let mut last = Probe::NoAnswer;
     while started.elapsed() < limit {
         match get_status(url).await {
             Ok(s) if (200..400).contains(&s) => return Ok(()),
-            Ok(s) => last = format!("status {s}"),
+            Ok(s) => last = Probe::Status(s),
             Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(format!("{last} after {limit:?}"))
+    Err(HealthError { last, after: limit })
 }
 
-async fn get_status(url: &str) -> Result<u16, String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let host = uri.host().ok_or("no host")?.to_owned();
-    let port = uri.port_u16().unwrap_or(80);
+/// One probe of `url` (plain HTTP on this host), within 2 s.
+async fn get_status(url: &str) -> Result<u16, Probe> {
+    let target = Target::parse(url, &Trust::System, &[]).map_err(|_| Probe::BadUrl)?;
+    let path = url.parse::<hyper::Uri>().map_or_else(|_| "/".to_owned(), |u| u.path().to_owned());
     let exchange = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| e.to_string())?;
+        let io = target.dial(Duration::from_secs(2)).await?;
         let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .map_err(|e| e.to_string())?;
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
         tokio::spawn(conn);
-        let req = hyper::Request::get(uri.path())
-            .header("host", format!("{host}:{port}"))
+        let req = hyper::Request::get(path)
+            .header("host", target.authority())
             .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        send.send_request(req).await.map(|r| r.status().as_u16()).map_err(|e| e.to_string())
+            .map_err(|_| Probe::BadUrl)?;
+        Ok(send.send_request(req).await.map(|r| r.status().as_u16())?)
     };
-    tokio::time::timeout(Duration::from_secs(2), exchange)
-        .await
-        .map_err(|_| "timed out".to_owned())?
+    tokio::time::timeout(Duration::from_secs(2), exchange).await.map_err(|_| Probe::Timeout)?
 }

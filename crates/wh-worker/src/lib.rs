@@ -2,7 +2,8 @@
 //! but the containers it runs.
 //!
 //! # Layout
-//! - [`worker`]: all of the above wired together (for `main` and `wh dev`).
+//! - [`worker`]: all of the above wired together (for `main` and `wh dev`); [`cli`]: the
+//!   `wh-worker` command's flags and start-up.
 //! - [`transport`]: registration, JWT refresh, the signed WebSocket channel, reconnects with
 //!   full-jitter backoff, and the outbox (reliable messages until acknowledged, bounded logs).
 //! - [`agent`]: executes jobs (deploy: clone, build, run, health-check, report).
@@ -17,6 +18,7 @@
 //! - [`host`]: this host's capacity and stats for `hello` and heartbeats.
 
 pub mod agent;
+pub mod cli;
 pub mod frameworks;
 pub mod git;
 pub mod host;

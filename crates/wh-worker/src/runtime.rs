@@ -39,6 +39,18 @@ pub enum RuntimeError {
     Io(#[from] std::io::Error),
 }
 
+/// Why this host cannot limit an app's disk.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoDiskQuota {
+    #[error("no mount found for {0}")]
+    NoMount(String),
+    #[error("{0} is xfs without project quotas (mount it with prjquota)")]
+    XfsWithoutProjectQuotas(String),
+    #[error("{point} is {fs} with the {driver} driver; per-app disk limits need xfs with prjquota or btrfs")]
+    Storage { point: String, fs: String, driver: String },
+}
+
 /// How to invoke Podman on this host.
 #[derive(Debug, Clone)]
 pub struct PodmanSettings {
@@ -66,7 +78,7 @@ pub fn disk_quota_support(
     mounts: &str,
     graph_root: &str,
     driver: &str,
-) -> Result<&'static str, String> {
+) -> Result<&'static str, NoDiskQuota> {
     // The mount holding graph_root: the longest mount point that is a path prefix of it.
     let mount = mounts
         .lines()
@@ -80,14 +92,18 @@ pub fn disk_quota_support(
         })
         .max_by_key(|(point, _, _)| point.len());
     let Some((point, fstype, options)) = mount else {
-        return Err(format!("no mount found for {graph_root}"));
+        return Err(NoDiskQuota::NoMount(graph_root.to_owned()));
     };
     let has = |o: &str| options.split(',').any(|x| x == o);
     match (fstype, driver) {
         ("xfs", "overlay") if has("prjquota") || has("pquota") => Ok("xfs-prjquota"),
-        ("xfs", _) => Err(format!("{point} is xfs without project quotas (mount it with prjquota)")),
+        ("xfs", _) => Err(NoDiskQuota::XfsWithoutProjectQuotas(point.to_owned())),
         ("btrfs", "btrfs") => Ok("btrfs"),
-        (fs, d) => Err(format!("{point} is {fs} with the {d} driver; per-app disk limits need xfs with prjquota or btrfs")),
+        (fs, d) => Err(NoDiskQuota::Storage {
+            point: point.to_owned(),
+            fs: fs.to_owned(),
+            driver: d.to_owned(),
+        }),
     }
 }
 
@@ -284,36 +300,40 @@ impl Podman {
     /// The mount table alone can say yes where Podman says no: Debian 12's Podman 4.3 refuses
     /// `size` on its btrfs driver ("unknown option size"), which would have failed every
     /// deploy on such a host.
-    async fn accepts_disk_limits(&self) -> Result<(), String> {
+    async fn accepts_disk_limits(&self) -> Result<(), RuntimeError> {
         // Per process: two workers starting on one host must not remove each other's probe.
         let name = format!("wh-disk-quota-probe-{}", std::process::id());
         let image = format!("localhost/{name}:1");
         let attempt = async {
             let mut import = self.command("import");
             import.args(["-", &image]).stdin(Stdio::piped()).stdout(Stdio::null());
-            let mut import = import.stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+            let mut import = import.stderr(Stdio::piped()).spawn()?;
             if let Some(mut stdin) = import.stdin.take() {
                 use tokio::io::AsyncWriteExt;
                 // An empty tar archive: two zero blocks.
-                stdin.write_all(&[0u8; 1024]).await.map_err(|e| e.to_string())?;
+                stdin.write_all(&[0u8; 1024]).await?;
             }
-            let imported = import.wait_with_output().await.map_err(|e| e.to_string())?;
+            let imported = import.wait_with_output().await?;
             if !imported.status.success() {
-                return Err(podman_error(&imported.stderr));
+                let output = podman_error(&imported.stderr);
+                return Err(RuntimeError::Failed { command: "import".into(), output });
             }
             let mut create = self.command("create");
             create.args(["--name", &name, "--network", "none", "--storage-opt", "size=64M"]);
-            let created =
-                create.args([&image, "/probe"]).output().await.map_err(|e| e.to_string())?;
+            let created = create.args([&image, "/probe"]).output().await?;
             if created.status.success() {
                 Ok(())
             } else {
-                Err(podman_error(&created.stderr))
+                let output = podman_error(&created.stderr);
+                Err(RuntimeError::Failed {
+                    command: "create --storage-opt size=64M".into(),
+                    output,
+                })
             }
         };
         let outcome = tokio::time::timeout(Duration::from_secs(60), attempt)
             .await
-            .unwrap_or_else(|_| Err("no answer within 60 s".into()));
+            .unwrap_or(Err(RuntimeError::Timeout(Duration::from_secs(60))));
         let mut rm = self.command("rm");
         rm.args(["-f", &name]);
         let mut rmi = self.command("rmi");
@@ -803,10 +823,12 @@ mod tests {
         );
         assert!(disk_quota_support(mounts, "/srv/storage", "overlay")
             .unwrap_err()
+            .to_string()
             .contains("without project quotas"));
         assert_eq!(disk_quota_support(mounts, "/data/storage", "btrfs"), Ok("btrfs"));
         assert!(disk_quota_support(mounts, "/home/x/storage", "overlay")
             .unwrap_err()
+            .to_string()
             .contains("ext4"));
         // A mount point that is only a string prefix is not a parent directory.
         let tricky = "/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /var/lib/cont xfs rw,prjquota 0 0\n";

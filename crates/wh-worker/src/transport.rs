@@ -23,7 +23,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 use wh_wsproto::messages::{Hello, Ping};
-use wh_wsproto::{Binding, Key, Message, Signer, Verifier};
+use wh_wsproto::token::WorkerToken;
+use wh_wsproto::{Binding, Message, Signer, Verifier};
 
 pub use net::Endpoint;
 pub use outbox::Outbox;
@@ -40,8 +41,8 @@ type Sink = futures_util::stream::SplitSink<
 async fn send_within(sink: &mut Sink, m: WsMessage, limit: Duration) -> Result<(), ConnectError> {
     match tokio::time::timeout(limit, sink.send(m)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ConnectError::Retry(e.to_string())),
-        Err(_) => Err(ConnectError::Retry("the control plane stopped reading".into())),
+        Ok(Err(e)) => Err(ConnectError::Retry(Retry::Send(Box::new(e)))),
+        Err(_) => Err(ConnectError::Retry(Retry::StoppedReading)),
     }
 }
 
@@ -75,6 +76,16 @@ impl TransportConfig {
     }
 }
 
+/// Why a `GET` from the control plane failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    #[error("not registered with the control plane yet")]
+    NotRegistered,
+    #[error("GET {path}: {source}")]
+    Net { path: String, source: NetError },
+}
+
 /// Why the transport gave up for good.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -82,18 +93,11 @@ pub enum TransportError {
     Unauthorized(String),
 }
 
-#[derive(Clone)]
-struct Token {
-    jwt: String,
-    expires_at: i64,
-    worker_id: String,
-    /// Signs this worker's envelopes (from the register answer).
-    channel_key: Key,
-}
-
 /// Counters, for tests and logs.
 #[derive(Debug, Default)]
 pub struct TransportStats {
+    /// Sessions tried (each register-and-connect attempt, successful or not).
+    pub attempts: AtomicU64,
     pub connects: AtomicU64,
     pub refreshes: AtomicU64,
     pub duplicates_dropped: AtomicU64,
@@ -104,7 +108,7 @@ pub struct Transport {
     config: TransportConfig,
     outbox: Mutex<Outbox>,
     wake: Notify,
-    token: Mutex<Option<Token>>,
+    token: Mutex<Option<WorkerToken>>,
     connected: AtomicBool,
     inbound: mpsc::Sender<Message>,
     pub stats: TransportStats,
@@ -156,17 +160,17 @@ impl Transport {
         path: &str,
         limit: usize,
         timeout: Duration,
-    ) -> Result<bytes::Bytes, String> {
-        let token = self.bearer().ok_or("not registered with the control plane yet")?;
+    ) -> Result<bytes::Bytes, FetchError> {
+        let token = self.bearer().ok_or(FetchError::NotRegistered)?;
         self.config
             .endpoint
-            .get(path, &token.jwt, limit, timeout)
+            .get(path, &token.token, limit, timeout)
             .await
-            .map_err(|e| format!("GET {path}: {e}"))
+            .map_err(|e| FetchError::Net { path: path.to_owned(), source: e })
     }
 
     /// The current bearer token (read at each connect: a refreshed token applies next time).
-    fn bearer(&self) -> Option<Token> {
+    fn bearer(&self) -> Option<WorkerToken> {
         self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -181,6 +185,7 @@ impl Transport {
             if stop.is_cancelled() {
                 return Ok(());
             }
+            self.stats.attempts.fetch_add(1, Relaxed);
             match self.connect_once(&hello, &stop).await {
                 Ok(()) => failures = 0,
                 Err(ConnectError::Terminal(e)) => return Err(e),
@@ -200,13 +205,13 @@ impl Transport {
         }
     }
 
-    async fn register(&self) -> Result<Token, ConnectError> {
+    async fn register(&self) -> Result<WorkerToken, ConnectError> {
         match self.config.endpoint.post("/v1/workers/register", &self.config.api_key).await {
-            Ok(body) => parse_token(&body).map_err(ConnectError::Retry),
+            Ok(body) => parse_token(&body).map_err(|e| ConnectError::Retry(Retry::Token(e))),
             Err(NetError::Status(401, body)) => {
                 Err(ConnectError::Terminal(TransportError::Unauthorized(body)))
             }
-            Err(e) => Err(ConnectError::Retry(e.to_string())),
+            Err(e) => Err(ConnectError::Retry(Retry::Net(e))),
         }
     }
 
@@ -224,14 +229,14 @@ impl Transport {
             }
         };
         let (ws, connection) =
-            match self.config.endpoint.websocket("/v1/workers/ws", &token.jwt).await {
+            match self.config.endpoint.websocket("/v1/workers/ws", &token.token).await {
                 Ok(ws) => ws,
                 Err(NetError::Status(401, _)) => {
                     // Token refused (expired, or the secret changed): register again next time.
                     self.token.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    return Err(ConnectError::Retry("token refused".into()));
+                    return Err(ConnectError::Retry(Retry::TokenRefused));
                 }
-                Err(e) => return Err(ConnectError::Retry(e.to_string())),
+                Err(e) => return Err(ConnectError::Retry(Retry::Net(e))),
             };
         self.stats.connects.fetch_add(1, Relaxed);
         self.connected.store(true, Relaxed);
@@ -245,7 +250,7 @@ impl Transport {
     async fn session(
         &self,
         ws: tokio_tungstenite::WebSocketStream<Box<dyn net::Io>>,
-        token: &Token,
+        token: &WorkerToken,
         connection: &str,
         hello: &(impl Fn(&str) -> Hello + Sync),
         stop: &CancellationToken,
@@ -293,7 +298,7 @@ impl Transport {
                 }
                 _ = &mut refresh, if refreshing => {}
                 _ = tokio::time::sleep_until(heard + self.config.silence_limit) => {
-                    return Err(ConnectError::Retry("the control plane went silent".into()));
+                    return Err(ConnectError::Retry(Retry::Silent));
                 }
                 frame = stream.next() => {
                     heard = tokio::time::Instant::now();
@@ -337,7 +342,7 @@ impl Transport {
     /// Exchanges the current JWT for a fresh one; on refusal, forgets it (re-register next time).
     async fn refresh(&self) {
         let Some(current) = self.bearer() else { return };
-        match self.config.endpoint.post("/v1/workers/refresh-token", &current.jwt).await {
+        match self.config.endpoint.post("/v1/workers/refresh-token", &current.token).await {
             Ok(body) => match parse_token(&body) {
                 Ok(t) => {
                     *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
@@ -360,22 +365,28 @@ impl Transport {
 
 enum ConnectError {
     Terminal(TransportError),
-    Retry(String),
+    Retry(Retry),
 }
 
-fn parse_token(body: &[u8]) -> Result<Token, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("token response: {e}"))?;
-    let field = |k: &str| v.get(k).ok_or_else(|| format!("token response lacks `{k}`"));
-    Ok(Token {
-        jwt: field("token")?.as_str().ok_or("token is not a string")?.to_owned(),
-        expires_at: field("expires_at")?.as_i64().ok_or("expires_at is not a number")?,
-        worker_id: field("worker_id")?.as_str().ok_or("worker_id is not a string")?.to_owned(),
-        channel_key: field("channel_key")?
-            .as_str()
-            .and_then(Key::from_hex)
-            .ok_or("channel_key is not 32 bytes of hex")?,
-    })
+/// Why a session ended or could not start; the transport tries again after a backoff.
+#[derive(Debug, thiserror::Error)]
+enum Retry {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("register answer not understood: {0}")]
+    Token(serde_json::Error),
+    #[error("token refused")]
+    TokenRefused,
+    #[error("send: {0}")]
+    Send(Box<tokio_tungstenite::tungstenite::Error>),
+    #[error("the control plane stopped reading")]
+    StoppedReading,
+    #[error("the control plane went silent")]
+    Silent,
+}
+
+fn parse_token(body: &[u8]) -> Result<WorkerToken, serde_json::Error> {
+    serde_json::from_slice(body)
 }
 
 /// Full jitter (AWS architecture blog): uniform in [0, min(max, base·2^n)].
@@ -389,6 +400,43 @@ fn full_jitter(base: Duration, max: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ten minutes of an unreachable control plane, on paused time: the transport keeps trying,
+    /// and backs off (full jitter up to 30 s) instead of hammering it. A transport that does not
+    /// back off never lets virtual time pass, so the runtime has a real-time bound as well.
+    #[test]
+    fn an_unreachable_control_plane_is_retried_with_backoff() {
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let counts = rt.block_on(async {
+                let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let url = format!("http://{}", closed.local_addr().unwrap());
+                drop(closed);
+                let endpoint = Endpoint::parse(&url, None).unwrap();
+                let (transport, _rx) = Transport::new(TransportConfig::new(endpoint, "k".into()));
+                let stop = CancellationToken::new();
+                let hello = |id: &str| Hello { worker_id: id.into(), ..Default::default() };
+                let run = tokio::spawn(transport.clone().run(hello, stop.clone()));
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                stop.cancel();
+                assert!(run.await.unwrap().is_ok());
+                let stats = &transport.stats;
+                (stats.attempts.load(Relaxed), stats.connects.load(Relaxed))
+            });
+            let _ = done.send(counts);
+        });
+        let (attempts, connects) = outcome
+            .recv_timeout(Duration::from_secs(60))
+            .expect("ten virtual minutes never passed: the transport retries without waiting");
+        // With waits averaging 15 s once capped, ten minutes hold a few dozen attempts.
+        assert!((10..=200).contains(&attempts), "{attempts} attempts in 10 minutes");
+        assert_eq!(connects, 0);
+    }
 
     #[test]
     fn full_jitter_stays_under_the_cap() {

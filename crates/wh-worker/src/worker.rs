@@ -33,11 +33,16 @@ impl Default for WorkerSettings {
     }
 }
 
+/// An operator label that is not `key=value`, or uses one of the worker's own keys.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("label `{0}` must be key=value (and not one of the wh.* labels)")]
+pub struct LabelError(pub String);
+
 /// Operator labels (`key=value` each, as `--label` and `WH_CONTAINER_LABELS` give them) for
 /// [`AgentSettings::extra_labels`]; the worker's own `wh.app*`/`wh.deployment*` keys are refused.
 pub fn parse_labels<'a>(
     items: impl IntoIterator<Item = &'a str>,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, LabelError> {
     items
         .into_iter()
         .map(|l| match l.split_once('=') {
@@ -46,7 +51,7 @@ pub fn parse_labels<'a>(
             {
                 Ok((k.to_owned(), v.to_owned()))
             }
-            _ => Err(format!("label `{l}` must be key=value (and not one of the wh.* labels)")),
+            _ => Err(LabelError(l.to_owned())),
         })
         .collect()
 }
@@ -196,7 +201,7 @@ mod tests {
             Ok(vec![("wh.dev".into(), "abc".into()), ("team".into(), "a=b".into())])
         );
         for bad in ["novalue", "=v", "wh.app=x", "wh.deployment=1"] {
-            assert!(parse_labels([bad]).unwrap_err().contains(bad), "{bad}");
+            assert!(parse_labels([bad]).unwrap_err().to_string().contains(bad), "{bad}");
         }
     }
 }

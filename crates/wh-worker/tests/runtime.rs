@@ -88,17 +88,11 @@ async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and
         extra_args: vec![],
     };
     let id = podman.run(&spec).await.unwrap();
-    let mut page = None;
-    for _ in 0..100 {
-        if let Ok(r) = wh_testkit::http::get(&format!("http://127.0.0.1:{port}/env.txt"), &[]).await
-        {
-            if r.status == 200 {
-                page = Some(r.text());
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let page = wh_testkit::within(Duration::from_secs(10), async || {
+        let r = wh_testkit::http::get(&format!("http://127.0.0.1:{port}/env.txt"), &[]).await;
+        r.ok().filter(|r| r.status == 200).map(|r| r.text())
+    })
+    .await;
     assert_eq!(
         page.as_deref().map(str::trim),
         Some("hello-from-env"),
@@ -184,15 +178,14 @@ async fn a_build_past_its_timeout_leaves_no_step_running_and_no_working_containe
     let err = build.await.unwrap_err();
     assert!(matches!(err, wh_worker::runtime::RuntimeError::Timeout(_)), "{err}");
     assert!(started.load(std::sync::atomic::Ordering::Relaxed), "the RUN step never started");
-    let mut left = wh_testkit::procs::with_argv(&["sleep", &secs]);
-    for _ in 0..30 {
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        left = wh_testkit::procs::with_argv(&["sleep", &secs]);
-    }
-    assert!(left.is_empty(), "the timed-out build's RUN step still runs: {left:?}");
+    let gone = wh_testkit::until(Duration::from_secs(3), async || {
+        wh_testkit::procs::with_argv(&["sleep", &secs]).is_empty()
+    });
+    assert!(
+        gone.await,
+        "the timed-out build's RUN step still runs: {:?}",
+        wh_testkit::procs::with_argv(&["sleep", &secs])
+    );
     let working = kit.working_containers(&base).unwrap();
     assert!(working.is_empty(), "the timed-out build left working containers {working:?}");
 }
@@ -221,14 +214,12 @@ async fn interrupt_a_removal(kit: &TestPodman, id: &str) {
 }
 
 async fn gone_and_port_free(secs: &str, port: u16) {
-    for _ in 0..50 {
+    let gone = wh_testkit::until(Duration::from_secs(5), async || {
         let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if free && wh_testkit::procs::with_argv(&["sleep", secs]).is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
+        free && wh_testkit::procs::with_argv(&["sleep", secs]).is_empty()
+    });
+    assert!(
+        gone.await,
         "the removed container still runs (sleep {secs}: {:?}) or holds port {port}",
         wh_testkit::procs::with_argv(&["sleep", secs])
     );

@@ -20,6 +20,7 @@
 //! - [`archive`]: the tar.gz source of an upload deploy, checked on both sides.
 //! - [`env`]: what an app's environment variable may be (checked on both sides).
 //! - [`repo`]: repository URLs (credentials split off) and which addresses are public.
+//! - [`token`]: the register/refresh answer a worker gets over HTTP.
 //!
 //! Decoding never panics, whatever the bytes (property tests and `fuzz/fuzz_targets/decode.rs`).
 
@@ -31,6 +32,7 @@ pub mod job;
 pub mod key;
 pub mod messages;
 pub mod repo;
+pub mod token;
 pub mod window;
 
 pub use envelope::{Binding, Direction, Signer, Verified, Verifier, MAX_SKEW_MS};

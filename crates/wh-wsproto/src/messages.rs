@@ -250,6 +250,20 @@ pub enum Message {
     Ack(Ack),
 }
 
+/// Which part of the control plane a worker's message is for; the hub queues each family
+/// separately, so a flood of one (log lines) cannot hold up another (job results).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `hello`, `heartbeat` and `job.*`: the scheduler (jobs, leases, a worker's readiness).
+    Jobs,
+    /// `container.*`: what runs where.
+    Containers,
+    /// `log.lines`: build and runtime output.
+    Logs,
+    /// `ping`, `pong`, `ack`: the channel itself, answered by the hub.
+    Channel,
+}
+
 /// Every message type name (`t`), for tools such as the fuzzer.
 pub const TYPE_NAMES: &[&str] = &[
     "hello",
@@ -269,6 +283,24 @@ pub const TYPE_NAMES: &[&str] = &[
 ];
 
 impl Message {
+    /// The family the message belongs to.
+    pub fn family(&self) -> Family {
+        match self {
+            Message::Hello(_)
+            | Message::Heartbeat(_)
+            | Message::JobAssign(_)
+            | Message::JobAck(_)
+            | Message::JobProgress(_)
+            | Message::JobResult(_)
+            | Message::JobCancel(_) => Family::Jobs,
+            Message::ContainerEvent(_) | Message::ContainerStats(_) | Message::ContainerStop(_) => {
+                Family::Containers
+            }
+            Message::LogLines(_) => Family::Logs,
+            Message::Ping(_) | Message::Pong(_) | Message::Ack(_) => Family::Channel,
+        }
+    }
+
     /// The envelope's `t` for this message.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -356,6 +388,23 @@ impl Message {
 mod tests {
     use super::*;
     use crate::{Key, Signer, Verifier};
+
+    #[test]
+    fn every_message_has_the_family_its_type_name_says() {
+        for m in samples() {
+            let t = m.type_name();
+            let expected = match t {
+                "hello" | "heartbeat" => Family::Jobs,
+                "ping" | "pong" | "ack" => Family::Channel,
+                _ if t.starts_with("job.") => Family::Jobs,
+                _ if t.starts_with("container.") => Family::Containers,
+                _ if t.starts_with("log.") => Family::Logs,
+                _ => panic!("no family rule for `{t}`"),
+            };
+            assert_eq!(m.family(), expected, "{t}");
+        }
+        assert_eq!(samples().len(), TYPE_NAMES.len(), "a sample of every message type");
+    }
 
     fn samples() -> Vec<Message> {
         vec![

@@ -11,15 +11,29 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Format;
-use crate::provider::Applier;
+use crate::provider::{Applier, ApplyError};
 
-/// Loads `path` once; returns an error message when it cannot be read or applied.
-pub fn load(applier: &Applier, path: &std::path::Path) -> Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+/// Why a configuration file was not applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Apply { path: PathBuf, source: ApplyError },
+    /// The blocking load itself died (a panic): a bug here.
+    #[error("loading the file failed: {0}")]
+    Internal(String),
+}
+
+/// Loads `path` once.
+pub fn load(applier: &Applier, path: &std::path::Path) -> Result<(), FileError> {
+    let bytes =
+        std::fs::read(path).map_err(|source| FileError::Read { path: path.into(), source })?;
     applier
         .apply(&bytes, Format::detect(&path.to_string_lossy()), "file")
         .map(|_| ())
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|source| FileError::Apply { path: path.into(), source })
 }
 
 /// Watches `path` until `stop`.
@@ -44,7 +58,7 @@ pub async fn watch(applier: Arc<Applier>, path: PathBuf, stop: CancellationToken
             let (a, p) = (applier.clone(), path.clone());
             let loaded = tokio::task::spawn_blocking(move || load(&a, &p))
                 .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+                .unwrap_or_else(|e| Err(FileError::Internal(e.to_string())));
             if let Err(e) = loaded {
                 tracing::warn!(error = %e, "file provider: keeping the current configuration");
             }

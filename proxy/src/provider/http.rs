@@ -50,6 +50,34 @@ impl std::fmt::Debug for HttpProvider {
     }
 }
 
+/// Why `--config-url` or its token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpProviderError {
+    #[error("invalid --config-url `{0}`")]
+    Url(String),
+    #[error("--config-url must be an http:// URL (the control plane over the mesh), got `{0}`")]
+    NotHttp(String),
+    #[error("the config token contains characters not allowed in a header")]
+    Token,
+}
+
+/// Why one poll of the control plane failed (the current table stays).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    #[error("bad request: {0}")]
+    Request(http::Error),
+    #[error("request failed: {0}")]
+    Send(hyper_util::client::legacy::Error),
+    #[error("reading the body failed: {0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    #[error("unexpected status {0}")]
+    Status(StatusCode),
+    #[error("timed out")]
+    Timeout,
+}
+
 impl HttpProvider {
     /// Validates the URL and token.
     pub fn new(
@@ -57,17 +85,15 @@ impl HttpProvider {
         token: Option<&str>,
         interval: Duration,
         watch: bool,
-    ) -> Result<HttpProvider, String> {
-        let url: Uri = url.parse().map_err(|e| format!("invalid --config-url `{url}`: {e}"))?;
+    ) -> Result<HttpProvider, HttpProviderError> {
+        let url: Uri = url.parse().map_err(|_| HttpProviderError::Url(url.to_owned()))?;
         if url.scheme_str() != Some("http") || url.host().is_none() {
-            return Err(format!("--config-url must be an http:// URL (the control plane over the mesh), got `{url}`"));
+            return Err(HttpProviderError::NotHttp(url.to_string()));
         }
         let authorization = match token {
             Some(t) => {
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", t.trim())).map_err(|_| {
-                        "the config token contains characters not allowed in a header".to_owned()
-                    })?;
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", t.trim()))
+                    .map_err(|_| HttpProviderError::Token)?;
                 v.set_sensitive(true);
                 Some(v)
             }
@@ -111,7 +137,7 @@ pub async fn run(applier: Arc<Applier>, provider: HttpProvider, stop: Cancellati
             _ = stop.cancelled() => return,
             r = tokio::time::timeout(timeout, fetch(&client, &uri, &provider, etag.as_ref())) => r,
         };
-        let result = result.unwrap_or_else(|_| Err("timed out".into()));
+        let result = result.unwrap_or(Err(FetchError::Timeout));
         let elapsed = started.elapsed();
         let rest_of_interval = provider.interval.saturating_sub(elapsed);
         // A watch answer that took a while means the server held it: ask again at once.
@@ -171,15 +197,15 @@ async fn fetch(
     uri: &Uri,
     provider: &HttpProvider,
     etag: Option<&HeaderValue>,
-) -> Result<Fetched, String> {
-    let mut req = Request::get(uri.clone()).body(ReqBody::Empty).map_err(|e| e.to_string())?;
+) -> Result<Fetched, FetchError> {
+    let mut req = Request::get(uri.clone()).body(ReqBody::Empty).map_err(FetchError::Request)?;
     if let Some(auth) = &provider.authorization {
         req.headers_mut().insert(AUTHORIZATION, auth.clone());
     }
     if let Some(tag) = etag {
         req.headers_mut().insert(IF_NONE_MATCH, tag.clone());
     }
-    let resp = client.request(req).await.map_err(|e| format!("request failed: {e}"))?;
+    let resp = client.request(req).await.map_err(FetchError::Send)?;
     match resp.status() {
         StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
         StatusCode::OK => {
@@ -190,10 +216,10 @@ async fn fetch(
             let bytes = Limited::new(resp.into_body(), MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| format!("reading the body failed: {e}"))?
+                .map_err(FetchError::Body)?
                 .to_bytes();
             Ok(Fetched::Body { bytes, etag: new_etag, format })
         }
-        other => Err(format!("unexpected status {other}")),
+        other => Err(FetchError::Status(other)),
     }
 }

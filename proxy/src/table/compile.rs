@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use crate::config::{duration, dynamic, rule, Document};
 use crate::metrics::Metrics;
-use crate::middleware::Middleware;
+use crate::middleware::{Middleware, MiddlewareError};
 use crate::service::{
-    HealthBatch, HealthCheckSpec, HealthRegistry, Service, Upstream,
+    HealthBatch, HealthCheckSpec, HealthRegistry, ServerUrlError, Service, Upstream,
     DEFAULT_RESPONSE_HEADER_TIMEOUT,
 };
-use crate::table::matcher::{host_set, HostSet, Matcher};
+use crate::table::matcher::{host_set, HostSet, Matcher, MatcherError};
 use crate::table::{Bucket, Route, Table};
 use crate::util::FastMap;
 
@@ -241,11 +241,43 @@ fn changed<V: PartialEq>(old: &BTreeMap<String, V>, new: &BTreeMap<String, V>) -
     }
 }
 
+/// Why a router was skipped.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    #[error("rule `{rule}`: {source}")]
+    Rule { rule: String, source: rule::RuleError },
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+    #[error("no service")]
+    NoService,
+    #[error("service `{name}`: {source}")]
+    Service { name: String, source: ServiceError },
+    #[error("middleware `{name}`: {source}")]
+    Middleware { name: String, source: MiddlewareError },
+}
+
+/// Why a service cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    #[error("not defined")]
+    NotDefined,
+    #[error("only loadBalancer services are supported")]
+    NotLoadBalancer,
+    #[error(transparent)]
+    Server(#[from] ServerUrlError),
+    #[error("invalid {setting} `{value}`")]
+    Duration { setting: &'static str, value: String },
+    #[error("healthCheck.path `{0}` must start with `/`")]
+    HealthPath(String),
+}
+
 /// Compiles routers one by one, sharing services and middlewares between them.
 struct Compiler<'d, 'm> {
     doc: &'d Document,
-    services: FastMap<&'d str, Result<Arc<Service>, String>>,
-    middlewares: FastMap<&'d str, Result<Arc<Middleware>, String>>,
+    services: FastMap<&'d str, Result<Arc<Service>, ServiceError>>,
+    middlewares: FastMap<&'d str, Result<Arc<Middleware>, MiddlewareError>>,
     metrics: &'m Metrics,
     health: HealthBatch<'m>,
 }
@@ -256,13 +288,13 @@ impl<'d> Compiler<'d, '_> {
         name: &str,
         router: &'d dynamic::Router,
         old_services: Option<&mut OldServices<'_>>,
-    ) -> Result<Route, String> {
-        let parsed =
-            rule::parse(&router.rule).map_err(|e| format!("rule `{}`: {e}", router.rule))?;
+    ) -> Result<Route, RouteError> {
+        let parsed = rule::parse(&router.rule)
+            .map_err(|source| RouteError::Rule { rule: router.rule.clone(), source })?;
         let matcher = Matcher::compile(&parsed)?;
         let service_name = dynamic::local_name(&router.service);
         if service_name.is_empty() {
-            return Err("no service".into());
+            return Err(RouteError::NoService);
         }
         let (doc, health) = (self.doc, &mut self.health);
         let service = self
@@ -273,7 +305,7 @@ impl<'d> Compiler<'d, '_> {
                 None => compile_service(doc, service_name, health),
             })
             .clone()
-            .map_err(|e| format!("service `{service_name}`: {e}"))?;
+            .map_err(|source| RouteError::Service { name: service_name.into(), source })?;
         let mut mws = Vec::with_capacity(router.middlewares.len());
         for reference in &router.middlewares {
             let mw_name = dynamic::local_name(reference);
@@ -282,10 +314,10 @@ impl<'d> Compiler<'d, '_> {
                 .entry(mw_name)
                 .or_insert_with(|| match doc.http.middlewares.get(mw_name) {
                     Some(def) => Middleware::compile(def).map(Arc::new),
-                    None => Err("not defined".into()),
+                    None => Err(MiddlewareError::NotDefined),
                 })
                 .clone()
-                .map_err(|e| format!("middleware `{mw_name}`: {e}"))?;
+                .map_err(|source| RouteError::Middleware { name: mw_name.into(), source })?;
             mws.push(mw);
         }
         Ok(Route {
@@ -310,36 +342,37 @@ fn compile_service(
     doc: &Document,
     name: &str,
     health: &mut HealthBatch<'_>,
-) -> Result<Arc<Service>, String> {
-    let def = doc.http.services.get(name).ok_or("not defined")?;
-    let lb = def.load_balancer.as_ref().ok_or("only loadBalancer services are supported")?;
+) -> Result<Arc<Service>, ServiceError> {
+    let def = doc.http.services.get(name).ok_or(ServiceError::NotDefined)?;
+    let lb = def.load_balancer.as_ref().ok_or(ServiceError::NotLoadBalancer)?;
     let servers = lb
         .servers
         .iter()
         .map(|s| Upstream::parse(&s.url, health.get(&s.url)).map(|u| (u, s.weight.unwrap_or(1))))
         .collect::<Result<Vec<_>, _>>()?;
     let timeout = match &lb.response_header_timeout {
-        Some(t) => {
-            duration::parse(t).ok_or_else(|| format!("invalid responseHeaderTimeout `{t}`"))?
-        }
+        Some(t) => duration::parse(t).ok_or_else(|| ServiceError::Duration {
+            setting: "responseHeaderTimeout",
+            value: t.clone(),
+        })?,
         None => DEFAULT_RESPONSE_HEADER_TIMEOUT,
     };
     let health_check = match &lb.health_check {
         Some(hc) => {
             let path = if hc.path.is_empty() { "/" } else { hc.path.as_str() };
             if !path.starts_with('/') {
-                return Err(format!("healthCheck.path `{path}` must start with `/`"));
+                return Err(ServiceError::HealthPath(path.into()));
             }
-            let dur = |v: &Option<String>, default: u64, what: &str| match v {
+            let dur = |v: &Option<String>, default: u64, setting: &'static str| match v {
                 Some(t) => duration::parse(t)
                     .filter(|d| !d.is_zero())
-                    .ok_or_else(|| format!("invalid healthCheck.{what} `{t}`")),
+                    .ok_or_else(|| ServiceError::Duration { setting, value: t.clone() }),
                 None => Ok(std::time::Duration::from_secs(default)),
             };
             Some(HealthCheckSpec {
                 path: path.into(),
-                interval: dur(&hc.interval, 30, "interval")?,
-                timeout: dur(&hc.timeout, 5, "timeout")?,
+                interval: dur(&hc.interval, 30, "healthCheck.interval")?,
+                timeout: dur(&hc.timeout, 5, "healthCheck.timeout")?,
             })
         }
         None => None,

@@ -18,7 +18,7 @@ pub(crate) enum Matcher {
 
 impl Matcher {
     /// Compiles `rule`; fails only on an invalid host regexp.
-    pub(crate) fn compile(rule: &Rule) -> Result<Matcher, String> {
+    pub(crate) fn compile(rule: &Rule) -> Result<Matcher, MatcherError> {
         Ok(match rule {
             Rule::Host(h) => Matcher::Host(h.as_str().into()),
             Rule::HostRegexp(re) => Matcher::HostRegexp(host_regex(re)?),
@@ -43,6 +43,14 @@ impl Matcher {
             Matcher::Not(a) => !a.matches(host, path),
         }
     }
+}
+
+/// A rule that parses but cannot be compiled.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum MatcherError {
+    #[error("invalid HostRegexp `{pattern}`: {source}")]
+    HostRegexp { pattern: String, source: Box<regex::Error> },
 }
 
 /// How a rule constrains the request's host, which decides the bucket its router goes in.
@@ -91,7 +99,7 @@ pub(crate) fn host_set(rule: &Rule) -> HostSet {
 
 /// Translates Traefik v2's `{name:re}` / `{name}` syntax into a regex; v3 regexps pass through.
 /// Matching is case-insensitive and, for the v2 form, anchored.
-fn host_regex(pattern: &str) -> Result<Regex, String> {
+fn host_regex(pattern: &str) -> Result<Regex, MatcherError> {
     let source = match v2_to_regex(pattern) {
         Some(re) => re,
         None => pattern.to_owned(),
@@ -100,7 +108,7 @@ fn host_regex(pattern: &str) -> Result<Regex, String> {
         .case_insensitive(true)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| format!("invalid HostRegexp `{pattern}`: {e}"))
+        .map_err(|e| MatcherError::HostRegexp { pattern: pattern.into(), source: Box::new(e) })
 }
 
 fn v2_to_regex(pattern: &str) -> Option<String> {

@@ -178,7 +178,7 @@ mod incremental {
 
     #[test]
     fn only_changed_routers_services_and_middlewares_are_compiled_again() {
-        let (metrics, health) = (Metrics::default(), HealthRegistry::default());
+        let (metrics, health) = (Arc::new(Metrics::default()), HealthRegistry::default());
         let old = document(
             &[
                 ("a", router("Host(`a.test`)", "sa", &[])),
@@ -243,8 +243,8 @@ mod incremental {
         // The removed router's metrics go once no table holds them.
         drop(t1);
         metrics.prune_routes();
-        assert!(!metrics.render().contains("router=\"f\""));
-        assert!(metrics.render().contains("router=\"d\""));
+        assert!(!metrics.render(None).contains("router=\"f\""));
+        assert!(metrics.render(None).contains("router=\"d\""));
     }
 
     const HOSTS: [&str; 4] = ["h0.test", "h1.test", "x.h2.test", "h3.test"];

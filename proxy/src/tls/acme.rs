@@ -38,6 +38,22 @@ pub fn directory_url(word: &str) -> String {
     }
 }
 
+/// Why the ACME account could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountError {
+    #[error("--acme-ca-bundle {}: {source}", path.display())]
+    CaBundle { path: std::path::PathBuf, source: instant_acme::Error },
+    #[error("ACME client: {0}")]
+    Client(instant_acme::Error),
+    #[error("restoring the ACME account: {0}")]
+    Restore(instant_acme::Error),
+    #[error("creating the ACME account at {directory}: {source}")]
+    Create { directory: String, source: instant_acme::Error },
+    #[error("{}: {source}", path.display())]
+    Store { path: std::path::PathBuf, source: std::io::Error },
+}
+
 /// Why an order failed, classified for backoff and budgets.
 #[derive(Debug, Clone)]
 pub struct OrderError {
@@ -89,12 +105,12 @@ impl AcmeClient {
     pub async fn connect(
         settings: &AcmeSettings,
         challenges: Arc<Challenges>,
-    ) -> Result<AcmeClient, String> {
+    ) -> Result<AcmeClient, AccountError> {
         let directory = directory_url(&settings.directory);
         let builder = || match &settings.ca_bundle {
             Some(path) => Account::builder_with_root(path)
-                .map_err(|e| format!("--acme-ca-bundle {}: {e}", path.display())),
-            None => Account::builder().map_err(|e| e.to_string()),
+                .map_err(|source| AccountError::CaBundle { path: path.clone(), source }),
+            None => Account::builder().map_err(AccountError::Client),
         };
         let path = settings.state_dir.join("acme").join("account.json");
         if let Ok(bytes) = std::fs::read(&path) {
@@ -103,7 +119,7 @@ impl AcmeClient {
                     let account = builder()?
                         .from_credentials(stored.credentials)
                         .await
-                        .map_err(|e| format!("restoring the ACME account: {e}"))?;
+                        .map_err(AccountError::Restore)?;
                     return Ok(AcmeClient { account, challenges });
                 }
                 Ok(_) => {
@@ -127,12 +143,12 @@ impl AcmeClient {
                 None,
             )
             .await
-            .map_err(|e| format!("creating the ACME account at {directory}: {e}"))?;
-        std::fs::create_dir_all(path.parent().unwrap_or(&settings.state_dir))
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| AccountError::Create { directory: directory.clone(), source })?;
+        let store = |source| AccountError::Store { path: path.clone(), source };
+        std::fs::create_dir_all(path.parent().unwrap_or(&settings.state_dir)).map_err(store)?;
         let stored = serde_json::to_vec(&StoredAccount { directory, credentials })
-            .map_err(|e| e.to_string())?;
-        write_private(&path, &stored).map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| store(std::io::Error::other(e)))?;
+        write_private(&path, &stored).map_err(store)?;
         tracing::info!(account = account.id(), "ACME account created");
         Ok(AcmeClient { account, challenges })
     }

@@ -275,12 +275,16 @@ impl CertManager {
             .await
         {
             Ok(acme) => acme.issue(host).await,
-            Err(e) => Err(OrderError { message: e, rate_limited: false, validation_failed: false }),
+            Err(e) => Err(OrderError {
+                message: e.to_string(),
+                rate_limited: false,
+                validation_failed: false,
+            }),
         };
         let now = self.clock.now();
         let installed = result.and_then(|(chain, key)| {
             self.store.install(host, &chain, &key).map_err(|e| OrderError {
-                message: e,
+                message: e.to_string(),
                 rate_limited: false,
                 validation_failed: false,
             })
@@ -414,56 +418,84 @@ impl CertManager {
         serde_json::json!({ "hosts": list })
     }
 
-    /// Prometheus lines for the TLS subsystem.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let now = self.clock.now();
-        let earliest = self
+    /// The certificate metrics, for a scrape ([`crate::metrics::render`]).
+    pub fn collector(self: &Arc<Self>) -> Box<dyn prometheus_client::collector::Collector> {
+        Box::new(CertCollector(self.clone()))
+    }
+
+    /// Per-host state (tests and `/certs`).
+    pub fn host_state(&self, host: &str) -> Option<HostState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).hosts.get(host).cloned()
+    }
+}
+
+/// A [`CertManager`]'s counters and gauges as a scrape sees them.
+struct CertCollector(Arc<CertManager>);
+
+impl std::fmt::Debug for CertCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CertCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for CertCollector {
+    fn encode(&self, mut e: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let me = &self.0;
+        let now = me.clock.now();
+        let earliest = me
             .store
             .hosts()
             .iter()
             .map(|(_, c)| c.not_after)
-            .chain(self.store.wildcard_not_after())
+            .chain(me.store.wildcard_not_after())
             .min();
-        let in_backoff = self
+        let in_backoff = me
             .state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .hosts
             .values()
             .filter(|h| h.next_attempt > now)
-            .count();
-        let m = &self.metrics;
-        let _ = writeln!(out, "# TYPE wh_proxy_acme_orders_total counter");
-        let _ = writeln!(
-            out,
-            "wh_proxy_acme_orders_total{{outcome=\"success\"}} {}",
-            m.orders_ok.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "wh_proxy_acme_orders_total{{outcome=\"failure\"}} {}",
-            m.orders_failed.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "wh_proxy_acme_orders_total{{outcome=\"deferred_by_budget\"}} {}",
-            m.orders_deferred_by_budget.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE wh_proxy_acme_renewals_total counter\nwh_proxy_acme_renewals_total {}",
-            m.renewals.load(Relaxed)
-        );
-        let _ = writeln!(out, "# TYPE wh_proxy_acme_hosts_in_backoff gauge\nwh_proxy_acme_hosts_in_backoff {in_backoff}");
-        if let Some(t) = earliest {
-            let _ = writeln!(out, "# TYPE wh_proxy_cert_earliest_expiry_days gauge\nwh_proxy_cert_earliest_expiry_days {:.2}", (t - now) as f64 / 86_400.0);
+            .count() as i64;
+        let m = &me.metrics;
+        let mut orders = e.encode_descriptor(
+            "wh_proxy_acme_orders",
+            "ACME orders by outcome.",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (outcome, n) in [
+            ("success", &m.orders_ok),
+            ("failure", &m.orders_failed),
+            ("deferred_by_budget", &m.orders_deferred_by_budget),
+        ] {
+            let labels = [("outcome", outcome)];
+            ConstCounter::new(n.load(Relaxed)).encode(orders.encode_family(&labels)?)?;
         }
-    }
-
-    /// Per-host state (tests and `/certs`).
-    pub fn host_state(&self, host: &str) -> Option<HostState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).hosts.get(host).cloned()
+        crate::metrics::counter(
+            &mut e,
+            "wh_proxy_acme_renewals",
+            "Certificates renewed.",
+            m.renewals.load(Relaxed),
+        )?;
+        crate::metrics::gauge(
+            &mut e,
+            "wh_proxy_acme_hosts_in_backoff",
+            "Hosts waiting before their next order attempt.",
+            in_backoff,
+        )?;
+        if let Some(t) = earliest {
+            let days = (t - now) as f64 / 86_400.0;
+            crate::metrics::gauge(
+                &mut e,
+                "wh_proxy_cert_earliest_expiry_days",
+                "Days until the first certificate served expires.",
+                days,
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -128,14 +128,21 @@ impl CertStore {
     }
 
     /// Stores a new certificate for `host` on disk, then makes it live.
-    pub fn install(&self, host: &str, cert_pem: &str, key_pem: &str) -> Result<Arc<Cert>, String> {
+    pub fn install(
+        &self,
+        host: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<Arc<Cert>, CertError> {
         let cert = Arc::new(parse(cert_pem.as_bytes(), key_pem.as_bytes())?);
         let dir = self.dir.join(host);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        write_private(&dir.join("key.pem"), key_pem.as_bytes())
-            .map_err(|e| format!("key.pem: {e}"))?;
-        write_private(&dir.join("cert.pem"), cert_pem.as_bytes())
-            .map_err(|e| format!("cert.pem: {e}"))?;
+        let write = |path: PathBuf, bytes: &[u8]| {
+            write_private(&path, bytes).map_err(|source| CertError::Write { path, source })
+        };
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| CertError::Write { path: dir.clone(), source })?;
+        write(dir.join("key.pem"), key_pem.as_bytes())?;
+        write(dir.join("cert.pem"), cert_pem.as_bytes())?;
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = FastMap::clone(&self.by_host.load());
         next.insert(host.into(), cert.clone());
@@ -151,6 +158,25 @@ impl CertStore {
         self.by_host.store(Arc::new(next));
         let _ = std::fs::remove_dir_all(self.dir.join(host));
     }
+}
+
+/// Why a certificate and key pair cannot be used or stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    #[error("certificate PEM: {0}")]
+    CertPem(rustls::pki_types::pem::Error),
+    #[error("no certificate in PEM")]
+    NoCert,
+    #[error("key PEM: {0}")]
+    KeyPem(rustls::pki_types::pem::Error),
+    #[error("key: {0}")]
+    Key(rustls::Error),
+    /// x509-parser's error borrows nothing but is not `'static` through nom; its text.
+    #[error("certificate: {0}")]
+    X509(String),
+    #[error("{path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 /// Writes `bytes` to `path` with mode 0600: temp file, fsync, rename.
@@ -170,16 +196,15 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Parses a PEM chain and key into a handshake-ready [`Cert`].
-pub fn parse(cert_pem: &[u8], key_pem: &[u8]) -> Result<Cert, String> {
+pub fn parse(cert_pem: &[u8], key_pem: &[u8]) -> Result<Cert, CertError> {
     let chain: Vec<_> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("certificate PEM: {e}"))?;
-    let leaf = chain.first().ok_or("no certificate in PEM")?.clone();
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key PEM: {e}"))?;
-    let signing =
-        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| format!("key: {e}"))?;
+        .map_err(CertError::CertPem)?;
+    let leaf = chain.first().ok_or(CertError::NoCert)?.clone();
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(CertError::KeyPem)?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(CertError::Key)?;
     let (_, x509) =
-        x509_parser::parse_x509_certificate(&leaf).map_err(|e| format!("certificate: {e}"))?;
+        x509_parser::parse_x509_certificate(&leaf).map_err(|e| CertError::X509(e.to_string()))?;
     let validity = x509.validity();
     let cert = Cert {
         not_before: validity.not_before.timestamp(),

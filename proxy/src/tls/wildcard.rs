@@ -8,18 +8,30 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use super::manager::CertManager;
-use super::store::{dns_names, parse, CertStore, Wildcard};
+use super::store::{dns_names, parse, CertError, CertStore, Wildcard};
+
+/// Why the wildcard pair was not loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WildcardError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("--wildcard-cert: {0}")]
+    Cert(#[from] CertError),
+    #[error("--wildcard-cert {}: no *.<domain> name in the certificate", .0.display())]
+    NoWildcardName(PathBuf),
+}
 
 /// Loads the pair; the certificate must carry a `*.` name.
-pub fn load(store: &CertStore, cert: &Path, key: &Path) -> Result<(), String> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let parsed = parse(&read(cert)?, &read(key)?).map_err(|e| format!("--wildcard-cert: {e}"))?;
+pub fn load(store: &CertStore, cert: &Path, key: &Path) -> Result<(), WildcardError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| WildcardError::Read { path: p.into(), source })
+    };
+    let parsed = parse(&read(cert)?, &read(key)?)?;
     let suffix = dns_names(&parsed.leaf_der)
         .into_iter()
         .find_map(|n| n.strip_prefix("*.").map(str::to_owned))
-        .ok_or_else(|| {
-            format!("--wildcard-cert {}: no *.<domain> name in the certificate", cert.display())
-        })?;
+        .ok_or_else(|| WildcardError::NoWildcardName(cert.into()))?;
     tracing::info!(%suffix, not_after = parsed.not_after, "wildcard certificate loaded");
     store.set_wildcard(Some(Wildcard { suffix: suffix.into(), cert: parsed }));
     Ok(())

@@ -289,6 +289,39 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads until the peer closes (or errors), for at most `limit`: what came, and whether it
+/// closed.
+pub async fn read_until_closed<R: AsyncReadExt + Unpin>(
+    r: &mut R,
+    limit: Duration,
+) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, r.read(&mut buf)).await {
+            Err(_) => return (got, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// What came before the peer closed; `None` if it is still open after `limit`.
+pub async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let (got, closed) = read_until_closed(s, limit).await;
+    closed.then_some(got)
+}
+
+/// Sends `bytes` on a new connection; what came back, and whether the proxy closed the
+/// connection within `limit`.
+pub async fn raw_until_closed(addr: SocketAddr, bytes: &[u8], limit: Duration) -> (String, bool) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let (got, closed) = read_until_closed(&mut s, limit).await;
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
 /// A fake control plane serving a mutable document with ETags, optionally holding `?watch=1`.
 pub struct FakeControlPlane {
     pub addr: SocketAddr,
@@ -392,18 +425,6 @@ async fn cp_handle(
         .header("content-type", "application/json")
         .body(full(body))
         .unwrap()
-}
-
-/// Polls `cond` every 20 ms for up to `timeout`.
-pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, mut cond: F) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cond()
 }
 
 /// What an HTTPS request saw.

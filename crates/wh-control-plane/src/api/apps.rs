@@ -291,7 +291,7 @@ pub async fn delete(
         by_worker.entry(worker).or_default().push(container);
     }
     for (worker, ids) in by_worker {
-        let Some(stop) = crate::scheduler::stop_message(Ok(ids), worker, "the app was deleted")
+        let Some(stop) = crate::containers::stop_message(Ok(ids), worker, "the app was deleted")
         else {
             continue;
         };

@@ -5,6 +5,7 @@ use axum::extract::{Query, State};
 use axum::http::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::ApiError;
@@ -30,7 +31,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized("missing bearer token"))?;
-    if crate::constant_time_eq(given.trim().as_bytes(), expected.expose()) {
+    if crate::constant_time_eq(given.trim().as_bytes(), expected.expose_secret()) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized("invalid proxy token"))

@@ -7,34 +7,15 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
-use serde::Serialize;
+use wh_wsproto::token::{ChannelSettings, WorkerToken};
 
 use super::ApiError;
+use crate::queue::{JobState, Kind};
 use crate::workers::{self, Worker};
 use crate::AppState;
 
 /// The WebSocket upgrade's response header carrying the connection's nonce.
 pub const CONNECTION_HEADER: &str = "x-wh-connection";
-
-/// What a worker gets back from register and refresh.
-#[derive(Debug, Serialize)]
-pub struct TokenResponse {
-    pub token: String,
-    /// Unix seconds.
-    pub expires_at: i64,
-    pub worker_id: String,
-    /// The key that signs this worker's envelopes (hex; a secret, sent only here).
-    pub channel_key: String,
-    pub settings: WorkerSettings,
-}
-
-/// Settings the control plane hands its workers.
-#[derive(Debug, Serialize)]
-pub struct WorkerSettings {
-    pub name: String,
-    pub mesh_ip: String,
-    pub heartbeat_interval_secs: u64,
-}
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     headers
@@ -50,15 +31,15 @@ fn now_secs() -> i64 {
     crate::now_ms() / 1000
 }
 
-fn token_for(state: &AppState, worker: &Worker) -> TokenResponse {
+fn token_for(state: &AppState, worker: &Worker) -> WorkerToken {
     let id = worker.id.to_string();
     let (token, claims) = state.jwt.issue(&id, worker.key_generation, now_secs());
-    TokenResponse {
+    WorkerToken {
         token,
         expires_at: claims.exp,
-        channel_key: state.jwt.channel_key(&id, worker.key_generation).to_hex(),
+        channel_key: state.jwt.channel_key(&id, worker.key_generation),
         worker_id: id,
-        settings: WorkerSettings {
+        settings: ChannelSettings {
             name: worker.name.clone(),
             mesh_ip: worker.mesh_ip.clone(),
             heartbeat_interval_secs: 10,
@@ -86,7 +67,7 @@ async fn worker_from_jwt(state: &AppState, headers: &HeaderMap) -> Result<Worker
 pub async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Json<WorkerToken>, ApiError> {
     let key = bearer(&headers)?;
     match workers::find_by_key(&state.pool, key).await? {
         Some(w) if w.enabled => {
@@ -107,7 +88,7 @@ pub async fn register(
 pub async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Json<WorkerToken>, ApiError> {
     let worker = worker_from_jwt(&state, &headers).await?;
     Ok(Json(token_for(&state, &worker)))
 }
@@ -143,12 +124,13 @@ pub async fn source(
     let worker = worker_from_jwt(&state, &headers).await?;
     let archive: Option<Vec<u8>> = sqlx::query_scalar(
         "SELECT s.archive FROM deployment_sources s
-         JOIN jobs j ON j.deployment_id = s.deployment_id AND j.kind = $3 AND j.state = 'claimed'
+         JOIN jobs j ON j.deployment_id = s.deployment_id AND j.kind = $3 AND j.state = $4
          WHERE s.deployment_id = $1 AND j.claimed_by = $2",
     )
     .bind(deployment)
     .bind(worker.id.to_string())
-    .bind(wh_wsproto::job::JobKind::Deploy.as_str())
+    .bind(Kind(wh_wsproto::job::JobKind::Deploy))
+    .bind(JobState::Claimed)
     .fetch_optional(&state.pool)
     .await?;
     let archive = archive.ok_or(ApiError::NotFound)?;

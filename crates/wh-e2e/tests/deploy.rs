@@ -11,9 +11,7 @@ use tokio_util::sync::CancellationToken;
 use wh_control_plane::scheduler::SchedulerSettings;
 use wh_testkit::podman::{Podman as TestPodman, LABEL};
 
-mod common;
-
-use common::{app_repo, control_plane, git, insert_app, queue_deploy, wait_state};
+use wh_e2e::{app_repo, control_plane, git, insert_app, queue_deploy, wait_state};
 
 const PROXY_TOKEN: &str = "proxy-token-for-deploys";
 
@@ -45,7 +43,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
 
     // A worker on loopback with the real Podman runtime.
     let (health, stats) = (Duration::from_secs(10), Duration::from_secs(1));
-    common::local_worker(&pool, via, "local", health, stats, &stop).await;
+    wh_e2e::local_worker(&pool, via, "local", health, stats, &stop).await;
 
     // wh-proxy following the control plane.
     let proxy_state = tempfile::tempdir().unwrap();
@@ -91,15 +89,11 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     );
 
     // Through the proxy at <slug>.<route domain>.
-    let mut page = None;
-    for _ in 0..100 {
+    let page = wh_testkit::within(Duration::from_secs(5), async || {
         let r = get_hello(proxy.http_addr, "/").await.unwrap();
-        if r.status == 200 {
-            page = Some(r.text());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (r.status == 200).then(|| r.text())
+    })
+    .await;
     assert_eq!(page.as_deref().map(str::trim), Some("<h1>hello from wisehosting</h1>"));
     let env = get_hello(proxy.http_addr, "/env.txt").await.unwrap();
     assert_eq!(env.text().trim(), "hi-from-env", "the env var did not reach the container");
@@ -117,38 +111,35 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
 
     // The worker reports the container and samples it every second (stats_every), its disk
     // every sixth sample: the app wrote /www/env.txt into its writable layer.
-    let mut sampled = None;
-    for _ in 0..150 {
-        let row: Option<(String, i32, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let sampled = async || -> Option<(String, i32, Option<i64>, Option<i64>)> {
+        sqlx::query_as(
             "SELECT state, restarts, memory_bytes, memory_limit FROM containers
              WHERE deployment_id = $1 AND stats_at IS NOT NULL AND disk_bytes > 0",
         )
         .bind(deployment)
         .fetch_optional(&pool)
         .await
-        .unwrap();
-        if row.is_some() {
-            sampled = row;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (cstate, restarts, mem_used, mem_limit) =
-        sampled.expect("no container stats (with disk use) reached the control plane");
+        .unwrap()
+    };
+    let (cstate, restarts, mem_used, mem_limit) = wh_testkit::eventually(
+        Duration::from_secs(15),
+        "container stats (with disk use) reaching the control plane",
+        sampled,
+    )
+    .await;
     assert_eq!((cstate.as_str(), restarts), ("running", 0));
     assert!(mem_used.unwrap_or(0) > 0, "memory use sampled");
     assert_eq!(mem_limit, Some(128 << 20), "the limit podman stats sees is the plan's");
 
     // The app's own output reaches the control plane's log bus; the build output its deployment.
-    let mut runtime_seen = false;
-    for _ in 0..50 {
-        if logs.recent(app, 100).iter().any(|e| e.line.contains("app-started-on-8000")) {
-            runtime_seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(runtime_seen, "runtime output never reached the log bus: {:?}", logs.recent(app, 100));
+    let runtime_seen = wh_testkit::until(Duration::from_secs(5), async || {
+        logs.recent(app, 100).iter().any(|e| e.line.contains("app-started-on-8000"))
+    });
+    assert!(
+        runtime_seen.await,
+        "runtime output never reached the log bus: {:?}",
+        logs.recent(app, 100)
+    );
     let build_log: String = sqlx::query_scalar("SELECT build_log FROM deployments WHERE id = $1")
         .bind(deployment)
         .fetch_one(&pool)
@@ -190,19 +181,13 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     let (state, error) =
         wait_state(&pool, second, &["live", "failed"], Duration::from_secs(90)).await;
     assert_eq!(state, "live", "{error:?}");
-    let first_gone = async {
-        for _ in 0..200 {
-            let out = Command::new("podman")
-                .args(["ps", "-q", "--filter", &format!("label=wh.deployment={deployment}")])
-                .output()
-                .unwrap();
-            if out.stdout.iter().all(u8::is_ascii_whitespace) && saw_v2.load(Relaxed) > 0 {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    };
+    let first_gone = wh_testkit::until(Duration::from_secs(20), async || {
+        let out = Command::new("podman")
+            .args(["ps", "-q", "--filter", &format!("label=wh.deployment={deployment}")])
+            .output()
+            .unwrap();
+        out.stdout.iter().all(u8::is_ascii_whitespace) && saw_v2.load(Relaxed) > 0
+    });
     assert!(first_gone.await, "the superseded container was not stopped, or v2 never appeared");
     tokio::time::sleep(Duration::from_millis(500)).await;
     looping.store(false, Relaxed);
@@ -256,11 +241,8 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
             .is_ok_and(|r| r.status == 200 && r.text().contains("version two"))
     };
     cable.cut();
-    let until = Instant::now() + Duration::from_secs(10);
-    while !hub.connected().is_empty() && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(hub.connected().is_empty(), "the cut did not reach the worker's connection");
+    let cut = wh_testkit::until(Duration::from_secs(10), async || hub.connected().is_empty());
+    assert!(cut.await, "the cut did not reach the worker's connection");
     let (mut served, mut refused) = (0, 0);
     let outage = Instant::now() + Duration::from_secs(6);
     while Instant::now() < outage {
@@ -274,10 +256,7 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     assert_eq!(refused, 0, "{refused} requests failed during the outage ({served} served)");
     assert_eq!(running(), before, "the outage stopped or replaced the app's container");
     cable.mend().await.unwrap();
-    let until = Instant::now() + Duration::from_secs(30);
-    while hub.connected().is_empty() && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wh_testkit::until(Duration::from_secs(30), async || !hub.connected().is_empty()).await;
     assert_eq!(hub.connected().len(), 1, "the worker did not reconnect");
     // Adoption and a few stats samples later, the same container still runs and serves.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -293,18 +272,11 @@ async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_wit
     .await
     .unwrap();
     let url = format!("http://{}/", proxy.http_addr);
-    let mut custom = 0;
-    for _ in 0..100 {
-        let r = wh_testkit::http::request("GET", &url, None, &[], &[("host", "www.hello.test")])
-            .await
-            .unwrap();
-        custom = r.status;
-        if custom == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(custom, 200, "a change after the outage never reached the proxy");
+    let custom = wh_testkit::until(Duration::from_secs(10), async || {
+        let r = wh_testkit::http::request("GET", &url, None, &[], &[("host", "www.hello.test")]);
+        r.await.unwrap().status == 200
+    });
+    assert!(custom.await, "a change after the outage never reached the proxy");
 
     stop.cancel();
     proxy.shutdown().await;

@@ -10,9 +10,7 @@ use tokio_util::sync::CancellationToken;
 use wh_control_plane::scheduler::SchedulerSettings;
 use wh_testkit::podman::{Podman as TestPodman, LABEL};
 
-mod common;
-
-use common::{control_plane, git, insert_app, queue_deploy, wait_state};
+use wh_e2e::{control_plane, git, insert_app, queue_deploy, wait_state};
 
 /// A repository whose build runs `build` and whose container runs `cmd`.
 fn repo(base: &str, build: &str, cmd: &str) -> tempfile::TempDir {
@@ -45,17 +43,6 @@ fn containers_of(deployment: i64, run_id: &str) -> Vec<String> {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
-}
-
-async fn eventually(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
-    let until = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < until {
-        if probe() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    probe()
 }
 
 /// `POST /api/v1/deployments/{id}/cancel` with `token`; the status.
@@ -108,7 +95,7 @@ async fn cancelling_stops_the_build_and_the_container_and_an_expired_job_never_r
     assert_eq!(job_state, "cancelled", "the expired deployment's job would still run");
 
     let (health, stats) = (Duration::from_secs(120), Duration::from_secs(60));
-    common::local_worker(&pool, cp, "canceller", health, stats, &stop).await;
+    wh_e2e::local_worker(&pool, cp, "canceller", health, stats, &stop).await;
 
     // A build whose RUN step would take five minutes: cancelled while it runs.
     let marker = format!("sleep 2{}", std::process::id() % 1000);
@@ -118,19 +105,19 @@ async fn cancelling_stops_the_build_and_the_container_and_an_expired_job_never_r
     let app = insert_app(&pool, user, "slow-build", slow.path()).await;
     let building = queue_deploy(&pool, app, "slow-build", slow.path()).await;
     assert!(
-        eventually(Duration::from_secs(90), || process_running(&marker)).await,
+        wh_testkit::until(Duration::from_secs(90), async || process_running(&marker)).await,
         "the build's RUN step never started"
     );
     assert_eq!(cancel(cp, &token, building).await, 200);
     assert!(
-        eventually(Duration::from_secs(20), || !process_running(&marker)).await,
+        wh_testkit::until(Duration::from_secs(20), async || !process_running(&marker)).await,
         "the cancelled build's RUN step is still running"
     );
     let (state, _) = wait_state(&pool, building, &["cancelled"], Duration::from_secs(1)).await;
     assert_eq!(state, "cancelled");
     // Issue 12, item C24: the killed build's working container goes with it.
     assert!(
-        eventually(Duration::from_secs(10), || kit
+        wh_testkit::until(Duration::from_secs(10), async || kit
             .working_containers(&slow_base)
             .unwrap()
             .is_empty())
@@ -145,14 +132,16 @@ async fn cancelling_stops_the_build_and_the_container_and_an_expired_job_never_r
     let (state, error) = wait_state(&pool, starting, &["starting"], Duration::from_secs(90)).await;
     assert_eq!(state, "starting", "{error:?}");
     assert!(
-        eventually(Duration::from_secs(30), || !containers_of(starting, kit.run_id()).is_empty())
-            .await,
+        wh_testkit::until(Duration::from_secs(30), async || !containers_of(starting, kit.run_id())
+            .is_empty())
+        .await,
         "the container never started"
     );
     assert_eq!(cancel(cp, &token, starting).await, 200);
     assert!(
-        eventually(Duration::from_secs(20), || containers_of(starting, kit.run_id()).is_empty())
-            .await,
+        wh_testkit::until(Duration::from_secs(20), async || containers_of(starting, kit.run_id())
+            .is_empty())
+        .await,
         "the cancelled deployment's container is still there"
     );
     assert!(containers_of(late, kit.run_id()).is_empty(), "the expired deployment was built");

@@ -7,56 +7,33 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wh_control_plane::hub::{Hub, Inbound};
-use wh_control_plane::jwt::JwtKeys;
-use wh_control_plane::{api, workers, AppState};
+use wh_control_plane::hub::Inbound;
+use wh_control_plane::testing::{Options, TestControlPlane};
+use wh_control_plane::workers;
 use wh_worker::transport::{Endpoint, Transport, TransportConfig, TransportError};
 use wh_wsproto::messages::{Capacity, Heartbeat, Hello, JobResult};
 use wh_wsproto::Message;
 
 struct Cp {
-    hub: Arc<Hub>,
+    cp: TestControlPlane,
+    /// Everything workers send (no pipeline consumes it here).
     inbound: mpsc::Receiver<Inbound>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 impl Cp {
     /// Stops accepting and drops every worker connection, as a control-plane restart would.
     fn kill(self) {
-        self.server.abort();
-        for id in self.hub.connected() {
-            self.hub.disconnect(id);
-        }
+        self.cp.kill();
     }
 }
 
+/// A control plane on `addr` (again, after a kill) whose worker tokens live `ttl`.
 async fn start_cp(pool: &sqlx::PgPool, addr: SocketAddr, ttl: Duration) -> Cp {
-    let (tx, inbound) = mpsc::channel(1024);
-    let hub = Arc::new(Hub::new(tx));
-    tokio::spawn(hub.clone().enforce_enabled(
-        pool.clone(),
-        Duration::from_millis(100),
-        CancellationToken::new(),
-    ));
-    let state = AppState::new(
-        pool.clone(),
-        Arc::new(JwtKeys::new(&[9u8; 32], ttl)),
-        hub.clone(),
-        Arc::new(wh_control_plane::Routing::follow(pool, None, "route.test")),
-    );
-    let mut listener = None;
-    for _ in 0..50 {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => {
-                listener = Some(l);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    let listener = listener.expect("could not bind the control plane's port again");
-    let server = tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
-    Cp { hub, inbound, server }
+    let options =
+        Options { scheduler: None, listen: Some(addr), jwt_ttl: ttl, ..Options::default() };
+    let mut cp = TestControlPlane::start(pool, options).await;
+    let inbound = cp.queues.take().expect("no pipeline consumes the queues").merged();
+    Cp { cp, inbound }
 }
 
 fn config(addr: SocketAddr, key: &str) -> TransportConfig {
@@ -111,13 +88,10 @@ async fn connects_says_hello_sends_heartbeats_and_refreshes_its_token() {
     assert!(matches!(h.message, Message::Hello(ref h) if h.worker_id == worker.id.to_string()));
     transport.send(Message::Heartbeat(Heartbeat::default()));
     expect(&mut cp, "heartbeat", |m| matches!(m, Message::Heartbeat(_))).await;
-    for _ in 0..100 {
-        if transport.stats.refreshes.load(Relaxed) >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(transport.stats.refreshes.load(Relaxed) >= 1, "the token was never refreshed");
+    let refreshed = wh_testkit::until(Duration::from_secs(10), async || {
+        transport.stats.refreshes.load(Relaxed) >= 1
+    });
+    assert!(refreshed.await, "the token was never refreshed");
     assert_eq!(transport.stats.connects.load(Relaxed), 1, "refreshing must not reconnect");
     assert!(transport.is_connected());
     stop.cancel();
@@ -153,13 +127,8 @@ async fn a_result_queued_across_a_control_plane_restart_arrives_exactly_once() {
     expect(&mut cp, "hello", |m| matches!(m, Message::Hello(_))).await;
 
     cp.kill();
-    for _ in 0..100 {
-        if !transport.is_connected() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(!transport.is_connected());
+    let dropped = wh_testkit::until(Duration::from_secs(2), async || !transport.is_connected());
+    assert!(dropped.await, "the killed control plane's connection stayed up");
     let result = JobResult {
         job_id: 77,
         attempt: 3,
@@ -188,13 +157,9 @@ async fn a_result_queued_across_a_control_plane_restart_arrives_exactly_once() {
     })
     .await;
     assert!(!matches!(more, Ok(true)), "the result arrived twice");
-    for _ in 0..100 {
-        if transport.pending_reliable() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(transport.pending_reliable(), 0, "never acknowledged");
+    let acked =
+        wh_testkit::until(Duration::from_secs(2), async || transport.pending_reliable() == 0);
+    assert!(acked.await, "never acknowledged");
     assert!(transport.stats.connects.load(Relaxed) >= 2);
 }
 
@@ -309,29 +274,16 @@ async fn a_silent_control_plane_is_noticed_although_the_worker_keeps_talking() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(transport.is_connected());
     cable.freeze();
-    let frozen_at = std::time::Instant::now();
-    let mut noticed = None;
-    while frozen_at.elapsed() < Duration::from_secs(20) {
-        if !transport.is_connected() {
-            noticed = Some(frozen_at.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let noticed = noticed.expect("the worker never noticed the silent control plane");
-    assert!(noticed < Duration::from_secs(10), "noticed only after {noticed:?}");
+    // Within its silence limit (a few seconds here), with room for a slow machine.
+    let noticed = wh_testkit::until(Duration::from_secs(10), async || !transport.is_connected());
+    assert!(noticed.await, "the worker never noticed the silent control plane");
     // The path comes back: the worker connects again.
     cable.cut();
     cable.mend().await.unwrap();
-    let mut back = false;
-    for _ in 0..200 {
-        if transport.is_connected() && transport.stats.connects.load(Relaxed) >= 2 {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(back, "the worker did not reconnect");
+    let back = wh_testkit::until(Duration::from_secs(10), async || {
+        transport.is_connected() && transport.stats.connects.load(Relaxed) >= 2
+    });
+    assert!(back.await, "the worker did not reconnect");
     talker.abort();
     stop.cancel();
     let _ = run.await;

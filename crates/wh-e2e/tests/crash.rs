@@ -4,15 +4,13 @@
 //! reports a crash-looping container's restarts. Real Postgres, Podman and the `wh-worker`
 //! binary; the control plane in-process with a short lease.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{app_repo, control_plane, git, insert_app, queue_deploy, wait_state};
 use tokio_util::sync::CancellationToken;
 use wh_control_plane::scheduler::SchedulerSettings;
 use wh_control_plane::workers;
+use wh_e2e::{app_repo, control_plane, git, insert_app, queue_deploy, wait_state};
 use wh_testkit::podman::{Podman as TestPodman, LABEL};
 
 /// The worker process, killed (SIGKILL) when dropped, so a failed assertion leaves none behind.
@@ -35,7 +33,7 @@ impl Drop for WorkerProcess {
 const SCOPE: &str = "wh.test.worker=crash";
 
 fn spawn_worker(cp: std::net::SocketAddr, key: &str, run_id: &str) -> WorkerProcess {
-    let child = Command::new(env!("CARGO_BIN_EXE_wh-worker"))
+    let child = Command::new(env!("CARGO_BIN_EXE_e2e-worker"))
         .env("WH_CONTROL_PLANE_URL", format!("http://{cp}"))
         .env("WH_WORKER_KEY", key)
         .env("WH_HEARTBEAT_SECS", "1")
@@ -59,17 +57,6 @@ fn podman_ids(filter: &str) -> Vec<String> {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
-}
-
-async fn eventually<T>(limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(v) = probe().await {
-            return Some(v);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +128,7 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
         &["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qam", "slow"],
     );
     let slow = queue_deploy(&pool, app, "crashy", repo.path()).await;
-    let started = eventually(Duration::from_secs(60), async || {
+    let started = wh_testkit::within(Duration::from_secs(60), async || {
         let log: String = sqlx::query_scalar("SELECT build_log FROM deployments WHERE id = $1")
             .bind(slow)
             .fetch_one(&pool)
@@ -217,7 +204,7 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     // the ghost stopped.
     let restarted_at = wh_control_plane::now_ms() / 1000;
     let mut child = spawn_worker(cp, &key, kit.run_id());
-    let adopted = eventually(Duration::from_secs(30), async || {
+    let adopted = wh_testkit::within(Duration::from_secs(30), async || {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT container_id, state FROM containers WHERE worker_id = $1 AND deployment_id = $2",
         )
@@ -231,7 +218,7 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     .await
     .expect("the restarted worker never reported its live container");
     assert_eq!(adopted, vec![(live_container[0].clone(), "running".to_owned())]);
-    let ghost_gone = eventually(Duration::from_secs(30), async || {
+    let ghost_gone = wh_testkit::within(Duration::from_secs(30), async || {
         podman_ids(&format!("name={ghost_name}")).is_empty().then_some(())
     })
     .await;
@@ -243,7 +230,7 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     );
     drop(outsider);
     // ...and the build the killed worker left running is gone.
-    let orphan_gone = eventually(Duration::from_secs(10), async || {
+    let orphan_gone = wh_testkit::within(Duration::from_secs(10), async || {
         wh_testkit::procs::with_argv(&step).is_empty().then_some(())
     })
     .await;
@@ -257,7 +244,7 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
         "the live app keeps running through the worker's restart"
     );
     // The restarted worker follows the adopted container's output again (new lines only).
-    let followed = eventually(Duration::from_secs(20), async || {
+    let followed = wh_testkit::within(Duration::from_secs(20), async || {
         cp_state
             .logs
             .recent(app, 200)
@@ -287,7 +274,7 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
             &["sh", "-c", "sleep 1; exit 3"],
         )
         .unwrap();
-    let restarts = eventually(Duration::from_secs(30), async || {
+    let restarts = wh_testkit::within(Duration::from_secs(30), async || {
         let row: Option<(i32, Option<i32>)> = sqlx::query_as(
             "SELECT restarts, exit_code FROM containers WHERE container_id = $1 AND restarts >= 2",
         )
@@ -313,7 +300,7 @@ async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containe
     .await
     .unwrap();
     assert_eq!(resp.status, 204, "{}", resp.text());
-    let stopped = eventually(Duration::from_secs(30), async || {
+    let stopped = wh_testkit::within(Duration::from_secs(30), async || {
         podman_ids("label=wh.app=crashy").is_empty().then_some(())
     })
     .await;

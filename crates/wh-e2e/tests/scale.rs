@@ -1,16 +1,13 @@
 //! 100 workers on one control plane, one heartbeat per second each for 30 s: none dropped.
 //! A benchmark more than a test (it takes 30 s), so it is ignored by default:
-//! `cargo test -p wh-worker --test scale -- --ignored --nocapture`.
+//! `cargo test -p wh-e2e --test scale -- --ignored --nocapture`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wh_control_plane::hub::{Hub, Inbound};
-use wh_control_plane::jwt::JwtKeys;
-use wh_control_plane::{api, workers, AppState};
+use wh_control_plane::testing::{Options, TestControlPlane};
+use wh_control_plane::workers;
 use wh_worker::transport::{Endpoint, Transport, TransportConfig};
 use wh_wsproto::messages::{Capacity, Heartbeat, Hello};
 use wh_wsproto::Message;
@@ -22,17 +19,10 @@ const SECONDS: u64 = 30;
 #[ignore = "30 s benchmark; run with --ignored"]
 async fn hundred_workers_heartbeating_for_thirty_seconds_lose_nothing() {
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
-    let (tx, mut inbound) = mpsc::channel::<Inbound>(4096);
-    let hub = Arc::new(Hub::new(tx));
-    let state = AppState::new(
-        db.pool.clone(),
-        Arc::new(JwtKeys::new(&[3u8; 32], Duration::from_secs(900))),
-        hub.clone(),
-        Arc::new(wh_control_plane::Routing::follow(&db.pool, None, "route.test")),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, api::app(state)).await.unwrap() });
+    let options = Options { scheduler: None, enforce_enabled: None, ..Options::default() };
+    let mut cp = TestControlPlane::start(&db.pool, options).await;
+    let (addr, hub) = (cp.addr.unwrap(), cp.hub.clone());
+    let mut inbound = cp.queues.take().unwrap().jobs;
 
     let stop = CancellationToken::new();
     let mut transports = Vec::new();
@@ -54,9 +44,10 @@ async fn hundred_workers_heartbeating_for_thirty_seconds_lose_nothing() {
         tokio::spawn(t.clone().run(hello, stop.clone()));
         transports.push((t, _rx));
     }
-    while hub.connected().len() < WORKERS {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wh_testkit::eventually(Duration::from_secs(60), "every worker connecting", async || {
+        (hub.connected().len() == WORKERS).then_some(())
+    })
+    .await;
     let counter = tokio::spawn(async move {
         let mut beats: HashMap<uuid::Uuid, u64> = HashMap::new();
         while let Some(msg) = inbound.recv().await {

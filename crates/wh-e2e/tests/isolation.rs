@@ -16,8 +16,6 @@ use wh_wsproto::messages::{Capacity, Heartbeat, Hello, HostStats, JobAssign, Log
 use wh_wsproto::messages::{JobRef, JobResult, Stream};
 use wh_wsproto::Message;
 
-mod common;
-
 struct Platform {
     addr: std::net::SocketAddr,
     state: AppState,
@@ -36,7 +34,7 @@ async fn platform(sched: SchedulerSettings) -> Platform {
     let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
     let db = wh_testkit::postgres::fresh_db().await.unwrap();
     let stop = CancellationToken::new();
-    let (addr, state) = common::control_plane(&db.pool, None, sched, &stop).await;
+    let (addr, state) = wh_e2e::control_plane(&db.pool, None, sched, &stop).await;
     Platform { addr, state, pool: db.pool.clone(), stop, _db: db }
 }
 
@@ -81,7 +79,7 @@ impl FakeWorker {
             running_jobs: vec![],
         }));
         let hub = p.state.hub.clone();
-        let connected = eventually(Duration::from_secs(10), async || {
+        let connected = wh_testkit::within(Duration::from_secs(10), async || {
             hub.health().get(&id).filter(|h| h.connected && h.last_heartbeat.is_some()).cloned()
         })
         .await;
@@ -112,20 +110,6 @@ impl FakeWorker {
     }
 }
 
-/// Polls `probe` every 50 ms until it answers, for at most `limit`.
-async fn eventually<T>(limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    let until = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() > until {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// An app of a fresh user (`slug`) and a queued deployment of it: (app, deployment, job).
 async fn deployment(pool: &sqlx::PgPool, slug: &str) -> (i64, i64, i64) {
     let user: i64 = sqlx::query_scalar(
@@ -136,8 +120,8 @@ async fn deployment(pool: &sqlx::PgPool, slug: &str) -> (i64, i64, i64) {
     .await
     .unwrap();
     let repo = std::path::Path::new("/nonexistent/repo");
-    let app = common::insert_app(pool, user, slug, repo).await;
-    let deployment = common::queue_deploy(pool, app, slug, repo).await;
+    let app = wh_e2e::insert_app(pool, user, slug, repo).await;
+    let deployment = wh_e2e::queue_deploy(pool, app, slug, repo).await;
     let job = sqlx::query_scalar("SELECT id FROM jobs WHERE deployment_id = $1")
         .bind(deployment)
         .fetch_one(pool)
@@ -166,7 +150,7 @@ async fn deployment_state(pool: &sqlx::PgPool, deployment: i64) -> String {
 async fn completes(p: &Platform, w: &FakeWorker, job: &JobAssign) {
     w.transport.send(Message::JobAck(JobRef { job_id: job.job_id, attempt: job.attempt }));
     w.finish(job, true);
-    let done = eventually(Duration::from_secs(10), async || {
+    let done = wh_testkit::within(Duration::from_secs(10), async || {
         (job_state(&p.pool, job.job_id).await == "succeeded").then_some(())
     })
     .await;
@@ -205,7 +189,7 @@ async fn a_hostile_log_line_does_not_stop_scheduling() {
     let hostile = format!("a{}", "é".repeat(9000));
     w.transport.send(lines("victim", deployment, &[&hostile, "nul \0 byte"]));
     let logs = p.state.logs.clone();
-    let kept = eventually(Duration::from_secs(10), async || {
+    let kept = wh_testkit::within(Duration::from_secs(10), async || {
         let l = logs.recent(app, 10);
         (l.len() == 2).then_some(l)
     })
@@ -232,7 +216,7 @@ async fn a_panic_in_the_scheduler_is_survived() {
     let mut w = FakeWorker::connect(&p, "w1").await;
     let before = wh_cmd::restarts().get("scheduler").copied().unwrap_or(0);
     inject.store(true, SeqCst);
-    let panicked = eventually(Duration::from_secs(10), async || {
+    let panicked = wh_testkit::within(Duration::from_secs(10), async || {
         (wh_cmd::restarts().get("scheduler").copied().unwrap_or(0) > before).then_some(())
     })
     .await;
@@ -275,7 +259,7 @@ async fn a_worker_cannot_report_on_another_workers_job() {
         restarts: 0,
     }));
     let hub = p.state.hub.clone();
-    let counted = eventually(Duration::from_secs(10), async || {
+    let counted = wh_testkit::within(Duration::from_secs(10), async || {
         (hub.rejections().get("not_yours").copied().unwrap_or(0) >= 4).then_some(())
     })
     .await;
@@ -297,7 +281,7 @@ async fn a_worker_cannot_report_on_another_workers_job() {
             container_id: "c-test".into(),
         })),
     }));
-    let live = eventually(Duration::from_secs(10), async || {
+    let live = wh_testkit::within(Duration::from_secs(10), async || {
         let row: (String, Option<uuid::Uuid>, Option<i32>) = sqlx::query_as(
             "SELECT state::text, worker_id, host_port FROM deployments WHERE id = $1",
         )
@@ -328,7 +312,7 @@ async fn secrets_ride_only_in_the_assignment_and_a_broken_one_fails_the_deploy_a
     .await
     .unwrap();
     let repo = std::path::Path::new("/nonexistent/repo");
-    let app = common::insert_app(&p.pool, user, "secretive", repo).await;
+    let app = wh_e2e::insert_app(&p.pool, user, "secretive", repo).await;
     sqlx::query("UPDATE apps SET repo_auth_sealed = $2 WHERE id = $1")
         .bind(app)
         .bind(sealer.seal(b"me:repo-token", app))
@@ -341,7 +325,7 @@ async fn secrets_ride_only_in_the_assignment_and_a_broken_one_fails_the_deploy_a
         .execute(&p.pool)
         .await
         .unwrap();
-    let deployment = common::queue_deploy(&p.pool, app, "secretive", repo).await;
+    let deployment = wh_e2e::queue_deploy(&p.pool, app, "secretive", repo).await;
     let job = w.assigned(Duration::from_secs(10)).await.expect("no job was placed");
     let payload = job.job.payload();
     assert_eq!(payload["repo_auth"], "me:repo-token");
@@ -357,14 +341,14 @@ async fn secrets_ride_only_in_the_assignment_and_a_broken_one_fails_the_deploy_a
 
     // An env var sealed for another app does not open here.
     let (broken, broken_deployment, broken_job) = {
-        let app2 = common::insert_app(&p.pool, user, "broken-secret", repo).await;
+        let app2 = wh_e2e::insert_app(&p.pool, user, "broken-secret", repo).await;
         sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) VALUES ($1, 'K', $2)")
             .bind(app2)
             .bind(sealer.seal(b"v", app2 + 1000))
             .execute(&p.pool)
             .await
             .unwrap();
-        let d = common::queue_deploy(&p.pool, app2, "broken-secret", repo).await;
+        let d = wh_e2e::queue_deploy(&p.pool, app2, "broken-secret", repo).await;
         let j: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE deployment_id = $1")
             .bind(d)
             .fetch_one(&p.pool)
@@ -373,7 +357,7 @@ async fn secrets_ride_only_in_the_assignment_and_a_broken_one_fails_the_deploy_a
         (app2, d, j)
     };
     let _ = broken;
-    let failed = eventually(Duration::from_secs(10), async || {
+    let failed = wh_testkit::within(Duration::from_secs(10), async || {
         let (state, error): (String, Option<String>) =
             sqlx::query_as("SELECT state::text, error FROM deployments WHERE id = $1")
                 .bind(broken_deployment)
@@ -397,7 +381,7 @@ async fn no_log_level_prints_a_secret() {
     const SECRET: &str = "env-secret-never-logged";
     let p = platform(SchedulerSettings::default()).await;
     let (_, key) = workers::create(&p.pool, "traced", "127.0.0.1").await.unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wh-worker"))
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_e2e-worker"))
         .env("WH_CONTROL_PLANE_URL", format!("http://{}", p.addr))
         .env("WH_WORKER_KEY", &key)
         .env("WH_HEARTBEAT_SECS", "1")
@@ -425,7 +409,7 @@ async fn no_log_level_prints_a_secret() {
         .await
         .unwrap();
     // The clone of a missing repository fails: the job went there and back.
-    let ended = eventually(Duration::from_secs(60), async || {
+    let ended = wh_testkit::within(Duration::from_secs(60), async || {
         (job_state(&p.pool, job).await == "failed").then_some(())
     })
     .await;
@@ -470,7 +454,7 @@ async fn a_job_for_an_offline_worker_blocks_nothing() {
     let mut tx = p.pool.begin().await.unwrap();
     let retire = wh_control_plane::queue::enqueue(
         &mut tx,
-        "retire",
+        wh_wsproto::job::JobKind::Retire,
         &serde_json::json!({"deployment_id": old}),
         Some(old),
     )
@@ -505,7 +489,7 @@ async fn a_worker_back_without_its_job_fails_the_job_at_once() {
     let key = w.key.clone();
     let started = std::time::Instant::now();
     let mut again = FakeWorker::with_key(&p, &key, "restarts").await;
-    let failed = eventually(Duration::from_secs(10), async || {
+    let failed = wh_testkit::within(Duration::from_secs(10), async || {
         (job_state(&p.pool, job).await == "failed").then_some(())
     })
     .await;

@@ -1,42 +1,40 @@
-//! Helpers shared by the end-to-end tests: app repositories, apps and deployments in the DB.
-#![allow(dead_code, unreachable_pub)]
+//! Helpers of the end-to-end tests (`tests/`): a control plane ([`control_plane`], on the
+//! control plane's harness), a real worker in this process ([`local_worker`]), app
+//! repositories, apps and their deployments in the database.
+//!
+//! The tests here run the components together, so that no component's own tests depend on
+//! another component: wh-worker's tests never start a control plane or a proxy.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use tokio_util::sync::CancellationToken;
-use wh_control_plane::config::Secret;
-use wh_control_plane::hub::Hub;
-use wh_control_plane::jwt::JwtKeys;
-use wh_control_plane::scheduler::{self, SchedulerSettings};
-use wh_control_plane::{api, deployments, AppState, Routing};
+use wh_control_plane::scheduler::SchedulerSettings;
+use wh_control_plane::testing::{fixtures, Options, TestControlPlane};
+use wh_control_plane::{deployments, AppState};
 
-/// A control plane in this process: API + hub + scheduler (env vars and logs wired from the
-/// state into `sched`), serving on a free loopback port until `stop`.
+/// A control plane in this process: API + hub + the scheduler's pipeline with `sched` (env
+/// vars and logs wired from the state), serving on a free loopback port until `stop`.
 pub async fn control_plane(
     pool: &sqlx::PgPool,
     proxy_token: Option<&str>,
-    mut sched: SchedulerSettings,
+    sched: SchedulerSettings,
     stop: &CancellationToken,
 ) -> (std::net::SocketAddr, AppState) {
-    let (tx, inbound) = tokio::sync::mpsc::channel(1024);
-    let hub = Arc::new(Hub::new(tx));
-    let state = AppState::new(
-        pool.clone(),
-        Arc::new(JwtKeys::new(&[4u8; 32], Duration::from_secs(900))),
-        hub.clone(),
-        Arc::new(Routing::follow(pool, proxy_token.map(Secret::new), "route.test")),
-    );
-    sched.env = Some(state.env.clone());
-    sched.logs = Some(state.logs.clone());
-    tokio::spawn(scheduler::run(pool.clone(), hub, sched, inbound, stop.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = api::app(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let options = Options {
+        scheduler: Some(sched),
+        proxy_token: proxy_token.map(str::to_owned),
+        ..Options::default()
+    };
+    let cp = TestControlPlane::start(pool, options).await;
+    let (addr, state) = (cp.addr.expect("served"), cp.state.clone());
+    // Lives until the test's `stop`.
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        drop(cp);
+    });
     (addr, state)
 }
 
@@ -105,16 +103,8 @@ pub fn app_repo(base: &str, page: &str, listen: bool) -> tempfile::TempDir {
 
 /// An app on the hobby plan listening on 8000, built from `repo`.
 pub async fn insert_app(pool: &sqlx::PgPool, owner: i64, slug: &str, repo: &Path) -> i64 {
-    sqlx::query_scalar(
-        "INSERT INTO apps (owner_id, slug, repo_url, plan_id, port)
-         VALUES ($1, $2, $3, (SELECT id FROM plans WHERE name = 'hobby'), 8000) RETURNING id",
-    )
-    .bind(owner)
-    .bind(slug)
-    .bind(repo.to_str().unwrap())
-    .fetch_one(pool)
-    .await
-    .unwrap()
+    let repo = repo.to_str().expect("a UTF-8 path");
+    fixtures::app(pool, owner, slug).repo(repo).plan("hobby").port(8000).insert().await
 }
 
 /// Queues a deployment of `repo`'s main branch for the app `id`/`slug` (as the API does).
@@ -138,23 +128,27 @@ pub async fn queue_deploy(pool: &sqlx::PgPool, id: i64, slug: &str, repo: &Path)
     deployment
 }
 
+/// Waits (at most `limit`) until deployment `id` is in one of the `want` states; returns its
+/// state and error then, or as they were when the time ran out.
 pub async fn wait_state(
     pool: &sqlx::PgPool,
     id: i64,
     want: &[&str],
     limit: Duration,
 ) -> (String, Option<String>) {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let (state, error): (String, Option<String>) =
-            sqlx::query_as("SELECT state::text, error FROM deployments WHERE id = $1")
-                .bind(id)
-                .fetch_one(pool)
-                .await
-                .unwrap();
-        if want.contains(&state.as_str()) || tokio::time::Instant::now() > deadline {
-            return (state, error);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let read = async || -> (String, Option<String>) {
+        sqlx::query_as("SELECT state::text, error FROM deployments WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("the deployment exists")
+    };
+    match wh_testkit::within(limit, async || {
+        Some(read().await).filter(|(s, _)| want.contains(&s.as_str()))
+    })
+    .await
+    {
+        Some(reached) => reached,
+        None => read().await,
     }
 }

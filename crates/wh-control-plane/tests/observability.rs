@@ -1,0 +1,96 @@
+//! The control plane's observability: `/metrics` on the admin listener (requests by route
+//! template and status, hub, queue, deployments, scheduler lag), and an internal error logged
+//! inside its request's span.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+use wh_control_plane::deployments::DeploymentState;
+use wh_control_plane::testing::{fixtures, Options, TestControlPlane};
+use wh_testkit::http;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_template_and_report_the_queue_and_deployments() {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let options = Options { admin: true, ..Options::default() };
+    let cp = TestControlPlane::start(&db.pool, options).await;
+    let (user, auth) = fixtures::user_with_token(&db.pool, "m@example.test").await;
+    let app = fixtures::app(&db.pool, user, "metered").insert().await;
+    fixtures::deployment(&db.pool, app).state(DeploymentState::Live).insert().await;
+    sqlx::query("INSERT INTO jobs (kind) VALUES ('retire')").execute(&db.pool).await.unwrap();
+
+    let api = cp.url();
+    for path in ["/api/v1/apps/metered", "/api/v1/apps/other-app"] {
+        let url = format!("{api}{path}");
+        http::request("GET", &url, None, &[], &[("authorization", &auth)]).await.unwrap();
+    }
+    let anonymous = http::get(&format!("{api}/api/v1/apps"), &[]).await.unwrap();
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(http::get(&format!("{api}/no/such/route/1"), &[]).await.unwrap().status, 404);
+
+    let admin = format!("http://{}", cp.admin_addr.unwrap());
+    let scrape = http::get(&format!("{admin}/metrics"), &[]).await.unwrap();
+    assert_eq!(scrape.status, 200);
+    assert_eq!(scrape.headers["content-type"], wh_control_plane::metrics::CONTENT_TYPE);
+    let text = scrape.text();
+    for line in [
+        r#"wh_cp_http_requests_total{route="/api/v1/apps/{slug}",method="GET",status="200"} 1"#,
+        r#"wh_cp_http_requests_total{route="/api/v1/apps/{slug}",method="GET",status="404"} 1"#,
+        r#"wh_cp_http_requests_total{route="/api/v1/apps",method="GET",status="401"} 1"#,
+        r#"wh_cp_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
+        "wh_cp_hub_connections 0",
+        r#"wh_cp_jobs{state="pending"} 1"#,
+        r#"wh_cp_deployments{state="live"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+    assert!(text.contains("wh_cp_scheduler_lag_seconds "), "{text}");
+    assert!(text.contains("# TYPE wh_cp_job_claim_wait_seconds histogram"), "{text}");
+    // The raw path never becomes a label.
+    assert!(!text.contains("other-app") && !text.contains("/no/such"), "{text}");
+    // Never on the public listener.
+    assert_eq!(http::get(&format!("{api}/metrics"), &[]).await.unwrap().status, 404);
+}
+
+/// Log lines, written where the test can read them.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_internal_error_is_logged_with_its_request() {
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let cp = TestControlPlane::start(&db.pool, Options::bare()).await;
+    let (_, auth) = fixtures::user_with_token(&db.pool, "e@example.test").await;
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber =
+        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    // Current-thread runtime: the request below runs on this thread, under this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // A broken database is an internal error the client only sees as a 500.
+    sqlx::query("ALTER TABLE apps RENAME TO apps_gone").execute(&db.pool).await.unwrap();
+    let req = Request::get("/api/v1/apps").header("authorization", &auth).body(Body::empty());
+    let resp = cp.router().oneshot(req.unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = text.lines().find(|l| l.contains("internal error")).unwrap_or_else(|| {
+        panic!("the internal error was not logged:\n{text}");
+    });
+    assert!(
+        line.contains("request{method=GET route=/api/v1/apps request_id="),
+        "logged outside its request's span: {line}"
+    );
+    assert!(line.contains("apps"), "the cause is logged: {line}");
+}
