@@ -71,6 +71,17 @@ pub fn routes(capacity: usize) -> (Routes, Queues) {
     )
 }
 
+/// The next message of `queue`; `None` at `stop`, or once the hub is gone.
+pub async fn next(
+    queue: &mut mpsc::Receiver<Inbound>,
+    stop: &CancellationToken,
+) -> Option<Inbound> {
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        m = queue.recv() => m,
+    }
+}
+
 impl Queues {
     /// Every family's messages in one queue, each family in its order (for a test or tool
     /// that watches everything a worker sends). Spawns a forwarder per family.
@@ -170,6 +181,15 @@ impl Hub {
             mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => SendError::NotConnected,
         })
+    }
+
+    /// Queues `answers` for `worker`; one that cannot be queued is logged.
+    pub fn answer(&self, worker: Uuid, answers: Vec<Message>) {
+        for answer in answers {
+            if let Err(e) = self.send(worker, answer) {
+                tracing::warn!(%worker, error = %e, "cannot answer the worker");
+            }
+        }
     }
 
     /// Closes `worker`'s connection, if any (disabled or deleted workers).

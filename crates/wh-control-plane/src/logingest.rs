@@ -40,11 +40,7 @@ pub async fn run(
     stop: &CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let first = tokio::select! {
-            _ = stop.cancelled() => return,
-            m = queue.recv() => match m { Some(m) => m, None => return },
-        };
+    while let Some(first) = crate::hub::next(queue, stop).await {
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {

@@ -14,6 +14,23 @@ use wh_control_plane::scheduler::SchedulerSettings;
 use wh_control_plane::testing::{fixtures, Options, TestControlPlane};
 use wh_control_plane::{deployments, AppState};
 
+/// What the end-to-end tests start from: warnings logged to the test's output, the test kit's
+/// Podman with its local busybox base image, and a fresh database.
+pub struct Start {
+    pub kit: &'static wh_testkit::podman::Podman,
+    pub base: String,
+    pub db: wh_testkit::postgres::TestDatabase,
+}
+
+/// See [`Start`].
+pub async fn start() -> Start {
+    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let kit = wh_testkit::podman::Podman::get().expect("the test kit's Podman");
+    let base = kit.base_image().expect("the local base image");
+    let db = wh_testkit::postgres::fresh_db().await.expect("a fresh database");
+    Start { kit, base, db }
+}
+
 /// A control plane in this process: API + hub + the scheduler's pipeline with `sched` (env
 /// vars and logs wired from the state), serving on a free loopback port until `stop`.
 pub async fn control_plane(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use wh_control_plane::scheduler::SchedulerSettings;
-use wh_testkit::podman::{Podman as TestPodman, LABEL};
+use wh_testkit::podman::LABEL;
 
 use wh_e2e::{control_plane, git, insert_app, queue_deploy, wait_state};
 
@@ -57,10 +57,7 @@ async fn cancel(cp: std::net::SocketAddr, token: &str, deployment: i64) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_stops_the_build_and_the_container_and_an_expired_job_never_runs() {
-    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
-    let kit = TestPodman::get().unwrap();
-    let base = kit.base_image().unwrap();
-    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let wh_e2e::Start { kit, base, db } = wh_e2e::start().await;
     let pool = db.pool.clone();
     let stop = CancellationToken::new();
     let (cp, _) = control_plane(&pool, None, SchedulerSettings::default(), &stop).await;

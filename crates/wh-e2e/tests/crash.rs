@@ -61,10 +61,7 @@ fn podman_ids(filter: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_fails_its_job_within_the_lease_and_reports_its_containers_on_return() {
-    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
-    let kit = TestPodman::get().unwrap();
-    let base = kit.base_image().unwrap();
-    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let wh_e2e::Start { kit, base, db } = wh_e2e::start().await;
     let pool = db.pool.clone();
 
     let stop = CancellationToken::new();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use wh_control_plane::scheduler::SchedulerSettings;
-use wh_testkit::podman::{Podman as TestPodman, LABEL};
+use wh_testkit::podman::LABEL;
 
 use wh_e2e::{app_repo, control_plane, git, insert_app, queue_deploy, wait_state};
 
@@ -26,10 +26,7 @@ async fn get_hello(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repository_becomes_an_app_behind_the_proxy_and_a_broken_one_fails_with_its_reason() {
-    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
-    let kit = TestPodman::get().unwrap();
-    let base = kit.base_image().unwrap();
-    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let wh_e2e::Start { kit, base, db } = wh_e2e::start().await;
     let pool = db.pool.clone();
 
     // Control plane: API + hub + scheduler, env vars sealed with the state's key.

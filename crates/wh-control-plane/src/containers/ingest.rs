@@ -18,17 +18,9 @@ pub async fn run(
     queue: &mut mpsc::Receiver<Inbound>,
     stop: &CancellationToken,
 ) {
-    loop {
-        let msg = tokio::select! {
-            _ = stop.cancelled() => return,
-            m = queue.recv() => match m { Some(m) => m, None => return },
-        };
+    while let Some(msg) = crate::hub::next(queue, stop).await {
         let worker = msg.worker_id;
-        for answer in handle(pool, hub, msg).await {
-            if let Err(e) = hub.send(worker, answer) {
-                tracing::warn!(%worker, error = %e, "cannot answer the worker");
-            }
-        }
+        hub.answer(worker, handle(pool, hub, msg).await);
     }
 }
 

@@ -23,18 +23,10 @@ pub(super) async fn run(
     wake: &Notify,
     stop: &CancellationToken,
 ) {
-    loop {
-        let msg = tokio::select! {
-            _ = stop.cancelled() => return,
-            m = queue.recv() => match m { Some(m) => m, None => return },
-        };
+    while let Some(msg) = crate::hub::next(queue, stop).await {
         let worker = msg.worker_id;
         let frees_capacity = matches!(msg.message, Message::Hello(_) | Message::JobResult(_));
-        for answer in handle(pool, hub, settings, msg).await {
-            if let Err(e) = hub.send(worker, answer) {
-                tracing::warn!(%worker, error = %e, "cannot answer the worker");
-            }
-        }
+        hub.answer(worker, handle(pool, hub, settings, msg).await);
         if frees_capacity {
             wake.notify_one();
         }
