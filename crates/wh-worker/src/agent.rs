@@ -205,8 +205,10 @@ impl Agent {
         let (ok, error, output) = match result {
             Ok(output) => (true, None, Some(output)),
             Err(e) => {
+                // The reason goes to the control plane; it can carry the app's own output, so
+                // the worker's log keeps only where it failed.
                 if let JobError::Deploy(d) = &e {
-                    tracing::info!(job = id, stage = d.stage().as_str(), error = %d, "deploy failed");
+                    tracing::info!(job = id, stage = d.stage().as_str(), "deploy failed");
                 }
                 (false, Some(e.to_string()), None)
             }
