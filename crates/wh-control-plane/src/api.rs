@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod observe;
 pub mod openapi;
+pub mod params;
 pub mod proxy_config;
 pub mod workers;
 
@@ -47,7 +48,28 @@ async fn rate_limit(
 
 /// The control plane's whole router (both halves on one listener).
 pub fn app(state: AppState) -> Router {
-    public(state.clone()).merge(internal(state))
+    finish(public_routes(&state).merge(internal_routes()), state)
+}
+
+/// The user-facing API (`/api/v1`), rate-limited per IP.
+pub fn public(state: AppState) -> Router {
+    finish(public_routes(&state), state)
+}
+
+/// The machine endpoints: workers (`/v1/workers`) and the ingress proxy (`/v1/traefik`).
+/// With `WH_INTERNAL_LISTEN` they are served only there (e.g. on the mesh address).
+pub fn internal(state: AppState) -> Router {
+    finish(internal_routes(), state)
+}
+
+/// Routes become a router: unknown routes and wrong methods answer in our error format, then
+/// the guards go around all of it.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let routes = routes
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state.clone());
+    guarded(routes, &state)
 }
 
 /// What every router of ours does around its routes: each request in its span and counted
@@ -76,9 +98,8 @@ async fn metrics(
     Ok(([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
-/// The user-facing API (`/api/v1`), rate-limited per IP.
-pub fn public(state: AppState) -> Router {
-    let router = Router::new()
+fn public_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
@@ -108,20 +129,14 @@ pub fn public(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit))
         .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(state.clone());
-    guarded(router, &state)
 }
 
-/// The machine endpoints: workers (`/v1/workers`) and the ingress proxy (`/v1/traefik`).
-/// With `WH_INTERNAL_LISTEN` they are served only there (e.g. on the mesh address).
-pub fn internal(state: AppState) -> Router {
-    let router = Router::new()
+fn internal_routes() -> Router<AppState> {
+    Router::new()
         .route("/v1/workers/register", post(workers::register))
         .route("/v1/workers/refresh-token", post(workers::refresh))
         .route("/v1/workers/ws", get(workers::ws))
         .route("/v1/workers/sources/{deployment}", get(workers::source))
         .route("/v1/traefik/proxy-config", get(proxy_config::proxy_config))
         .route("/v1/traefik/config", get(proxy_config::worker_config))
-        .with_state(state.clone());
-    guarded(router, &state)
 }

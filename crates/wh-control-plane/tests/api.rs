@@ -1017,3 +1017,42 @@ async fn tokens_are_listed_revoked_and_expire_and_sessions_are_capped() {
         "the oldest session survived"
     );
 }
+
+/// Every error answers the JSON error shape: bad path and query values, unknown routes and
+/// wrong methods included (they were text/plain or empty).
+#[tokio::test]
+async fn rejections_unknown_routes_and_wrong_methods_answer_json_errors() {
+    let env = env().await;
+    let (cookie, csrf) = sign_in(&env, "shape@example.test").await;
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let cases: [(&str, &str, StatusCode, &str, Option<&str>); 5] = [
+        (
+            "GET",
+            "/api/v1/deployments/not-a-number",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            Some("path"),
+        ),
+        (
+            "GET",
+            "/api/v1/deployments/1/build-log?from=minus",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            Some("query"),
+        ),
+        ("GET", "/no/such/route", StatusCode::NOT_FOUND, "not_found", None),
+        ("GET", "/v1/workers/nothing-here", StatusCode::NOT_FOUND, "not_found", None),
+        ("DELETE", "/api/v1/me", StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
+    ];
+    for (method, uri, status, code, field) in cases {
+        let (got, headers, body) = call(&env, method, uri, &h, None).await;
+        assert_eq!(got, status, "{method} {uri}: {body}");
+        assert_eq!(headers["content-type"], "application/json", "{method} {uri}");
+        assert_eq!(body["error"]["code"], code, "{method} {uri}: {body}");
+        assert_eq!(body["error"]["field"].as_str(), field, "{method} {uri}: {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert_eq!(headers["allow"], "GET,HEAD", "a 405 still says what is allowed");
+        }
+    }
+}

@@ -1,7 +1,9 @@
 //! Apps and their environment variables under `/api/v1/apps`. A user sees and changes only
 //! their own apps: another user's app is a 404, exactly like one that does not exist.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::params::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;

@@ -143,7 +143,7 @@ pub async fn list_tokens(
 pub async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
-    axum::extract::Path(id): axum::extract::Path<i64>,
+    super::params::Path(id): super::params::Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     if !auth::revoke_token(&state.pool, caller.user.id, id).await? {
         return Err(ApiError::NotFound);

@@ -1,7 +1,9 @@
 //! Deployments under `/api/v1`: create (queued, with its job, in one transaction), list, show,
 //! cancel. Only the app's owner sees them.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::params::{Path, Query};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;

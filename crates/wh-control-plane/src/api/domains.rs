@@ -6,7 +6,9 @@
 //! verified it is refused to everyone else as "taken", never saying by whom. Pending claims fail
 //! after 72 hours.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::params::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;

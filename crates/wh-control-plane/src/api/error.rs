@@ -11,6 +11,15 @@ use axum::Json;
 pub enum ApiError {
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A path or query parameter that does not parse (400, naming `path` or `query`).
+    #[error("bad {field}: {message}")]
+    BadInput { field: &'static str, message: String },
+    /// No such route.
+    #[error("no such route")]
+    NoRoute,
+    /// The route exists, not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
     #[error("forbidden: {0}")]
@@ -58,6 +67,16 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(why) => {
                 (StatusCode::BAD_REQUEST, "bad_request", why.clone(), None)
             }
+            ApiError::BadInput { field, message } => {
+                (StatusCode::BAD_REQUEST, "bad_request", message.clone(), Some(*field))
+            }
+            ApiError::NoRoute => (StatusCode::NOT_FOUND, "not_found", "no such route".into(), None),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take this method".into(),
+                None,
+            ),
             ApiError::Forbidden(why) => (StatusCode::FORBIDDEN, "forbidden", why.to_string(), None),
             ApiError::Conflict { field, message } => {
                 (StatusCode::CONFLICT, "conflict", message.clone(), Some(*field))

@@ -1,7 +1,9 @@
 //! `GET /v1/traefik/proxy-config` and `GET /v1/traefik/config?worker=<id>`; see
 //! [`crate::proxy_config`] for what they contain.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::params::Query;
 use axum::http::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -118,7 +118,7 @@ pub async fn ws(
 pub async fn source(
     State(state): State<AppState>,
     headers: HeaderMap,
-    axum::extract::Path(deployment): axum::extract::Path<i64>,
+    super::params::Path(deployment): super::params::Path<i64>,
 ) -> Result<Response, ApiError> {
     use axum::response::IntoResponse;
     let worker = worker_from_jwt(&state, &headers).await?;
