@@ -1,5 +1,5 @@
-//! `GET /api/v1/openapi.json`: the API described as OpenAPI 3.1 (paths, methods, auth, and
-//! the error shape every endpoint shares).
+//! `GET /api/v1/openapi.json`: the API described as OpenAPI 3.1 (paths, methods, path
+//! parameters, auth, and the error shape every endpoint shares).
 
 use axum::Json;
 
@@ -67,7 +67,23 @@ const OPERATIONS: &[(&str, &str, &str, bool)] = &[
     ),
     ("/api/v1/workers", "get", "Workers with health and utilisation (admins)", true),
     ("/api/v1/audit-events", "get", "Audit trail (yours; everyone's for admins)", true),
+    ("/api/v1/openapi.json", "get", "This document", false),
 ];
+
+/// The `{name}` segments of `path`, as required path parameters: `id` is an integer (a
+/// database id), every other one a string.
+fn path_parameters(path: &str) -> Vec<serde_json::Value> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            let schema = match name {
+                "id" => serde_json::json!({"type": "integer", "format": "int64"}),
+                _ => serde_json::json!({"type": "string"}),
+            };
+            serde_json::json!({"name": name, "in": "path", "required": true, "schema": schema})
+        })
+        .collect()
+}
 
 pub async fn document() -> Json<serde_json::Value> {
     let mut paths = serde_json::Map::new();
@@ -81,6 +97,10 @@ pub async fn document() -> Json<serde_json::Value> {
         });
         if *secured {
             op["security"] = serde_json::json!([{"session": [], "csrf": []}, {"token": []}]);
+        }
+        let parameters = path_parameters(path);
+        if !parameters.is_empty() {
+            op["parameters"] = serde_json::Value::Array(parameters);
         }
         let entry = paths.entry(path.to_string()).or_insert_with(|| serde_json::json!({}));
         entry[*method] = op;
