@@ -46,27 +46,37 @@ async fn rate_limit(
     next.run(req).await
 }
 
-/// The control plane's whole router (both halves on one listener).
+/// The control plane's whole router (both halves and the dashboard on one listener).
 pub fn app(state: AppState) -> Router {
-    finish(public_routes(&state).merge(internal_routes()), state)
+    finish(public_routes(&state).merge(internal_routes()), state, true)
 }
 
-/// The user-facing API (`/api/v1`), rate-limited per IP.
+/// The user-facing API (`/api/v1`, rate-limited per IP) and the dashboard.
 pub fn public(state: AppState) -> Router {
-    finish(public_routes(&state), state)
+    finish(public_routes(&state), state, true)
 }
 
 /// The machine endpoints: workers (`/v1/workers`) and the ingress proxy (`/v1/traefik`).
 /// With `WH_INTERNAL_LISTEN` they are served only there (e.g. on the mesh address).
 pub fn internal(state: AppState) -> Router {
-    finish(internal_routes(), state)
+    finish(internal_routes(), state, false)
 }
 
-/// Routes become a router: unknown routes and wrong methods answer in our error format, then
-/// the guards go around all of it.
-fn finish(routes: Router<AppState>, state: AppState) -> Router {
+/// Routes become a router: GETs outside `/api` and `/v1` are the dashboard's (when it is
+/// served here), other unknown routes and wrong methods answer in our error format; then the
+/// guards go around all of it.
+fn finish(routes: Router<AppState>, state: AppState, dashboard: bool) -> Router {
+    use axum::http::{HeaderMap, Method, Uri};
+    use axum::response::IntoResponse;
+    let fallback = move |method: Method, uri: Uri, headers: HeaderMap| async move {
+        if dashboard && crate::dashboard::is_dashboard_request(&method, uri.path()) {
+            crate::dashboard::serve(&crate::dashboard::Built, &uri, &headers)
+        } else {
+            ApiError::NoRoute.into_response()
+        }
+    };
     let routes = routes
-        .fallback(|| async { ApiError::NoRoute })
+        .fallback(fallback)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state.clone());
     guarded(routes, &state)

@@ -24,6 +24,7 @@
 //!   bounded drain).
 //! - [`server`]: the whole control plane from a [`config::Config`] (for `main` and `wh dev`).
 //! - [`api`]: HTTP routes and the one [`api::ApiError`] they answer errors with.
+//! - [`dashboard`]: the built web UI served at `/` (embedded in release builds).
 //! - `testing` (feature `test-util`): the test harness, `TestControlPlane` and fixtures.
 //!
 //! Later subsystems (scheduler, alerts, usage, webhooks, dashboard) are wired in when they exist;
@@ -34,6 +35,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod containers;
+pub mod dashboard;
 pub mod database;
 pub mod deployments;
 pub mod domains;

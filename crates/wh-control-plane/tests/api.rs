@@ -1040,7 +1040,7 @@ async fn rejections_unknown_routes_and_wrong_methods_answer_json_errors() {
             "bad_request",
             Some("query"),
         ),
-        ("GET", "/no/such/route", StatusCode::NOT_FOUND, "not_found", None),
+        ("GET", "/api/v1/no/such/route", StatusCode::NOT_FOUND, "not_found", None),
         ("GET", "/v1/workers/nothing-here", StatusCode::NOT_FOUND, "not_found", None),
         ("DELETE", "/api/v1/me", StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
     ];
@@ -1091,4 +1091,32 @@ async fn every_documented_operation_is_exercisable_from_the_document() {
         }
     }
     assert!(exercised >= 28, "only {exercised} operations documented");
+}
+
+/// The dashboard's place: `/` and app routes answer HTML with the security headers (here, with
+/// no `dashboard/dist` built, the page that says how to build it); the API keeps its JSON 404s.
+#[tokio::test]
+async fn the_dashboard_is_served_outside_the_api_with_its_security_headers() {
+    let env = env().await;
+    for path in ["/", "/apps/hello"] {
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        let resp = api::app(env.state.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let h = resp.headers().clone();
+        assert_eq!(h["content-type"], "text/html; charset=utf-8");
+        assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let page = resp.into_body().collect().await.unwrap().to_bytes();
+        let page = String::from_utf8_lossy(&page);
+        if !std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dashboard/dist").exists() {
+            assert!(page.contains("npm run build"), "{page}");
+        }
+    }
+    let (status, _, body) = call(&env, "GET", "/api/v1/nothing", &[], None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, _, _) = call(&env, "POST", "/apps/hello", &[], None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "only GET and HEAD are the dashboard's");
 }
