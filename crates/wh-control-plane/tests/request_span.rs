@@ -31,8 +31,9 @@ async fn an_internal_error_is_logged_with_its_request() {
     let writer = logs.clone();
     let subscriber =
         tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
-    // Current-thread runtime: the request below runs on this thread, under this subscriber.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The process-wide subscriber, in a test binary of its own: a scoped one raced with tests
+    // on other threads over tracing's per-callsite interest cache (the span went unrecorded).
+    tracing::subscriber::set_global_default(subscriber).unwrap();
     // A broken database is an internal error the client only sees as a 500.
     sqlx::query("ALTER TABLE apps RENAME TO apps_gone").execute(&db.pool).await.unwrap();
     let req = Request::get("/api/v1/apps").header("authorization", &auth).body(Body::empty());
