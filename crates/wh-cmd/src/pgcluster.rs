@@ -74,11 +74,6 @@ impl Cluster {
         &self.data
     }
 
-    /// Whether server commands run as the `postgres` user.
-    pub fn as_postgres(&self) -> bool {
-        self.as_postgres
-    }
-
     /// `program` of the server binaries, as the `postgres` user when we are root.
     pub fn command(&self, program: &str) -> Command {
         let path = self.bin.join(program);

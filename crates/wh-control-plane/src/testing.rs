@@ -141,11 +141,6 @@ impl TestControlPlane {
         api::app(self.state.clone())
     }
 
-    /// The database.
-    pub fn pool(&self) -> &sqlx::PgPool {
-        &self.state.pool
-    }
-
     /// Stops serving and drops every worker connection at once, as a crash of the control
     /// plane would (nothing is drained).
     pub fn kill(mut self) {

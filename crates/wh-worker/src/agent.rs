@@ -476,9 +476,16 @@ fn free_port(ip: &str) -> Result<u16, DeployError> {
 /// GET `url` until 2xx/3xx, for at most `limit`.
 async fn health_check(url: &str, limit: Duration) -> Result<(), HealthError> {
     let started = Instant::now();
+    // Parsed once: the probe runs every 200 ms.
+    let probe = Target::parse(url, &Trust::System, &[])
+        .ok()
+        .zip(url.parse::<hyper::Uri>().ok().map(|u| u.path().to_owned()));
+    let Some((target, path)) = probe else {
+        return Err(HealthError { last: Probe::BadUrl, after: Duration::ZERO });
+    };
     let mut last = Probe::NoAnswer;
     while started.elapsed() < limit {
-        match get_status(url).await {
+        match get_status(&target, &path).await {
             Ok(s) if (200..400).contains(&s) => return Ok(()),
             Ok(s) => last = Probe::Status(s),
             Err(e) => last = e,
@@ -488,10 +495,8 @@ async fn health_check(url: &str, limit: Duration) -> Result<(), HealthError> {
     Err(HealthError { last, after: limit })
 }
 
-/// One probe of `url` (plain HTTP on this host), within 2 s.
-async fn get_status(url: &str) -> Result<u16, Probe> {
-    let target = Target::parse(url, &Trust::System, &[]).map_err(|_| Probe::BadUrl)?;
-    let path = url.parse::<hyper::Uri>().map_or_else(|_| "/".to_owned(), |u| u.path().to_owned());
+/// One probe of `path` on `target` (plain HTTP on this host), within 2 s.
+async fn get_status(target: &Target, path: &str) -> Result<u16, Probe> {
     let exchange = async {
         let io = target.dial(Duration::from_secs(2)).await?;
         let (mut send, conn) =
