@@ -13,7 +13,7 @@ use sqlx::PgPool;
 pub const SESSION_DAYS: i32 = 14;
 
 /// A signed-in user.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct User {
     pub id: i64,
     pub email: String,
@@ -190,7 +190,7 @@ pub async fn create_expiring_token(
 }
 
 /// A personal API token as its owner sees it: never its secret.
-#[derive(Debug, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct TokenInfo {
     pub id: i64,
     pub name: String,

@@ -204,7 +204,7 @@ pub async fn stats(
 }
 
 /// A container of an app, as the API shows it.
-#[derive(Debug, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct Container {
     pub container_id: String,
     pub worker_id: Uuid,

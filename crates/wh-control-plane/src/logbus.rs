@@ -28,7 +28,7 @@ pub fn clip(line: &mut String) {
 }
 
 /// One log line as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq, Eq)]
 pub struct Entry {
     pub ts_ms: i64,
     pub stream: &'static str,

@@ -66,7 +66,7 @@ fn validate_env(key: &str, value: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::Validation { field: "value", message: e.to_string() })
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct App {
     #[serde(skip)]
     pub id: i64,
@@ -80,22 +80,37 @@ pub struct App {
     /// Where the app answers once live.
     #[sqlx(skip)]
     pub url: String,
+    /// The deployment serving now, if any.
+    pub live_deployment_id: Option<i64>,
+    /// The newest deployment: its id, state and when it was created.
+    pub last_deployment_id: Option<i64>,
+    pub last_deployment_state: Option<String>,
+    pub last_deployed_at: Option<String>,
 }
 
-const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port, (a.repo_auth_sealed IS NOT NULL) AS repo_credentials";
+const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port, (a.repo_auth_sealed IS NOT NULL) AS repo_credentials,
+    (SELECT max(l.id) FROM deployments l WHERE l.app_id = a.id AND l.state = 'live') AS live_deployment_id,
+    last.id AS last_deployment_id, last.state::text AS last_deployment_state,
+    to_char(last.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS last_deployed_at";
+
+/// What follows `FROM apps a` in every app query: its plan and its newest deployment.
+const APP_JOINS: &str = "JOIN plans p ON p.id = a.plan_id
+    LEFT JOIN LATERAL (SELECT d.id, d.state, d.created_at FROM deployments d WHERE d.app_id = a.id ORDER BY d.created_at DESC, d.id DESC LIMIT 1) last ON true";
 
 async fn owned_app(state: &AppState, caller: &Caller, slug: &str) -> Result<App, ApiError> {
-    let mut app = sqlx::query_as::<_, App>(&format!("SELECT {APP_COLUMNS} FROM apps a JOIN plans p ON p.id = a.plan_id WHERE a.slug = $1 AND a.owner_id = $2"))
-        .bind(slug)
-        .bind(caller.user.id)
-        .fetch_optional(&state.pool)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let mut app = sqlx::query_as::<_, App>(&format!(
+        "SELECT {APP_COLUMNS} FROM apps a {APP_JOINS} WHERE a.slug = $1 AND a.owner_id = $2"
+    ))
+    .bind(slug)
+    .bind(caller.user.id)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or(ApiError::NotFound)?;
     app.url = state.routing.app_url(&app.slug);
     Ok(app)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct NewApp {
     name: String,
     /// Empty or absent: the app is deployed from uploads only (`wh deploy --path`).
@@ -193,10 +208,12 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<App>>, ApiError> {
-    let mut apps = sqlx::query_as::<_, App>(&format!("SELECT {APP_COLUMNS} FROM apps a JOIN plans p ON p.id = a.plan_id WHERE a.owner_id = $1 ORDER BY a.slug"))
-        .bind(caller.user.id)
-        .fetch_all(&state.pool)
-        .await?;
+    let mut apps = sqlx::query_as::<_, App>(&format!(
+        "SELECT {APP_COLUMNS} FROM apps a {APP_JOINS} WHERE a.owner_id = $1 ORDER BY a.slug"
+    ))
+    .bind(caller.user.id)
+    .fetch_all(&state.pool)
+    .await?;
     for app in &mut apps {
         app.url = state.routing.app_url(&app.slug);
     }
@@ -211,7 +228,7 @@ pub async fn get(
     owned_app(&state, &caller, &slug).await.map(Json)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct AppPatch {
     repo_url: Option<String>,
     branch: Option<String>,
@@ -315,29 +332,29 @@ pub async fn env_list(
     caller: Caller,
     Path(slug): Path<String>,
     Query(q): Query<Reveal>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<std::collections::BTreeMap<String, String>>, ApiError> {
     let app = owned_app(&state, &caller, &slug).await?;
     let rows: Vec<(String, Vec<u8>)> =
         sqlx::query_as("SELECT key, value_sealed FROM env_vars WHERE app_id = $1 ORDER BY key")
             .bind(app.id)
             .fetch_all(&state.pool)
             .await?;
-    let mut out = serde_json::Map::new();
+    let mut out = std::collections::BTreeMap::new();
     for (key, sealed) in rows {
         let value = if q.reveal {
             let plain = state.env.open(&sealed, app.id).map_err(|e| {
                 ApiError::Internal(anyhow::anyhow!("env var {key} of app {}: {e}", app.id))
             })?;
-            serde_json::Value::String(String::from_utf8_lossy(&plain).into_owned())
+            String::from_utf8_lossy(&plain).into_owned()
         } else {
-            serde_json::Value::String("********".into())
+            "********".to_owned()
         };
         out.insert(key, value);
     }
-    Ok(Json(serde_json::Value::Object(out)))
+    Ok(Json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct EnvValue {
     value: String,
 }
@@ -361,6 +378,70 @@ pub async fn env_set(
     // The key is recorded, never the value.
     caller
         .audit(&mut tx, "env.set", &format!("app:{slug}"), serde_json::json!({"key": key}))
+        .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body of `PUT /api/v1/apps/{slug}/env`: every variable the app has, afterwards.
+#[derive(Deserialize, schemars::JsonSchema)]
+pub struct EnvReplace {
+    pub vars: std::collections::BTreeMap<String, String>,
+}
+
+/// The most variables an app has.
+const MAX_ENV_VARS: usize = 1000;
+
+/// `PUT /api/v1/apps/{slug}/env`: the app's variables become exactly `vars`, in one
+/// transaction (the dashboard's `.env` editor). Each is checked as `PUT …/env/{key}` checks it;
+/// one bad variable refuses the whole set, naming it, and nothing changes.
+pub async fn env_replace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<EnvReplace>,
+) -> Result<StatusCode, ApiError> {
+    if body.vars.len() > MAX_ENV_VARS {
+        return Err(ApiError::Validation {
+            field: "vars",
+            message: format!("at most {MAX_ENV_VARS} variables"),
+        });
+    }
+    for (key, value) in &body.vars {
+        validate_env(key, value).map_err(|e| match e {
+            ApiError::Validation { message, .. } => {
+                ApiError::Validation { field: "vars", message: format!("{key}: {message}") }
+            }
+            other => other,
+        })?;
+    }
+    let app = owned_app(&state, &caller, &slug).await?;
+    let mut tx = state.pool.begin().await?;
+    let keys: Vec<&String> = body.vars.keys().collect();
+    let removed: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM env_vars WHERE app_id = $1 AND NOT (key = ANY($2)) RETURNING key",
+    )
+    .bind(app.id)
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (key, value) in &body.vars {
+        let sealed = state.env.seal(value.as_bytes(), app.id);
+        sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) VALUES ($1, $2, $3) ON CONFLICT (app_id, key) DO UPDATE SET value_sealed = excluded.value_sealed, updated_at = now()")
+            .bind(app.id)
+            .bind(key)
+            .bind(sealed)
+            .execute(&mut *tx)
+            .await?;
+    }
+    // Keys are recorded, never values.
+    caller
+        .audit(
+            &mut tx,
+            "env.replace",
+            &format!("app:{slug}"),
+            serde_json::json!({"keys": keys, "removed": removed}),
+        )
         .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -442,7 +523,7 @@ pub async fn logs(
 }
 
 /// One audit event as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct AuditEvent {
     pub id: i64,
     pub actor_id: Option<i64>,

@@ -12,10 +12,29 @@ use super::extract::{ApiJson, Caller, ClientIp, SESSION_COOKIE};
 use super::ApiError;
 use crate::{audit, auth, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct Login {
     email: String,
     password: String,
+}
+
+/// The answer to a sign-in (the session itself travels in the `wh_session` cookie).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct SignedIn {
+    pub user: auth::User,
+    /// Sent back as `X-CSRF-Token` on every request that changes something.
+    pub csrf_token: String,
+}
+
+/// A token just created: the only time its secret is shown.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct CreatedToken {
+    pub id: i64,
+    pub name: String,
+    /// The bearer token; shown once.
+    pub token: String,
+    pub expires_in_days: Option<i32>,
+    pub note: &'static str,
 }
 
 fn session_cookie(state: &AppState, value: &str, max_age: i64) -> String {
@@ -66,8 +85,7 @@ pub async fn login(
     )
     .await?;
     let cookie = session_cookie(&state, &token, i64::from(auth::SESSION_DAYS) * 86_400);
-    Ok(([(SET_COOKIE, cookie)], Json(serde_json::json!({"user": user, "csrf_token": csrf})))
-        .into_response())
+    Ok(([(SET_COOKIE, cookie)], Json(SignedIn { user, csrf_token: csrf })).into_response())
 }
 
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
@@ -81,7 +99,15 @@ pub async fn me(caller: Caller) -> Json<auth::User> {
     Json(caller.user)
 }
 
-#[derive(Deserialize)]
+/// `GET /api/v1/auth/session`: the signed-in user and the session's CSRF token, so that a
+/// page loaded again (the dashboard) can go on without signing in. Only for sessions: a
+/// bearer token has no CSRF token.
+pub async fn session(caller: Caller) -> Result<Json<SignedIn>, ApiError> {
+    let csrf_token = caller.csrf_token.ok_or(ApiError::Unauthorized("no session: sign in"))?;
+    Ok(Json(SignedIn { user: caller.user, csrf_token }))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct NewToken {
     name: String,
     /// Days until the token expires (1 to 3650); never without.
@@ -120,13 +146,13 @@ pub async fn create_token(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({
-            "id": id,
-            "name": name,
-            "token": token,
-            "expires_in_days": body.expires_in_days,
-            "note": "shown once; store it now",
-        })),
+        Json(CreatedToken {
+            id,
+            name: name.to_owned(),
+            token,
+            expires_in_days: body.expires_in_days,
+            note: "shown once; store it now",
+        }),
     )
         .into_response())
 }

@@ -16,7 +16,7 @@ use wh_wsproto::archive;
 
 use crate::{deployments, AppState};
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct Deployment {
     pub id: i64,
     pub app: String,
@@ -33,7 +33,7 @@ const COLUMNS: &str =
     to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS created_at,
     to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS updated_at";
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 pub struct NewDeployment {
     #[serde(default, rename = "ref")]
     git_ref: Option<String>,

@@ -19,13 +19,13 @@ use super::ApiError;
 use crate::domains;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct NewDomain {
     hostname: String,
 }
 
 /// A DNS record the user creates at their provider.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Record {
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -40,7 +40,7 @@ pub struct Record {
 const INSTEAD_OF_CNAME: &str =
     "instead of the CNAME, where the name cannot have one (an apex such as example.com)";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Domain {
     pub hostname: String,
     pub status: String,
@@ -222,7 +222,7 @@ pub async fn remove(
 }
 
 /// What a verification found.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Verification {
     pub hostname: String,
     pub status: String,

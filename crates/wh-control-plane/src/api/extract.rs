@@ -18,13 +18,25 @@ use crate::AppState;
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "wh_session";
 
-/// The authenticated caller.
-#[derive(Debug, Clone)]
+/// The authenticated caller. Its `Debug` shows neither the session nor its CSRF token.
+#[derive(Clone)]
 pub struct Caller {
     pub user: User,
     /// The session cookie value, when authenticated by session.
     pub session: Option<String>,
+    /// The session's CSRF token, when authenticated by session.
+    pub csrf_token: Option<String>,
     pub client_ip: Option<std::net::IpAddr>,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("user", &self.user)
+            .field("session", &self.session.is_some())
+            .field("client_ip", &self.client_ip)
+            .finish()
+    }
 }
 
 impl Caller {
@@ -83,7 +95,7 @@ impl FromRequestParts<AppState> for Caller {
             let user = auth::token_user(&state.pool, token)
                 .await?
                 .ok_or(ApiError::Unauthorized("invalid API token"))?;
-            return Ok(Caller { user, session: None, client_ip });
+            return Ok(Caller { user, session: None, csrf_token: None, client_ip });
         }
         let session = cookie(parts, SESSION_COOKIE)
             .ok_or(ApiError::Unauthorized("sign in first"))?
@@ -98,7 +110,7 @@ impl FromRequestParts<AppState> for Caller {
                 return Err(ApiError::Forbidden("missing or wrong X-CSRF-Token"));
             }
         }
-        Ok(Caller { user, session: Some(session), client_ip })
+        Ok(Caller { user, session: Some(session), csrf_token: Some(csrf), client_ip })
     }
 }
 

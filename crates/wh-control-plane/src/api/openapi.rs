@@ -1,111 +1,224 @@
-//! `GET /api/v1/openapi.json`: the API described as OpenAPI 3.1 (paths, methods, path
-//! parameters, auth, and the error shape every endpoint shares).
+//! `GET /api/v1/openapi.json`: the API described as OpenAPI 3.1: every operation with its path
+//! and query parameters, request body, response and auth, and the error shape they all share.
+//! Bodies are the handlers' own types (`schemars` derives their schemas), so the document
+//! cannot describe a field the code does not have; the API tests check every answer they get
+//! against it, and the dashboard's TypeScript types are generated from it
+//! (`dashboard/src/api/openapi.json`, kept equal to this document by a test).
 
 use axum::Json;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-/// (path, method, summary, secured)
-const OPERATIONS: &[(&str, &str, &str, bool)] = &[
-    (
-        "/api/v1/auth/login",
-        "post",
-        "Sign in; sets the wh_session cookie and returns a CSRF token",
-        false,
-    ),
-    ("/api/v1/auth/logout", "post", "End the session", true),
-    ("/api/v1/me", "get", "The signed-in user", true),
-    ("/api/v1/tokens", "post", "Create a personal API token (shown once; expires_in_days optional)", true),
-    ("/api/v1/tokens", "get", "List your API tokens (never their secret)", true),
-    ("/api/v1/tokens/{id}", "delete", "Revoke an API token", true),
-    ("/api/v1/apps", "get", "List your apps", true),
-    (
-        "/api/v1/apps",
-        "post",
-        "Create an app {name, repo_url? (none: uploads only), branch?, plan?, port}",
-        true,
-    ),
-    ("/api/v1/apps/{slug}", "get", "Show an app", true),
-    ("/api/v1/apps/{slug}", "patch", "Change repo_url, branch or port", true),
-    ("/api/v1/apps/{slug}", "delete", "Delete an app", true),
-    ("/api/v1/apps/{slug}/env", "get", "Environment variables (masked unless ?reveal=true)", true),
-    ("/api/v1/apps/{slug}/env/{key}", "put", "Set an environment variable {value}", true),
-    ("/api/v1/apps/{slug}/env/{key}", "delete", "Remove an environment variable", true),
-    ("/api/v1/apps/{slug}/deployments", "get", "List deployments", true),
-    (
-        "/api/v1/apps/{slug}/deployments",
-        "post",
-        "Deploy {ref?}, or upload the source as a tar.gz body (Content-Type: application/gzip)",
-        true,
-    ),
-    (
-        "/api/v1/apps/{slug}/containers",
-        "get",
-        "The app's containers: state, restarts, latest resource sample",
-        true,
-    ),
-    ("/api/v1/apps/{slug}/domains", "get", "Custom domains with status and last check", true),
-    (
-        "/api/v1/apps/{slug}/domains",
-        "post",
-        "Add a custom domain {hostname}; answers the TXT and CNAME records to create",
-        true,
-    ),
-    ("/api/v1/apps/{slug}/domains/{hostname}", "delete", "Remove a custom domain", true),
-    (
-        "/api/v1/apps/{slug}/domains/{hostname}/verify",
-        "post",
-        "Check the TXT record now: verified, no_such_name, no_matching_txt, timeout, server_failure",
-        true,
-    ),
-    ("/api/v1/deployments/{id}", "get", "Show a deployment", true),
-    ("/api/v1/deployments/{id}/cancel", "post", "Cancel a deployment in progress", true),
-    ("/api/v1/deployments/{id}/build-log", "get", "Build output of a deployment (?from=byte offset; X-Log-Offset, X-Log-Skipped)", true),
-    (
-        "/api/v1/apps/{slug}/logs",
-        "get",
-        "Recent runtime logs (?lines=N); ?follow=1 streams them (SSE)",
-        true,
-    ),
-    ("/api/v1/workers", "get", "Workers with health and utilisation (admins)", true),
-    ("/api/v1/audit-events", "get", "Audit trail (yours; everyone's for admins)", true),
-    ("/api/v1/openapi.json", "get", "This document", false),
+use super::{admin, apps, auth as api_auth, deployments, domains};
+use crate::{auth, containers};
+
+/// What an operation takes or answers.
+#[derive(Clone, Copy)]
+pub enum Body {
+    /// Nothing (a 204, or no request body).
+    None,
+    /// JSON of the type whose schema this writes.
+    Json(fn(&mut SchemaGenerator) -> Schema),
+    /// A gzip-compressed tar archive (an upload deploy).
+    Gzip,
+    /// `text/plain`.
+    Text,
+    /// `text/event-stream`.
+    Events,
+}
+
+fn json<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// A query parameter: name, JSON type, description.
+type QueryParam = (&'static str, &'static str, &'static str);
+
+/// One operation of the API.
+pub struct Operation {
+    pub path: &'static str,
+    pub method: &'static str,
+    pub summary: &'static str,
+    /// Needs a session (with its CSRF token) or a bearer token.
+    pub secured: bool,
+    pub query: &'static [QueryParam],
+    pub request: Body,
+    /// The success status and what comes with it.
+    pub status: u16,
+    pub response: Body,
+}
+
+const fn op(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    status: u16,
+    response: Body,
+) -> Operation {
+    Operation {
+        path,
+        method,
+        summary,
+        secured: true,
+        query: &[],
+        request: Body::None,
+        status,
+        response,
+    }
+}
+
+impl Operation {
+    const fn public(mut self) -> Self {
+        self.secured = false;
+        self
+    }
+    const fn takes(mut self, request: Body) -> Self {
+        self.request = request;
+        self
+    }
+    const fn query(mut self, query: &'static [QueryParam]) -> Self {
+        self.query = query;
+        self
+    }
+}
+
+type Env = std::collections::BTreeMap<String, String>;
+
+/// Every operation under `/api/v1`.
+pub const OPERATIONS: &[Operation] = &[
+    op("post", "/api/v1/auth/login", "Sign in; sets the wh_session cookie and returns a CSRF token", 200, Body::Json(json::<api_auth::SignedIn>))
+        .public()
+        .takes(Body::Json(json::<api_auth::Login>)),
+    op("post", "/api/v1/auth/logout", "End the session", 204, Body::None),
+    op("get", "/api/v1/auth/session", "The signed-in user and the session's CSRF token (sessions only)", 200, Body::Json(json::<api_auth::SignedIn>)),
+    op("get", "/api/v1/me", "The signed-in user", 200, Body::Json(json::<auth::User>)),
+    op("post", "/api/v1/tokens", "Create a personal API token (shown once)", 201, Body::Json(json::<api_auth::CreatedToken>))
+        .takes(Body::Json(json::<api_auth::NewToken>)),
+    op("get", "/api/v1/tokens", "List your API tokens (never their secret)", 200, Body::Json(json::<Vec<auth::TokenInfo>>)),
+    op("delete", "/api/v1/tokens/{id}", "Revoke an API token", 204, Body::None),
+    op("get", "/api/v1/apps", "List your apps", 200, Body::Json(json::<Vec<apps::App>>)),
+    op("post", "/api/v1/apps", "Create an app (no repo_url: deployed from uploads only)", 201, Body::Json(json::<apps::App>))
+        .takes(Body::Json(json::<apps::NewApp>)),
+    op("get", "/api/v1/apps/{slug}", "Show an app", 200, Body::Json(json::<apps::App>)),
+    op("patch", "/api/v1/apps/{slug}", "Change repo_url, branch or port", 200, Body::Json(json::<apps::App>))
+        .takes(Body::Json(json::<apps::AppPatch>)),
+    op("delete", "/api/v1/apps/{slug}", "Delete an app", 204, Body::None),
+    op("get", "/api/v1/apps/{slug}/env", "Environment variables by name (values masked unless reveal)", 200, Body::Json(json::<Env>))
+        .query(&[("reveal", "boolean", "Show the values")]),
+    op("put", "/api/v1/apps/{slug}/env", "Replace all environment variables at once (applies on the next deploy)", 204, Body::None)
+        .takes(Body::Json(json::<apps::EnvReplace>)),
+    op("put", "/api/v1/apps/{slug}/env/{key}", "Set an environment variable", 204, Body::None)
+        .takes(Body::Json(json::<apps::EnvValue>)),
+    op("delete", "/api/v1/apps/{slug}/env/{key}", "Remove an environment variable", 204, Body::None),
+    op("get", "/api/v1/apps/{slug}/deployments", "List deployments, newest first", 200, Body::Json(json::<Vec<deployments::Deployment>>)),
+    op("post", "/api/v1/apps/{slug}/deployments", "Deploy a ref of the app's repository, or upload the source (Content-Type: application/gzip)", 201, Body::Json(json::<deployments::Deployment>))
+        .takes(Body::Json(json::<deployments::NewDeployment>)),
+    op("get", "/api/v1/apps/{slug}/containers", "The app's containers: state, restarts, latest resource sample", 200, Body::Json(json::<Vec<containers::Container>>)),
+    op("get", "/api/v1/apps/{slug}/domains", "Custom domains with status and last check", 200, Body::Json(json::<Vec<domains::Domain>>)),
+    op("post", "/api/v1/apps/{slug}/domains", "Add a custom domain; answers the records to create", 201, Body::Json(json::<domains::Domain>))
+        .takes(Body::Json(json::<domains::NewDomain>)),
+    op("delete", "/api/v1/apps/{slug}/domains/{hostname}", "Remove a custom domain", 204, Body::None),
+    op("post", "/api/v1/apps/{slug}/domains/{hostname}/verify", "Check the TXT record now", 200, Body::Json(json::<domains::Verification>)),
+    op("get", "/api/v1/deployments/{id}", "Show a deployment", 200, Body::Json(json::<deployments::Deployment>)),
+    op("post", "/api/v1/deployments/{id}/cancel", "Cancel a deployment in progress", 200, Body::Json(json::<deployments::Deployment>)),
+    op("get", "/api/v1/deployments/{id}/build-log", "Build output after byte `from`; X-Log-Offset is where to ask from next, X-Log-Skipped what is no longer kept", 200, Body::Text)
+        .query(&[("from", "integer", "A byte offset into all the output the build has had")]),
+    op("get", "/api/v1/apps/{slug}/logs", "Recent runtime logs; with follow, a stream of them (SSE: each event's data one entry, `dropped` events the number of lines lost)", 200, Body::Json(json::<Vec<crate::logbus::Entry>>))
+        .query(&[("lines", "integer", "How many recent lines (default 200, at most 2,000)"), ("follow", "string", "1: stream the recent and every new line as server-sent events")]),
+    op("get", "/api/v1/workers", "Workers with health and utilisation (admins)", 200, Body::Json(json::<Vec<admin::WorkerView>>)),
+    op("post", "/api/v1/workers/{name}/enable", "Enable a worker (admins)", 204, Body::None),
+    op("post", "/api/v1/workers/{name}/disable", "Disable a worker: no new apps, no token renewal (admins)", 204, Body::None),
+    op("get", "/api/v1/users", "Every account (admins)", 200, Body::Json(json::<Vec<admin::UserView>>)),
+    op("get", "/api/v1/audit-events", "Audit trail (yours; everyone's for admins)", 200, Body::Json(json::<Vec<apps::AuditEvent>>)),
+    op("get", "/api/v1/openapi.json", "This document", 200, Body::Json(json::<serde_json::Value>)).public(),
 ];
 
 /// The `{name}` segments of `path`, as required path parameters: `id` is an integer (a
 /// database id), every other one a string.
-fn path_parameters(path: &str) -> Vec<serde_json::Value> {
-    path.split('/')
-        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-        .map(|name| {
-            let schema = match name {
-                "id" => serde_json::json!({"type": "integer", "format": "int64"}),
-                _ => serde_json::json!({"type": "string"}),
-            };
-            serde_json::json!({"name": name, "in": "path", "required": true, "schema": schema})
-        })
-        .collect()
+fn path_parameters(path: &str) -> impl Iterator<Item = serde_json::Value> + '_ {
+    path.split('/').filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}')).map(|name| {
+        let schema = match name {
+            "id" => serde_json::json!({"type": "integer", "format": "int64"}),
+            _ => serde_json::json!({"type": "string"}),
+        };
+        serde_json::json!({"name": name, "in": "path", "required": true, "schema": schema})
+    })
 }
 
-pub async fn document() -> Json<serde_json::Value> {
+fn content(body: Body, generator: &mut SchemaGenerator) -> Option<serde_json::Value> {
+    let (media, schema) = match body {
+        Body::None => return None,
+        Body::Json(schema) => ("application/json", schema(generator).to_value()),
+        Body::Gzip => {
+            ("application/gzip", serde_json::json!({"type": "string", "format": "binary"}))
+        }
+        Body::Text => ("text/plain", serde_json::json!({"type": "string"})),
+        Body::Events => ("text/event-stream", serde_json::json!({"type": "string"})),
+    };
+    Some(serde_json::json!({ media: {"schema": schema} }))
+}
+
+/// The whole document. The same every time (it depends only on the code), so the dashboard's
+/// copy can be compared with it.
+pub fn build() -> serde_json::Value {
+    let settings =
+        |contract: fn(schemars::generate::SchemaSettings) -> schemars::generate::SchemaSettings| {
+            contract(schemars::generate::SchemaSettings::draft2020_12()).with(|s| {
+                s.definitions_path = "/components/schemas".into();
+                s.meta_schema = None;
+            })
+        };
+    // Requests are read (serde's deserialize rules apply), answers written.
+    let mut requests = settings(|s| s.for_deserialize()).into_generator();
+    let mut responses = settings(|s| s.for_serialize()).into_generator();
     let mut paths = serde_json::Map::new();
-    for (path, method, summary, secured) in OPERATIONS {
+    for o in OPERATIONS {
+        let mut success = serde_json::json!({"description": o.summary});
+        if let Some(content) = content(o.response, &mut responses) {
+            success["content"] = content;
+        }
+        if o.path.ends_with("/logs") {
+            // With `follow`, the same lines as server-sent events.
+            success["content"]["text/event-stream"] = content(Body::Events, &mut responses)
+                .map_or(serde_json::Value::Null, |mut c| c["text/event-stream"].take());
+        }
         let mut op = serde_json::json!({
-            "summary": summary,
+            "operationId": operation_id(o),
+            "summary": o.summary,
             "responses": {
-                "2XX": {"description": "Success"},
+                o.status.to_string(): success,
                 "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             }
         });
-        if *secured {
+        if o.secured {
             op["security"] = serde_json::json!([{"session": [], "csrf": []}, {"token": []}]);
         }
-        let parameters = path_parameters(path);
+        let query = o.query.iter().map(|(name, kind, description)| {
+            serde_json::json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": kind}})
+        });
+        let parameters: Vec<_> = path_parameters(o.path).chain(query).collect();
         if !parameters.is_empty() {
             op["parameters"] = serde_json::Value::Array(parameters);
         }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| serde_json::json!({}));
-        entry[*method] = op;
+        if let Some(mut body) = content(o.request, &mut requests) {
+            if o.path == "/api/v1/apps/{slug}/deployments" {
+                // Besides the JSON body, an upload of the source.
+                body["application/gzip"] = content(Body::Gzip, &mut requests)
+                    .map_or(serde_json::Value::Null, |mut c| c["application/gzip"].take());
+            }
+            op["requestBody"] = serde_json::json!({"required": false, "content": body});
+        }
+        let entry = paths.entry(o.path.to_string()).or_insert_with(|| serde_json::json!({}));
+        entry[o.method] = op;
     }
-    Json(serde_json::json!({
+    let mut schemas = requests.take_definitions(true);
+    schemas.extend(responses.take_definitions(true));
+    schemas.insert(
+        "Error".into(),
+        serde_json::json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}}),
+    );
+    serde_json::json!({
         "openapi": "3.1.0",
         "info": {"title": "WiseHosting API", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
@@ -115,11 +228,25 @@ pub async fn document() -> Json<serde_json::Value> {
                 "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
                 "token": {"type": "http", "scheme": "bearer"}
             },
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
-                    "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}}
-            }
+            "schemas": schemas
         }
-    }))
+    })
+}
+
+/// `getApiV1AppsSlugEnv`-style names: the method and the path's words.
+fn operation_id(o: &Operation) -> String {
+    let mut id = o.method.to_owned();
+    for word in o.path.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            id.push(first.to_ascii_uppercase());
+            id.extend(chars);
+        }
+    }
+    id
+}
+
+pub async fn document() -> Json<serde_json::Value> {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(build).clone())
 }
