@@ -109,7 +109,7 @@ pub fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(runtime = ?podman.settings.runtime, disk_quota = %podman.settings.disk_quota, "podman probed");
+        tracing::info!(runtime = ?podman.settings.runtime, disk_quota = %podman.settings.disk_quota, init = podman.settings.init, "podman probed");
         let stop = CancellationToken::new();
         let signal_stop = stop.clone();
         tokio::spawn(async move {

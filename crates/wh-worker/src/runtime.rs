@@ -62,6 +62,11 @@ pub struct PodmanSettings {
     /// How per-app disk limits are enforced (`xfs-prjquota`, `btrfs`) or why they are not
     /// (`unsupported: …`); see [`disk_quota_support`].
     pub disk_quota: String,
+    /// Whether app containers get Podman's init (`--init`, catatonit) as PID 1: it forwards
+    /// signals and reaps zombies, so an app that installs no SIGTERM handler (busybox httpd,
+    /// most scripts) stops at once instead of after the whole grace period. On when the init
+    /// binary is installed (`catatonit`, which Debian's podman recommends).
+    pub init: bool,
 }
 
 impl PodmanSettings {
@@ -146,6 +151,9 @@ impl PodmanSettings {
             ulimits,
             build_network: "wisehosting-build".into(),
             disk_quota: String::new(),
+            init: ["/usr/libexec/podman/catatonit", "/usr/bin/catatonit"]
+                .iter()
+                .any(|p| std::path::Path::new(p).is_file()),
         };
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
         settings.disk_quota = match disk_quota_support(
@@ -483,6 +491,9 @@ impl Podman {
     pub async fn run(&self, spec: &RunSpec) -> Result<String, RuntimeError> {
         let mut cmd = self.command("run");
         cmd.args(["-d", "--name", &spec.name, "--restart", "on-failure:5"]);
+        if self.settings.init {
+            cmd.arg("--init");
+        }
         if spec.memory_mb > 0 {
             cmd.args(["--memory", &format!("{}m", spec.memory_mb)]);
         }
@@ -871,6 +882,7 @@ esac
                 ulimits: Vec::new(),
                 build_network: "wisehosting-build".into(),
                 disk_quota: "unsupported: test".into(),
+                init: false,
             },
         }
     }

@@ -110,6 +110,9 @@ async fn builds_with_streamed_output_runs_with_env_and_limits_lists_by_label_and
     let inspect = podman.inspect(&id).await.unwrap();
     assert_eq!(inspect["HostConfig"]["Memory"].as_i64(), Some(64 * 1024 * 1024));
     assert_eq!(inspect["HostConfig"]["PidsLimit"].as_i64(), Some(100));
+    // Podman's init is PID 1 (so an app without a SIGTERM handler still stops when told).
+    assert!(podman.settings.init, "catatonit is installed with podman here");
+    assert_eq!(inspect["HostConfig"]["Init"].as_bool(), Some(true), "{}", inspect["HostConfig"]);
     let args = inspect["Args"].to_string() + &inspect["Config"]["Cmd"].to_string();
     assert!(!args.contains("hello-from-env"), "the env value leaked into the command line");
 
