@@ -160,6 +160,14 @@ pub async fn env_list(api: &Api, app: &str, reveal: bool) -> Result<(), CliError
 pub enum Source {
     Path(PathBuf),
     Ref(String),
+    /// An earlier deployment again (`wh rollback`); none: the one live before the current.
+    Rollback(Option<i64>),
+}
+
+/// The deployment a bare `wh rollback` goes back to: the newest that was live and was
+/// replaced (the list is newest first).
+fn previous_live(deployments: &Value) -> Option<i64> {
+    deployments.as_array()?.iter().find(|d| d["state"] == "superseded")?["id"].as_i64()
 }
 
 /// Creates the deployment (and the app, for an upload to a new name), prints the build output
@@ -192,6 +200,19 @@ pub async fn deploy(api: &Api, app: &str, source: Source, port: u16) -> Result<(
                 )));
             }
             api.json("POST", &path, Some(&json!({"ref": r}))).await?
+        }
+        Source::Rollback(to) => {
+            if !exists {
+                return Err(CliError::Usage(format!("no app `{app}`")));
+            }
+            let to = match to {
+                Some(id) => id,
+                None => previous_live(&api.json("GET", &path, None).await?).ok_or_else(|| {
+                    CliError::Usage(format!("no earlier deployment of `{app}` went live"))
+                })?,
+            };
+            println!("rolling back to deployment {to}");
+            api.json("POST", &path, Some(&json!({"rollback_to": to}))).await?
         }
     };
     let id = deployment["id"]
@@ -361,4 +382,23 @@ pub async fn domains_remove(api: &Api, app: &str, hostname: &str) -> Result<(), 
     api.json("DELETE", &format!("/api/v1/apps/{app}/domains/{hostname}"), None).await?;
     println!("removed {hostname}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_rollback_goes_to_the_deployment_live_before_the_current() {
+        let list = json!([
+            {"id": 9, "state": "failed"},
+            {"id": 8, "state": "live"},
+            {"id": 7, "state": "cancelled"},
+            {"id": 6, "state": "superseded"},
+            {"id": 5, "state": "superseded"}
+        ]);
+        assert_eq!(previous_live(&list), Some(6));
+        assert_eq!(previous_live(&json!([{"id": 1, "state": "live"}])), None);
+        assert_eq!(previous_live(&json!({"error": {}})), None);
+    }
 }

@@ -52,6 +52,15 @@ enum Command {
         #[arg(long, default_value_t = 8000)]
         port: u16,
     },
+    /// Deploy an earlier deployment again: its image when its worker still has it, else its
+    /// commit rebuilt.
+    Rollback {
+        #[arg(long, short)]
+        app: Option<String>,
+        /// The deployment to go back to [default: the one live before the current].
+        #[arg(long)]
+        to: Option<i64>,
+    },
     /// Manage an app's custom domains.
     #[command(subcommand)]
     Domains(DomainsCommand),
@@ -214,6 +223,11 @@ async fn run(command: Command) -> Result<(), CliError> {
                 }
             };
             commands::deploy(&api, &name, source, port).await
+        }
+        Command::Rollback { app, to } => {
+            let api = credentials::api()?;
+            let name = commands::app_name(app.as_deref(), None)?;
+            commands::deploy(&api, &name, Source::Rollback(to), 8000).await
         }
         Command::Domains(cmd) => {
             let api = credentials::api()?;

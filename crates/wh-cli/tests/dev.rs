@@ -188,6 +188,20 @@ async fn wh_dev_then_wh_deploy_serves_the_example_and_ctrl_c_stops_everything() 
     let _ = follow.kill();
     let _ = follow.wait();
 
+    // `wh rollback`: nothing to go back to after one deploy; after a second deploy, back to the
+    // first one's image (no build), live again.
+    let none = wh(dir, &["rollback", "-a", "hello"]);
+    assert_eq!(none.status.code(), Some(64), "{}", text(&none));
+    assert!(text(&none).contains("no earlier deployment"), "{}", text(&none));
+    let again = wh(dir, &["deploy", "--path", hello.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", text(&again));
+    let back = wh(dir, &["rollback", "-a", "hello"]);
+    let said = text(&back);
+    assert!(back.status.success(), "{said}");
+    assert!(said.contains("rolling back to deployment "), "{said}");
+    assert!(said.contains("reusing the image of deployment "), "{said}");
+    assert!(said.trim_end().ends_with(&format!("http://hello.localhost:{port}")), "{said}");
+
     // `wh login` with the admin the banner printed, into a second configuration.
     let password = banner
         .lines()
@@ -261,7 +275,16 @@ async fn wh_dev_then_wh_deploy_serves_the_example_and_ctrl_c_stops_everything() 
             .unwrap();
         ps.stdout.iter().all(u8::is_ascii_whitespace)
     });
-    assert!(gone.await, "the deleted app's container is still there");
+    let left = || {
+        let ps = Command::new("podman")
+            .args(["ps", "-a", "--format", "{{.Names}} {{.State}} {{.Labels}}"])
+            .args(["--filter", "label=wh.app=hello"])
+            .args(["--filter", &format!("label={LABEL}={}", kit.run_id())])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&ps.stdout).into_owned()
+    };
+    assert!(gone.await, "the deleted app's container is still there: {}", left());
     let mut unrouted = (0, String::new());
     wh_testkit::until(Duration::from_secs(10), async || {
         unrouted = get(&dev2.proxy, "hello.localhost").await;

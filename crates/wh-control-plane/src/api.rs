@@ -116,6 +116,7 @@ fn public_routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/me", get(auth::me))
         .route("/api/v1/tokens", post(auth::create_token).get(auth::list_tokens))
         .route("/api/v1/tokens/{id}", axum::routing::delete(auth::revoke_token))
+        .route("/api/v1/plans", get(apps::plans))
         .route("/api/v1/apps", post(apps::create).get(apps::list))
         .route("/api/v1/apps/{slug}", get(apps::get).patch(apps::update).delete(apps::delete))
         .route("/api/v1/apps/{slug}/env/{key}", put(apps::env_set).delete(apps::env_delete))

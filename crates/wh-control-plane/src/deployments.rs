@@ -210,12 +210,20 @@ pub async fn finish(
         .await?;
         return tx.commit().await;
     }
-    let host_port = match output {
-        Some(JobOutput::Deploy(out)) => Some(i32::from(out.host_port)),
-        _ => None,
+    let (host_port, commit, image_of) = match output {
+        Some(JobOutput::Deploy(out)) => {
+            (Some(i32::from(out.host_port)), out.commit.as_deref(), out.image_of)
+        }
+        _ => (None, None, None),
     };
+    // Whatever a worker says is checked: a commit id is hex, or it is not kept.
+    let commit =
+        commit.filter(|c| (7..=64).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_hexdigit()));
     let app: Option<i64> = sqlx::query_scalar(
-        "UPDATE deployments SET state = $4, worker_id = $2, host_port = $3, state_deadline = NULL, updated_at = now()
+        "UPDATE deployments SET state = $4, worker_id = $2, host_port = $3, state_deadline = NULL, updated_at = now(),
+                commit_sha = COALESCE($6, commit_sha),
+                -- Only an image of this app's own deployments counts.
+                image_of = (SELECT o.id FROM deployments o WHERE o.id = $7 AND o.app_id = deployments.app_id)
          WHERE id = $1 AND state = ANY($5) RETURNING app_id",
     )
     .bind(deployment)
@@ -223,6 +231,8 @@ pub async fn finish(
     .bind(host_port)
     .bind(S::Live)
     .bind(&S::IN_PROGRESS[..])
+    .bind(commit)
+    .bind(image_of)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(app) = app {

@@ -159,6 +159,8 @@ async fn every_operation_answers_what_the_document_says() {
     let app = serde_json::json!({"name": "tour-app", "port": 8000});
     tour.call("post", "/api/v1/apps", "/api/v1/apps", Some(app)).await;
     tour.call("get", "/api/v1/apps", "/api/v1/apps", None).await;
+    let plans = tour.call("get", "/api/v1/plans", "/api/v1/plans", None).await;
+    assert_eq!(plans[0]["name"], "hobby", "{plans}");
     tour.call("get", "/api/v1/apps/{slug}", "/api/v1/apps/tour-app", None).await;
     tour.call(
         "patch",
@@ -231,6 +233,11 @@ async fn every_operation_answers_what_the_document_says() {
         None,
     )
     .await;
+    // Only a deployment that went live can be deployed again.
+    let again = serde_json::json!({"rollback_to": id});
+    let refused =
+        tour.call("post", "/api/v1/apps/{slug}/deployments", deployments, Some(again)).await;
+    assert_eq!(refused["error"]["field"], "rollback_to", "{refused}");
     let apps = tour.call("get", "/api/v1/apps", "/api/v1/apps", None).await;
     assert_eq!(apps[0]["last_deployment_state"], "cancelled", "{apps}");
     tour.call("get", "/api/v1/apps/{slug}/containers", "/api/v1/apps/tour-app/containers", None)

@@ -220,6 +220,8 @@ async fn deploy_progress_and_results_move_the_deployment() {
         Some(&wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput {
             host_port: 31555,
             container_id: "c-test".into(),
+            commit: None,
+            image_of: None,
         })),
         Duration::from_secs(30),
     )

@@ -247,6 +247,8 @@ async fn a_worker_cannot_report_on_another_workers_job() {
         output: Some(wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput {
             host_port: 31999,
             container_id: "c-test".into(),
+            commit: None,
+            image_of: None,
         })),
     }));
     b.transport.send(lines("owned", deployment, &["forged by b"]));
@@ -279,6 +281,8 @@ async fn a_worker_cannot_report_on_another_workers_job() {
         output: Some(wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput {
             host_port: 31001,
             container_id: "c-test".into(),
+            commit: None,
+            image_of: None,
         })),
     }));
     let live = wh_testkit::within(Duration::from_secs(10), async || {

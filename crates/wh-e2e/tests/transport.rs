@@ -137,6 +137,8 @@ async fn a_result_queued_across_a_control_plane_restart_arrives_exactly_once() {
         output: Some(wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput {
             host_port: 31001,
             container_id: "c-test".into(),
+            commit: None,
+            image_of: None,
         })),
     };
     transport.send(Message::JobResult(result.clone()));

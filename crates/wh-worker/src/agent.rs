@@ -272,30 +272,117 @@ impl Agent {
         let memory_mb = d.limits.memory_mb;
         let cpus = d.limits.cpu_millis as f64 / 1000.0;
         let disk_mb = d.limits.disk_mb.filter(|_| self.podman.settings.disk_quota_enabled());
+        let mut labels = vec![
+            (LABEL_APP.to_owned(), app.clone()),
+            (LABEL_DEPLOYMENT.to_owned(), deployment.to_string()),
+        ];
+        labels.extend(self.settings.extra_labels.iter().cloned());
+        let (tag, commit, image_of) = match &d.source {
+            Source::Image { image_of, rebuild } => match self.find_image(&app, *image_of).await? {
+                Some(image) => {
+                    let says = format!("reusing the image of deployment {image_of}");
+                    self.build_line(&app, deployment, &says).await;
+                    self.progress(job, Stage::Building, &says);
+                    (image, None, Some(*image_of))
+                }
+                None => match rebuild {
+                    Some(source) => {
+                        let says = format!(
+                            "the image of deployment {image_of} is no longer on this worker: building its commit again"
+                        );
+                        self.build_line(&app, deployment, &says).await;
+                        let (tag, commit) = self.build(job, d, source, &labels).await?;
+                        (tag, commit, None)
+                    }
+                    None => return Err(DeployError::ImageGone(*image_of)),
+                },
+            },
+            source => {
+                let (tag, commit) = self.build(job, d, source, &labels).await?;
+                (tag, commit, None)
+            }
+        };
+        let mut out = self.start(job, d, tag, labels, (memory_mb, cpus, disk_mb), port).await?;
+        (out.commit, out.image_of) = (commit, image_of);
+        Ok(out)
+    }
+
+    /// This worker's image of `app`'s deployment `of` (labelled by it, with this worker's
+    /// labels), if it still has it.
+    async fn find_image(&self, app: &str, of: i64) -> Result<Option<String>, DeployError> {
+        let images = self
+            .podman
+            .images(&format!("{LABEL_DEPLOYMENT}={of}"))
+            .await
+            .map_err(DeployError::Start)?;
+        Ok(images
+            .into_iter()
+            .find(|i| {
+                i.labels.get(LABEL_APP).map(String::as_str) == Some(app)
+                    && in_scope(&i.labels, &self.settings.extra_labels)
+            })
+            .map(|i| i.id))
+    }
+
+    /// One line of the worker's own in the deployment's build log.
+    async fn build_line(&self, app: &str, deployment: i64, line: &str) {
+        self.transport.send(Message::LogLines(LogLines {
+            app: app.to_owned(),
+            deployment_id: Some(deployment),
+            lines: vec![LogLine { ts_ms: now_ms(), stream: Stream::Build, line: line.to_owned() }],
+            dropped: 0,
+        }));
+    }
+
+    /// Fetches `source` and builds it into `localhost/wh-<app>:<deployment>`; returns the tag
+    /// and, for git, the commit built.
+    async fn build(
+        &self,
+        job: &JobAssign,
+        d: &DeployJob,
+        source: &Source,
+        labels: &[(String, String)],
+    ) -> Result<(String, Option<String>), DeployError> {
+        let (app, deployment) = (d.app.clone(), d.deployment_id);
+        let memory_mb = d.limits.memory_mb;
+        let cpus = d.limits.cpu_millis as f64 / 1000.0;
         let checkout = tempfile::Builder::new()
             .prefix("wh-build-")
             .tempdir()
             .map_err(DeployError::Workspace)?;
-        if let Source::Upload = &d.source {
-            self.progress(job, Stage::Building, "downloading the uploaded source");
-            let bytes = self
-                .transport
-                .fetch(
-                    &format!("/v1/workers/sources/{deployment}"),
-                    wh_wsproto::archive::Limits::default().max_compressed,
-                    Duration::from_secs(120),
+        let commit = match source {
+            Source::Upload => {
+                self.progress(job, Stage::Building, "downloading the uploaded source");
+                let bytes = self
+                    .transport
+                    .fetch(
+                        &format!("/v1/workers/sources/{deployment}"),
+                        wh_wsproto::archive::Limits::default().max_compressed,
+                        Duration::from_secs(120),
+                    )
+                    .await?;
+                let into = checkout.path().to_owned();
+                tokio::task::spawn_blocking(move || crate::source::unpack(&bytes, &into))
+                    .await
+                    .map_err(|e| DeployError::Internal(e.to_string()))??;
+                None
+            }
+            Source::Git { repo_url, git_ref, repo_auth } => {
+                self.progress(job, Stage::Building, "cloning");
+                let credentials = repo_auth.as_deref();
+                crate::git::clone(
+                    repo_url,
+                    credentials,
+                    git_ref,
+                    checkout.path(),
+                    self.settings.repos,
                 )
                 .await?;
-            let into = checkout.path().to_owned();
-            tokio::task::spawn_blocking(move || crate::source::unpack(&bytes, &into))
-                .await
-                .map_err(|e| DeployError::Internal(e.to_string()))??;
-        } else if let Source::Git { repo_url, git_ref, repo_auth } = &d.source {
-            self.progress(job, Stage::Building, "cloning");
-            let credentials = repo_auth.as_deref();
-            crate::git::clone(repo_url, credentials, git_ref, checkout.path(), self.settings.repos)
-                .await?;
-        }
+                crate::git::head_commit(checkout.path()).await
+            }
+            // An image's rebuild is a git or upload source, never another image.
+            Source::Image { image_of, .. } => return Err(DeployError::ImageGone(*image_of)),
+        };
         let dockerfile: Option<PathBuf> = match frameworks::own_dockerfile(checkout.path()) {
             Some(_) => None,
             None => {
@@ -307,11 +394,6 @@ impl Agent {
             }
         };
         let tag = format!("localhost/wh-{app}:{deployment}");
-        let mut labels = vec![
-            (LABEL_APP.to_owned(), app.clone()),
-            (LABEL_DEPLOYMENT.to_owned(), deployment.to_string()),
-        ];
-        labels.extend(self.settings.extra_labels.iter().cloned());
         // Build output streams while it runs: batched by count or a short quiet time.
         let (lines_tx, lines_rx) = mpsc::channel::<LogLine>(1024);
         let sender =
@@ -323,7 +405,7 @@ impl Agent {
                     context: checkout.path(),
                     dockerfile: dockerfile.as_deref(),
                     tag: &tag,
-                    labels: &labels,
+                    labels,
                     memory_mb: memory_mb.max(256),
                     cpus,
                     timeout: self.settings.build_timeout,
@@ -342,7 +424,20 @@ impl Agent {
         let _ = sender.await;
         built.map_err(DeployError::Build)?;
         drop(checkout);
+        Ok((tag, commit))
+    }
 
+    /// Runs `image` as the deployment's container and health-checks it.
+    async fn start(
+        &self,
+        job: &JobAssign,
+        d: &DeployJob,
+        tag: String,
+        labels: Vec<(String, String)>,
+        (memory_mb, cpus, disk_mb): (u64, f64, Option<u64>),
+        port: u16,
+    ) -> Result<DeployOutput, DeployError> {
+        let (app, deployment) = (d.app.clone(), d.deployment_id);
         self.progress(job, Stage::Starting, "");
         let host_port = free_port(&self.settings.publish_ip)?;
         let mut env: Vec<(String, String)> =
@@ -376,7 +471,7 @@ impl Agent {
         }
         self.progress(job, Stage::Healthy, "");
         self.follow(app.clone(), deployment, container.clone(), None);
-        Ok(DeployOutput { host_port, container_id: container })
+        Ok(DeployOutput { host_port, container_id: container, commit: None, image_of: None })
     }
 }
 

@@ -74,6 +74,20 @@ async fn checked_address(
 
 /// `git clone --depth 1` of a branch or tag of `url` (credentials, if any, as the control plane
 /// sent them); a commit id falls back to a full clone + checkout.
+/// The commit checked out in `dir` (hex), if git can say: what a rollback rebuilds.
+pub async fn head_commit(dir: &Path) -> Option<String> {
+    let mut c = Command::new("git");
+    c.args(["rev-parse", "--verify", "HEAD"])
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(10), c.output()).await.ok()?.ok()?;
+    let sha = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    let hex = (40..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit());
+    (out.status.success() && hex).then_some(sha)
+}
+
 pub async fn clone(
     url: &str,
     credentials: Option<&str>,

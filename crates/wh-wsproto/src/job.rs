@@ -155,6 +155,27 @@ pub enum Source {
     },
     /// An archive the user uploaded, fetched from the control plane.
     Upload,
+    /// A redeploy or rollback: the image an earlier deployment of the app built on this worker,
+    /// run again as it is; when the worker no longer has it, `rebuild` (that deployment's
+    /// commit) is built instead, and without one the deploy fails saying so.
+    Image {
+        /// The earlier deployment whose image this is (flattened into the job, whose own
+        /// `deployment_id` is the new deployment).
+        image_of: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rebuild: Option<Box<Source>>,
+    },
+}
+
+impl Source {
+    /// The git source this deploy may clone, if any (to receive the repository's credentials).
+    pub fn git_mut(&mut self) -> Option<&mut Source> {
+        match self {
+            Source::Git { .. } => Some(self),
+            Source::Image { rebuild: Some(inner), .. } => inner.git_mut(),
+            _ => None,
+        }
+    }
 }
 
 /// Stop a deployment's containers.
@@ -195,6 +216,12 @@ pub enum JobOutput {
 pub struct DeployOutput {
     pub host_port: u16,
     pub container_id: String,
+    /// The commit built, for a git source (a rollback rebuilds exactly it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The earlier deployment whose image runs (a rollback that found it); none: built now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_of: Option<i64>,
 }
 
 /// The containers a retire stopped.
@@ -247,6 +274,29 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_names_the_image_and_what_to_rebuild_with_its_credentials() {
+        let commit =
+            Source::Git { repo_url: "r".into(), git_ref: "abc123".into(), repo_auth: None };
+        let mut rollback = deploy(Source::Image { image_of: 3, rebuild: Some(Box::new(commit)) });
+        if let Some(Source::Git { repo_auth, .. }) = rollback.source.git_mut() {
+            *repo_auth = Some("me:t".into());
+        }
+        let job = Job::Deploy(rollback);
+        let p = job.payload();
+        assert_eq!(
+            (p["source"].as_str(), p["image_of"].as_i64(), p["deployment_id"].as_i64()),
+            (Some("image"), Some(3), Some(7))
+        );
+        assert_eq!(
+            p["rebuild"],
+            json!({"source": "git", "repo_url": "r", "ref": "abc123", "repo_auth": "me:t"})
+        );
+        assert_eq!(Job::from_stored("deploy", &p).unwrap(), job);
+        let mut upload = Source::Image { image_of: 7, rebuild: None };
+        assert!(upload.git_mut().is_none(), "an upload's image has nothing to clone");
+    }
+
+    #[test]
     fn secrets_are_sent_only_when_set_and_defaults_fill_what_is_missing() {
         let mut d = deploy(Source::Git {
             repo_url: "r".into(),
@@ -281,9 +331,20 @@ mod tests {
 
     #[test]
     fn outputs_and_stages_round_trip() {
-        let out = JobOutput::Deploy(DeployOutput { host_port: 31001, container_id: "c1".into() });
+        let mut deployed = DeployOutput {
+            host_port: 31001,
+            container_id: "c1".into(),
+            commit: None,
+            image_of: None,
+        };
+        let out = JobOutput::Deploy(deployed.clone());
         let v = serde_json::to_value(&out).unwrap();
         assert_eq!(v, json!({"host_port": 31001, "container_id": "c1"}));
+        assert_eq!(serde_json::from_value::<JobOutput>(v).unwrap(), out);
+        (deployed.commit, deployed.image_of) = (Some("ab12".into()), Some(4));
+        let out = JobOutput::Deploy(deployed);
+        let v = serde_json::to_value(&out).unwrap();
+        assert_eq!((v["commit"].as_str(), v["image_of"].as_i64()), (Some("ab12"), Some(4)));
         assert_eq!(serde_json::from_value::<JobOutput>(v).unwrap(), out);
         let out = JobOutput::Retire(RetireOutput { stopped: vec!["a".into()] });
         assert_eq!(

@@ -383,6 +383,29 @@ pub async fn env_set(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A plan an app can be on: what each of its containers may use.
+#[derive(Debug, Serialize, schemars::JsonSchema, sqlx::FromRow)]
+pub struct Plan {
+    pub name: String,
+    /// Thousandths of a CPU.
+    pub cpu_millis: i32,
+    pub memory_mb: i32,
+    pub disk_mb: i32,
+}
+
+/// `GET /api/v1/plans`: the plans, smallest first.
+pub async fn plans(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Vec<Plan>>, ApiError> {
+    let plans = sqlx::query_as::<_, Plan>(
+        "SELECT name, cpu_millis, memory_mb, disk_mb FROM plans ORDER BY cpu_millis, memory_mb, name",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(plans))
+}
+
 /// The body of `PUT /api/v1/apps/{slug}/env`: every variable the app has, afterwards.
 #[derive(Deserialize, schemars::JsonSchema)]
 pub struct EnvReplace {

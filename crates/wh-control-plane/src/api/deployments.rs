@@ -24,19 +24,40 @@ pub struct Deployment {
     pub state: String,
     pub error: Option<String>,
     pub worker_id: Option<uuid::Uuid>,
+    /// The commit built (git sources), once known.
+    pub commit_sha: Option<String>,
+    /// The deployment this one redeploys (a rollback).
+    pub rollback_of: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
 }
 
 const COLUMNS: &str =
-    "d.id, a.slug AS app, d.git_ref, d.state::text AS state, d.error, d.worker_id,
+    "d.id, a.slug AS app, d.git_ref, d.state::text AS state, d.error, d.worker_id, d.commit_sha, d.rollback_of,
     to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS created_at,
     to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS updated_at";
 
+/// What to deploy: a ref of the app's repository (default: its branch), or, with
+/// `rollback_to`, an earlier deployment again: its image when the worker still has it, else
+/// its commit rebuilt. Not both.
 #[derive(Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewDeployment {
     #[serde(default, rename = "ref")]
     git_ref: Option<String>,
+    /// The id of an earlier deployment of this app that went live.
+    #[serde(default)]
+    rollback_to: Option<i64>,
+}
+
+/// A rollback's target as the database has it.
+#[derive(sqlx::FromRow)]
+struct Target {
+    git_ref: String,
+    commit_sha: Option<String>,
+    state: String,
+    image_of: Option<i64>,
+    has_source: bool,
 }
 
 /// How many uploads are checked at once.
@@ -77,7 +98,7 @@ pub async fn create(
         cpu_millis: u64::try_from(cpu_millis).unwrap_or(0),
         disk_mb: u64::try_from(disk_mb).ok().filter(|mb| *mb > 0),
     };
-    let (git_ref, job_source, source) = if upload {
+    let (git_ref, job_source, source, rollback) = if upload {
         // Each check costs up to a core and 16 MiB; more uploads than this wait their turn.
         let _turn = UPLOAD_CHECKS.acquire().await.map_err(|e| ApiError::Internal(e.into()))?;
         let checked = body.clone();
@@ -93,7 +114,7 @@ pub async fn create(
         use sha2::Digest;
         let sha = hex::encode(sha2::Sha256::digest(&body));
         tracing::info!(app = %slug, files = summary.files, bytes = summary.unpacked_bytes, "source uploaded");
-        (format!("upload:{}", &sha[..12]), Source::Upload, Some((body, sha)))
+        (format!("upload:{}", &sha[..12]), Source::Upload, Some((body, sha)), None)
     } else {
         // The body is optional: no body deploys the app's branch.
         let body: NewDeployment = if body.iter().all(u8::is_ascii_whitespace) {
@@ -102,22 +123,34 @@ pub async fn create(
             serde_json::from_slice(&body)
                 .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?
         };
-        if repo_url.is_empty() {
-            return Err(ApiError::Validation {
-                field: "ref",
-                message: "this app has no repository; upload its source (wh deploy --path DIR)"
-                    .into(),
-            });
+        if let Some(target) = body.rollback_to {
+            if body.git_ref.is_some() {
+                return Err(ApiError::Validation {
+                    field: "rollback_to",
+                    message: "give a ref or rollback_to, not both".into(),
+                });
+            }
+            let (git_ref, source, commit) =
+                rollback_source(&state, app_id, &repo_url, target).await?;
+            (git_ref, source, None, Some((target, commit)))
+        } else {
+            if repo_url.is_empty() {
+                return Err(ApiError::Validation {
+                    field: "ref",
+                    message: "this app has no repository; upload its source (wh deploy --path DIR)"
+                        .into(),
+                });
+            }
+            let git_ref = body.git_ref.unwrap_or(branch);
+            if !crate::repos::valid_ref_name(&git_ref) {
+                return Err(ApiError::Validation {
+                    field: "ref",
+                    message: "must be a branch, tag or commit".into(),
+                });
+            }
+            let job_source = Source::Git { repo_url, git_ref: git_ref.clone(), repo_auth: None };
+            (git_ref, job_source, None, None)
         }
-        let git_ref = body.git_ref.unwrap_or(branch);
-        if !crate::repos::valid_ref_name(&git_ref) {
-            return Err(ApiError::Validation {
-                field: "ref",
-                message: "must be a branch, tag or commit".into(),
-            });
-        }
-        let job_source = Source::Git { repo_url, git_ref: git_ref.clone(), repo_auth: None };
-        (git_ref, job_source, None)
     };
     let port =
         u16::try_from(port).map_err(|_| ApiError::Internal(anyhow::anyhow!("app port {port}")))?;
@@ -131,6 +164,14 @@ pub async fn create(
     };
     let mut tx = state.pool.begin().await?;
     let id = deployments::create(&mut tx, app_id, &git_ref, job).await?;
+    if let Some((of, commit)) = &rollback {
+        sqlx::query("UPDATE deployments SET rollback_of = $2, commit_sha = $3 WHERE id = $1")
+            .bind(id)
+            .bind(of)
+            .bind(commit)
+            .execute(&mut *tx)
+            .await?;
+    }
     if let Some((archive, sha)) = source {
         sqlx::query(
             "INSERT INTO deployment_sources (deployment_id, archive, sha256) VALUES ($1, $2, $3)",
@@ -146,12 +187,54 @@ pub async fn create(
             &mut tx,
             "deployment.create",
             &format!("app:{slug}"),
-            serde_json::json!({"deployment": id, "ref": git_ref}),
+            serde_json::json!({"deployment": id, "ref": git_ref, "rollback_to": rollback.as_ref().map(|r| r.0)}),
         )
         .await?;
     tx.commit().await?;
     let d = owned(&state, &caller, id).await?;
     Ok((StatusCode::CREATED, Json(d)).into_response())
+}
+
+/// What deploying `target` (a deployment of app `app_id`) again means: its git ref for the
+/// record, its image (or its commit rebuilt), and its commit.
+async fn rollback_source(
+    state: &AppState,
+    app_id: i64,
+    repo_url: &str,
+    target: i64,
+) -> Result<(String, Source, Option<String>), ApiError> {
+    let found = sqlx::query_as::<_, Target>(
+        "SELECT d.git_ref, d.commit_sha, d.state::text AS state, d.image_of,
+                (a.repo_url <> '' AND d.git_ref NOT LIKE 'upload:%') AS has_source
+         FROM deployments d JOIN apps a ON a.id = d.app_id WHERE d.id = $1 AND d.app_id = $2",
+    )
+    .bind(target)
+    .bind(app_id)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| ApiError::Validation {
+        field: "rollback_to",
+        message: format!("this app has no deployment {target}"),
+    })?;
+    if !matches!(found.state.as_str(), "live" | "superseded") {
+        return Err(ApiError::Validation {
+            field: "rollback_to",
+            message: format!(
+                "deployment {target} is {}: only one that went live can be deployed again",
+                found.state
+            ),
+        });
+    }
+    // Its image, wherever that came from; else its commit, which a git app can rebuild.
+    let rebuild = found.has_source.then(|| {
+        Box::new(Source::Git {
+            repo_url: repo_url.to_owned(),
+            git_ref: found.commit_sha.clone().unwrap_or_else(|| found.git_ref.clone()),
+            repo_auth: None,
+        })
+    });
+    let source = Source::Image { image_of: found.image_of.unwrap_or(target), rebuild };
+    Ok((found.git_ref, source, found.commit_sha))
 }
 
 async fn owned(state: &AppState, caller: &Caller, id: i64) -> Result<Deployment, ApiError> {

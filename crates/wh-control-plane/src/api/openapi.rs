@@ -95,6 +95,7 @@ pub const OPERATIONS: &[Operation] = &[
         .takes(Body::Json(json::<api_auth::NewToken>)),
     op("get", "/api/v1/tokens", "List your API tokens (never their secret)", 200, Body::Json(json::<Vec<auth::TokenInfo>>)),
     op("delete", "/api/v1/tokens/{id}", "Revoke an API token", 204, Body::None),
+    op("get", "/api/v1/plans", "The plans an app can be on", 200, Body::Json(json::<Vec<apps::Plan>>)),
     op("get", "/api/v1/apps", "List your apps", 200, Body::Json(json::<Vec<apps::App>>)),
     op("post", "/api/v1/apps", "Create an app (no repo_url: deployed from uploads only)", 201, Body::Json(json::<apps::App>))
         .takes(Body::Json(json::<apps::NewApp>)),
@@ -110,7 +111,7 @@ pub const OPERATIONS: &[Operation] = &[
         .takes(Body::Json(json::<apps::EnvValue>)),
     op("delete", "/api/v1/apps/{slug}/env/{key}", "Remove an environment variable", 204, Body::None),
     op("get", "/api/v1/apps/{slug}/deployments", "List deployments, newest first", 200, Body::Json(json::<Vec<deployments::Deployment>>)),
-    op("post", "/api/v1/apps/{slug}/deployments", "Deploy a ref of the app's repository, or upload the source (Content-Type: application/gzip)", 201, Body::Json(json::<deployments::Deployment>))
+    op("post", "/api/v1/apps/{slug}/deployments", "Deploy a ref of the app's repository, deploy an earlier deployment again (rollback_to: its image if its worker still has it, else its commit rebuilt), or upload the source (Content-Type: application/gzip)", 201, Body::Json(json::<deployments::Deployment>))
         .takes(Body::Json(json::<deployments::NewDeployment>)),
     op("get", "/api/v1/apps/{slug}/containers", "The app's containers: state, restarts, latest resource sample", 200, Body::Json(json::<Vec<containers::Container>>)),
     op("get", "/api/v1/apps/{slug}/domains", "Custom domains with status and last check", 200, Body::Json(json::<Vec<domains::Domain>>)),

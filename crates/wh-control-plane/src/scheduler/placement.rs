@@ -65,7 +65,7 @@ async fn prepare(
         deploy.env.insert(key, String::from_utf8_lossy(&value).into_owned());
     }
     if let Some(credentials) = crate::repos::credentials(pool, sealer, deployment).await? {
-        if let Source::Git { repo_auth, .. } = &mut deploy.source {
+        if let Some(Source::Git { repo_auth, .. }) = deploy.source.git_mut() {
             *repo_auth = Some(credentials);
         }
     }

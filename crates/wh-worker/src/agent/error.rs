@@ -60,6 +60,8 @@ pub enum DeployError {
     Start(RuntimeError),
     #[error("health check failed: {why}; last log lines:\n{logs}")]
     Unhealthy { why: HealthError, logs: String },
+    #[error("the image of deployment {0} is no longer on this worker and its uploaded source is not kept: upload the source again")]
+    ImageGone(i64),
     /// A blocking task of the deploy died (a panic): a bug here, not the app's fault.
     #[error("the worker failed internally: {0}")]
     Internal(String),
@@ -73,6 +75,7 @@ impl DeployError {
             | DeployError::Download(_)
             | DeployError::Unpack(_)
             | DeployError::Clone(_)
+            | DeployError::ImageGone(_)
             | DeployError::Internal(_) => DeployStage::Source,
             DeployError::NoRecipe | DeployError::Recipe(_) => DeployStage::Recipe,
             DeployError::Build(_) => DeployStage::Build,
