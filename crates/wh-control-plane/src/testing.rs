@@ -38,7 +38,8 @@ pub struct Options {
     pub hub_timing: (Duration, Duration),
     /// Close connections of disabled, deleted or re-keyed workers this often; `None`: never.
     pub enforce_enabled: Option<Duration>,
-    /// The DNS servers custom domains are verified against (a test's own); `None`: the system's.
+    /// The DNS servers custom domains are verified against (a test's own); `None`: a loopback
+    /// port nothing answers on, so that no test ever asks a public resolver.
     pub dns: Option<crate::domains::DnsSettings>,
     /// Serve the admin routes (`/metrics`) on a free loopback port too.
     pub admin: bool,
@@ -95,9 +96,13 @@ impl TestControlPlane {
             hub.clone(),
             Arc::new(Routing::follow(pool, token, "route.test")),
         );
-        if let Some(dns) = &options.dns {
-            state.dns = Arc::new(crate::domains::Verifier::new(dns));
-        }
+        // Tests never ask the public resolvers: without settings, a loopback port nothing
+        // answers on (checks end in `timeout`).
+        let dns = options.dns.clone().unwrap_or_else(|| crate::domains::DnsSettings {
+            servers: vec![std::net::SocketAddr::from(([127, 0, 0, 1], 9))],
+            timeout: std::time::Duration::from_millis(500),
+        });
+        state.dns = Arc::new(crate::domains::Verifier::new(&dns));
         if let Some(every) = options.enforce_enabled {
             tokio::spawn(hub.clone().enforce_enabled(pool.clone(), every, stop.clone()));
         }
