@@ -26,7 +26,7 @@ pub trait Assets: Send + Sync + 'static {
 
 /// `dashboard/dist`, embedded at build time (release) or read at run time (debug).
 #[derive(rust_embed::Embed)]
-#[folder = "$CARGO_MANIFEST_DIR/../../dashboard/dist"]
+#[folder = "../../dashboard/dist"]
 #[allow_missing = true]
 struct Dist;
 

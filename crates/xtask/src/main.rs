@@ -2,10 +2,14 @@
 //!
 //! - `test`: the README's test command and the whole of CI. Installs the Debian packages the
 //!   tests need when it can (root with apt-get), otherwise names exactly what is missing and how
-//!   to install it; then `cargo fmt --check`, the [`structure`] checks (wh-proxy's module layers
-//!   have no cycle; no banned or doubled crate in `Cargo.lock`), `cargo clippy -D warnings` and
-//!   the whole test suite; then checks that the suite left no PostgreSQL, pebble or Podman
-//!   container behind.
+//!   to install it; builds the dashboard ([`dashboard`]: `npm ci` from the lockfile, `npm run
+//!   build`) and runs its unit tests; then `cargo fmt --check`, the [`structure`] checks
+//!   (wh-proxy's module layers have no cycle; no banned or doubled crate in `Cargo.lock`),
+//!   `cargo clippy -D warnings` and the whole test suite (the browser test among it); then
+//!   checks that the suite left no PostgreSQL, pebble or Podman container behind.
+//! - `dev`: the README's run command: builds the dashboard when its sources changed, then
+//!   `wh dev` from the `local` profile (release without fat LTO, so a fresh clone starts in
+//!   minutes, not a quarter of an hour).
 //!
 //! It builds without incremental compilation (unless `CARGO_INCREMENTAL` is set): a run is one
 //! cold build on CI, where incremental state was a third of the 3.5 GB written to `target/`, and
@@ -16,6 +20,7 @@
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+mod dashboard;
 mod structure;
 
 /// Debian packages the test suite needs, each with a file that proves it is installed.
@@ -27,15 +32,23 @@ const PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "/bin/busybox"),
     ("git", "/usr/bin/git"),
     ("btrfs-progs", "/sbin/mkfs.btrfs"),
+    // The dashboard's browser test drives Debian's Chromium (never a downloaded browser).
+    ("chromium", "/usr/bin/chromium"),
 ];
+
+/// What `wh dev` needs of [`PACKAGES`].
+const RUN_PACKAGES: &[&str] = &["postgresql", "podman", "runc", "busybox-static", "git"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
-        Some("deps") => ensure_packages(),
+        Some("dev") => dev(&args[1..]),
+        Some("deps") => ensure_packages(PACKAGES.iter().map(|(p, _)| *p)),
         _ => {
-            eprintln!("usage: cargo xtask test [-- <cargo test args>] | cargo xtask deps");
+            eprintln!(
+                "usage: cargo xtask test [-- <cargo test args>] | cargo xtask dev [-- <wh dev args>] | cargo xtask deps"
+            );
             return ExitCode::from(64);
         }
     };
@@ -49,9 +62,11 @@ fn main() -> ExitCode {
 }
 
 fn test(extra: &[String]) -> Result<(), String> {
-    ensure_packages()?;
+    ensure_packages(PACKAGES.iter().map(|(p, _)| *p))?;
     let started = Instant::now();
     report_free_disk();
+    dashboard::build(&workspace_root())?;
+    dashboard::unit_tests(&workspace_root())?;
     cargo_step(&["fmt", "--all", "--", "--check"])?;
     eprintln!("xtask: checking module layers and locked dependencies");
     structure::check(&workspace_root())?;
@@ -81,6 +96,28 @@ fn test(extra: &[String]) -> Result<(), String> {
     leftovers?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// `wh dev` as the README runs it: the dashboard built if its sources changed, then the
+/// platform from the `run` profile (the shipped release keeps fat LTO).
+fn dev(extra: &[String]) -> Result<(), String> {
+    let started = Instant::now();
+    ensure_packages(RUN_PACKAGES.iter().copied())?;
+    dashboard::build(&workspace_root())?;
+    let mut args = vec!["run", "--profile", "local", "-p", "wh-cli", "--", "dev"];
+    args.extend(extra.iter().map(String::as_str).filter(|a| *a != "--"));
+    eprintln!(
+        "xtask: ready to build in {:.0?}; running cargo {}",
+        started.elapsed(),
+        args.join(" ")
+    );
+    // Incremental builds are the point here: a second start rebuilds only what changed.
+    let status = Command::new("cargo").args(&args).status().map_err(|e| format!("cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("wh dev ended with {status}"))
+    }
 }
 
 /// The workspace root: xtask lives in `crates/xtask`.
@@ -130,10 +167,12 @@ fn report_free_disk() {
     }
 }
 
-fn missing_packages() -> Vec<&'static str> {
+/// Those of `wanted` (names from [`PACKAGES`]) that are not installed.
+fn missing_packages<'a>(wanted: impl Iterator<Item = &'a str>) -> Vec<&'static str> {
+    let wanted: Vec<&str> = wanted.collect();
     PACKAGES
         .iter()
-        .filter(|(_, proof)| !std::path::Path::new(proof).exists())
+        .filter(|(pkg, proof)| wanted.contains(pkg) && !std::path::Path::new(proof).exists())
         .map(|(pkg, _)| *pkg)
         .collect()
 }
@@ -149,8 +188,8 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn ensure_packages() -> Result<(), String> {
-    let missing = missing_packages();
+fn ensure_packages<'a>(wanted: impl Iterator<Item = &'a str> + Clone) -> Result<(), String> {
+    let missing = missing_packages(wanted.clone());
     if missing.is_empty() {
         return Ok(());
     }
@@ -183,7 +222,7 @@ fn ensure_packages() -> Result<(), String> {
     apt(&install)?;
     // Debian may start the packaged default cluster and nginx-like services; the tests start
     // their own servers on free ports, so nothing is touched here.
-    let still = missing_packages();
+    let still = missing_packages(wanted);
     if still.is_empty() {
         Ok(())
     } else {

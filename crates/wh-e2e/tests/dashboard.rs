@@ -1,0 +1,117 @@
+//! The dashboard in a real browser against the real stack: Postgres, the control plane
+//! serving `dashboard/dist`, a worker with Podman, and wh-proxy. The browser side is
+//! `dashboard/e2e/flow.mjs` (playwright-core driving Debian's Chromium); this test starts the
+//! stack, hands the script its addresses and uploads, and fails with the script's output when
+//! the script fails. Screenshots of every page land in `target/dashboard-screenshots/`.
+//!
+//! Needs `node`, the dashboard's npm packages and its build (`cd dashboard && npm ci && npm run
+//! build`) and `chromium`; `cargo xtask test` provides all of them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wh_control_plane::scheduler::SchedulerSettings;
+
+const PROXY_TOKEN: &str = "proxy-token-for-the-dashboard";
+const PASSWORD: &str = "a dashboard password";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// A source archive: a page saying `version`, `$GREETING` in /env.txt, a tick a second on
+/// stdout (the runtime logs), busybox httpd on $PORT.
+fn upload(base: &str, version: &str, into: &Path) -> PathBuf {
+    let containerfile = format!(
+        "FROM {base}\nCOPY index.html /www/index.html\nCMD [\"sh\", \"-c\", \"echo $GREETING > /www/env.txt; \
+         (while true; do echo tick; sleep 1; done) & exec httpd -f -p $PORT -h /www\"]\n"
+    );
+    let page = format!("<!doctype html><title>shop</title><h1>shop {version}</h1>\n");
+    let archive = wh_wsproto::archive::pack([
+        ("Containerfile", containerfile.as_bytes(), false),
+        ("index.html", page.as_bytes(), false),
+    ])
+    .unwrap();
+    let path = into.join(format!("shop-{version}.tar.gz"));
+    std::fs::write(&path, archive).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_takes_a_user_from_sign_in_to_a_rolled_back_app_and_out() {
+    let root = repo_root();
+    let dashboard = root.join("dashboard");
+    assert!(
+        dashboard.join("dist/index.html").is_file()
+            && dashboard.join("node_modules/playwright-core").is_dir(),
+        "the dashboard is not built: cd dashboard && npm ci && npm run build (cargo xtask test does it)"
+    );
+    let chromium = std::env::var("WH_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(Path::new(&chromium).is_file(), "{chromium} is missing: apt-get install chromium");
+
+    let wh_e2e::Start { base, db, .. } = wh_e2e::start().await;
+    let pool = db.pool.clone();
+    let stop = CancellationToken::new();
+    let sched = SchedulerSettings { drain: Duration::from_secs(1), ..SchedulerSettings::default() };
+    let (cp, _state) = wh_e2e::control_plane(&pool, Some(PROXY_TOKEN), sched, &stop).await;
+    wh_e2e::local_worker(
+        &pool,
+        cp,
+        "local",
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+        &stop,
+    )
+    .await;
+    let proxy_dir = tempfile::tempdir().unwrap();
+    let args = wh_proxy::cli::Args::following(
+        format!("http://{cp}/v1/traefik/proxy-config"),
+        PROXY_TOKEN,
+        proxy_dir.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    let proxy =
+        wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
+    let email = "admin@dashboard.test";
+    wh_control_plane::auth::create_user(&pool, email, PASSWORD, true).await.unwrap();
+    let sources = tempfile::tempdir().unwrap();
+    let (v1, v2) = (upload(&base, "v1", sources.path()), upload(&base, "v2", sources.path()));
+    let shots = root.join("target/dashboard-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+
+    // The script runs in its own thread: the stack above keeps serving on this runtime.
+    let script = dashboard.join("e2e/flow.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(&script)
+        .current_dir(&dashboard)
+        .env("WH_URL", format!("http://{cp}"))
+        .env("WH_EMAIL", email)
+        .env("WH_PASSWORD", PASSWORD)
+        .env("WH_PROXY_PORT", proxy.http_addr.port().to_string())
+        .env("WH_UPLOAD_V1", &v1)
+        .env("WH_UPLOAD_V2", &v2)
+        .env("WH_SHOTS", &shots)
+        .env("WH_CHROMIUM", &chromium);
+    let run = tokio::task::spawn_blocking(move || cmd.output());
+    let out = tokio::time::timeout(Duration::from_secs(600), run)
+        .await
+        .expect("the browser flow finished within 10 minutes")
+        .unwrap()
+        .expect("node runs");
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stop.cancel();
+    assert!(
+        out.status.success(),
+        "the browser flow failed (screenshots in {}):\n{said}",
+        shots.display()
+    );
+    assert!(said.contains("[flow] passed"), "{said}");
+    let taken = std::fs::read_dir(&shots).map(|d| d.count()).unwrap_or(0);
+    assert!(taken >= 15, "only {taken} screenshots in {}", shots.display());
+}

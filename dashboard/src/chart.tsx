@@ -1,0 +1,51 @@
+// A live line chart (uPlot) of one or more series over time; sized to its container.
+
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+
+export interface Series {
+  label: string;
+  values: (number | null)[];
+}
+
+export function Chart(props: { title: string; times: number[]; series: Series[]; unit: (v: number) => string }) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  const count = props.series.length;
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const colors = ['#2f6fed', '#e0702b', '#2a9d62'];
+    const opts: uPlot.Options = {
+      width: Math.max(240, el.clientWidth),
+      height: 160,
+      legend: { show: true },
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true } },
+      axes: [
+        { stroke: 'currentColor', grid: { stroke: 'rgba(128,128,128,.2)' } },
+        { stroke: 'currentColor', grid: { stroke: 'rgba(128,128,128,.2)' }, size: 70, values: (_u, vals) => vals.map((v) => props.unit(v)) },
+      ],
+      series: [{}, ...props.series.map((s, i) => ({ label: s.label, stroke: colors[i % colors.length], width: 2, value: (_u: uPlot, v: number | null) => (v == null ? '—' : props.unit(v)) }))],
+    };
+    const u = new uPlot(opts, [props.times, ...props.series.map((s) => s.values)] as uPlot.AlignedData, el);
+    plot.current = u;
+    const resize = new ResizeObserver(() => u.setSize({ width: Math.max(240, el.clientWidth), height: 160 }));
+    resize.observe(el);
+    return () => {
+      resize.disconnect();
+      u.destroy();
+      plot.current = null;
+    };
+    // The plot is rebuilt only when the number of series changes; data flows in below.
+  }, [count]);
+  useEffect(() => {
+    plot.current?.setData([props.times, ...props.series.map((s) => s.values)] as uPlot.AlignedData);
+  }, [props.times, props.series]);
+  return (
+    <figure class="chart">
+      <figcaption>{props.title}</figcaption>
+      <div ref={box} role="img" aria-label={`${props.title} over the last minutes`} />
+    </figure>
+  );
+}

@@ -1,0 +1,150 @@
+// Environment variables: a table with masked values (reveal and copy per row) and a bulk
+// `.env` editor. "Unsaved" shows only when the text's variables differ from the server's;
+// saving replaces the whole set at once; changes apply on the next deploy.
+
+import { useMemo, useState } from 'preact/hooks';
+import { useLocation } from 'wouter-preact';
+import { api } from '../api/client';
+import { Async, Copy, FormError, fieldError } from '../components';
+import { AppTabs } from '../layout';
+import { diff, parse, sameVars, serialize, type Parsed } from '../lib/dotenv';
+import { useResource, useSubmit } from '../hooks';
+
+export function Env(props: { slug: string }) {
+  const [, navigate] = useLocation();
+  const vars = useResource(() => api.env(props.slug, true), [props.slug]);
+  const app = useResource(() => api.app(props.slug), [props.slug]);
+  const [revealed, setRevealed] = useState<Set<string>>(new Set());
+  const [text, setText] = useState<string | null>(null);
+  const [kept, setKept] = useState<Parsed | undefined>(undefined);
+  const [saved, setSaved] = useState(false);
+  const server = useMemo(() => new Map(Object.entries(vars.data ?? {})), [vars.data]);
+  const parsed = useMemo(() => (text === null ? null : parse(text)), [text]);
+  const unsaved = parsed !== null && !sameVars(parsed.vars, server);
+  const changes = parsed ? diff(server, parsed.vars) : { set: [], removed: [] };
+  const save = useSubmit(async () => {
+    if (!parsed || parsed.errors.length > 0) return;
+    await api.replaceEnv(props.slug, Object.fromEntries(parsed.vars));
+    setKept(parsed);
+    vars.set(Object.fromEntries(parsed.vars));
+    setSaved(true);
+  });
+  const redeploy = useSubmit(async () => {
+    const a = app.data;
+    if (!a) return;
+    const d = a.live_deployment_id ? await api.deploy(props.slug, { rollback_to: a.live_deployment_id }) : await api.deploy(props.slug, {});
+    navigate(`/deployments/${d.id}`);
+  });
+  const toggle = (k: string) => {
+    const next = new Set(revealed);
+    if (next.has(k)) next.delete(k);
+    else next.add(k);
+    setRevealed(next);
+  };
+  return (
+    <>
+      <AppTabs slug={props.slug} />
+      <h1>Environment</h1>
+      <Async r={vars} what="the variables">
+        {(v) => (
+          <>
+            {Object.keys(v).length === 0 ? (
+              <p class="empty">No variables yet. Add them in the editor below.</p>
+            ) : (
+              <div class="table-wrap">
+                <table>
+                  <thead>
+                    <tr>
+                      <th scope="col">Name</th>
+                      <th scope="col">Value</th>
+                      <th scope="col">
+                        <span class="sr-only">Actions</span>
+                      </th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {Object.entries(v).map(([k, value]) => (
+                      <tr key={k}>
+                        <td>
+                          <code>{k}</code>
+                        </td>
+                        <td>
+                          <code class="value">{revealed.has(k) ? value : '••••••••'}</code>
+                        </td>
+                        <td class="actions">
+                          <button type="button" class="small" aria-pressed={revealed.has(k)} aria-label={`${revealed.has(k) ? 'Hide' : 'Reveal'} ${k}`} onClick={() => toggle(k)}>
+                            {revealed.has(k) ? 'Hide' : 'Reveal'}
+                          </button>
+                          <Copy text={value} label={`Copy the value of ${k}`} />
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+            <h2>
+              <label for="env-editor">Edit as .env</label>
+            </h2>
+            <textarea
+              id="env-editor"
+              class="editor"
+              rows={12}
+              spellcheck={false}
+              aria-describedby="env-editor-help"
+              value={text ?? serialize(server, kept)}
+              onInput={(e) => {
+                setSaved(false);
+                setText(e.currentTarget.value);
+              }}
+            />
+            <p id="env-editor-help" class="muted small">
+              KEY=value per line; # comments and blank lines are kept while you edit; "double" or 'single' quotes for values with spaces or #.
+            </p>
+            {parsed?.errors.map((e) => (
+              <p key={e.line} class="field-error" role="alert">
+                Line {e.line}: {e.message}
+              </p>
+            ))}
+            {fieldError(save.error, 'vars') && (
+              <p class="field-error" role="alert">
+                {fieldError(save.error, 'vars')}
+              </p>
+            )}
+            <FormError error={save.error} fields={['vars']} />
+            <div class="actions">
+              <button type="button" class="primary" disabled={!unsaved || save.busy || (parsed?.errors.length ?? 0) > 0} onClick={() => void save.run()}>
+                Save
+              </button>
+              {unsaved && (
+                <span class="badge warn" role="status">
+                  Unsaved: {changes.set.length} to set, {changes.removed.length} to remove
+                </span>
+              )}
+              {text !== null && (
+                <button
+                  type="button"
+                  onClick={() => {
+                    setText(null);
+                    setSaved(false);
+                  }}
+                >
+                  Discard
+                </button>
+              )}
+            </div>
+            {saved && (
+              <p class="notice" role="status">
+                Saved. Variables apply on the next deploy.{' '}
+                <button type="button" class="small primary" disabled={redeploy.busy} onClick={() => void redeploy.run()}>
+                  Redeploy now
+                </button>
+              </p>
+            )}
+            <FormError error={redeploy.error} />
+          </>
+        )}
+      </Async>
+    </>
+  );
+}
