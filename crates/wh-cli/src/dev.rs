@@ -210,6 +210,7 @@ async fn serve(
 
     let ready = started.elapsed();
     println!("WiseHosting is running (ready in {:.1} s)", ready.as_secs_f64());
+    println!("  dashboard {api_url}/  (sign in as the admin below)");
     println!("  apps     http://<app>.localhost:{}", proxy.http_addr.port());
     println!("  API      {api_url}/api/v1");
     println!("  admin    {} / {}", state.admin_email, state.admin_password);

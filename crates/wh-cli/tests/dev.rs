@@ -147,6 +147,12 @@ async fn wh_dev_then_wh_deploy_serves_the_example_and_ctrl_c_stops_everything() 
     assert!(banner.contains("WiseHosting is running"), "{banner}");
     assert!(banner.contains("admin    admin@wisehosting.localhost / "), "{banner}");
     assert!(banner.contains("worker   connected"), "{banner}");
+    let dashboard = banner.lines().find_map(|l| l.trim().strip_prefix("dashboard ")).unwrap();
+    let dashboard = dashboard.split_whitespace().next().unwrap().to_owned();
+    let (status, page) =
+        wh_testkit::http::get(&dashboard, &[]).await.map(|r| (r.status, r.text())).unwrap();
+    assert_eq!(status, 200, "{dashboard}: {page}");
+    assert!(page.contains("<title>WiseHosting</title>"), "the dashboard answers: {page}");
 
     // The README's second step.
     let hello = examples_hello();
