@@ -4,6 +4,7 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api/client';
 import { navigate } from 'wouter-preact/use-browser-location';
+import { me } from './store';
 
 export interface Resource<T> {
   data: T | undefined;
@@ -33,6 +34,8 @@ export function useResource<T>(load: (signal: AbortSignal) => Promise<T>, deps: 
       } catch (e) {
         if (ctl.signal.aborted) return;
         if (e instanceof ApiError && e.status === 401) {
+          // The session ended (expired, or signed out elsewhere).
+          me.set(null);
           navigate('/login');
           return;
         }

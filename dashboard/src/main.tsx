@@ -42,9 +42,10 @@ function Root() {
   }, []);
   useEffect(() => {
     if (user === null && location !== '/login') navigate('/login');
+    if (user && location === '/login') navigate('/apps');
   }, [user, location]);
   if (user === undefined) return <Loading what="the dashboard" />;
-  if (user === null || location === '/login') return <Login />;
+  if (user === null) return <Login />;
   return (
     <Layout user={user}>
       <Switch>

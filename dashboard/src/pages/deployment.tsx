@@ -82,7 +82,14 @@ export function DeploymentPage(props: { id: number }) {
             </div>
           </div>
           <p class="muted">
-            <code>{dep.git_ref}</code> · created {ago(dep.created_at)} · updated {ago(dep.updated_at)}
+            <code>{dep.git_ref}</code>
+            {dep.commit_sha && <> · commit <code>{dep.commit_sha.slice(0, 12)}</code></>}
+            {dep.rollback_of != null && (
+              <>
+                {' '}· again: <Link href={`/deployments/${dep.rollback_of}`}>#{dep.rollback_of}</Link>
+              </>
+            )}{' '}
+            · created {ago(dep.created_at)} · updated {ago(dep.updated_at)}
           </p>
           {dep.error && (
             <p class="error" role="alert">

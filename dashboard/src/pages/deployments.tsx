@@ -110,6 +110,7 @@ export function Deployments(props: { slug: string }) {
                       </td>
                       <td>
                         <code>{d.git_ref}</code>
+                        {d.rollback_of != null && <div class="small muted">again: #{d.rollback_of}</div>}
                         {d.error && <div class="small error-text">{d.error}</div>}
                       </td>
                       <td>

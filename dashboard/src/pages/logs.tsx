@@ -1,12 +1,13 @@
-// Runtime logs of an app, followed over server-sent events: at most 10,000 lines kept (the
-// count of earlier ones dropped is shown), scrolling up pauses following, download saves
-// what is kept.
+// Runtime logs of an app, followed over server-sent events (read with fetch, a bounded amount
+// of work per frame: lib/sse.ts): at most 10,000 lines kept (the count of earlier ones dropped
+// is shown), scrolling up pauses following, download saves what is kept.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { LogEntry } from '../api/client';
 import { AppTabs } from '../layout';
 import { LogView } from '../logview';
 import { LogBuffer } from '../lib/logwindow';
+import { follow, type SseEvent } from '../lib/sse';
 
 export function Logs(props: { slug: string }) {
   const buffer = useRef(new LogBuffer());
@@ -16,42 +17,49 @@ export function Logs(props: { slug: string }) {
   useEffect(() => {
     buffer.current.clear();
     setVersion((v) => v + 1);
-    const es = new EventSource(`/api/v1/apps/${encodeURIComponent(props.slug)}/logs?follow=1&lines=1000`);
+    const ctl = new AbortController();
     // A reconnect sends the recent lines again: skip what was already shown.
     let lastTs = -1;
     let lastGroup = new Set<string>();
-    let pending: { text: string; stream: string }[] = [];
     let frame = 0;
-    const flush = () => {
+    const render = () => {
       frame = 0;
-      buffer.current.push(pending);
-      pending = [];
       setVersion((v) => v + 1);
     };
-    es.onopen = () => setState('open');
-    es.onerror = () => setState('retrying');
-    es.onmessage = (m: MessageEvent<string>) => {
-      let e: LogEntry;
-      try {
-        e = JSON.parse(m.data) as LogEntry;
-      } catch {
-        e = { line: m.data, stream: 'stdout', ts_ms: Date.now() } as LogEntry;
+    const onEvents = (events: SseEvent[]) => {
+      const lines: { text: string; stream: string }[] = [];
+      for (const ev of events) {
+        if (ev.event === 'dropped') {
+          setServerDropped((n) => n + (Number(ev.data) || 0));
+          continue;
+        }
+        let e: LogEntry;
+        try {
+          e = JSON.parse(ev.data) as LogEntry;
+        } catch {
+          continue;
+        }
+        if (e.ts_ms < lastTs) continue;
+        const id = e.stream + '\u0000' + e.line;
+        if (e.ts_ms === lastTs && lastGroup.has(id)) continue;
+        if (e.ts_ms > lastTs) {
+          lastTs = e.ts_ms;
+          lastGroup.clear();
+        }
+        lastGroup.add(id);
+        lines.push({ text: e.line, stream: e.stream });
       }
-      if (e.ts_ms < lastTs) return;
-      const id = `${e.stream}\u0000${e.line}`;
-      if (e.ts_ms === lastTs && lastGroup.has(id)) return;
-      if (e.ts_ms > lastTs) {
-        lastTs = e.ts_ms;
-        lastGroup = new Set();
-      }
-      lastGroup.add(id);
-      pending.push({ text: e.line, stream: e.stream });
-      // Lines arriving together render once per frame.
-      if (!frame) frame = requestAnimationFrame(flush);
+      buffer.current.push(lines);
+      // However many lines arrive, the view renders once per frame.
+      if (!frame) frame = requestAnimationFrame(render);
     };
-    es.addEventListener('dropped', (m) => setServerDropped((n) => n + Number((m as MessageEvent<string>).data) || 0));
+    void follow(`/api/v1/apps/${encodeURIComponent(props.slug)}/logs?follow=1&lines=1000`, {
+      onEvents,
+      onState: setState,
+      signal: ctl.signal,
+    });
     return () => {
-      es.close();
+      ctl.abort();
       if (frame) cancelAnimationFrame(frame);
     };
   }, [props.slug]);

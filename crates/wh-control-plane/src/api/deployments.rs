@@ -64,9 +64,9 @@ struct Target {
 static UPLOAD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// `POST /api/v1/apps/{slug}/deployments`: a JSON body `{"ref": …}` (or none) deploys a git
-/// ref of the app's repository; a `Content-Type: application/gzip` body is an uploaded source
-/// archive (`wh deploy --path`), checked ([`archive::check`]) and kept with the deployment
-/// until it ends.
+/// ref of the app's repository, `{"rollback_to": N}` deployment N again ([`rollback_source`]);
+/// a `Content-Type: application/gzip` body is an uploaded source archive (`wh deploy
+/// --path`), checked ([`archive::check`]) and kept with the deployment until it ends.
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
