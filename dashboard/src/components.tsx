@@ -109,3 +109,45 @@ export function ConnectionBanner() {
     </div>
   );
 }
+
+/** A column of a [`DataTable`]: its heading (only for screen readers when `hideLabel`) and cell. */
+export interface Column<T> {
+  label: string;
+  hideLabel?: boolean;
+  cell: (row: T) => ComponentChildren;
+  class?: string;
+}
+
+/**
+ * A list as a table: a caption for screen readers, one heading per column, and on narrow
+ * screens one card per row with each cell named by its column.
+ */
+export function DataTable<T>(props: { caption: string; rows: T[]; rowKey: (row: T) => string | number; columns: Column<T>[] }) {
+  return (
+    <div class="table-wrap">
+      <table class="stack">
+        <caption class="sr-only">{props.caption}</caption>
+        <thead>
+          <tr>
+            {props.columns.map((c) => (
+              <th key={c.label} scope="col">
+                {c.hideLabel ? <span class="sr-only">{c.label}</span> : c.label}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {props.rows.map((row) => (
+            <tr key={props.rowKey(row)}>
+              {props.columns.map((c) => (
+                <td key={c.label} data-label={c.hideLabel ? '' : c.label} class={c.class}>
+                  {c.cell(row)}
+                </td>
+              ))}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}

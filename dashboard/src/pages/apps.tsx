@@ -3,7 +3,7 @@
 import { useState } from 'preact/hooks';
 import { Link, useLocation } from 'wouter-preact';
 import { api, type NewApp } from '../api/client';
-import { Async, Badge, Field, FormError } from '../components';
+import { Async, Badge, DataTable, Field, FormError } from '../components';
 import { ago } from '../lib/format';
 import { useResource, useSubmit } from '../hooks';
 
@@ -24,46 +24,42 @@ export function Apps() {
               No apps yet. <Link href="/apps/new">Create your first app</Link>.
             </p>
           ) : (
-            <div class="table-wrap">
-              <table class="stack">
-                <caption class="sr-only">Your apps</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">App</th>
-                    <th scope="col">Status</th>
-                    <th scope="col">URL</th>
-                    <th scope="col">Last deploy</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {list.map((a) => (
-                    <tr key={a.slug}>
-                      <td data-label="App">
-                        <Link href={`/apps/${a.slug}`}>{a.slug}</Link>
-                        <div class="muted small">{a.repo_url || 'uploads'}</div>
-                      </td>
-                      <td data-label="Status">
-                        <Badge state={a.live_deployment_id ? 'live' : a.last_deployment_state ?? 'not deployed'} />
-                      </td>
-                      <td data-label="URL">
-                        <a href={a.url} rel="noreferrer" target="_blank">
-                          {a.url}
-                        </a>
-                      </td>
-                      <td data-label="Last deploy">
-                        {a.last_deployment_id ? (
-                          <Link href={`/deployments/${a.last_deployment_id}`}>
-                            {a.last_deployment_state} · {ago(a.last_deployed_at)}
-                          </Link>
-                        ) : (
-                          '—'
-                        )}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <DataTable
+              caption="Your apps"
+              rows={list}
+              rowKey={(a) => a.slug}
+              columns={[
+                {
+                  label: 'App',
+                  cell: (a) => (
+                    <>
+                      <Link href={`/apps/${a.slug}`}>{a.slug}</Link>
+                      <div class="muted small">{a.repo_url || 'uploads'}</div>
+                    </>
+                  ),
+                },
+                { label: 'Status', cell: (a) => <Badge state={a.live_deployment_id ? 'live' : a.last_deployment_state ?? 'not deployed'} /> },
+                {
+                  label: 'URL',
+                  cell: (a) => (
+                    <a href={a.url} rel="noreferrer" target="_blank">
+                      {a.url}
+                    </a>
+                  ),
+                },
+                {
+                  label: 'Last deploy',
+                  cell: (a) =>
+                    a.last_deployment_id ? (
+                      <Link href={`/deployments/${a.last_deployment_id}`}>
+                        {a.last_deployment_state} · {ago(a.last_deployed_at)}
+                      </Link>
+                    ) : (
+                      '—'
+                    ),
+                },
+              ]}
+            />
           )
         }
       </Async>

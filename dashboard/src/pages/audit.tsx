@@ -1,7 +1,7 @@
 // The audit trail: what was done, by whom, from where (yours; everyone's for admins).
 
 import { api } from '../api/client';
-import { Async } from '../components';
+import { Async, DataTable } from '../components';
 import { ago } from '../lib/format';
 import { useResource } from '../hooks';
 
@@ -15,34 +15,18 @@ export function Audit() {
           es.length === 0 ? (
             <p class="empty">Nothing recorded yet.</p>
           ) : (
-            <div class="table-wrap">
-              <table>
-                <thead>
-                  <tr>
-                    <th scope="col">When</th>
-                    <th scope="col">Action</th>
-                    <th scope="col">Target</th>
-                    <th scope="col">From</th>
-                    <th scope="col">Details</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {es.map((e) => (
-                    <tr key={e.id}>
-                      <td title={e.at}>{ago(e.at)}</td>
-                      <td>
-                        <code>{e.action}</code>
-                      </td>
-                      <td>{e.target}</td>
-                      <td>{e.client_ip ?? '—'}</td>
-                      <td>
-                        <code class="small">{JSON.stringify(e.details)}</code>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <DataTable
+              caption="Audit events, newest first"
+              rows={es}
+              rowKey={(e) => e.id}
+              columns={[
+                { label: 'When', cell: (e) => <span title={e.at}>{ago(e.at)}</span> },
+                { label: 'Action', cell: (e) => <code>{e.action}</code> },
+                { label: 'Target', cell: (e) => e.target },
+                { label: 'From', cell: (e) => e.client_ip ?? '—' },
+                { label: 'Details', cell: (e) => <code class="small">{JSON.stringify(e.details)}</code> },
+              ]}
+            />
           )
         }
       </Async>

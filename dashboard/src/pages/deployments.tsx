@@ -4,7 +4,7 @@
 import { useState } from 'preact/hooks';
 import { Link, useLocation } from 'wouter-preact';
 import { api, type Deployment } from '../api/client';
-import { Async, Badge, Field, FormError } from '../components';
+import { Async, Badge, DataTable, Field, FormError } from '../components';
 import { AppTabs } from '../layout';
 import { ago } from '../lib/format';
 import { folderArchive } from '../lib/tar';
@@ -89,46 +89,36 @@ export function Deployments(props: { slug: string }) {
           ds.length === 0 ? (
             <p class="empty">No deployments yet.</p>
           ) : (
-            <div class="table-wrap">
-              <table>
-                <thead>
-                  <tr>
-                    <th scope="col">#</th>
-                    <th scope="col">Source</th>
-                    <th scope="col">State</th>
-                    <th scope="col">Created</th>
-                    <th scope="col">
-                      <span class="sr-only">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {ds.map((d, i) => (
-                    <tr key={d.id}>
-                      <td>
-                        <Link href={`/deployments/${d.id}`}>#{d.id}</Link>
-                      </td>
-                      <td>
-                        <code>{d.git_ref}</code>
-                        {d.rollback_of != null && <div class="small muted">again: #{d.rollback_of}</div>}
-                        {d.error && <div class="small error-text">{d.error}</div>}
-                      </td>
-                      <td>
-                        <Badge state={d.state} />
-                      </td>
-                      <td>{ago(d.created_at)}</td>
-                      <td>
-                        {ROLLBACK_FROM.has(d.state) && (
-                          <button type="button" class="small" disabled={rollback.busy} onClick={() => void rollback.run(d.id)}>
-                            {d.state === 'live' || i === 0 ? 'Redeploy' : 'Roll back to this'}
-                          </button>
-                        )}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <DataTable
+              caption={`Deployments of ${props.slug}, newest first`}
+              rows={ds}
+              rowKey={(d) => d.id}
+              columns={[
+                { label: '#', cell: (d) => <Link href={`/deployments/${d.id}`}>#{d.id}</Link> },
+                {
+                  label: 'Source',
+                  cell: (d) => (
+                    <div>
+                      <code>{d.git_ref}</code>
+                      {d.rollback_of != null && <div class="small muted">again: #{d.rollback_of}</div>}
+                      {d.error && <div class="small error-text">{d.error}</div>}
+                    </div>
+                  ),
+                },
+                { label: 'State', cell: (d) => <Badge state={d.state} /> },
+                { label: 'Created', cell: (d) => ago(d.created_at) },
+                {
+                  label: 'Actions',
+                  hideLabel: true,
+                  cell: (d) =>
+                    ROLLBACK_FROM.has(d.state) && (
+                      <button type="button" class="small" disabled={rollback.busy} onClick={() => void rollback.run(d.id)}>
+                        {d.state === 'live' ? 'Redeploy' : 'Roll back to this'}
+                      </button>
+                    ),
+                },
+              ]}
+            />
           )
         }
       </Async>

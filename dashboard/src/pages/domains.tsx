@@ -3,7 +3,7 @@
 
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Domain } from '../api/client';
-import { Async, Badge, Copy, Field, FormError } from '../components';
+import { Async, Badge, Copy, DataTable, Field, FormError } from '../components';
 import { AppTabs } from '../layout';
 import { ago } from '../lib/format';
 import { useResource, useSubmit } from '../hooks';
@@ -85,31 +85,31 @@ export function Domains(props: { slug: string }) {
                     {d.reason ? ` · ${d.reason}` : ''}
                   </p>
                   {d.status !== 'verified' && <p>Create these records at your DNS provider, then check:</p>}
-                  <div class="table-wrap">
-                    <table>
-                      <thead>
-                        <tr>
-                          <th scope="col">Type</th>
-                          <th scope="col">Name</th>
-                          <th scope="col">Value</th>
-                        </tr>
-                      </thead>
-                      <tbody>
-                        {d.records.map((r) => (
-                          <tr key={r.type + r.name + r.value}>
-                            <td>{r.type}</td>
-                            <td>
-                              <code>{r.name}</code> <Copy text={r.name} label={`Copy the ${r.type} record's name`} />
-                            </td>
-                            <td>
-                              <code>{r.value}</code> <Copy text={r.value} label={`Copy the ${r.type} record's value`} />
-                              {r.note && <div class="muted small">{r.note}</div>}
-                            </td>
-                          </tr>
-                        ))}
-                      </tbody>
-                    </table>
-                  </div>
+                  <DataTable
+                    caption={`DNS records for ${d.hostname}`}
+                    rows={d.records}
+                    rowKey={(r) => r.type + r.name + r.value}
+                    columns={[
+                      { label: 'Type', cell: (r) => r.type },
+                      {
+                        label: 'Name',
+                        cell: (r) => (
+                          <span>
+                            <code>{r.name}</code> <Copy text={r.name} label={`Copy the ${r.type} record's name`} />
+                          </span>
+                        ),
+                      },
+                      {
+                        label: 'Value',
+                        cell: (r) => (
+                          <div>
+                            <code>{r.value}</code> <Copy text={r.value} label={`Copy the ${r.type} record's value`} />
+                            {r.note && <div class="muted small">{r.note}</div>}
+                          </div>
+                        ),
+                      },
+                    ]}
+                  />
                   <p class="warning small">
                     Behind a CDN proxy (Cloudflare's orange cloud), set the CNAME to "DNS only": a proxied record hides this platform's address and the certificate cannot be issued.
                   </p>

@@ -5,7 +5,7 @@
 import { useMemo, useState } from 'preact/hooks';
 import { useLocation } from 'wouter-preact';
 import { api } from '../api/client';
-import { Async, Copy, FormError, fieldError } from '../components';
+import { Async, Copy, DataTable, FormError, fieldError } from '../components';
 import { AppTabs } from '../layout';
 import { diff, parse, sameVars, serialize, type Parsed } from '../lib/dotenv';
 import { useResource, useSubmit } from '../hooks';
@@ -51,37 +51,28 @@ export function Env(props: { slug: string }) {
             {Object.keys(v).length === 0 ? (
               <p class="empty">No variables yet. Add them in the editor below.</p>
             ) : (
-              <div class="table-wrap">
-                <table>
-                  <thead>
-                    <tr>
-                      <th scope="col">Name</th>
-                      <th scope="col">Value</th>
-                      <th scope="col">
-                        <span class="sr-only">Actions</span>
-                      </th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {Object.entries(v).map(([k, value]) => (
-                      <tr key={k}>
-                        <td>
-                          <code>{k}</code>
-                        </td>
-                        <td>
-                          <code class="value">{revealed.has(k) ? value : '••••••••'}</code>
-                        </td>
-                        <td class="actions">
-                          <button type="button" class="small" aria-pressed={revealed.has(k)} aria-label={`${revealed.has(k) ? 'Hide' : 'Reveal'} ${k}`} onClick={() => toggle(k)}>
-                            {revealed.has(k) ? 'Hide' : 'Reveal'}
-                          </button>
-                          <Copy text={value} label={`Copy the value of ${k}`} />
-                        </td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
+              <DataTable
+                caption="Environment variables"
+                rows={Object.entries(v)}
+                rowKey={([k]) => k}
+                columns={[
+                  { label: 'Name', cell: ([k]) => <code>{k}</code> },
+                  { label: 'Value', cell: ([k, value]) => <code class="value">{revealed.has(k) ? value : '••••••••'}</code> },
+                  {
+                    label: 'Actions',
+                    hideLabel: true,
+                    class: 'actions',
+                    cell: ([k, value]) => (
+                      <>
+                        <button type="button" class="small" aria-pressed={revealed.has(k)} aria-label={`${revealed.has(k) ? 'Hide' : 'Reveal'} ${k}`} onClick={() => toggle(k)}>
+                          {revealed.has(k) ? 'Hide' : 'Reveal'}
+                        </button>
+                        <Copy text={value} label={`Copy the value of ${k}`} />
+                      </>
+                    ),
+                  },
+                ]}
+              />
             )}
             <h2>
               <label for="env-editor">Edit as .env</label>

@@ -3,7 +3,7 @@
 
 import { useState } from 'preact/hooks';
 import { api, type CreatedToken } from '../api/client';
-import { Async, Copy, Field, FormError } from '../components';
+import { Async, Copy, DataTable, Field, FormError } from '../components';
 import { ago } from '../lib/format';
 import { useResource, useSubmit } from '../hooks';
 
@@ -70,36 +70,26 @@ export function Tokens() {
           ts.length === 0 ? (
             <p class="empty">No tokens. The CLI signs in with one: wh login.</p>
           ) : (
-            <div class="table-wrap">
-              <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Name</th>
-                    <th scope="col">Created</th>
-                    <th scope="col">Last used</th>
-                    <th scope="col">Expires</th>
-                    <th scope="col">
-                      <span class="sr-only">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {ts.map((t) => (
-                    <tr key={t.id}>
-                      <td>{t.name}</td>
-                      <td>{ago(t.created_at)}</td>
-                      <td>{ago(t.last_used_at)}</td>
-                      <td>{t.expires_at ? t.expires_at.slice(0, 10) : 'never'}</td>
-                      <td>
-                        <button type="button" class="small danger" aria-label={`Revoke ${t.name}`} onClick={() => void revoke.run(t.id, t.name)}>
-                          Revoke
-                        </button>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <DataTable
+              caption="Your API tokens"
+              rows={ts}
+              rowKey={(t) => t.id}
+              columns={[
+                { label: 'Name', cell: (t) => t.name },
+                { label: 'Created', cell: (t) => ago(t.created_at) },
+                { label: 'Last used', cell: (t) => ago(t.last_used_at) },
+                { label: 'Expires', cell: (t) => (t.expires_at ? t.expires_at.slice(0, 10) : 'never') },
+                {
+                  label: 'Actions',
+                  hideLabel: true,
+                  cell: (t) => (
+                    <button type="button" class="small danger" aria-label={`Revoke ${t.name}`} onClick={() => void revoke.run(t.id, t.name)}>
+                      Revoke
+                    </button>
+                  ),
+                },
+              ]}
+            />
           )
         }
       </Async>

@@ -1,7 +1,7 @@
 // Administrators: every account.
 
 import { api } from '../api/client';
-import { Async } from '../components';
+import { Async, DataTable } from '../components';
 import { ago } from '../lib/format';
 import { useResource } from '../hooks';
 
@@ -12,28 +12,17 @@ export function Users() {
       <h1>Users</h1>
       <Async r={list} what="the users">
         {(us) => (
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Email</th>
-                  <th scope="col">Role</th>
-                  <th scope="col">Apps</th>
-                  <th scope="col">Joined</th>
-                </tr>
-              </thead>
-              <tbody>
-                {us.map((u) => (
-                  <tr key={u.id}>
-                    <td>{u.email}</td>
-                    <td>{u.is_admin ? 'admin' : 'user'}</td>
-                    <td>{u.apps}</td>
-                    <td>{ago(u.created_at)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable
+            caption="Accounts"
+            rows={us}
+            rowKey={(u) => u.id}
+            columns={[
+              { label: 'Email', cell: (u) => u.email },
+              { label: 'Role', cell: (u) => (u.is_admin ? 'admin' : 'user') },
+              { label: 'Apps', cell: (u) => u.apps },
+              { label: 'Joined', cell: (u) => ago(u.created_at) },
+            ]}
+          />
         )}
       </Async>
     </>
