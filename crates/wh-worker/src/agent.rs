@@ -281,7 +281,7 @@ impl Agent {
             Source::Image { image_of, rebuild } => match self.find_image(&app, *image_of).await? {
                 Some(image) => {
                     let says = format!("reusing the image of deployment {image_of}");
-                    self.build_line(&app, deployment, &says).await;
+                    self.build_line(&app, deployment, &says);
                     self.progress(job, Stage::Building, &says);
                     (image, None, Some(*image_of))
                 }
@@ -290,7 +290,7 @@ impl Agent {
                         let says = format!(
                             "the image of deployment {image_of} is no longer on this worker: building its commit again"
                         );
-                        self.build_line(&app, deployment, &says).await;
+                        self.build_line(&app, deployment, &says);
                         let (tag, commit) = self.build(job, d, source, &labels).await?;
                         (tag, commit, None)
                     }
@@ -325,7 +325,7 @@ impl Agent {
     }
 
     /// One line of the worker's own in the deployment's build log.
-    async fn build_line(&self, app: &str, deployment: i64, line: &str) {
+    fn build_line(&self, app: &str, deployment: i64, line: &str) {
         self.transport.send(Message::LogLines(LogLines {
             app: app.to_owned(),
             deployment_id: Some(deployment),
