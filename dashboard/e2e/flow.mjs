@@ -93,7 +93,8 @@ try {
 
   // Bulk-set variables in the .env editor.
   await page.getByRole('navigation', { name: 'App' }).getByRole('link', { name: 'Environment' }).click();
-  const editor = page.getByLabel('Edit as .env');
+  await page.getByRole('button', { name: 'Edit as .env' }).click();
+  const editor = page.getByLabel('Variables as .env');
   await editor.fill('# settings for the shop\nGREETING="hello from env"\nMODE=production # inline\n');
   await expectText(page.getByRole('status'), 'Unsaved: 2 to set, 0 to remove');
   await page.getByRole('button', { name: 'Save' }).click();

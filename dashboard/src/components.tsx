@@ -61,7 +61,8 @@ export function Async<T>(props: { r: { data: T | undefined; error: Error | undef
   return <Loading what={props.what} />;
 }
 
-export function Copy(props: { text: string; label?: string }) {
+/** A copy button; `text` may be fetched when clicked (a secret that is not on the page yet). */
+export function Copy(props: { text: string | (() => Promise<string>); label?: string }) {
   const [done, setDone] = useState(false);
   return (
     <button
@@ -70,7 +71,7 @@ export function Copy(props: { text: string; label?: string }) {
       aria-label={props.label ?? 'Copy'}
       onClick={async () => {
         try {
-          await navigator.clipboard.writeText(props.text);
+          await navigator.clipboard.writeText(typeof props.text === 'string' ? props.text : await props.text());
           setDone(true);
           setTimeout(() => setDone(false), 1500);
         } catch {
