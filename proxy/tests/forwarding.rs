@@ -153,9 +153,12 @@ async fn slowloris_is_cut_at_the_header_timeout_while_others_are_served() {
 
 #[tokio::test]
 async fn backend_down_is_a_fast_502_and_one_of_two_down_is_invisible() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Bound but never listening: connecting is refused, and no other test can take the port
+    // while this socket holds it (a listener dropped early let a parallel test's backend bind
+    // the same port, and this "dead" server answered 200).
+    let dead = tokio::net::TcpSocket::new_v4().unwrap();
+    dead.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
     let live = Backend::start("live").await;
     let p = TestProxy::start(
         &routes(&[
