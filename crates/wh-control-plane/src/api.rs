@@ -8,6 +8,7 @@ pub mod deployments;
 pub mod domains;
 pub mod error;
 pub mod extract;
+pub mod hooks;
 pub mod observe;
 pub mod openapi;
 pub mod params;
@@ -38,6 +39,9 @@ async fn rate_limit(
         let mut verdict = state.limits.api.check(ip, now);
         if verdict.is_ok() && path == "/api/v1/auth/login" {
             verdict = state.limits.login.check(ip, now);
+        }
+        if verdict.is_ok() && path.starts_with("/api/v1/hooks/") {
+            verdict = state.limits.hooks.check(ip, now);
         }
         if let Err(retry) = verdict {
             return ApiError::RateLimited("too many requests", retry).into_response();
@@ -129,6 +133,13 @@ fn public_routes(state: &AppState) -> Router<AppState> {
                 .get(deployments::list),
         )
         .route("/api/v1/apps/{slug}/containers", get(apps::containers))
+        .route("/api/v1/apps/{slug}/hooks", post(hooks::create).get(hooks::list))
+        .route("/api/v1/apps/{slug}/hooks/{id}", axum::routing::delete(hooks::remove))
+        .route(
+            "/api/v1/hooks/{provider}/{hook_id}",
+            // The handler reads at most hooks::MAX_BODY itself.
+            post(hooks::deliver).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/api/v1/apps/{slug}/domains", post(domains::add).get(domains::list))
         .route("/api/v1/apps/{slug}/domains/{hostname}", axum::routing::delete(domains::remove))
         .route("/api/v1/apps/{slug}/domains/{hostname}/verify", post(domains::verify))

@@ -10,6 +10,7 @@
 //! - [`proxy_config`]: the Traefik configuration the ingress proxy polls or watches.
 //! - [`repos`]: repository URLs: credentials sealed, never stored or shown in clear.
 //! - [`domains`]: custom domains: hostname rules, TXT verification, background rechecks.
+//! - [`githooks`]: inbound git webhooks: providers, signatures, payloads, hooks and deliveries.
 //! - [`deployments`]: the deployment state machine and its per-state deadlines.
 //! - [`ratelimit`]: per-IP request limits.
 //! - [`queue`]: the Postgres job queue (SKIP LOCKED claims, leases, fencing, NOTIFY).
@@ -39,6 +40,7 @@ pub mod dashboard;
 pub mod database;
 pub mod deployments;
 pub mod domains;
+pub mod githooks;
 pub mod httpserve;
 pub mod hub;
 pub mod jwt;
@@ -67,6 +69,8 @@ pub struct AppState {
     pub routing: Arc<Routing>,
     /// Seals app environment variables.
     pub env: Arc<secrets::Sealer>,
+    /// Seals inbound git webhook secrets.
+    pub hooks: Arc<secrets::Sealer>,
     /// Mark session cookies `Secure` (off only for plain-HTTP localhost).
     pub cookie_secure: bool,
     /// Per-IP limits: sign-in attempts and the API in general.
@@ -88,6 +92,8 @@ pub struct Limits {
     pub api: ratelimit::RateLimiter,
     /// Failed sign-ins per account (lower-cased email), whatever address they come from.
     pub login_failures: ratelimit::RateLimiter<String>,
+    /// Inbound git webhooks, per IP.
+    pub hooks: ratelimit::RateLimiter,
 }
 
 impl Default for Limits {
@@ -99,6 +105,7 @@ impl Default for Limits {
             login: ratelimit::RateLimiter::per_minute(10),
             api: ratelimit::RateLimiter::per_minute(600),
             login_failures: ratelimit::RateLimiter::per(10, std::time::Duration::from_secs(900)),
+            hooks: ratelimit::RateLimiter::per_minute(60),
         }
     }
 }
@@ -120,6 +127,7 @@ impl AppState {
             hub,
             routing,
             env: Arc::new(secrets::MasterKey::from_bytes(key).sealer(secrets::Purpose::Env)),
+            hooks: Arc::new(secrets::MasterKey::from_bytes(key).sealer(secrets::Purpose::GitHook)),
             cookie_secure: true,
             limits: Arc::new(Limits::default()),
             logs: Arc::new(logbus::LogBus::default()),

@@ -33,10 +33,18 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// A git webhook delivery's labels: both from fixed sets, never from the request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct GitHookLabels {
+    pub provider: &'static str,
+    pub outcome: &'static str,
+}
+
 /// The metrics counted as things happen.
 #[derive(Debug)]
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
+    git_hooks: Family<GitHookLabels, Counter>,
     claim_wait: Histogram,
     /// Microseconds the last periodic sweep started after it was due.
     sweep_lag_us: AtomicU64,
@@ -47,6 +55,7 @@ impl Default for Metrics {
         let buckets = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
         Metrics {
             requests: Family::default(),
+            git_hooks: Family::default(),
             claim_wait: Histogram::new(buckets),
             sweep_lag_us: AtomicU64::new(0),
         }
@@ -58,6 +67,11 @@ impl Metrics {
     pub fn request(&self, route: &str, method: &str, status: u16) {
         let labels = RequestLabels { route: route.to_owned(), method: method.to_owned(), status };
         self.requests.get_or_create(&labels).inc();
+    }
+
+    /// A git webhook delivery from `provider` ended as `outcome`.
+    pub fn git_hook(&self, provider: &'static str, outcome: &'static str) {
+        self.git_hooks.get_or_create(&GitHookLabels { provider, outcome }).inc();
     }
 
     /// A job was claimed `waited` after it became runnable.
@@ -77,6 +91,11 @@ impl Metrics {
             "wh_cp_http_requests",
             "API requests by route template, method and status.",
             self.requests.clone(),
+        );
+        registry.register(
+            "wh_cp_git_hook_deliveries",
+            "Git webhook deliveries by provider and outcome (queued, ignored, pong, bad_signature, replayed, unknown_hook, too_large, bad_payload, error).",
+            self.git_hooks.clone(),
         );
         registry.register(
             "wh_cp_job_claim_wait_seconds",

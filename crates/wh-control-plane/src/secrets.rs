@@ -22,6 +22,8 @@ pub enum Purpose {
     Webhook,
     /// Git provider OAuth tokens (owner: the user id).
     OAuth,
+    /// Inbound git webhook secrets (owner: the hook id).
+    GitHook,
 }
 
 impl Purpose {
@@ -30,6 +32,7 @@ impl Purpose {
             Purpose::Env => "wh/env/v1",
             Purpose::Webhook => "wh/webhook/v1",
             Purpose::OAuth => "wh/oauth/v1",
+            Purpose::GitHook => "wh/githook/v1",
         }
     }
 }

@@ -79,6 +79,7 @@ pub async fn start(
         hub,
         routing: Arc::new(routing),
         env,
+        hooks: Arc::new(config.master_key.sealer(secrets::Purpose::GitHook)),
         cookie_secure: config.cookie_secure,
         limits: Arc::new(Limits::default()),
         logs,

@@ -77,6 +77,8 @@ pub struct App {
     pub port: i32,
     /// Whether the repository has credentials (sealed; never shown).
     pub repo_credentials: bool,
+    /// Whether pushed tags deploy (git webhooks).
+    pub deploy_tags: bool,
     /// Where the app answers once live.
     #[sqlx(skip)]
     pub url: String,
@@ -88,7 +90,7 @@ pub struct App {
     pub last_deployed_at: Option<String>,
 }
 
-const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port, (a.repo_auth_sealed IS NOT NULL) AS repo_credentials,
+const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port, (a.repo_auth_sealed IS NOT NULL) AS repo_credentials, a.deploy_tags,
     (SELECT max(l.id) FROM deployments l WHERE l.app_id = a.id AND l.state = 'live') AS live_deployment_id,
     last.id AS last_deployment_id, last.state::text AS last_deployment_state,
     to_char(last.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS last_deployed_at";
@@ -233,6 +235,8 @@ pub struct AppPatch {
     repo_url: Option<String>,
     branch: Option<String>,
     port: Option<i32>,
+    /// Whether pushed tags deploy (a git webhook); branches other than `branch` never do.
+    deploy_tags: Option<bool>,
 }
 
 pub async fn update(
@@ -254,10 +258,11 @@ pub async fn update(
         validate_port(p)?;
     }
     let mut tx = state.pool.begin().await?;
-    sqlx::query("UPDATE apps SET branch = coalesce($2, branch), port = coalesce($3, port), updated_at = now() WHERE id = $1")
+    sqlx::query("UPDATE apps SET branch = coalesce($2, branch), port = coalesce($3, port), deploy_tags = coalesce($4, deploy_tags), updated_at = now() WHERE id = $1")
         .bind(app.id)
         .bind(&body.branch)
         .bind(body.port)
+        .bind(body.deploy_tags)
         .execute(&mut *tx)
         .await?;
     if let Some(repo) = &repo {
@@ -279,6 +284,7 @@ pub async fn update(
                 "repo_url": repo.as_ref().map(|r| &r.public),
                 "branch": body.branch,
                 "port": body.port,
+                "deploy_tags": body.deploy_tags,
             }),
         )
         .await?;

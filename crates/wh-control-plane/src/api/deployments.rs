@@ -26,6 +26,9 @@ pub struct Deployment {
     pub worker_id: Option<uuid::Uuid>,
     /// The commit built (git sources), once known.
     pub commit_sha: Option<String>,
+    /// The pushed commit's message (first line) and author, for a deploy a webhook started.
+    pub commit_message: Option<String>,
+    pub commit_author: Option<String>,
     /// The deployment this one redeploys (a rollback).
     pub rollback_of: Option<i64>,
     pub created_at: String,
@@ -33,7 +36,7 @@ pub struct Deployment {
 }
 
 const COLUMNS: &str =
-    "d.id, a.slug AS app, d.git_ref, d.state::text AS state, d.error, d.worker_id, d.commit_sha, d.rollback_of,
+    "d.id, a.slug AS app, d.git_ref, d.state::text AS state, d.error, d.worker_id, d.commit_sha, d.commit_message, d.commit_author, d.rollback_of,
     to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS created_at,
     to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS updated_at";
 
@@ -60,6 +63,89 @@ struct Target {
     has_source: bool,
 }
 
+/// An app as deploying it needs: where its source is, its port and its plan's limits.
+pub struct DeployTarget {
+    pub id: i64,
+    pub slug: String,
+    pub repo_url: String,
+    pub branch: String,
+    pub port: i32,
+    pub deploy_tags: bool,
+    limits: wh_wsproto::job::Limits,
+}
+
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    id: i64,
+    slug: String,
+    repo_url: String,
+    branch: String,
+    port: i32,
+    deploy_tags: bool,
+    memory_mb: i32,
+    cpu_millis: i32,
+    disk_mb: i32,
+}
+
+const TARGET: &str = "SELECT a.id, a.slug, a.repo_url, a.branch, a.port, a.deploy_tags, p.memory_mb, p.cpu_millis, p.disk_mb
+    FROM apps a JOIN plans p ON p.id = a.plan_id";
+
+impl DeployTarget {
+    fn from_row(r: TargetRow) -> DeployTarget {
+        DeployTarget {
+            id: r.id,
+            slug: r.slug,
+            repo_url: r.repo_url,
+            branch: r.branch,
+            port: r.port,
+            deploy_tags: r.deploy_tags,
+            limits: wh_wsproto::job::Limits {
+                memory_mb: u64::try_from(r.memory_mb).unwrap_or(0),
+                cpu_millis: u64::try_from(r.cpu_millis).unwrap_or(0),
+                disk_mb: u64::try_from(r.disk_mb).ok().filter(|mb| *mb > 0),
+            },
+        }
+    }
+
+    /// `owner`'s app `slug`.
+    pub async fn owned(
+        pool: &sqlx::PgPool,
+        slug: &str,
+        owner: i64,
+    ) -> Result<Option<DeployTarget>, sqlx::Error> {
+        let row: Option<TargetRow> =
+            sqlx::query_as(&format!("{TARGET} WHERE a.slug = $1 AND a.owner_id = $2"))
+                .bind(slug)
+                .bind(owner)
+                .fetch_optional(pool)
+                .await?;
+        Ok(row.map(DeployTarget::from_row))
+    }
+
+    /// The app `id`, whoever owns it (a verified webhook names it).
+    pub async fn by_id(pool: &sqlx::PgPool, id: i64) -> Result<Option<DeployTarget>, sqlx::Error> {
+        let row: Option<TargetRow> = sqlx::query_as(&format!("{TARGET} WHERE a.id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        Ok(row.map(DeployTarget::from_row))
+    }
+
+    /// The job that deploys `source` for this app (its id is set when it is queued).
+    pub fn job(&self, source: Source) -> Result<DeployJob, ApiError> {
+        let port = u16::try_from(self.port)
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("app port {}", self.port)))?;
+        Ok(DeployJob {
+            app: self.slug.clone(),
+            deployment_id: 0,
+            port,
+            limits: self.limits,
+            source,
+            env: Default::default(),
+        })
+    }
+}
+
 /// How many uploads are checked at once.
 static UPLOAD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
@@ -83,21 +169,9 @@ pub async fn create(
     let body = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::TooLarge(format!("the request body is over {limit} bytes")))?;
-    let app: Option<(i64, String, String, i32, i32, i32, i32)> = sqlx::query_as(
-        "SELECT a.id, a.repo_url, a.branch, a.port, p.memory_mb, p.cpu_millis, p.disk_mb FROM apps a JOIN plans p ON p.id = a.plan_id
-         WHERE a.slug = $1 AND a.owner_id = $2",
-    )
-    .bind(&slug)
-    .bind(caller.user.id)
-    .fetch_optional(&state.pool)
-    .await?;
-    let (app_id, repo_url, branch, port, memory_mb, cpu_millis, disk_mb) =
-        app.ok_or(ApiError::NotFound)?;
-    let job_limits = wh_wsproto::job::Limits {
-        memory_mb: u64::try_from(memory_mb).unwrap_or(0),
-        cpu_millis: u64::try_from(cpu_millis).unwrap_or(0),
-        disk_mb: u64::try_from(disk_mb).ok().filter(|mb| *mb > 0),
-    };
+    let target =
+        DeployTarget::owned(&state.pool, &slug, caller.user.id).await?.ok_or(ApiError::NotFound)?;
+    let (app_id, repo_url, branch) = (target.id, target.repo_url.clone(), target.branch.clone());
     let (git_ref, job_source, source, rollback) = if upload {
         // Each check costs up to a core and 16 MiB; more uploads than this wait their turn.
         let _turn = UPLOAD_CHECKS.acquire().await.map_err(|e| ApiError::Internal(e.into()))?;
@@ -152,16 +226,7 @@ pub async fn create(
             (git_ref, job_source, None, None)
         }
     };
-    let port =
-        u16::try_from(port).map_err(|_| ApiError::Internal(anyhow::anyhow!("app port {port}")))?;
-    let job = DeployJob {
-        app: slug.clone(),
-        deployment_id: 0,
-        port,
-        limits: job_limits,
-        source: job_source,
-        env: Default::default(),
-    };
+    let job = target.job(job_source)?;
     let mut tx = state.pool.begin().await?;
     let id = deployments::create(&mut tx, app_id, &git_ref, job).await?;
     if let Some((of, commit)) = &rollback {

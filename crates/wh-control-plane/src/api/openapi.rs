@@ -8,7 +8,7 @@
 use axum::Json;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-use super::{admin, apps, auth as api_auth, deployments, domains};
+use super::{admin, apps, auth as api_auth, deployments, domains, hooks};
 use crate::{auth, containers};
 
 /// What an operation takes or answers.
@@ -44,6 +44,8 @@ pub struct Operation {
     pub request: Body,
     /// The success status and what comes with it.
     pub status: u16,
+    /// Another success status answered with the same body.
+    pub also: Option<u16>,
     pub response: Body,
 }
 
@@ -62,6 +64,7 @@ const fn op(
         query: &[],
         request: Body::None,
         status,
+        also: None,
         response,
     }
 }
@@ -77,6 +80,10 @@ impl Operation {
     }
     const fn query(mut self, query: &'static [QueryParam]) -> Self {
         self.query = query;
+        self
+    }
+    const fn also(mut self, status: u16) -> Self {
+        self.also = Some(status);
         self
     }
 }
@@ -119,6 +126,14 @@ pub const OPERATIONS: &[Operation] = &[
         .takes(Body::Json(json::<domains::NewDomain>)),
     op("delete", "/api/v1/apps/{slug}/domains/{hostname}", "Remove a custom domain", 204, Body::None),
     op("post", "/api/v1/apps/{slug}/domains/{hostname}/verify", "Check the TXT record now", 200, Body::Json(json::<domains::Verification>)),
+    op("get", "/api/v1/apps/{slug}/hooks", "The app's git webhooks (never their secrets)", 200, Body::Json(json::<Vec<hooks::HookView>>)),
+    op("post", "/api/v1/apps/{slug}/hooks", "Make the app's webhook for a provider: its URL and secret (shown once) to add there", 201, Body::Json(json::<hooks::CreatedHook>))
+        .takes(Body::Json(json::<hooks::NewHook>)),
+    op("delete", "/api/v1/apps/{slug}/hooks/{id}", "Remove a webhook", 204, Body::None),
+    op("post", "/api/v1/hooks/{provider}/{hook_id}", "A provider's delivery, signed with the hook's secret (GitHub X-Hub-Signature-256, GitLab X-Gitlab-Token, Bitbucket X-Hub-Signature, Gitea X-Gitea-Signature, Forgejo X-Forgejo-Signature): a push of the app's branch deploys its commit (202); a ping answers 200", 202, Body::Json(json::<hooks::DeliveryOutcome>))
+        .public()
+        .also(200)
+        .takes(Body::Json(json::<serde_json::Value>)),
     op("get", "/api/v1/deployments/{id}", "Show a deployment", 200, Body::Json(json::<deployments::Deployment>)),
     op("post", "/api/v1/deployments/{id}/cancel", "Cancel a deployment in progress", 200, Body::Json(json::<deployments::Deployment>)),
     op("get", "/api/v1/deployments/{id}/build-log", "Build output after byte `from`; X-Log-Offset is where to ask from next, X-Log-Skipped what is no longer kept", 200, Body::Text)
@@ -190,6 +205,9 @@ pub fn build() -> serde_json::Value {
                 "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             }
         });
+        if let Some(also) = o.also {
+            op["responses"][also.to_string()] = op["responses"][o.status.to_string()].clone();
+        }
         if o.secured {
             op["security"] = serde_json::json!([{"session": [], "csrf": []}, {"token": []}]);
         }

@@ -1,0 +1,300 @@
+//! Git webhooks over HTTP: an app's owner makes one per provider (`POST
+//! /api/v1/apps/{slug}/hooks`: its URL and secret, shown once, to add at the provider), lists
+//! and removes them; providers deliver to `POST /api/v1/hooks/{provider}/{hook_id}`.
+//!
+//! A delivery is checked in this order, and nothing past a failed step happens: the hook
+//! exists for that provider (404), the body is at most 1 MiB (413), the provider's signature
+//! over it is right (401, in constant time), the delivery id was not seen in 24 h (409), the
+//! body reads (400). Then a ping answers 200, and a push of the app's branch (or of a tag,
+//! when the app asks for tags) queues a deployment of exactly the pushed commit (202).
+//! Everything else answers 202 with the reason it was ignored. Every outcome is counted
+//! (`wh_cp_git_hook_deliveries{provider,outcome}`). Per IP, at most 60 a minute (`api.rs`).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::deployments::DeployTarget;
+use super::extract::{ApiJson, Caller, ClientIp};
+use super::params::Path;
+use super::ApiError;
+use crate::githooks::payload::{self, Delivery, RefKind};
+use crate::githooks::{store, verify, Provider};
+use crate::AppState;
+
+/// The most a delivery's body may be.
+pub const MAX_BODY: usize = 1 << 20;
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewHook {
+    pub provider: Provider,
+}
+
+/// A hook just made: where the provider delivers, and the secret to give it (shown once).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct CreatedHook {
+    pub id: String,
+    pub provider: Provider,
+    /// The delivery URL's path (on this control plane's public address).
+    pub path: String,
+    /// The delivery URL, when the request said which address it came to.
+    pub url: Option<String>,
+    /// The secret: 64 hex digits.
+    pub secret: String,
+    /// Where it goes at the provider.
+    pub setup: &'static str,
+}
+
+/// What a delivery did.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct DeliveryOutcome {
+    /// `pong`, `queued` or `ignored`.
+    pub status: &'static str,
+    /// The deployments queued.
+    pub deployments: Vec<i64>,
+    pub reason: Option<String>,
+}
+
+fn setup(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Github => "Repository → Settings → Webhooks → Add webhook: Payload URL, content type application/json, the secret, just the push event",
+        Provider::Gitlab => "Project → Settings → Webhooks: URL, the secret as Secret token, Push events (and Tag push events to deploy tags)",
+        Provider::Bitbucket => "Repository settings → Webhooks → Add webhook: URL, the secret, trigger Repository push",
+        Provider::Gitea | Provider::Forgejo => "Repository → Settings → Webhooks → Add webhook (Gitea/Forgejo): target URL, content type application/json, the secret, push events",
+    }
+}
+
+fn hook_path(provider: Provider, id: &str) -> String {
+    format!("/api/v1/hooks/{}/{id}", provider.as_str())
+}
+
+async fn app_of(state: &AppState, caller: &Caller, slug: &str) -> Result<i64, ApiError> {
+    sqlx::query_scalar("SELECT id FROM apps WHERE slug = $1 AND owner_id = $2")
+        .bind(slug)
+        .bind(caller.user.id)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// `POST /api/v1/apps/{slug}/hooks`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewHook>,
+) -> Result<Response, ApiError> {
+    let app = app_of(&state, &caller, &slug).await?;
+    let Some((id, secret)) = store::create(&state.pool, &state.hooks, app, body.provider).await?
+    else {
+        return Err(ApiError::Conflict {
+            field: "provider",
+            message: format!(
+                "{slug} already has a {} hook; remove it to make a new one",
+                body.provider.as_str()
+            ),
+        });
+    };
+    caller
+        .audit(
+            &mut *state.pool.acquire().await?,
+            "hook.create",
+            &format!("app:{slug}"),
+            serde_json::json!({"provider": body.provider.as_str(), "hook": id}),
+        )
+        .await?;
+    let path = hook_path(body.provider, &id);
+    let scheme = if state.cookie_secure { "https" } else { "http" };
+    let url = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|host| format!("{scheme}://{host}{path}"));
+    let created =
+        CreatedHook { id, provider: body.provider, path, url, secret, setup: setup(body.provider) };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// A hook as listed: its id, provider, delivery path, when made and last delivered.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct HookView {
+    #[serde(flatten)]
+    pub info: store::HookInfo,
+    pub path: String,
+}
+
+/// `GET /api/v1/apps/{slug}/hooks`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+) -> Result<Json<Vec<HookView>>, ApiError> {
+    let app = app_of(&state, &caller, &slug).await?;
+    let hooks = store::list(&state.pool, app).await?;
+    Ok(Json(
+        hooks
+            .into_iter()
+            .map(|info| HookView { path: hook_path(info.provider, &info.id), info })
+            .collect(),
+    ))
+}
+
+/// `DELETE /api/v1/apps/{slug}/hooks/{id}`: deliveries to it answer 404 from now on.
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let app = app_of(&state, &caller, &slug).await?;
+    if !store::remove(&state.pool, app, &id).await? {
+        return Err(ApiError::NotFound);
+    }
+    caller
+        .audit(
+            &mut *state.pool.acquire().await?,
+            "hook.remove",
+            &format!("app:{slug}"),
+            serde_json::json!({"hook": id}),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/hooks/{provider}/{hook_id}`: a delivery (see the module's doc).
+pub async fn deliver(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path((provider, hook_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let Some(provider) = Provider::parse(&provider) else { return Err(ApiError::NotFound) };
+    let count = |outcome: &'static str| state.metrics.git_hook(provider.as_str(), outcome);
+    let outcome = receive(&state, ip, provider, &hook_id, &headers, body).await;
+    match &outcome {
+        Ok((_, o)) => count(o.status),
+        Err(ApiError::NotFound) => count("unknown_hook"),
+        Err(ApiError::TooLarge(_)) => count("too_large"),
+        Err(ApiError::Unauthorized(_)) => count("bad_signature"),
+        Err(ApiError::Conflict { .. }) => count("replayed"),
+        Err(ApiError::BadRequest(_)) => count("bad_payload"),
+        Err(_) => count("error"),
+    }
+    let (status, o) = outcome?;
+    Ok((status, Json(o)).into_response())
+}
+
+async fn receive(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    provider: Provider,
+    hook_id: &str,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(StatusCode, DeliveryOutcome), ApiError> {
+    let well_formed =
+        hook_id.len() == 32 && hook_id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !well_formed {
+        return Err(ApiError::NotFound);
+    }
+    let hook = store::find(&state.pool, provider, hook_id).await?.ok_or(ApiError::NotFound)?;
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::TooLarge(format!("a delivery is at most {MAX_BODY} bytes")))?;
+    let secret = state
+        .hooks
+        .open(&hook.secret_sealed, hook.id)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hook {}: {e}", hook.id)))?;
+    let header = |name: &str| headers.get(name).map(|v| v.as_bytes());
+    verify::verify(provider, &secret, header(verify::header(provider)), &body).map_err(|e| {
+        tracing::info!(provider = provider.as_str(), hook = hook.id, error = %e, "webhook delivery refused");
+        ApiError::Unauthorized("the delivery's signature does not verify")
+    })?;
+    // Verified. A provider's redelivery carries the same id; without one, the body's digest.
+    let delivery = header(payload::delivery_header(provider))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .filter(|v| (1..=200).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            use sha2::Digest;
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)))
+        });
+    if !store::first_delivery(&state.pool, hook.id, &delivery).await? {
+        return Err(ApiError::Conflict {
+            field: "delivery",
+            message: format!("delivery {delivery} was received already"),
+        });
+    }
+    let event = header(payload::event_header(provider))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .unwrap_or("");
+    let delivered =
+        payload::parse(provider, event, &body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let pushes = match delivered {
+        Delivery::Ping => {
+            return Ok((
+                StatusCode::OK,
+                DeliveryOutcome { status: "pong", deployments: vec![], reason: None },
+            ))
+        }
+        Delivery::Ignored(why) => return Ok(ignored(why)),
+        Delivery::Pushes(p) => p,
+    };
+    let target = DeployTarget::by_id(&state.pool, hook.app_id).await?.ok_or(ApiError::NotFound)?;
+    if target.repo_url.is_empty() {
+        return Ok(ignored("the app has no repository (it deploys uploads)".into()));
+    }
+    let wanted: Vec<_> = pushes
+        .into_iter()
+        .filter(|p| match p.kind {
+            RefKind::Branch => p.name == target.branch,
+            RefKind::Tag => target.deploy_tags,
+        })
+        .collect();
+    let Some(push) = wanted.into_iter().last() else {
+        return Ok(ignored(format!(
+            "nothing pushed to {} (tags deploy only when the app asks for them)",
+            target.branch
+        )));
+    };
+    let source = wh_wsproto::job::Source::Git {
+        repo_url: target.repo_url.clone(),
+        git_ref: push.commit.clone(),
+        repo_auth: None,
+    };
+    let job = target.job(source)?;
+    let mut tx = state.pool.begin().await?;
+    let id = crate::deployments::create(&mut tx, target.id, &push.name, job).await?;
+    sqlx::query("UPDATE deployments SET commit_sha = $2, commit_message = $3, commit_author = $4 WHERE id = $1")
+        .bind(id)
+        .bind(&push.commit)
+        .bind(&push.message)
+        .bind(&push.author)
+        .execute(&mut *tx)
+        .await?;
+    crate::audit::record(
+        &mut tx,
+        None,
+        "deployment.create",
+        &format!("app:{}", target.slug),
+        ip,
+        serde_json::json!({"deployment": id, "ref": push.name, "commit": push.commit, "via": provider.as_str()}),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(app = %target.slug, deployment = id, commit = %push.commit, "push deploys");
+    Ok((
+        StatusCode::ACCEPTED,
+        DeliveryOutcome { status: "queued", deployments: vec![id], reason: None },
+    ))
+}
+
+fn ignored(reason: String) -> (StatusCode, DeliveryOutcome) {
+    (
+        StatusCode::ACCEPTED,
+        DeliveryOutcome { status: "ignored", deployments: vec![], reason: Some(reason) },
+    )
+}
