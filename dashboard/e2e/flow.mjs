@@ -9,6 +9,7 @@
 // WH_PROXY_PORT (wh-proxy's HTTP port; *.route.test resolves to 127.0.0.1), WH_UPLOAD_V1,
 // WH_UPLOAD_V2 (.tar.gz sources), WH_SHOTS (a directory), WH_CHROMIUM (default /usr/bin/chromium).
 
+import { createHmac } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -168,6 +169,28 @@ try {
   await page.getByRole('button', { name: "Copy the TXT record's value" }).first().waitFor();
   await shot('domains');
   log('domain added');
+
+  // Push to deploy: a GitHub webhook, its URL and secret shown once; a signed ping reaches it.
+  await page.goto(`${BASE}/apps/shop/source`);
+  await page.getByLabel('Provider').selectOption('github');
+  await page.getByRole('button', { name: 'Make a webhook' }).click();
+  await expectText(page.getByRole('status'), 'shown only once');
+  const secret = (await page.locator('code.secret').textContent())?.trim() ?? '';
+  const hookUrl = (await page.locator('.notice code.value').textContent())?.trim() ?? '';
+  if (!/^[0-9a-f]{64}$/.test(secret) || !hookUrl.includes('/api/v1/hooks/github/')) throw new Error(`hook: ${hookUrl} ${secret}`);
+  await shot('source');
+  const ping = JSON.stringify({ zen: 'Approachable is better than simple.' });
+  const signature = 'sha256=' + createHmac('sha256', secret).update(ping).digest('hex');
+  const delivered = await page.request.post(`${BASE}${new URL(hookUrl, BASE).pathname}`, {
+    headers: { 'content-type': 'application/json', 'x-github-event': 'ping', 'x-github-delivery': 'flow-ping', 'x-hub-signature-256': signature },
+    data: ping,
+  });
+  if (delivered.status() !== 200) throw new Error(`the signed ping answered ${delivered.status()}`);
+  await page.getByRole('button', { name: 'Done' }).click();
+  await page.reload();
+  await page.getByRole('row', { name: /GitHub/ }).waitFor();
+  if (await page.getByRole('row', { name: /GitHub.*never/ }).count()) throw new Error('the delivery is not shown');
+  log('webhook made and pinged');
 
   // Runtime logs follow live.
   await page.goto(`${BASE}/apps/shop/logs`);

@@ -65,6 +65,7 @@ export function AppTabs(props: { slug: string }) {
     [`${base}/logs`, 'Logs'],
     [`${base}/env`, 'Environment'],
     [`${base}/domains`, 'Domains'],
+    [`${base}/source`, 'Source'],
     [`${base}/containers`, 'Containers'],
   ];
   return (

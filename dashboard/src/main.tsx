@@ -18,6 +18,7 @@ import { Logs } from './pages/logs';
 import { Env } from './pages/env';
 import { Domains } from './pages/domains';
 import { Containers } from './pages/containers';
+import { Source } from './pages/source';
 import { Audit } from './pages/audit';
 import { Tokens } from './pages/tokens';
 import { Workers } from './pages/workers';
@@ -58,6 +59,7 @@ function Root() {
         <Route path="/apps/:slug/env">{(p) => <Env slug={p.slug} />}</Route>
         <Route path="/apps/:slug/domains">{(p) => <Domains slug={p.slug} />}</Route>
         <Route path="/apps/:slug/containers">{(p) => <Containers slug={p.slug} />}</Route>
+        <Route path="/apps/:slug/source">{(p) => <Source slug={p.slug} />}</Route>
         <Route path="/deployments/:id">{(p) => <DeploymentPage id={Number(p.id)} />}</Route>
         <Route path="/tokens" component={Tokens} />
         <Route path="/audit" component={Audit} />

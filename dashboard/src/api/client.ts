@@ -21,6 +21,9 @@ export type UserView = Schemas['UserView'];
 export type Verification = Schemas['Verification'];
 export type LogEntry = Schemas['Entry'];
 export type NewApp = Schemas['NewApp'];
+export type Provider = Schemas['Provider'];
+export type HookView = Schemas['HookView'];
+export type CreatedHook = Schemas['CreatedHook'];
 
 export class ApiError extends Error {
   constructor(
@@ -118,6 +121,11 @@ export const api = {
   apps: () => json<App[]>('GET', '/api/v1/apps'),
   app: (slug: string) => json<App>('GET', `/api/v1/apps/${enc(slug)}`),
   createApp: (body: NewApp) => json<App>('POST', '/api/v1/apps', { body }),
+  updateApp: (slug: string, body: Schemas['AppPatch']) => json<App>('PATCH', `/api/v1/apps/${enc(slug)}`, { body }),
+  hooks: (slug: string) => json<HookView[]>('GET', `/api/v1/apps/${enc(slug)}/hooks`),
+  createHook: (slug: string, provider: Provider) =>
+    json<CreatedHook>('POST', `/api/v1/apps/${enc(slug)}/hooks`, { body: { provider } satisfies Schemas['NewHook'] }),
+  removeHook: (slug: string, id: string) => json<void>('DELETE', `/api/v1/apps/${enc(slug)}/hooks/${enc(id)}`),
   deleteApp: (slug: string) => json<void>('DELETE', `/api/v1/apps/${enc(slug)}`),
   env: (slug: string, reveal = false) =>
     json<Record<string, string>>('GET', `/api/v1/apps/${enc(slug)}/env${reveal ? '?reveal=true' : ''}`),

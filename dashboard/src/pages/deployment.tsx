@@ -91,6 +91,11 @@ export function DeploymentPage(props: { id: number }) {
             )}{' '}
             · created {ago(dep.created_at)} · updated {ago(dep.updated_at)}
           </p>
+          {dep.commit_message && (
+            <p>
+              “{dep.commit_message}”{dep.commit_author ? ` — ${dep.commit_author}` : ''}
+            </p>
+          )}
           {dep.error && (
             <p class="error" role="alert">
               {dep.error}
