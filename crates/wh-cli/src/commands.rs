@@ -365,6 +365,45 @@ pub async fn domains_list(api: &Api, app: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `wh hooks add`: the URL and secret to give the provider.
+pub async fn hooks_add(api: &Api, app: &str, provider: &str) -> Result<(), CliError> {
+    let provider = if provider == "codeberg" { "forgejo" } else { provider };
+    let body = json!({ "provider": provider });
+    let h = api.json("POST", &format!("/api/v1/apps/{app}/hooks"), Some(&body)).await?;
+    let path = h["path"].as_str().unwrap_or_default();
+    let url = h["url"].as_str().map_or_else(|| format!("{}{path}", api.base), str::to_owned);
+    println!("webhook for {app} at {provider}:");
+    println!("  URL     {url}");
+    println!("  secret  {} (shown once)", h["secret"].as_str().unwrap_or_default());
+    println!("{}", h["setup"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+/// `wh hooks list`.
+pub async fn hooks_list(api: &Api, app: &str) -> Result<(), CliError> {
+    let list = api.json("GET", &format!("/api/v1/apps/{app}/hooks"), None).await?;
+    let list = list.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no webhooks: wh hooks add github -a {app}");
+    }
+    for h in list {
+        println!(
+            "{:<34} {:<10} last delivery {}",
+            h["id"].as_str().unwrap_or_default(),
+            h["provider"].as_str().unwrap_or_default(),
+            h["last_delivery_at"].as_str().unwrap_or("never")
+        );
+    }
+    Ok(())
+}
+
+/// `wh hooks remove`.
+pub async fn hooks_remove(api: &Api, app: &str, id: &str) -> Result<(), CliError> {
+    api.json("DELETE", &format!("/api/v1/apps/{app}/hooks/{id}"), None).await?;
+    println!("removed webhook {id}: pushes no longer deploy {app}");
+    Ok(())
+}
+
 /// `wh domains verify`: a domain that does not verify is an error (exit 1) with the reason.
 pub async fn domains_verify(api: &Api, app: &str, hostname: &str) -> Result<(), CliError> {
     let v =

@@ -64,6 +64,9 @@ enum Command {
     /// Manage an app's custom domains.
     #[command(subcommand)]
     Domains(DomainsCommand),
+    /// Push to deploy: the app's webhooks at its git host.
+    #[command(subcommand)]
+    Hooks(HooksCommand),
     /// Show an app's runtime logs.
     Logs {
         #[arg(long, short)]
@@ -119,6 +122,28 @@ enum EnvCommand {
         app: Option<String>,
         #[arg(long)]
         reveal: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum HooksCommand {
+    /// Make a webhook for a provider (github, gitlab, bitbucket, gitea, forgejo, codeberg);
+    /// prints its URL and secret (shown once) and where they go.
+    Add {
+        provider: String,
+        #[arg(long, short)]
+        app: Option<String>,
+    },
+    /// List the app's webhooks.
+    List {
+        #[arg(long, short)]
+        app: Option<String>,
+    },
+    /// Remove a webhook: pushes stop deploying.
+    Remove {
+        id: String,
+        #[arg(long, short)]
+        app: Option<String>,
     },
 }
 
@@ -228,6 +253,19 @@ async fn run(command: Command) -> Result<(), CliError> {
             let api = credentials::api()?;
             let name = commands::app_name(app.as_deref(), None)?;
             commands::deploy(&api, &name, Source::Rollback(to), 8000).await
+        }
+        Command::Hooks(cmd) => {
+            let api = credentials::api()?;
+            let app = |a: Option<String>| commands::app_name(a.as_deref(), None);
+            match cmd {
+                HooksCommand::Add { provider, app: a } => {
+                    commands::hooks_add(&api, &app(a)?, &provider).await
+                }
+                HooksCommand::List { app: a } => commands::hooks_list(&api, &app(a)?).await,
+                HooksCommand::Remove { id, app: a } => {
+                    commands::hooks_remove(&api, &app(a)?, &id).await
+                }
+            }
         }
         Command::Domains(cmd) => {
             let api = credentials::api()?;

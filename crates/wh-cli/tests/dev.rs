@@ -237,6 +237,36 @@ async fn wh_dev_then_wh_deploy_serves_the_example_and_ctrl_c_stops_everything() 
     assert!(text(&bad).contains("may contain only"), "{}", text(&bad));
     let no_repo = wh(dir, &["deploy", "-a", "hello", "--ref", "main"]);
     assert!(text(&no_repo).contains("no repository"), "{}", text(&no_repo));
+    // `wh hooks`: a GitHub webhook's URL and secret; a ping signed with it reaches the app's hook.
+    let hook = wh(dir, &["hooks", "add", "github", "-a", "hello"]);
+    let said = text(&hook);
+    assert!(hook.status.success(), "{said}");
+    let url = said.lines().find_map(|l| l.trim().strip_prefix("URL     ")).unwrap().to_owned();
+    let secret = said.lines().find_map(|l| l.trim().strip_prefix("secret  ")).unwrap();
+    let secret = secret.split_whitespace().next().unwrap().to_owned();
+    assert!(url.contains("/api/v1/hooks/github/") && secret.len() == 64, "{said}");
+    let ping = br#"{"zen":"Speak like a human."}"#;
+    let signature = wh_control_plane::githooks::verify::sign(
+        wh_control_plane::githooks::Provider::Github,
+        secret.as_bytes(),
+        ping,
+    );
+    let signature = String::from_utf8(signature).unwrap();
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-github-event", "ping"),
+        ("x-github-delivery", "dev-1"),
+        ("x-hub-signature-256", signature.as_str()),
+    ];
+    let pong = wh_testkit::http::request("POST", &url, Some(ping.to_vec().into()), &[], &headers)
+        .await
+        .unwrap();
+    assert_eq!(pong.status, 200, "{}", pong.text());
+    let hooks = wh(dir, &["hooks", "list", "-a", "hello"]);
+    let id = text(&hooks).split_whitespace().next().unwrap_or_default().to_owned();
+    assert!(text(&hooks).contains("github") && !text(&hooks).contains("never"), "{}", text(&hooks));
+    let removed = wh(dir, &["hooks", "remove", &id, "-a", "hello"]);
+    assert!(removed.status.success(), "{}", text(&removed));
     let added = wh(dir, &["domains", "add", "Shop.Example.COM", "-a", "hello"]);
     assert!(added.status.success(), "{}", text(&added));
     assert!(text(&added).contains("_wisehosting.shop.example.com"), "{}", text(&added));

@@ -1,0 +1,123 @@
+//! Push to deploy end to end: a signed GitHub push delivery to the app's webhook deploys
+//! exactly the pushed commit (not the branch's newer head), live through wh-proxy. Real
+//! Postgres, control plane, worker with Podman, a git repository on disk, wh-proxy.
+
+use std::process::Command;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wh_control_plane::githooks::{verify, Provider};
+use wh_control_plane::scheduler::SchedulerSettings;
+use wh_control_plane::testing::fixtures;
+
+use wh_e2e::{app_repo, control_plane, git, insert_app, wait_state};
+
+const PROXY_TOKEN: &str = "proxy-token-for-pushes";
+
+fn commit(repo: &std::path::Path, page: &str) -> String {
+    std::fs::write(repo.join("index.html"), page).unwrap();
+    git(repo, &["-c", "user.email=t@example.test", "-c", "user.name=Tess", "commit", "-qam", page]);
+    let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(repo).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_push_deploys_exactly_its_commit_behind_the_proxy() {
+    let wh_e2e::Start { base, db, .. } = wh_e2e::start().await;
+    let pool = db.pool.clone();
+    let stop = CancellationToken::new();
+    let sched = SchedulerSettings { drain: Duration::from_secs(1), ..SchedulerSettings::default() };
+    let (cp, _state) = control_plane(&pool, Some(PROXY_TOKEN), sched, &stop).await;
+    wh_e2e::local_worker(
+        &pool,
+        cp,
+        "local",
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+        &stop,
+    )
+    .await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let args = wh_proxy::cli::Args::following(
+        format!("http://{cp}/v1/traefik/proxy-config"),
+        PROXY_TOKEN,
+        state_dir.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    let proxy =
+        wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
+
+    let (user, bearer) = fixtures::user_with_token(&pool, "push@example.test").await;
+    let repo = app_repo(&base, "<h1>v1</h1>", true);
+    insert_app(&pool, user, "pushed", repo.path()).await;
+    let api = format!("http://{cp}/api/v1/apps/pushed/hooks");
+    let headers = [("authorization", bearer.as_str()), ("content-type", "application/json")];
+    let body = bytes::Bytes::from(r#"{"provider":"github"}"#);
+    let made = wh_testkit::http::request("POST", &api, Some(body), &[], &headers).await.unwrap();
+    assert_eq!(made.status, 201, "{}", made.text());
+    let hook: serde_json::Value = serde_json::from_slice(&made.body).unwrap();
+    let (path, secret) = (hook["path"].as_str().unwrap(), hook["secret"].as_str().unwrap());
+
+    // Two commits land; the push delivery names the first. The second must not be deployed.
+    let pushed = commit(repo.path(), "<h1>v2, pushed</h1>");
+    let newer = commit(repo.path(), "<h1>v3, not pushed yet</h1>");
+    assert_ne!(pushed, newer);
+    let delivery = serde_json::json!({
+        "ref": "refs/heads/main", "after": pushed, "deleted": false,
+        "head_commit": {"id": pushed, "message": "v2, pushed", "author": {"name": "Tess", "email": "t@example.test"}}
+    })
+    .to_string();
+    let signature = verify::sign(Provider::Github, secret.as_bytes(), delivery.as_bytes());
+    let signature = String::from_utf8(signature).unwrap();
+    let hook_headers = [
+        ("content-type", "application/json"),
+        ("x-github-event", "push"),
+        ("x-github-delivery", "e2e-1"),
+        ("x-hub-signature-256", signature.as_str()),
+    ];
+    let url = format!("http://{cp}{path}");
+    let answer =
+        wh_testkit::http::request("POST", &url, Some(delivery.clone().into()), &[], &hook_headers)
+            .await
+            .unwrap();
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    let out: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    let deployment = out["deployments"][0].as_i64().unwrap();
+
+    let (state, error) =
+        wait_state(&pool, deployment, &["live", "failed"], Duration::from_secs(90)).await;
+    assert_eq!(state, "live", "{error:?}");
+    let page = wh_testkit::within(Duration::from_secs(10), async || {
+        let url = format!("http://{}/", proxy.http_addr);
+        let r = wh_testkit::http::request("GET", &url, None, &[], &[("host", "pushed.route.test")])
+            .await
+            .ok()?;
+        (r.status == 200 && r.text().contains("v2")).then(|| r.text())
+    })
+    .await;
+    assert_eq!(
+        page.as_deref().map(str::trim),
+        Some("<h1>v2, pushed</h1>"),
+        "the pushed commit is served"
+    );
+    let (commit_sha, message): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT commit_sha, commit_message FROM deployments WHERE id = $1")
+            .bind(deployment)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (commit_sha.as_deref(), message.as_deref()),
+        (Some(pushed.as_str()), Some("v2, pushed"))
+    );
+
+    // The same delivery again: refused, nothing new queued.
+    let again = wh_testkit::http::request("POST", &url, Some(delivery.into()), &[], &hook_headers)
+        .await
+        .unwrap();
+    assert_eq!(again.status, 409, "{}", again.text());
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deployments").fetch_one(&pool).await.unwrap();
+    assert_eq!(count, 1);
+    stop.cancel();
+}
