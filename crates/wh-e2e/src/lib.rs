@@ -1,5 +1,6 @@
 //! Helpers of the end-to-end tests (`tests/`): a control plane ([`control_plane`], on the
-//! control plane's harness), a real worker in this process ([`local_worker`]), app
+//! control plane's harness), a real worker in this process ([`local_worker`]), the whole
+//! platform with wh-proxy ([`platform`], [`through_proxy`]), app
 //! repositories, apps and their deployments in the database.
 //!
 //! The tests here run the components together, so that no component's own tests depend on
@@ -88,6 +89,49 @@ pub async fn local_worker(
         settings,
         stop.clone(),
     ));
+}
+
+/// The whole platform on loopback: a control plane (scheduler with a 1 s drain), one worker
+/// named `local` with the real Podman, and wh-proxy following the control plane's
+/// proxy-config. Runs until `stop`.
+pub struct Platform {
+    pub cp: std::net::SocketAddr,
+    pub state: AppState,
+    pub proxy: wh_proxy::run::Running,
+    _proxy_state: tempfile::TempDir,
+}
+
+/// See [`Platform`]; the worker samples stats every `stats_every`.
+pub async fn platform(
+    pool: &sqlx::PgPool,
+    stats_every: Duration,
+    stop: &CancellationToken,
+) -> Platform {
+    const PROXY_TOKEN: &str = "proxy-token-of-the-e2e-platform";
+    let sched = SchedulerSettings { drain: Duration::from_secs(1), ..SchedulerSettings::default() };
+    let (cp, state) = control_plane(pool, Some(PROXY_TOKEN), sched, stop).await;
+    local_worker(pool, cp, "local", Duration::from_secs(10), stats_every, stop).await;
+    let proxy_state = tempfile::tempdir().expect("a state directory");
+    let args = wh_proxy::cli::Args::following(
+        format!("http://{cp}/v1/traefik/proxy-config"),
+        PROXY_TOKEN,
+        proxy_state.path().to_owned(),
+        "127.0.0.1:0".parse().expect("an address"),
+    );
+    let settings = wh_proxy::cli::Settings::from_args(args).expect("valid proxy settings");
+    let proxy = wh_proxy::run::start(settings).await.expect("wh-proxy starts");
+    Platform { cp, state, proxy, _proxy_state: proxy_state }
+}
+
+/// GET `path` of app `slug` through the platform's proxy (`<slug>.route.test`).
+pub async fn through_proxy(
+    platform: &Platform,
+    slug: &str,
+    path: &str,
+) -> wh_testkit::Result<wh_testkit::http::Response> {
+    let url = format!("http://{}{path}", platform.proxy.http_addr);
+    let host = format!("{slug}.route.test");
+    wh_testkit::http::request("GET", &url, None, &[], &[("host", host.as_str())]).await
 }
 
 pub fn git(dir: &Path, args: &[&str]) {

@@ -12,9 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use wh_control_plane::scheduler::SchedulerSettings;
 
-const PROXY_TOKEN: &str = "proxy-token-for-the-dashboard";
 const PASSWORD: &str = "a dashboard password";
 
 fn repo_root() -> PathBuf {
@@ -54,26 +52,8 @@ async fn the_dashboard_takes_a_user_from_sign_in_to_a_rolled_back_app_and_out() 
     let wh_e2e::Start { base, db, .. } = wh_e2e::start().await;
     let pool = db.pool.clone();
     let stop = CancellationToken::new();
-    let sched = SchedulerSettings { drain: Duration::from_secs(1), ..SchedulerSettings::default() };
-    let (cp, _state) = wh_e2e::control_plane(&pool, Some(PROXY_TOKEN), sched, &stop).await;
-    wh_e2e::local_worker(
-        &pool,
-        cp,
-        "local",
-        Duration::from_secs(10),
-        Duration::from_secs(2),
-        &stop,
-    )
-    .await;
-    let proxy_dir = tempfile::tempdir().unwrap();
-    let args = wh_proxy::cli::Args::following(
-        format!("http://{cp}/v1/traefik/proxy-config"),
-        PROXY_TOKEN,
-        proxy_dir.path().to_owned(),
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    let proxy =
-        wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
+    let platform = wh_e2e::platform(&pool, Duration::from_secs(2), &stop).await;
+    let (cp, proxy) = (platform.cp, &platform.proxy);
     let email = "admin@dashboard.test";
     wh_control_plane::auth::create_user(&pool, email, PASSWORD, true).await.unwrap();
     let sources = tempfile::tempdir().unwrap();

@@ -7,12 +7,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use wh_control_plane::githooks::{verify, Provider};
-use wh_control_plane::scheduler::SchedulerSettings;
 use wh_control_plane::testing::fixtures;
 
-use wh_e2e::{app_repo, control_plane, git, insert_app, wait_state};
-
-const PROXY_TOKEN: &str = "proxy-token-for-pushes";
+use wh_e2e::{app_repo, git, insert_app, wait_state};
 
 fn commit(repo: &std::path::Path, page: &str) -> String {
     std::fs::write(repo.join("index.html"), page).unwrap();
@@ -26,27 +23,8 @@ async fn a_signed_push_deploys_exactly_its_commit_behind_the_proxy() {
     let wh_e2e::Start { base, db, .. } = wh_e2e::start().await;
     let pool = db.pool.clone();
     let stop = CancellationToken::new();
-    let sched = SchedulerSettings { drain: Duration::from_secs(1), ..SchedulerSettings::default() };
-    let (cp, _state) = control_plane(&pool, Some(PROXY_TOKEN), sched, &stop).await;
-    wh_e2e::local_worker(
-        &pool,
-        cp,
-        "local",
-        Duration::from_secs(10),
-        Duration::from_secs(5),
-        &stop,
-    )
-    .await;
-    let state_dir = tempfile::tempdir().unwrap();
-    let args = wh_proxy::cli::Args::following(
-        format!("http://{cp}/v1/traefik/proxy-config"),
-        PROXY_TOKEN,
-        state_dir.path().to_owned(),
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    let proxy =
-        wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
-
+    let platform = wh_e2e::platform(&pool, Duration::from_secs(5), &stop).await;
+    let cp = platform.cp;
     let (user, bearer) = fixtures::user_with_token(&pool, "push@example.test").await;
     let repo = app_repo(&base, "<h1>v1</h1>", true);
     insert_app(&pool, user, "pushed", repo.path()).await;
@@ -88,10 +66,7 @@ async fn a_signed_push_deploys_exactly_its_commit_behind_the_proxy() {
         wait_state(&pool, deployment, &["live", "failed"], Duration::from_secs(90)).await;
     assert_eq!(state, "live", "{error:?}");
     let page = wh_testkit::within(Duration::from_secs(10), async || {
-        let url = format!("http://{}/", proxy.http_addr);
-        let r = wh_testkit::http::request("GET", &url, None, &[], &[("host", "pushed.route.test")])
-            .await
-            .ok()?;
+        let r = wh_e2e::through_proxy(&platform, "pushed", "/").await.ok()?;
         (r.status == 200 && r.text().contains("v2")).then(|| r.text())
     })
     .await;

@@ -6,19 +6,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use wh_control_plane::scheduler::SchedulerSettings;
 use wh_control_plane::testing::fixtures;
 
-use wh_e2e::{app_repo, control_plane, git, insert_app, queue_deploy, wait_state};
+use wh_e2e::{app_repo, git, insert_app, queue_deploy, wait_state};
 
-const PROXY_TOKEN: &str = "proxy-token-for-rollbacks";
-
-async fn page(proxy: std::net::SocketAddr, want: &str) -> Option<String> {
+async fn page(platform: &wh_e2e::Platform, want: &str) -> Option<String> {
     wh_testkit::within(Duration::from_secs(10), async || {
-        let url = format!("http://{proxy}/");
-        let r = wh_testkit::http::request("GET", &url, None, &[], &[("host", "roll.route.test")])
-            .await
-            .ok()?;
+        let r = wh_e2e::through_proxy(platform, "roll", "/").await.ok()?;
         let text = r.text();
         (r.status == 200 && text.contains(want)).then_some(text)
     })
@@ -38,26 +32,8 @@ async fn a_rollback_reuses_the_image_it_still_has_and_rebuilds_the_commit_it_doe
     let wh_e2e::Start { base, db, .. } = wh_e2e::start().await;
     let pool = db.pool.clone();
     let stop = CancellationToken::new();
-    let sched = SchedulerSettings { drain: Duration::from_secs(1), ..SchedulerSettings::default() };
-    let (cp, _state) = control_plane(&pool, Some(PROXY_TOKEN), sched, &stop).await;
-    wh_e2e::local_worker(
-        &pool,
-        cp,
-        "local",
-        Duration::from_secs(10),
-        Duration::from_secs(5),
-        &stop,
-    )
-    .await;
-    let args = wh_proxy::cli::Args::following(
-        format!("http://{cp}/v1/traefik/proxy-config"),
-        PROXY_TOKEN,
-        tempfile::tempdir().unwrap().keep(),
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    let proxy =
-        wh_proxy::run::start(wh_proxy::cli::Settings::from_args(args).unwrap()).await.unwrap();
-
+    let platform = wh_e2e::platform(&pool, Duration::from_secs(5), &stop).await;
+    let cp = platform.cp;
     let (user, bearer) = fixtures::user_with_token(&pool, "roll@example.test").await;
     let repo = app_repo(&base, "<h1>v1</h1>", true);
     let app = insert_app(&pool, user, "roll", repo.path()).await;
@@ -70,7 +46,7 @@ async fn a_rollback_reuses_the_image_it_still_has_and_rebuilds_the_commit_it_doe
     );
     let v2 = queue_deploy(&pool, app, "roll", repo.path()).await;
     assert_eq!(wait_state(&pool, v2, &["live", "failed"], Duration::from_secs(90)).await.0, "live");
-    assert!(page(proxy.http_addr, "v2").await.is_some(), "v2 is served");
+    assert!(page(&platform, "v2").await.is_some(), "v2 is served");
     let v2_commit: Option<String> =
         sqlx::query_scalar("SELECT commit_sha FROM deployments WHERE id = $1")
             .bind(v2)
@@ -103,7 +79,7 @@ async fn a_rollback_reuses_the_image_it_still_has_and_rebuilds_the_commit_it_doe
     let r1 = back["id"].as_i64().unwrap();
     let (state, error) = wait_state(&pool, r1, &["live", "failed"], Duration::from_secs(60)).await;
     assert_eq!(state, "live", "{error:?}");
-    assert!(page(proxy.http_addr, "v1").await.is_some(), "the rollback serves v1");
+    assert!(page(&platform, "v1").await.is_some(), "the rollback serves v1");
     let log = build_log(&pool, r1).await;
     assert!(log.contains(&format!("reusing the image of deployment {v1}")), "{log}");
     assert!(!log.contains("COPY index.html"), "nothing was built: {log}");
@@ -123,7 +99,7 @@ async fn a_rollback_reuses_the_image_it_still_has_and_rebuilds_the_commit_it_doe
     let r2 = back["id"].as_i64().unwrap();
     let (state, error) = wait_state(&pool, r2, &["live", "failed"], Duration::from_secs(90)).await;
     assert_eq!(state, "live", "{error:?}");
-    let served = page(proxy.http_addr, "v2").await;
+    let served = page(&platform, "v2").await;
     assert!(served.is_some(), "the rebuilt rollback serves v2's commit");
     let log = build_log(&pool, r2).await;
     assert!(log.contains("building its commit again"), "{log}");
@@ -135,13 +111,13 @@ async fn a_rollback_reuses_the_image_it_still_has_and_rebuilds_the_commit_it_doe
     let r3 = back["id"].as_i64().unwrap();
     assert_eq!(wait_state(&pool, r3, &["live", "failed"], Duration::from_secs(60)).await.0, "live");
     assert!(build_log(&pool, r3).await.contains(&format!("reusing the image of deployment {v1}")));
-    assert!(page(proxy.http_addr, "v1").await.is_some());
+    assert!(page(&platform, "v1").await.is_some());
     let (status, back) = api(serde_json::json!({"rollback_to": r2})).await;
     assert_eq!(status, 201, "{back}");
     let r4 = back["id"].as_i64().unwrap();
     assert_eq!(wait_state(&pool, r4, &["live", "failed"], Duration::from_secs(60)).await.0, "live");
     assert!(build_log(&pool, r4).await.contains(&format!("reusing the image of deployment {r2}")));
-    assert!(page(proxy.http_addr, "v2").await.is_some());
+    assert!(page(&platform, "v2").await.is_some());
 
     // Refused with a reason: what never went live, another app's deployment, both fields.
     let (status, err) = api(serde_json::json!({"rollback_to": 999_999})).await;

@@ -362,7 +362,7 @@ mod tests {
         let long = format!(
             r#"{{"ref":"refs/heads/main","after":"{SHA}","head_commit":{{"id":"{SHA}","message":"{}","author":{{"name":"{}","email":"e"}}}}}}"#,
             "m".repeat(10_000),
-            "\u{7}".repeat(50)
+            "\\u0007".repeat(50)
         );
         let push = one(parse(Provider::Github, "push", long.as_bytes()).unwrap());
         assert_eq!(push.message.chars().count(), MAX_TEXT);
