@@ -222,7 +222,9 @@ async fn receive(
             use sha2::Digest;
             format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)))
         });
-    if !store::first_delivery(&state.pool, hook.id, &delivery).await? {
+    // Remembering the delivery and acting on it are one transaction.
+    let mut tx = state.pool.begin().await?;
+    if !store::first_delivery(&mut tx, hook.id, &delivery).await? {
         return Err(ApiError::Conflict {
             field: "delivery",
             message: format!("delivery {delivery} was received already"),
@@ -235,17 +237,16 @@ async fn receive(
         payload::parse(provider, event, &body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let pushes = match delivered {
         Delivery::Ping => {
-            return Ok((
-                StatusCode::OK,
-                DeliveryOutcome { status: "pong", deployments: vec![], reason: None },
-            ))
+            tx.commit().await?;
+            let pong = DeliveryOutcome { status: "pong", deployments: vec![], reason: None };
+            return Ok((StatusCode::OK, pong));
         }
-        Delivery::Ignored(why) => return Ok(ignored(why)),
+        Delivery::Ignored(why) => return ignored(tx, why).await,
         Delivery::Pushes(p) => p,
     };
     let target = DeployTarget::by_id(&state.pool, hook.app_id).await?.ok_or(ApiError::NotFound)?;
     if target.repo_url.is_empty() {
-        return Ok(ignored("the app has no repository (it deploys uploads)".into()));
+        return ignored(tx, "the app has no repository (it deploys uploads)".into()).await;
     }
     let wanted: Vec<_> = pushes
         .into_iter()
@@ -255,10 +256,11 @@ async fn receive(
         })
         .collect();
     let Some(push) = wanted.into_iter().last() else {
-        return Ok(ignored(format!(
+        let why = format!(
             "nothing pushed to {} (tags deploy only when the app asks for them)",
             target.branch
-        )));
+        );
+        return ignored(tx, why).await;
     };
     let source = wh_wsproto::job::Source::Git {
         repo_url: target.repo_url.clone(),
@@ -266,7 +268,6 @@ async fn receive(
         repo_auth: None,
     };
     let job = target.job(source)?;
-    let mut tx = state.pool.begin().await?;
     let id = crate::deployments::create(&mut tx, target.id, &push.name, job).await?;
     sqlx::query("UPDATE deployments SET commit_sha = $2, commit_message = $3, commit_author = $4 WHERE id = $1")
         .bind(id)
@@ -292,9 +293,12 @@ async fn receive(
     ))
 }
 
-fn ignored(reason: String) -> (StatusCode, DeliveryOutcome) {
-    (
-        StatusCode::ACCEPTED,
-        DeliveryOutcome { status: "ignored", deployments: vec![], reason: Some(reason) },
-    )
+/// A delivery accepted and remembered, that deploys nothing for `reason`.
+async fn ignored(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    reason: String,
+) -> Result<(StatusCode, DeliveryOutcome), ApiError> {
+    tx.commit().await?;
+    let outcome = DeliveryOutcome { status: "ignored", deployments: vec![], reason: Some(reason) };
+    Ok((StatusCode::ACCEPTED, outcome))
 }

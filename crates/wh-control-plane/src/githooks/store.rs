@@ -95,11 +95,17 @@ pub async fn remove(pool: &PgPool, app_id: i64, public_id: &str) -> Result<bool,
 }
 
 /// Records delivery `delivery` of hook `hook`: true the first time within 24 h, false for a
-/// replay. Forgets the hook's deliveries older than that on the way.
-pub async fn first_delivery(pool: &PgPool, hook: i64, delivery: &str) -> Result<bool, sqlx::Error> {
+/// replay. Forgets the hook's deliveries older than that on the way. In the transaction that
+/// acts on the delivery: if acting fails, the delivery is not remembered, and the provider's
+/// retry is not refused as a replay.
+pub async fn first_delivery(
+    tx: &mut sqlx::PgConnection,
+    hook: i64,
+    delivery: &str,
+) -> Result<bool, sqlx::Error> {
     sqlx::query("DELETE FROM git_hook_deliveries WHERE hook_id = $1 AND received_at < now() - interval '24 hours'")
         .bind(hook)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
     let fresh: Option<i32> = sqlx::query_scalar(
         "INSERT INTO git_hook_deliveries (hook_id, delivery_id) VALUES ($1, $2)
@@ -107,11 +113,11 @@ pub async fn first_delivery(pool: &PgPool, hook: i64, delivery: &str) -> Result<
     )
     .bind(hook)
     .bind(delivery)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
     sqlx::query("UPDATE git_hooks SET last_delivery_at = now() WHERE id = $1")
         .bind(hook)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
     Ok(fresh.is_some())
 }
