@@ -323,3 +323,58 @@ async fn deliveries_are_limited_to_60_a_minute_per_address() {
         send(&env, delivery(Provider::Github, &path, "s", "push", "61", "{}")).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
 }
+
+#[tokio::test]
+async fn a_monorepo_app_builds_its_directory_and_deploys_only_when_a_watched_path_changed() {
+    let env = env().await;
+    let app = serde_json::json!({"name": "mono", "repo_url": "https://git.example.test/mono.git", "port": 8080});
+    assert_eq!(api(&env, "POST", "/api/v1/apps", Some(app)).await.0, StatusCode::CREATED);
+    for (field, bad) in [
+        ("root_dir", serde_json::json!({"root_dir": "../etc"})),
+        ("root_dir", serde_json::json!({"root_dir": "/srv"})),
+        ("watch_paths", serde_json::json!({"watch_paths": ["web/", "a/../b"]})),
+    ] {
+        let (status, err) = api(&env, "PATCH", "/api/v1/apps/mono", Some(bad)).await;
+        assert_eq!(
+            (status, err["error"]["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field))
+        );
+    }
+    let set = serde_json::json!({"root_dir": "services/web", "watch_paths": ["services/web/", "package.json"]});
+    let (status, app) = api(&env, "PATCH", "/api/v1/apps/mono", Some(set)).await;
+    assert_eq!(status, StatusCode::OK, "{app}");
+    assert_eq!(app["root_dir"], "services/web");
+    let (_, hook) = api(
+        &env,
+        "POST",
+        "/api/v1/apps/mono/hooks",
+        Some(serde_json::json!({"provider": "github"})),
+    )
+    .await;
+    let (path, secret) = (hook["path"].as_str().unwrap(), hook["secret"].as_str().unwrap());
+    let push_touching = |files: &[&str]| {
+        serde_json::json!({"ref": "refs/heads/main", "after": SHA,
+            "head_commit": {"id": SHA, "message": "m", "author": {"name": "A", "email": "a@example.test"}},
+            "commits": [{"id": SHA, "added": [], "modified": files, "removed": []}]})
+        .to_string()
+    };
+    let gh = Provider::Github;
+    let elsewhere = push_touching(&["services/api/main.go", "services/webhooks.txt"]);
+    let (status, out) = send(&env, delivery(gh, path, secret, "push", "m1", &elsewhere)).await;
+    assert_eq!((status, out["status"].as_str()), (StatusCode::ACCEPTED, Some("ignored")), "{out}");
+    assert!(out["reason"].as_str().unwrap().contains("no watched path"), "{out}");
+    let inside = push_touching(&["docs/x.md", "services/web/src/app.tsx"]);
+    let (status, out) = send(&env, delivery(gh, path, secret, "push", "m2", &inside)).await;
+    assert_eq!((status, out["status"].as_str()), (StatusCode::ACCEPTED, Some("queued")), "{out}");
+    // The job builds the root directory.
+    let payload: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM jobs ORDER BY id DESC LIMIT 1")
+            .fetch_one(&env.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(payload["root_dir"], "services/web", "{payload}");
+    // A delivery that does not list its files deploys (it may have touched anything).
+    let unlisted = serde_json::json!({"ref": "refs/heads/main", "after": SHA}).to_string();
+    let (_, out) = send(&env, delivery(gh, path, secret, "push", "m3", &unlisted)).await;
+    assert_eq!(out["status"], "queued", "{out}");
+}

@@ -192,6 +192,7 @@ async fn deploy_progress_and_results_move_the_deployment() {
         port: 8080,
         limits: Default::default(),
         source: wh_wsproto::job::Source::Upload,
+        root_dir: String::new(),
         env: Default::default(),
     };
     let d = wh_control_plane::deployments::create(&mut tx, app, "main", deploy).await.unwrap();

@@ -181,6 +181,7 @@ pub async fn queue_deploy(pool: &sqlx::PgPool, id: i64, slug: &str, repo: &Path)
             git_ref: "main".into(),
             repo_auth: None,
         },
+        root_dir: String::new(),
         env: Default::default(),
     };
     let mut txn = pool.begin().await.unwrap();

@@ -96,3 +96,73 @@ async fn a_signed_push_deploys_exactly_its_commit_behind_the_proxy() {
     assert_eq!(count, 1);
     stop.cancel();
 }
+
+/// A monorepo: the app builds `site/` (its own Containerfile and page), not the repository's
+/// root, which has neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monorepo_app_builds_its_root_directory() {
+    let wh_e2e::Start { base, db, .. } = wh_e2e::start().await;
+    let pool = db.pool.clone();
+    let stop = CancellationToken::new();
+    let platform = wh_e2e::platform(&pool, Duration::from_secs(5), &stop).await;
+    let (user, bearer) = fixtures::user_with_token(&pool, "mono@example.test").await;
+    let repo = tempfile::tempdir().unwrap();
+    let site = repo.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(
+        site.join("Containerfile"),
+        format!("FROM {base}\nCOPY index.html /www/index.html\nCMD [\"sh\", \"-c\", \"exec httpd -f -p $PORT -h /www\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(site.join("index.html"), "<h1>from site/</h1>").unwrap();
+    std::fs::write(repo.path().join("README.md"), "a monorepo").unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(
+        repo.path(),
+        &["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qm", "mono"],
+    );
+    insert_app(&pool, user, "mono", repo.path()).await;
+
+    let call = |method: &'static str, path: &'static str, body: &'static str| {
+        let (url, bearer) = (format!("http://{}{path}", platform.cp), bearer.clone());
+        async move {
+            let headers =
+                [("authorization", bearer.as_str()), ("content-type", "application/json")];
+            let r = wh_testkit::http::request(method, &url, Some(body.into()), &[], &headers)
+                .await
+                .unwrap();
+            (r.status, serde_json::from_slice::<serde_json::Value>(&r.body).unwrap_or_default())
+        }
+    };
+    let (status, app) = call("PATCH", "/api/v1/apps/mono", r#"{"root_dir": "site"}"#).await;
+    assert_eq!(status, 200, "{app}");
+    let (status, d) = call("POST", "/api/v1/apps/mono/deployments", "{}").await;
+    assert_eq!(status, 201, "{d}");
+    let id = d["id"].as_i64().unwrap();
+    let (state, error) = wait_state(&pool, id, &["live", "failed"], Duration::from_secs(90)).await;
+    assert_eq!(state, "live", "{error:?}");
+    let page = wh_testkit::within(Duration::from_secs(10), async || {
+        let r = wh_e2e::through_proxy(&platform, "mono", "/").await.ok()?;
+        (r.status == 200).then(|| r.text())
+    })
+    .await;
+    assert_eq!(page.as_deref(), Some("<h1>from site/</h1>"));
+
+    // A root directory that leads out of the repository fails the deploy with the reason.
+    std::os::unix::fs::symlink("/etc", repo.path().join("out")).unwrap();
+    git(repo.path(), &["add", "out"]);
+    git(
+        repo.path(),
+        &["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qm", "out"],
+    );
+    let (status, _) = call("PATCH", "/api/v1/apps/mono", r#"{"root_dir": "out"}"#).await;
+    assert_eq!(status, 200);
+    let (_, d) = call("POST", "/api/v1/apps/mono/deployments", "{}").await;
+    let (state, error) =
+        wait_state(&pool, d["id"].as_i64().unwrap(), &["live", "failed"], Duration::from_secs(90))
+            .await;
+    assert_eq!(state, "failed");
+    assert!(error.unwrap_or_default().contains("leads out of the repository"));
+    stop.cancel();
+}

@@ -61,6 +61,7 @@ async fn a_queued_job_goes_to_the_least_loaded_worker_and_its_result_completes_i
         port: 8080,
         limits: Default::default(),
         source: wh_wsproto::job::Source::Upload,
+        root_dir: String::new(),
         env: Default::default(),
     });
     let job = queue::enqueue(&mut tx, deploy.kind(), &deploy.payload(), None).await.unwrap();

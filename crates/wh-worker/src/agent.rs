@@ -383,12 +383,13 @@ impl Agent {
             // An image's rebuild is a git or upload source, never another image.
             Source::Image { image_of, .. } => return Err(DeployError::ImageGone(*image_of)),
         };
-        let dockerfile: Option<PathBuf> = match frameworks::own_dockerfile(checkout.path()) {
+        let context = crate::context::resolve(checkout.path(), &d.root_dir)?;
+        let dockerfile: Option<PathBuf> = match frameworks::own_dockerfile(&context) {
             Some(_) => None,
             None => {
-                let preset = frameworks::detect(checkout.path(), &self.settings.base_images)
+                let preset = frameworks::detect(&context, &self.settings.base_images)
                     .ok_or(DeployError::NoRecipe)?;
-                let path = checkout.path().join("Containerfile.wisehosting");
+                let path = context.join("Containerfile.wisehosting");
                 std::fs::write(&path, preset.dockerfile).map_err(DeployError::Recipe)?;
                 Some(path)
             }
@@ -402,7 +403,7 @@ impl Agent {
             .podman
             .build(
                 &BuildSpec {
-                    context: checkout.path(),
+                    context: &context,
                     dockerfile: dockerfile.as_deref(),
                     tag: &tag,
                     labels,

@@ -14,11 +14,13 @@
 //! - [`runtime`]: Podman as a subprocess (build, run, inspect, list by label, remove).
 //! - [`monitor`]: inventory, stats every 10 s, container events.
 //! - [`source`]: unpacks an uploaded source archive.
+//! - [`context`]: the build context: the checkout or the app's root directory, kept inside it.
 //! - [`process_tree`]: kills what a build cut short leaves running, and dead workers' builds.
 //! - [`host`]: this host's capacity and stats for `hello` and heartbeats.
 
 pub mod agent;
 pub mod cli;
+pub mod context;
 pub mod frameworks;
 pub mod git;
 pub mod host;

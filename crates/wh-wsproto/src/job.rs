@@ -109,6 +109,9 @@ pub struct DeployJob {
     pub limits: Limits,
     #[serde(flatten)]
     pub source: Source,
+    /// The directory of the source to build (a monorepo's `services/web`); empty: all of it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub root_dir: String,
     /// The app's variables, opened: only in the assignment, never in the stored row.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -242,6 +245,7 @@ mod tests {
             port: 8080,
             limits: Limits { memory_mb: 256, cpu_millis: 500, disk_mb: Some(1024) },
             source,
+            root_dir: String::new(),
             env: BTreeMap::new(),
         }
     }

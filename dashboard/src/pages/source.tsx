@@ -29,6 +29,16 @@ export function Source(props: { slug: string }) {
     setForm(null);
   });
   const tags = useSubmit(async (on: boolean) => app.set(await api.updateApp(props.slug, { deploy_tags: on })));
+  const [mono, setMono] = useState<{ root_dir: string; watch: string } | null>(null);
+  const saveMono = useSubmit(async () => {
+    if (!mono) return;
+    const watch_paths = mono.watch
+      .split(/[\n,]/)
+      .map((p) => p.trim())
+      .filter((p) => p !== '');
+    app.set(await api.updateApp(props.slug, { root_dir: mono.root_dir.trim(), watch_paths }));
+    setMono(null);
+  });
   const create = useSubmit(async () => {
     setCreated(await api.createHook(props.slug, provider));
     hooks.reload();
@@ -83,6 +93,40 @@ export function Source(props: { slug: string }) {
               </label>
             </p>
             <FormError error={tags.error} />
+            <h2>Monorepo</h2>
+            {mono ? (
+              <form
+                onSubmit={(e) => {
+                  e.preventDefault();
+                  void saveMono.run();
+                }}
+              >
+                <Field label="Root directory (the build context)" name="root_dir" error={saveMono.error} hint="Empty: the repository's root">
+                  {(id, d, bad) => <input id={id} value={mono.root_dir} placeholder="services/web" aria-describedby={d} aria-invalid={bad} onInput={(e) => setMono({ ...mono, root_dir: e.currentTarget.value })} />}
+                </Field>
+                <Field label="Watch paths, one per line" name="watch_paths" error={saveMono.error} hint="A push deploys only when it changes one of these (a file, or a directory ending in /); empty: any change">
+                  {(id, d, bad) => <textarea id={id} rows={4} value={mono.watch} aria-describedby={d} aria-invalid={bad} onInput={(e) => setMono({ ...mono, watch: e.currentTarget.value })} />}
+                </Field>
+                <FormError error={saveMono.error} fields={['root_dir', 'watch_paths']} />
+                <div class="actions">
+                  <button type="submit" class="primary" disabled={saveMono.busy}>
+                    Save
+                  </button>
+                  <button type="button" onClick={() => setMono(null)}>
+                    Cancel
+                  </button>
+                </div>
+              </form>
+            ) : (
+              <>
+                <p class="small">
+                  Builds {a.root_dir ? <code>{a.root_dir}</code> : 'the whole repository'}; {a.watch_paths.length > 0 ? <>deploys when a push changes {a.watch_paths.map((p) => <code key={p}>{p} </code>)}</> : 'deploys on any change'}.
+                </p>
+                <button type="button" onClick={() => setMono({ root_dir: a.root_dir, watch: a.watch_paths.join('\n') })}>
+                  Change
+                </button>
+              </>
+            )}
           </section>
         )}
       </Async>

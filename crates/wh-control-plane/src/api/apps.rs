@@ -79,6 +79,10 @@ pub struct App {
     pub repo_credentials: bool,
     /// Whether pushed tags deploy (git webhooks).
     pub deploy_tags: bool,
+    /// The directory built; empty: the repository's root.
+    pub root_dir: String,
+    /// Paths whose changes deploy on a push; empty: any change.
+    pub watch_paths: Vec<String>,
     /// Where the app answers once live.
     #[sqlx(skip)]
     pub url: String,
@@ -90,7 +94,7 @@ pub struct App {
     pub last_deployed_at: Option<String>,
 }
 
-const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port, (a.repo_auth_sealed IS NOT NULL) AS repo_credentials, a.deploy_tags,
+const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port, (a.repo_auth_sealed IS NOT NULL) AS repo_credentials, a.deploy_tags, a.root_dir, a.watch_paths,
     (SELECT max(l.id) FROM deployments l WHERE l.app_id = a.id AND l.state = 'live') AS live_deployment_id,
     last.id AS last_deployment_id, last.state::text AS last_deployment_state,
     to_char(last.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS last_deployed_at";
@@ -237,6 +241,46 @@ pub struct AppPatch {
     port: Option<i32>,
     /// Whether pushed tags deploy (a git webhook); branches other than `branch` never do.
     deploy_tags: Option<bool>,
+    /// The directory to build (relative, plain names); empty: the repository's root.
+    root_dir: Option<String>,
+    /// Paths whose changes deploy (a file, or a directory ending in `/`); empty: any change.
+    watch_paths: Option<Vec<String>>,
+}
+
+/// A root directory: empty, or up to 200 bytes of `/`-separated plain names (letters, digits,
+/// `.`, `_`, `-`; no `.` or `..` component).
+pub fn validate_root_dir(dir: &str) -> Result<(), ApiError> {
+    let plain = |c: &str| {
+        !c.is_empty()
+            && c != "."
+            && c != ".."
+            && c.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    if dir.is_empty() || (dir.len() <= 200 && dir.split('/').all(plain)) {
+        Ok(())
+    } else {
+        Err(ApiError::Validation {
+            field: "root_dir",
+            message: "a relative directory of plain names, like services/web".into(),
+        })
+    }
+}
+
+/// Watch paths: at most 20, each a root directory's form (a trailing `/` allowed).
+pub fn validate_watch_paths(paths: &[String]) -> Result<(), ApiError> {
+    let bad = paths.len() > 20
+        || paths.iter().any(|p| {
+            let p = p.strip_suffix('/').unwrap_or(p);
+            p.is_empty() || validate_root_dir(p).is_err()
+        });
+    if bad {
+        return Err(ApiError::Validation {
+            field: "watch_paths",
+            message: "at most 20 relative paths of plain names (services/web/, package.json)"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 pub async fn update(
@@ -257,7 +301,19 @@ pub async fn update(
     if let Some(p) = body.port {
         validate_port(p)?;
     }
+    if let Some(d) = &body.root_dir {
+        validate_root_dir(d)?;
+    }
+    if let Some(w) = &body.watch_paths {
+        validate_watch_paths(w)?;
+    }
     let mut tx = state.pool.begin().await?;
+    sqlx::query("UPDATE apps SET root_dir = coalesce($2, root_dir), watch_paths = coalesce($3, watch_paths) WHERE id = $1")
+        .bind(app.id)
+        .bind(&body.root_dir)
+        .bind(&body.watch_paths)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("UPDATE apps SET branch = coalesce($2, branch), port = coalesce($3, port), deploy_tags = coalesce($4, deploy_tags), updated_at = now() WHERE id = $1")
         .bind(app.id)
         .bind(&body.branch)
@@ -285,6 +341,8 @@ pub async fn update(
                 "branch": body.branch,
                 "port": body.port,
                 "deploy_tags": body.deploy_tags,
+                "root_dir": body.root_dir,
+                "watch_paths": body.watch_paths,
             }),
         )
         .await?;

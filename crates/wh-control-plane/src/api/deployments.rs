@@ -71,6 +71,8 @@ pub struct DeployTarget {
     pub branch: String,
     pub port: i32,
     pub deploy_tags: bool,
+    pub root_dir: String,
+    pub watch_paths: Vec<String>,
     limits: wh_wsproto::job::Limits,
 }
 
@@ -82,12 +84,14 @@ struct TargetRow {
     branch: String,
     port: i32,
     deploy_tags: bool,
+    root_dir: String,
+    watch_paths: Vec<String>,
     memory_mb: i32,
     cpu_millis: i32,
     disk_mb: i32,
 }
 
-const TARGET: &str = "SELECT a.id, a.slug, a.repo_url, a.branch, a.port, a.deploy_tags, p.memory_mb, p.cpu_millis, p.disk_mb
+const TARGET: &str = "SELECT a.id, a.slug, a.repo_url, a.branch, a.port, a.deploy_tags, a.root_dir, a.watch_paths, p.memory_mb, p.cpu_millis, p.disk_mb
     FROM apps a JOIN plans p ON p.id = a.plan_id";
 
 impl DeployTarget {
@@ -99,6 +103,8 @@ impl DeployTarget {
             branch: r.branch,
             port: r.port,
             deploy_tags: r.deploy_tags,
+            root_dir: r.root_dir,
+            watch_paths: r.watch_paths,
             limits: wh_wsproto::job::Limits {
                 memory_mb: u64::try_from(r.memory_mb).unwrap_or(0),
                 cpu_millis: u64::try_from(r.cpu_millis).unwrap_or(0),
@@ -141,6 +147,7 @@ impl DeployTarget {
             port,
             limits: self.limits,
             source,
+            root_dir: self.root_dir.clone(),
             env: Default::default(),
         })
     }

@@ -6,7 +6,8 @@
 //! exists for that provider (404), the body is at most 1 MiB (413), the provider's signature
 //! over it is right (401, in constant time), the delivery id was not seen in 24 h (409), the
 //! body reads (400). Then a ping answers 200, and a push of the app's branch (or of a tag,
-//! when the app asks for tags) queues a deployment of exactly the pushed commit (202).
+//! when the app asks for tags) queues a deployment of exactly the pushed commit (202), unless
+//! the app has watch paths and the delivery lists changed files none of which is watched.
 //! Everything else answers 202 with the reason it was ignored. Every outcome is counted
 //! (`wh_cp_git_hook_deliveries{provider,outcome}`). Per IP, at most 60 a minute (`api.rs`).
 
@@ -262,6 +263,13 @@ async fn receive(
         );
         return ignored(tx, why).await;
     };
+    // A monorepo app deploys only when a watched path changed (when the delivery says).
+    if let (false, Some(changed)) = (target.watch_paths.is_empty(), &push.changed) {
+        if !changed.iter().any(|f| watched(&target.watch_paths, f)) {
+            let why = format!("no watched path changed ({})", target.watch_paths.join(", "));
+            return ignored(tx, why).await;
+        }
+    }
     let source = wh_wsproto::job::Source::Git {
         repo_url: target.repo_url.clone(),
         git_ref: push.commit.clone(),
@@ -291,6 +299,14 @@ async fn receive(
         StatusCode::ACCEPTED,
         DeliveryOutcome { status: "queued", deployments: vec![id], reason: None },
     ))
+}
+
+/// Whether `file` is one of `paths`: the path itself, or inside a directory (`web/` or `web`).
+fn watched(paths: &[String], file: &str) -> bool {
+    paths.iter().any(|p| {
+        let dir = p.strip_suffix('/').unwrap_or(p);
+        file == dir || file.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+    })
 }
 
 /// A delivery accepted and remembered, that deploys nothing for `reason`.

@@ -48,6 +48,26 @@ pub struct Push {
     pub message: String,
     /// `Name <email>` (at most [`MAX_TEXT`] characters).
     pub author: String,
+    /// The paths the pushed commits touched, when the delivery lists them all (Bitbucket's
+    /// never does; a truncated list is not all).
+    pub changed: Option<Vec<String>>,
+}
+
+/// The most changed paths kept; a push touching more is taken as touching everything.
+pub const MAX_CHANGED: usize = 2000;
+
+/// The files `commits` added, modified or removed, unless there are too many.
+fn changed_paths(commits: &[GithubCommit]) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for c in commits {
+        for p in c.added.iter().chain(&c.modified).chain(&c.removed) {
+            if out.len() == MAX_CHANGED {
+                return None;
+            }
+            out.push(p.chars().take(1024).collect());
+        }
+    }
+    Some(out)
 }
 
 /// What a delivery is.
@@ -149,6 +169,12 @@ struct GithubCommit {
     #[serde(default)]
     message: String,
     author: Option<Person>,
+    #[serde(default)]
+    added: Vec<String>,
+    #[serde(default)]
+    modified: Vec<String>,
+    #[serde(default)]
+    removed: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +185,8 @@ struct GithubPush {
     #[serde(default)]
     deleted: bool,
     head_commit: Option<GithubCommit>,
+    /// Absent: the provider did not say which files changed.
+    commits: Option<Vec<GithubCommit>>,
 }
 
 /// GitHub, Gitea and Forgejo send the same shape.
@@ -174,7 +202,8 @@ fn github_like(p: GithubPush) -> Result<Option<Push>, PayloadError> {
         }
         _ => (String::new(), String::new()),
     };
-    Ok(Some(Push { kind, name, commit, message, author }))
+    let changed = p.commits.as_deref().and_then(changed_paths);
+    Ok(Some(Push { kind, name, commit, message, author, changed }))
 }
 
 #[derive(Deserialize)]
@@ -185,6 +214,8 @@ struct GitlabPush {
     checkout_sha: Option<String>,
     #[serde(default)]
     commits: Vec<GithubCommit>,
+    /// GitLab lists at most 20 commits; this says how many there were.
+    total_commits_count: Option<usize>,
 }
 
 fn gitlab(p: GitlabPush) -> Result<Option<Push>, PayloadError> {
@@ -198,7 +229,9 @@ fn gitlab(p: GitlabPush) -> Result<Option<Push>, PayloadError> {
     let (message, author) = head
         .map(|c| (first_line(&c.message), c.author.as_ref().map(person).unwrap_or_default()))
         .unwrap_or_default();
-    Ok(Some(Push { kind, name, commit, message, author }))
+    let complete = p.total_commits_count.is_some_and(|n| n <= p.commits.len());
+    let changed = if complete { changed_paths(&p.commits) } else { None };
+    Ok(Some(Push { kind, name, commit, message, author, changed }))
 }
 
 #[derive(Deserialize)]
@@ -264,6 +297,7 @@ fn bitbucket(p: BitbucketPush) -> Result<Vec<Push>, PayloadError> {
             commit: commit_id(&new.target.hash)?,
             message: first_line(&new.target.message),
             author: bounded(&new.target.author.map(|a| a.raw).unwrap_or_default()),
+            changed: None,
         });
     }
     Ok(out)
@@ -345,6 +379,34 @@ mod tests {
             (push.message.as_str(), push.author.as_str()),
             ("Ship it", "Linus <l@example.test>")
         );
+    }
+
+    #[test]
+    fn changed_paths_are_read_when_the_delivery_lists_them_all() {
+        let body = format!(
+            r#"{{"ref":"refs/heads/main","after":"{SHA}","commits":[
+                {{"id":"a1b2c3d","added":["web/new.js"],"modified":["README.md"],"removed":[]}},
+                {{"id":"{SHA}","added":[],"modified":["web/app.js"],"removed":["old.txt"]}}]}}"#
+        );
+        let push = one(parse(Provider::Github, "push", body.as_bytes()).unwrap());
+        assert_eq!(
+            push.changed.as_deref(),
+            Some(&["web/new.js", "README.md", "web/app.js", "old.txt"].map(String::from)[..])
+        );
+        let unlisted = format!(r#"{{"ref":"refs/heads/main","after":"{SHA}"}}"#);
+        assert_eq!(one(parse(Provider::Gitea, "push", unlisted.as_bytes()).unwrap()).changed, None);
+        // GitLab lists 20 commits at most: a longer push's list is not all of it.
+        let truncated = format!(
+            r#"{{"ref":"refs/heads/main","after":"{SHA}","checkout_sha":"{SHA}","total_commits_count":25,
+               "commits":[{{"id":"{SHA}","modified":["a"]}}]}}"#
+        );
+        assert_eq!(
+            one(parse(Provider::Gitlab, "Push Hook", truncated.as_bytes()).unwrap()).changed,
+            None
+        );
+        let whole = truncated.replace("25", "1");
+        let got = one(parse(Provider::Gitlab, "Push Hook", whole.as_bytes()).unwrap()).changed;
+        assert_eq!(got, Some(vec!["a".to_owned()]));
     }
 
     #[test]

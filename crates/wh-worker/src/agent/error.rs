@@ -50,6 +50,8 @@ pub enum DeployError {
         "no Dockerfile or Containerfile, and no known framework (Next.js, Vite, Node, Go, Python, static)"
     )]
     NoRecipe,
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
     #[error("cannot write the preset's Containerfile: {0}")]
     Recipe(std::io::Error),
     #[error("build failed: {0}")]
@@ -77,7 +79,9 @@ impl DeployError {
             | DeployError::Clone(_)
             | DeployError::ImageGone(_)
             | DeployError::Internal(_) => DeployStage::Source,
-            DeployError::NoRecipe | DeployError::Recipe(_) => DeployStage::Recipe,
+            DeployError::NoRecipe | DeployError::Recipe(_) | DeployError::Context(_) => {
+                DeployStage::Recipe
+            }
             DeployError::Build(_) => DeployStage::Build,
             DeployError::NoPort { .. } | DeployError::Start(_) => DeployStage::Start,
             DeployError::Unhealthy { .. } => DeployStage::HealthCheck,
