@@ -102,15 +102,6 @@ fn view(state: &AppState, slug: &str, r: Row) -> Domain {
     }
 }
 
-/// The caller's app id.
-async fn app_id(state: &AppState, caller: &Caller, slug: &str) -> Result<i64, ApiError> {
-    sqlx::query_scalar("SELECT id FROM apps WHERE slug = $1 AND owner_id = $2")
-        .bind(slug)
-        .bind(caller.user.id)
-        .fetch_optional(&state.pool)
-        .await?
-        .ok_or(ApiError::NotFound)
-}
 
 fn normalized(state: &AppState, hostname: &str) -> Result<String, ApiError> {
     domains::normalize(hostname, &state.routing.route_domain)
@@ -134,7 +125,7 @@ pub async fn add(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<NewDomain>,
 ) -> Result<Response, ApiError> {
-    let app = app_id(&state, &caller, &slug).await?;
+    let app = caller.app_id(&state.pool, &slug).await?;
     let hostname = normalized(&state, &body.hostname)?;
     let mut tx = state.pool.begin().await?;
     let verified_elsewhere: bool = sqlx::query_scalar(
@@ -183,7 +174,7 @@ pub async fn list(
     caller: Caller,
     Path(slug): Path<String>,
 ) -> Result<Json<Vec<Domain>>, ApiError> {
-    let app = app_id(&state, &caller, &slug).await?;
+    let app = caller.app_id(&state.pool, &slug).await?;
     let rows = sqlx::query_as::<_, Row>(&format!(
         "SELECT {COLUMNS} FROM domains d WHERE d.app_id = $1 ORDER BY d.hostname"
     ))
@@ -198,7 +189,7 @@ pub async fn remove(
     caller: Caller,
     Path((slug, hostname)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let app = app_id(&state, &caller, &slug).await?;
+    let app = caller.app_id(&state.pool, &slug).await?;
     let hostname = normalized(&state, &hostname)?;
     let mut tx = state.pool.begin().await?;
     let gone = sqlx::query("DELETE FROM domains WHERE app_id = $1 AND hostname = $2")
@@ -235,7 +226,7 @@ pub async fn verify(
     caller: Caller,
     Path((slug, hostname)): Path<(String, String)>,
 ) -> Result<Json<Verification>, ApiError> {
-    let app = app_id(&state, &caller, &slug).await?;
+    let app = caller.app_id(&state.pool, &slug).await?;
     let hostname = normalized(&state, &hostname)?;
     let row = one(&state, app, &hostname).await?;
     let outcome = state.dns.check(&hostname, &row.token).await;

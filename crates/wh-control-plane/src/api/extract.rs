@@ -40,6 +40,17 @@ impl std::fmt::Debug for Caller {
 }
 
 impl Caller {
+    /// The id of the caller's app `slug`; another user's app is `NotFound`, as if it did not
+    /// exist.
+    pub async fn app_id(&self, pool: &sqlx::PgPool, slug: &str) -> Result<i64, ApiError> {
+        sqlx::query_scalar("SELECT id FROM apps WHERE slug = $1 AND owner_id = $2")
+            .bind(slug)
+            .bind(self.user.id)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(ApiError::NotFound)
+    }
+
     /// Records `action` on `target` in the audit trail as this caller, from their address.
     pub async fn audit(
         &self,

@@ -71,14 +71,6 @@ fn hook_path(provider: Provider, id: &str) -> String {
     format!("/api/v1/hooks/{}/{id}", provider.as_str())
 }
 
-async fn app_of(state: &AppState, caller: &Caller, slug: &str) -> Result<i64, ApiError> {
-    sqlx::query_scalar("SELECT id FROM apps WHERE slug = $1 AND owner_id = $2")
-        .bind(slug)
-        .bind(caller.user.id)
-        .fetch_optional(&state.pool)
-        .await?
-        .ok_or(ApiError::NotFound)
-}
 
 /// `POST /api/v1/apps/{slug}/hooks`.
 pub async fn create(
@@ -88,7 +80,7 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<NewHook>,
 ) -> Result<Response, ApiError> {
-    let app = app_of(&state, &caller, &slug).await?;
+    let app = caller.app_id(&state.pool, &slug).await?;
     let Some((id, secret)) = store::create(&state.pool, &state.hooks, app, body.provider).await?
     else {
         return Err(ApiError::Conflict {
@@ -133,7 +125,7 @@ pub async fn list(
     caller: Caller,
     Path(slug): Path<String>,
 ) -> Result<Json<Vec<HookView>>, ApiError> {
-    let app = app_of(&state, &caller, &slug).await?;
+    let app = caller.app_id(&state.pool, &slug).await?;
     let hooks = store::list(&state.pool, app).await?;
     Ok(Json(
         hooks
@@ -149,7 +141,7 @@ pub async fn remove(
     caller: Caller,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let app = app_of(&state, &caller, &slug).await?;
+    let app = caller.app_id(&state.pool, &slug).await?;
     if !store::remove(&state.pool, app, &id).await? {
         return Err(ApiError::NotFound);
     }
