@@ -102,7 +102,6 @@ fn view(state: &AppState, slug: &str, r: Row) -> Domain {
     }
 }
 
-
 fn normalized(state: &AppState, hostname: &str) -> Result<String, ApiError> {
     domains::normalize(hostname, &state.routing.route_domain)
         .map_err(|e| ApiError::Validation { field: "hostname", message: e.0 })

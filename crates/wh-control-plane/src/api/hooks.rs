@@ -71,7 +71,6 @@ fn hook_path(provider: Provider, id: &str) -> String {
     format!("/api/v1/hooks/{}/{id}", provider.as_str())
 }
 
-
 /// `POST /api/v1/apps/{slug}/hooks`.
 pub async fn create(
     State(state): State<AppState>,

@@ -42,11 +42,15 @@ pub struct Operation {
     pub secured: bool,
     pub query: &'static [QueryParam],
     pub request: Body,
+    /// Another form the request body may take (an upload besides JSON).
+    pub request_or: Body,
     /// The success status and what comes with it.
     pub status: u16,
     /// Another success status answered with the same body.
     pub also: Option<u16>,
     pub response: Body,
+    /// Another form the answer may take (server-sent events besides JSON).
+    pub response_or: Body,
 }
 
 const fn op(
@@ -63,9 +67,11 @@ const fn op(
         secured: true,
         query: &[],
         request: Body::None,
+        request_or: Body::None,
         status,
         also: None,
         response,
+        response_or: Body::None,
     }
 }
 
@@ -80,6 +86,14 @@ impl Operation {
     }
     const fn query(mut self, query: &'static [QueryParam]) -> Self {
         self.query = query;
+        self
+    }
+    const fn or_takes(mut self, request: Body) -> Self {
+        self.request_or = request;
+        self
+    }
+    const fn or_answers(mut self, response: Body) -> Self {
+        self.response_or = response;
         self
     }
     const fn also(mut self, status: u16) -> Self {
@@ -119,7 +133,8 @@ pub const OPERATIONS: &[Operation] = &[
     op("delete", "/api/v1/apps/{slug}/env/{key}", "Remove an environment variable", 204, Body::None),
     op("get", "/api/v1/apps/{slug}/deployments", "List deployments, newest first", 200, Body::Json(json::<Vec<deployments::Deployment>>)),
     op("post", "/api/v1/apps/{slug}/deployments", "Deploy a ref of the app's repository, deploy an earlier deployment again (rollback_to: its image if its worker still has it, else its commit rebuilt), or upload the source (Content-Type: application/gzip)", 201, Body::Json(json::<deployments::Deployment>))
-        .takes(Body::Json(json::<deployments::NewDeployment>)),
+        .takes(Body::Json(json::<deployments::NewDeployment>))
+        .or_takes(Body::Gzip),
     op("get", "/api/v1/apps/{slug}/containers", "The app's containers: state, restarts, latest resource sample", 200, Body::Json(json::<Vec<containers::Container>>)),
     op("get", "/api/v1/apps/{slug}/domains", "Custom domains with status and last check", 200, Body::Json(json::<Vec<domains::Domain>>)),
     op("post", "/api/v1/apps/{slug}/domains", "Add a custom domain; answers the records to create", 201, Body::Json(json::<domains::Domain>))
@@ -139,7 +154,8 @@ pub const OPERATIONS: &[Operation] = &[
     op("get", "/api/v1/deployments/{id}/build-log", "Build output after byte `from`; X-Log-Offset is where to ask from next, X-Log-Skipped what is no longer kept", 200, Body::Text)
         .query(&[("from", "integer", "A byte offset into all the output the build has had")]),
     op("get", "/api/v1/apps/{slug}/logs", "Recent runtime logs; with follow, a stream of them (SSE: each event's data one entry, `dropped` events the number of lines lost)", 200, Body::Json(json::<Vec<crate::logbus::Entry>>))
-        .query(&[("lines", "integer", "How many recent lines (default 200, at most 2,000)"), ("follow", "string", "1: stream the recent and every new line as server-sent events")]),
+        .query(&[("lines", "integer", "How many recent lines (default 200, at most 2,000)"), ("follow", "string", "1: stream the recent and every new line as server-sent events")])
+        .or_answers(Body::Events),
     op("get", "/api/v1/workers", "Workers with health and utilisation (admins)", 200, Body::Json(json::<Vec<admin::WorkerView>>)),
     op("post", "/api/v1/workers/{name}/enable", "Enable a worker (admins)", 204, Body::None),
     op("post", "/api/v1/workers/{name}/disable", "Disable a worker: no new apps, no token renewal (admins)", 204, Body::None),
@@ -158,6 +174,15 @@ fn path_parameters(path: &str) -> impl Iterator<Item = serde_json::Value> + '_ {
         };
         serde_json::json!({"name": name, "in": "path", "required": true, "schema": schema})
     })
+}
+
+/// The `content` of a body that may come in two forms.
+fn contents(body: Body, or: Body, generator: &mut SchemaGenerator) -> Option<serde_json::Value> {
+    let mut first = content(body, generator)?;
+    if let Some(serde_json::Value::Object(second)) = content(or, generator) {
+        first.as_object_mut()?.extend(second);
+    }
+    Some(first)
 }
 
 fn content(body: Body, generator: &mut SchemaGenerator) -> Option<serde_json::Value> {
@@ -189,13 +214,8 @@ pub fn build() -> serde_json::Value {
     let mut paths = serde_json::Map::new();
     for o in OPERATIONS {
         let mut success = serde_json::json!({"description": o.summary});
-        if let Some(content) = content(o.response, &mut responses) {
+        if let Some(content) = contents(o.response, o.response_or, &mut responses) {
             success["content"] = content;
-        }
-        if o.path.ends_with("/logs") {
-            // With `follow`, the same lines as server-sent events.
-            success["content"]["text/event-stream"] = content(Body::Events, &mut responses)
-                .map_or(serde_json::Value::Null, |mut c| c["text/event-stream"].take());
         }
         let mut op = serde_json::json!({
             "operationId": operation_id(o),
@@ -218,12 +238,7 @@ pub fn build() -> serde_json::Value {
         if !parameters.is_empty() {
             op["parameters"] = serde_json::Value::Array(parameters);
         }
-        if let Some(mut body) = content(o.request, &mut requests) {
-            if o.path == "/api/v1/apps/{slug}/deployments" {
-                // Besides the JSON body, an upload of the source.
-                body["application/gzip"] = content(Body::Gzip, &mut requests)
-                    .map_or(serde_json::Value::Null, |mut c| c["application/gzip"].take());
-            }
+        if let Some(body) = contents(o.request, o.request_or, &mut requests) {
             op["requestBody"] = serde_json::json!({"required": false, "content": body});
         }
         let entry = paths.entry(o.path.to_string()).or_insert_with(|| serde_json::json!({}));
