@@ -423,6 +423,24 @@ pub struct EnvValue {
     value: String,
 }
 
+/// Sets (or replaces) app `app_id`'s variable `key`, sealed.
+async fn put_env(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    app_id: i64,
+    key: &str,
+    value: &str,
+) -> Result<(), sqlx::Error> {
+    let sealed = state.env.seal(value.as_bytes(), app_id);
+    sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) VALUES ($1, $2, $3) ON CONFLICT (app_id, key) DO UPDATE SET value_sealed = excluded.value_sealed, updated_at = now()")
+        .bind(app_id)
+        .bind(key)
+        .bind(sealed)
+        .execute(tx)
+        .await
+        .map(drop)
+}
+
 pub async fn env_set(
     State(state): State<AppState>,
     caller: Caller,
@@ -431,14 +449,8 @@ pub async fn env_set(
 ) -> Result<StatusCode, ApiError> {
     validate_env(&key, &body.value)?;
     let app = owned_app(&state, &caller, &slug).await?;
-    let sealed = state.env.seal(body.value.as_bytes(), app.id);
     let mut tx = state.pool.begin().await?;
-    sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) VALUES ($1, $2, $3) ON CONFLICT (app_id, key) DO UPDATE SET value_sealed = excluded.value_sealed, updated_at = now()")
-        .bind(app.id)
-        .bind(&key)
-        .bind(sealed)
-        .execute(&mut *tx)
-        .await?;
+    put_env(&mut tx, &state, app.id, &key, &body.value).await?;
     // The key is recorded, never the value.
     caller
         .audit(&mut tx, "env.set", &format!("app:{slug}"), serde_json::json!({"key": key}))
@@ -513,13 +525,7 @@ pub async fn env_replace(
     .fetch_all(&mut *tx)
     .await?;
     for (key, value) in &body.vars {
-        let sealed = state.env.seal(value.as_bytes(), app.id);
-        sqlx::query("INSERT INTO env_vars (app_id, key, value_sealed) VALUES ($1, $2, $3) ON CONFLICT (app_id, key) DO UPDATE SET value_sealed = excluded.value_sealed, updated_at = now()")
-            .bind(app.id)
-            .bind(key)
-            .bind(sealed)
-            .execute(&mut *tx)
-            .await?;
+        put_env(&mut tx, &state, app.id, key, value).await?;
     }
     // Keys are recorded, never values.
     caller
