@@ -61,7 +61,6 @@ export function useResource<T>(load: (signal: AbortSignal) => Promise<T>, deps: 
       clearTimeout(timer);
       document.removeEventListener('visibilitychange', onVisible);
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, tick, every]);
   const reload = useCallback(() => setTick((t) => t + 1), []);
   return { data, error, loading, reload, set: setData };

@@ -218,12 +218,10 @@ async fn deploy_progress_and_results_move_the_deployment() {
         worker.id,
         true,
         None,
-        Some(&wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput {
-            host_port: 31555,
-            container_id: "c-test".into(),
-            commit: None,
-            image_of: None,
-        })),
+        Some(&wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput::started(
+            31555,
+            "c-test".into(),
+        ))),
         Duration::from_secs(30),
     )
     .await

@@ -244,12 +244,10 @@ async fn a_worker_cannot_report_on_another_workers_job() {
         attempt: job.attempt,
         ok: true,
         error: None,
-        output: Some(wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput {
-            host_port: 31999,
-            container_id: "c-test".into(),
-            commit: None,
-            image_of: None,
-        })),
+        output: Some(wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput::started(
+            31999,
+            "c-test".into(),
+        ))),
     }));
     b.transport.send(lines("owned", deployment, &["forged by b"]));
     b.transport.send(Message::ContainerEvent(wh_wsproto::messages::ContainerEvent {
@@ -278,12 +276,10 @@ async fn a_worker_cannot_report_on_another_workers_job() {
         attempt: job.attempt,
         ok: true,
         error: None,
-        output: Some(wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput {
-            host_port: 31001,
-            container_id: "c-test".into(),
-            commit: None,
-            image_of: None,
-        })),
+        output: Some(wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput::started(
+            31001,
+            "c-test".into(),
+        ))),
     }));
     let live = wh_testkit::within(Duration::from_secs(10), async || {
         let row: (String, Option<uuid::Uuid>, Option<i32>) = sqlx::query_as(

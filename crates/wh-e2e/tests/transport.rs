@@ -134,12 +134,10 @@ async fn a_result_queued_across_a_control_plane_restart_arrives_exactly_once() {
         attempt: 3,
         ok: true,
         error: None,
-        output: Some(wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput {
-            host_port: 31001,
-            container_id: "c-test".into(),
-            commit: None,
-            image_of: None,
-        })),
+        output: Some(wh_wsproto::job::JobOutput::Deploy(wh_wsproto::job::DeployOutput::started(
+            31001,
+            "c-test".into(),
+        ))),
     };
     transport.send(Message::JobResult(result.clone()));
     assert_eq!(transport.pending_reliable(), 1);

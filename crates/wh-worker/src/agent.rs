@@ -472,7 +472,7 @@ impl Agent {
         }
         self.progress(job, Stage::Healthy, "");
         self.follow(app.clone(), deployment, container.clone(), None);
-        Ok(DeployOutput { host_port, container_id: container, commit: None, image_of: None })
+        Ok(DeployOutput::started(host_port, container))
     }
 }
 

@@ -227,6 +227,13 @@ pub struct DeployOutput {
     pub image_of: Option<i64>,
 }
 
+impl DeployOutput {
+    /// A container started at `host_port` from an image built now (no commit known yet).
+    pub fn started(host_port: u16, container_id: String) -> DeployOutput {
+        DeployOutput { host_port, container_id, commit: None, image_of: None }
+    }
+}
+
 /// The containers a retire stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetireOutput {
@@ -335,12 +342,7 @@ mod tests {
 
     #[test]
     fn outputs_and_stages_round_trip() {
-        let mut deployed = DeployOutput {
-            host_port: 31001,
-            container_id: "c1".into(),
-            commit: None,
-            image_of: None,
-        };
+        let mut deployed = DeployOutput::started(31001, "c1".into());
         let out = JobOutput::Deploy(deployed.clone());
         let v = serde_json::to_value(&out).unwrap();
         assert_eq!(v, json!({"host_port": 31001, "container_id": "c1"}));
