@@ -123,6 +123,26 @@ pub async fn platform(
     Platform { cp, state, proxy, _proxy_state: proxy_state }
 }
 
+impl Platform {
+    /// `method path` on the control plane's API with `bearer` (an `Authorization` value) and
+    /// a JSON `body`: the status and the answer's JSON (Null when it is none).
+    pub async fn api(
+        &self,
+        bearer: &str,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let url = format!("http://{}{path}", self.cp);
+        let headers = [("authorization", bearer), ("content-type", "application/json")];
+        let body = Some(body.to_string().into());
+        let r = wh_testkit::http::request(method, &url, body, &[], &headers)
+            .await
+            .expect("the control plane answers");
+        (r.status, serde_json::from_slice(&r.body).unwrap_or_default())
+    }
+}
+
 /// GET `path` of app `slug` through the platform's proxy (`<slug>.route.test`).
 pub async fn through_proxy(
     platform: &Platform,

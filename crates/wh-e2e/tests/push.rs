@@ -28,12 +28,15 @@ async fn a_signed_push_deploys_exactly_its_commit_behind_the_proxy() {
     let (user, bearer) = fixtures::user_with_token(&pool, "push@example.test").await;
     let repo = app_repo(&base, "<h1>v1</h1>", true);
     insert_app(&pool, user, "pushed", repo.path()).await;
-    let api = format!("http://{cp}/api/v1/apps/pushed/hooks");
-    let headers = [("authorization", bearer.as_str()), ("content-type", "application/json")];
-    let body = bytes::Bytes::from(r#"{"provider":"github"}"#);
-    let made = wh_testkit::http::request("POST", &api, Some(body), &[], &headers).await.unwrap();
-    assert_eq!(made.status, 201, "{}", made.text());
-    let hook: serde_json::Value = serde_json::from_slice(&made.body).unwrap();
+    let (status, hook) = platform
+        .api(
+            &bearer,
+            "POST",
+            "/api/v1/apps/pushed/hooks",
+            serde_json::json!({"provider": "github"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
     let (path, secret) = (hook["path"].as_str().unwrap(), hook["secret"].as_str().unwrap());
 
     // Two commits land; the push delivery names the first. The second must not be deployed.
@@ -124,20 +127,12 @@ async fn a_monorepo_app_builds_its_root_directory() {
     );
     insert_app(&pool, user, "mono", repo.path()).await;
 
-    let call = |method: &'static str, path: &'static str, body: &'static str| {
-        let (url, bearer) = (format!("http://{}{path}", platform.cp), bearer.clone());
-        async move {
-            let headers =
-                [("authorization", bearer.as_str()), ("content-type", "application/json")];
-            let r = wh_testkit::http::request(method, &url, Some(body.into()), &[], &headers)
-                .await
-                .unwrap();
-            (r.status, serde_json::from_slice::<serde_json::Value>(&r.body).unwrap_or_default())
-        }
-    };
-    let (status, app) = call("PATCH", "/api/v1/apps/mono", r#"{"root_dir": "site"}"#).await;
+    let (status, app) = platform
+        .api(&bearer, "PATCH", "/api/v1/apps/mono", serde_json::json!({"root_dir": "site"}))
+        .await;
     assert_eq!(status, 200, "{app}");
-    let (status, d) = call("POST", "/api/v1/apps/mono/deployments", "{}").await;
+    let (status, d) =
+        platform.api(&bearer, "POST", "/api/v1/apps/mono/deployments", serde_json::json!({})).await;
     assert_eq!(status, 201, "{d}");
     let id = d["id"].as_i64().unwrap();
     let (state, error) = wait_state(&pool, id, &["live", "failed"], Duration::from_secs(90)).await;
@@ -156,9 +151,12 @@ async fn a_monorepo_app_builds_its_root_directory() {
         repo.path(),
         &["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qm", "out"],
     );
-    let (status, _) = call("PATCH", "/api/v1/apps/mono", r#"{"root_dir": "out"}"#).await;
+    let (status, _) = platform
+        .api(&bearer, "PATCH", "/api/v1/apps/mono", serde_json::json!({"root_dir": "out"}))
+        .await;
     assert_eq!(status, 200);
-    let (_, d) = call("POST", "/api/v1/apps/mono/deployments", "{}").await;
+    let (_, d) =
+        platform.api(&bearer, "POST", "/api/v1/apps/mono/deployments", serde_json::json!({})).await;
     let (state, error) =
         wait_state(&pool, d["id"].as_i64().unwrap(), &["live", "failed"], Duration::from_secs(90))
             .await;

@@ -33,7 +33,6 @@ async fn a_rollback_reuses_the_image_it_still_has_and_rebuilds_the_commit_it_doe
     let pool = db.pool.clone();
     let stop = CancellationToken::new();
     let platform = wh_e2e::platform(&pool, Duration::from_secs(5), &stop).await;
-    let cp = platform.cp;
     let (user, bearer) = fixtures::user_with_token(&pool, "roll@example.test").await;
     let repo = app_repo(&base, "<h1>v1</h1>", true);
     let app = insert_app(&pool, user, "roll", repo.path()).await;
@@ -63,16 +62,8 @@ async fn a_rollback_reuses_the_image_it_still_has_and_rebuilds_the_commit_it_doe
         repo.path(),
         &["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qam", "v3"],
     );
-    let api = |body: serde_json::Value| {
-        let (url, bearer) = (format!("http://{cp}/api/v1/apps/roll/deployments"), bearer.clone());
-        async move {
-            let headers =
-                [("authorization", bearer.as_str()), ("content-type", "application/json")];
-            let body = Some(bytes::Bytes::from(body.to_string()));
-            let r = wh_testkit::http::request("POST", &url, body, &[], &headers).await.unwrap();
-            (r.status, serde_json::from_slice::<serde_json::Value>(&r.body).unwrap())
-        }
-    };
+    let path = "/api/v1/apps/roll/deployments";
+    let api = |body: serde_json::Value| platform.api(&bearer, "POST", path, body);
     let (status, back) = api(serde_json::json!({"rollback_to": v1})).await;
     assert_eq!(status, 201, "{back}");
     assert_eq!(back["rollback_of"], v1);
