@@ -31,6 +31,10 @@ pub struct DevArgs {
     /// The control plane's API.
     #[arg(long, env = "WH_DEV_API_ADDR", default_value = "127.0.0.1:8081")]
     pub api_addr: SocketAddr,
+    /// Git providers to connect (the control plane's WH_GITHUB_CLIENT_ID, …); the public URL
+    /// defaults to the API's address.
+    #[command(flatten)]
+    pub git: wh_control_plane::config::GitProviderArgs,
 }
 
 /// What survives between runs (mode 0600).
@@ -125,7 +129,12 @@ async fn serve(
     started: Instant,
     stop: CancellationToken,
 ) -> Result<(), CliError> {
+    let mut git = args.git.clone();
+    git.public_url = git.public_url.or_else(|| Some(format!("http://{}", args.api_addr)));
+    let (git_providers, public_url) = git.resolve().map_err(|e| CliError::Usage(e.to_string()))?;
     let config = Config {
+        git_providers,
+        public_url,
         listen: args.api_addr,
         internal_listen: None,
         // `/metrics` of the dev control plane: not needed on a laptop.

@@ -8,6 +8,7 @@ pub mod deployments;
 pub mod domains;
 pub mod error;
 pub mod extract;
+pub mod git;
 pub mod hooks;
 pub mod observe;
 pub mod openapi;
@@ -140,6 +141,12 @@ fn public_routes(state: &AppState) -> Router<AppState> {
             // The handler reads at most hooks::MAX_BODY itself.
             post(hooks::deliver).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route("/api/v1/git/providers", get(git::providers))
+        .route("/api/v1/git/{provider}/connect", post(git::connect))
+        .route("/api/v1/git/{provider}/callback", get(git::callback))
+        .route("/api/v1/git/connections", get(git::list))
+        .route("/api/v1/git/connections/{id}", axum::routing::delete(git::disconnect))
+        .route("/api/v1/git/connections/{id}/repos", get(git::repos))
         .route("/api/v1/apps/{slug}/domains", post(domains::add).get(domains::list))
         .route("/api/v1/apps/{slug}/domains/{hostname}", axum::routing::delete(domains::remove))
         .route("/api/v1/apps/{slug}/domains/{hostname}/verify", post(domains::verify))

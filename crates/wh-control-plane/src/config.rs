@@ -82,6 +82,107 @@ pub struct ServeArgs {
     /// Seconds requests in flight get to finish at shutdown before they are closed.
     #[arg(long, env = "WH_DRAIN_SECS", default_value_t = 30)]
     pub drain_secs: u64,
+    #[command(flatten)]
+    pub git: GitProviderArgs,
+}
+
+/// The git providers users may connect: an OAuth application the operator registered at each
+/// (README, "Git providers"). A provider without a client id is not offered.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct GitProviderArgs {
+    /// The control plane's public address, e.g. https://wh.example.com: OAuth redirects,
+    /// webhook URLs and the links in commit statuses start with it.
+    #[arg(long, env = "WH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[arg(long, env = "WH_GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+    #[arg(long, env = "WH_GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    pub github_client_secret: Option<SecretString>,
+    /// GitHub Enterprise Server's address (default https://github.com).
+    #[arg(long, env = "WH_GITHUB_URL")]
+    pub github_url: Option<String>,
+    #[arg(long, env = "WH_GITHUB_API_URL")]
+    pub github_api_url: Option<String>,
+    #[arg(long, env = "WH_GITLAB_CLIENT_ID")]
+    pub gitlab_client_id: Option<String>,
+    #[arg(long, env = "WH_GITLAB_CLIENT_SECRET", hide_env_values = true)]
+    pub gitlab_client_secret: Option<SecretString>,
+    /// A self-managed GitLab's address (default https://gitlab.com).
+    #[arg(long, env = "WH_GITLAB_URL")]
+    pub gitlab_url: Option<String>,
+    #[arg(long, env = "WH_BITBUCKET_CLIENT_ID")]
+    pub bitbucket_client_id: Option<String>,
+    #[arg(long, env = "WH_BITBUCKET_CLIENT_SECRET", hide_env_values = true)]
+    pub bitbucket_client_secret: Option<SecretString>,
+    #[arg(long, env = "WH_GITEA_CLIENT_ID")]
+    pub gitea_client_id: Option<String>,
+    #[arg(long, env = "WH_GITEA_CLIENT_SECRET", hide_env_values = true)]
+    pub gitea_client_secret: Option<SecretString>,
+    /// The Gitea instance's address (required with a Gitea client id).
+    #[arg(long, env = "WH_GITEA_URL")]
+    pub gitea_url: Option<String>,
+    #[arg(long, env = "WH_FORGEJO_CLIENT_ID")]
+    pub forgejo_client_id: Option<String>,
+    #[arg(long, env = "WH_FORGEJO_CLIENT_SECRET", hide_env_values = true)]
+    pub forgejo_client_secret: Option<SecretString>,
+    /// The Forgejo instance's address (default https://codeberg.org).
+    #[arg(long, env = "WH_FORGEJO_URL")]
+    pub forgejo_url: Option<String>,
+}
+
+impl GitProviderArgs {
+    /// The configured providers, and the public URL they need.
+    pub fn resolve(self) -> Result<(Vec<crate::gitproviders::ForgeConfig>, String), ConfigError> {
+        use crate::gitproviders::{ForgeConfig, Provider};
+        let entries = [
+            (
+                Provider::Github,
+                self.github_client_id,
+                self.github_client_secret,
+                self.github_url,
+                self.github_api_url,
+            ),
+            (
+                Provider::Gitlab,
+                self.gitlab_client_id,
+                self.gitlab_client_secret,
+                self.gitlab_url,
+                None,
+            ),
+            (
+                Provider::Bitbucket,
+                self.bitbucket_client_id,
+                self.bitbucket_client_secret,
+                None,
+                None,
+            ),
+            (Provider::Gitea, self.gitea_client_id, self.gitea_client_secret, self.gitea_url, None),
+            (
+                Provider::Forgejo,
+                self.forgejo_client_id,
+                self.forgejo_client_secret,
+                self.forgejo_url,
+                None,
+            ),
+        ];
+        let mut forges = Vec::new();
+        for (provider, id, secret, web, api) in entries {
+            let Some(id) = id.filter(|i| !i.is_empty()) else { continue };
+            let name = provider.as_str().to_ascii_uppercase();
+            let secret = secret
+                .filter(|s| !s.expose_secret().is_empty())
+                .ok_or_else(|| ConfigError(format!("WH_{name}_CLIENT_SECRET is not set")))?;
+            forges.push(ForgeConfig::new(provider, web.as_deref(), api.as_deref(), id, secret)?);
+        }
+        let public_url = self.public_url.unwrap_or_default().trim_end_matches('/').to_owned();
+        let valid = public_url.starts_with("https://") || public_url.starts_with("http://");
+        if !forges.is_empty() && !valid {
+            return Err(ConfigError(
+                "WH_PUBLIC_URL (https://…) is needed to connect git providers".into(),
+            ));
+        }
+        Ok((forges, public_url))
+    }
 }
 
 /// Resolved settings.
@@ -105,6 +206,9 @@ pub struct Config {
     pub allow_private_repos: bool,
     /// The API server's connection limits and drain.
     pub http: crate::httpserve::HttpLimits,
+    /// Git providers users may connect, and the public URL they reach the control plane at.
+    pub git_providers: Vec<crate::gitproviders::ForgeConfig>,
+    pub public_url: String,
 }
 
 /// A configuration problem; `main` exits with 64 on it.
@@ -132,7 +236,10 @@ impl Config {
             master.expose_secret(),
         ))
         .map_err(|e| ConfigError(e.to_string()))?;
+        let (git_providers, public_url) = args.git.resolve()?;
         Ok(Config {
+            git_providers,
+            public_url,
             master_key,
             cookie_secure: args.cookie_secure,
             allow_private_repos: args.allow_private_repos,

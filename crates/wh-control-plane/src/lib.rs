@@ -11,6 +11,9 @@
 //! - [`repos`]: repository URLs: credentials sealed, never stored or shown in clear.
 //! - [`domains`]: custom domains: hostname rules, TXT verification, background rechecks.
 //! - [`githooks`]: inbound git webhooks: providers, signatures, payloads, hooks and deliveries.
+//! - [`gitproviders`]: connected git providers (OAuth): tokens sealed and refreshed, repository
+//!   lists, hooks registered through the providers' APIs, commit statuses reported back.
+//! - [`outbound`]: the one HTTP client for calls to other services (bounded waits and answers).
 //! - [`deployments`]: the deployment state machine and its per-state deadlines.
 //! - [`ratelimit`]: per-IP request limits.
 //! - [`queue`]: the Postgres job queue (SKIP LOCKED claims, leases, fencing, NOTIFY).
@@ -41,12 +44,14 @@ pub mod database;
 pub mod deployments;
 pub mod domains;
 pub mod githooks;
+pub mod gitproviders;
 pub mod httpserve;
 pub mod hub;
 pub mod jwt;
 pub mod logbus;
 pub mod logingest;
 pub mod metrics;
+pub mod outbound;
 pub mod proxy_config;
 pub mod queue;
 pub mod ratelimit;
@@ -83,6 +88,8 @@ pub struct AppState {
     pub allow_private_repos: bool,
     /// Counted as things happen; served on the admin listener.
     pub metrics: Arc<metrics::Metrics>,
+    /// The git providers users can connect (none unless configured).
+    pub forges: Arc<gitproviders::Forges>,
 }
 
 /// The API's rate limiters.
@@ -134,6 +141,12 @@ impl AppState {
             dns: Arc::new(domains::Verifier::new(&domains::DnsSettings::default())),
             allow_private_repos: false,
             metrics: Arc::default(),
+            forges: Arc::new(gitproviders::Forges::new(
+                vec![],
+                "http://localhost",
+                outbound::Client::new(&wh_http::client::Trust::System),
+                Arc::new(secrets::MasterKey::from_bytes(key).sealer(secrets::Purpose::OAuth)),
+            )),
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct SchedulerSettings {
     pub inject_panic: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Where claim waits and the sweep's lag are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Connected git providers: apps made from their repositories clone with a fresh token.
+    pub forges: Option<Arc<crate::gitproviders::Forges>>,
 }
 
 impl Default for SchedulerSettings {
@@ -61,6 +63,7 @@ impl Default for SchedulerSettings {
             logs: None,
             inject_panic: Default::default(),
             metrics: Default::default(),
+            forges: None,
         }
     }
 }

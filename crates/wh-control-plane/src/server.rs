@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ExposeSecret};
 use crate::{
-    api, database, domains, httpserve, hub, jwt, logbus, scheduler, secrets, AppState, Limits,
-    Routing,
+    api, database, domains, gitproviders, httpserve, hub, jwt, logbus, scheduler, secrets,
+    AppState, Limits, Routing,
 };
 
 /// A started control plane.
@@ -61,7 +61,14 @@ pub async fn start(
         }
     }
     let metrics = Arc::new(crate::metrics::Metrics::default());
+    let forges = Arc::new(gitproviders::Forges::new(
+        config.git_providers.clone(),
+        &config.public_url,
+        crate::outbound::Client::new(&wh_http::client::Trust::System),
+        Arc::new(config.master_key.sealer(secrets::Purpose::OAuth)),
+    ));
     let scheduling = scheduler::SchedulerSettings {
+        forges: Some(forges.clone()),
         env: Some(env.clone()),
         logs: Some(logs.clone()),
         metrics: metrics.clone(),
@@ -86,7 +93,9 @@ pub async fn start(
         dns: Arc::new(domains::Verifier::new(&config.dns)),
         allow_private_repos: config.allow_private_repos,
         metrics,
+        forges,
     };
+    gitproviders::spawn(&pool, &state.forges, &stop);
     tokio::spawn(wh_cmd::supervise("domain-rechecks", stop.clone(), {
         let (pool, dns, stop) = (pool.clone(), (*state.dns).clone(), stop.clone());
         move || {

@@ -17,6 +17,7 @@ use crate::scheduler::{self, SchedulerSettings};
 use crate::{api, AppState, Routing};
 
 pub mod fixtures;
+pub mod forge;
 
 /// The JWT secret of test control planes (workers' tokens are signed with it).
 pub const JWT_SECRET: [u8; 32] = [7u8; 32];
@@ -43,6 +44,9 @@ pub struct Options {
     pub dns: Option<crate::domains::DnsSettings>,
     /// Serve the admin routes (`/metrics`) on a free loopback port too.
     pub admin: bool,
+    /// Git providers users may connect (a fake forge's addresses); the public URL is the
+    /// served API's. Token refreshes and commit statuses run when there are any.
+    pub git_providers: Vec<crate::gitproviders::ForgeConfig>,
 }
 
 impl Default for Options {
@@ -57,6 +61,7 @@ impl Default for Options {
             enforce_enabled: Some(Duration::from_millis(100)),
             dns: None,
             admin: false,
+            git_providers: Vec::new(),
         }
     }
 }
@@ -103,6 +108,26 @@ impl TestControlPlane {
             timeout: std::time::Duration::from_millis(500),
         });
         state.dns = Arc::new(crate::domains::Verifier::new(&dns));
+        // Bound before anything is built, so the providers' redirects and hook URLs can name it.
+        let listener = match options.listen {
+            Some(listen) => Some(bind(listen).await),
+            None => None,
+        };
+        let addr =
+            listener.as_ref().map(|l| l.local_addr().expect("a bound listener has an address"));
+        let public_url =
+            addr.map(|a| format!("http://{a}")).unwrap_or_else(|| "http://localhost".into());
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the OS random source is available");
+        state.forges = Arc::new(crate::gitproviders::Forges::new(
+            options.git_providers.clone(),
+            &public_url,
+            crate::outbound::Client::new(&wh_http::client::Trust::System),
+            Arc::new(
+                crate::secrets::MasterKey::from_bytes(key).sealer(crate::secrets::Purpose::OAuth),
+            ),
+        ));
+        crate::gitproviders::spawn_every(pool, &state.forges, &stop, Duration::from_millis(200));
         if let Some(every) = options.enforce_enabled {
             tokio::spawn(hub.clone().enforce_enabled(pool.clone(), every, stop.clone()));
         }
@@ -111,6 +136,7 @@ impl TestControlPlane {
                 settings.env = Some(state.env.clone());
                 settings.logs = Some(state.logs.clone());
                 settings.metrics = state.metrics.clone();
+                settings.forges = Some(state.forges.clone());
                 let pipeline =
                     scheduler::run(pool.clone(), hub.clone(), settings, queues, stop.clone());
                 tokio::spawn(pipeline);
@@ -118,13 +144,7 @@ impl TestControlPlane {
             }
             None => Some(queues),
         };
-        let (addr, server) = match options.listen {
-            Some(listen) => {
-                let (addr, server) = serve(listen, api::app(state.clone()), &stop).await;
-                (Some(addr), Some(server))
-            }
-            None => (None, None),
-        };
+        let server = listener.map(|l| serve_on(l, api::app(state.clone()), &stop));
         let admin_addr = match options.admin {
             true => {
                 let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -176,13 +196,21 @@ async fn serve(
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = bind(addr).await;
     let addr = listener.local_addr().expect("a bound listener has an address");
+    (addr, serve_on(listener, app, stop))
+}
+
+/// Serves `app` on `listener` until `stop`.
+fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let stopped = stop.clone();
-    let server = tokio::spawn(async move {
+    tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stopped.cancelled().await })
             .await;
-    });
-    (addr, server)
+    })
 }
 
 /// Binds `addr`, retrying for a while when it is a fixed port a previous control plane of the

@@ -11,6 +11,8 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use wh_control_plane::api::openapi;
+use wh_control_plane::githooks::Provider;
+use wh_control_plane::testing::forge::{FakeForge, FakeRepo};
 use wh_control_plane::testing::{Options, TestControlPlane};
 
 struct Tour {
@@ -101,7 +103,7 @@ impl Tour {
         });
         let media = content_type.split(';').next().unwrap_or("").trim().to_owned();
         let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        if status == StatusCode::NO_CONTENT {
+        if status == StatusCode::NO_CONTENT || status.is_redirection() {
             assert!(declared.get("content").is_none(), "{method} {template}: 204 with content");
         } else {
             let schema = &declared["content"][&media]["schema"];
@@ -124,7 +126,13 @@ async fn every_operation_answers_what_the_document_says() {
         servers: vec!["127.0.0.1:9".parse().unwrap()],
         timeout: Duration::from_millis(300),
     };
-    let cp = TestControlPlane::start(&db.pool, Options { dns: Some(dns), ..Options::bare() }).await;
+    let forge = FakeForge::start(3600).await;
+    let git_providers = vec![forge.config(Provider::Github)];
+    let cp = TestControlPlane::start(
+        &db.pool,
+        Options { dns: Some(dns), git_providers, ..Options::bare() },
+    )
+    .await;
     wh_control_plane::auth::create_user(
         &db.pool,
         "tour@example.test",
@@ -283,6 +291,35 @@ async fn every_operation_answers_what_the_document_says() {
         None,
     )
     .await;
+
+    // A git provider: offered, connected (the fake forge approves at once), its repositories
+    // listed, disconnected.
+    tour.call("get", "/api/v1/git/providers", "/api/v1/git/providers", None).await;
+    let authorize = tour
+        .call("post", "/api/v1/git/{provider}/connect", "/api/v1/git/github/connect", None)
+        .await;
+    let approved =
+        wh_testkit::http::get(authorize["authorize_url"].as_str().unwrap(), &[]).await.unwrap();
+    let location = approved.headers["location"].to_str().unwrap();
+    let callback = &location[location.find("/api/v1/git/").unwrap()..];
+    tour.call("get", "/api/v1/git/{provider}/callback", callback, None).await;
+    let connections =
+        tour.call("get", "/api/v1/git/connections", "/api/v1/git/connections", None).await;
+    let connection = connections[0]["id"].as_i64().unwrap();
+    forge.add_repo(FakeRepo {
+        provider: Provider::Github,
+        full_name: "tour/site".into(),
+        private: false,
+        default_branch: "main".into(),
+        dir: None,
+    });
+    let repos = format!("/api/v1/git/connections/{connection}/repos");
+    let page = tour
+        .call("get", "/api/v1/git/connections/{id}/repos", &format!("{repos}?q=site"), None)
+        .await;
+    assert_eq!(page["repos"][0]["full_name"], "tour/site", "{page}");
+    let gone = format!("/api/v1/git/connections/{connection}");
+    tour.call("delete", "/api/v1/git/connections/{id}", &gone, None).await;
 
     // A git webhook: made, listed, a signed ping delivered to it, removed.
     let hooks = "/api/v1/apps/tour-app/hooks";

@@ -83,6 +83,10 @@ pub struct App {
     pub root_dir: String,
     /// Paths whose changes deploy on a push; empty: any change.
     pub watch_paths: Vec<String>,
+    /// The connected provider's repository it was made from (`github:owner/name`), if any.
+    pub repo: Option<String>,
+    /// The git connection that reads it.
+    pub connection: Option<i64>,
     /// Where the app answers once live.
     #[sqlx(skip)]
     pub url: String,
@@ -95,6 +99,8 @@ pub struct App {
 }
 
 const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port, (a.repo_auth_sealed IS NOT NULL) AS repo_credentials, a.deploy_tags, a.root_dir, a.watch_paths,
+    (SELECT c.provider::text || ':' || a.git_repo FROM git_connections c WHERE c.id = a.git_connection_id) AS repo,
+    a.git_connection_id AS connection,
     (SELECT max(l.id) FROM deployments l WHERE l.app_id = a.id AND l.state = 'live') AS live_deployment_id,
     last.id AS last_deployment_id, last.state::text AS last_deployment_state,
     to_char(last.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS last_deployed_at";
@@ -122,6 +128,14 @@ pub struct NewApp {
     /// Empty or absent: the app is deployed from uploads only (`wh deploy --path`).
     #[serde(default)]
     repo_url: String,
+    /// A connected provider's repository instead of a URL: `github:owner/name` (also `gitlab:`,
+    /// `bitbucket:`, `gitea:`, `forgejo:`, `codeberg:`). It clones with the connection's token
+    /// and gets a push webhook registered; the branch defaults to the repository's default.
+    #[serde(default)]
+    repo: Option<String>,
+    /// Which of the caller's connections to that provider reads it (needed only with several).
+    #[serde(default)]
+    connection: Option<i64>,
     #[serde(default)]
     branch: Option<String>,
     #[serde(default)]
@@ -157,9 +171,27 @@ pub async fn create(
     ApiJson(body): ApiJson<NewApp>,
 ) -> Result<Response, ApiError> {
     validate_slug(&body.name)?;
-    let repo = crate::repos::check(&body.repo_url, state.allow_private_repos)?;
     validate_port(body.port)?;
-    let branch = body.branch.unwrap_or_else(|| "main".into());
+    let linked = match &body.repo {
+        Some(_) if !body.repo_url.is_empty() => {
+            return Err(ApiError::Validation {
+                field: "repo",
+                message: "give repo or repo_url, not both".into(),
+            })
+        }
+        Some(reference) => {
+            Some(super::git::link_repo(&state, &caller, reference, body.connection).await?)
+        }
+        None => None,
+    };
+    let repo = match &linked {
+        // The operator's provider named it; the worker checks the address when it clones.
+        Some(l) => crate::repos::check(&l.repo.clone_url, true)?,
+        None => crate::repos::check(&body.repo_url, state.allow_private_repos)?,
+    };
+    let default_branch = linked.as_ref().map(|l| l.repo.default_branch.clone());
+    let branch =
+        body.branch.or(default_branch.filter(|b| !b.is_empty())).unwrap_or_else(|| "main".into());
     validate_branch(&branch)?;
     let plan = body.plan.unwrap_or_else(|| "hobby".into());
     let mut tx = state.pool.begin().await?;
@@ -197,15 +229,30 @@ pub async fn create(
             .execute(&mut *tx)
             .await?;
     }
+    if let Some(l) = &linked {
+        sqlx::query("UPDATE apps SET git_connection_id = $2, git_repo = $3 WHERE id = $1")
+            .bind(id)
+            .bind(l.connection)
+            .bind(&l.repo.full_name)
+            .execute(&mut *tx)
+            .await?;
+    }
     caller
         .audit(
             &mut tx,
             "app.create",
             &format!("app:{}", body.name),
-            serde_json::json!({"repo_url": repo.public, "plan": plan}),
+            serde_json::json!({"repo_url": repo.public, "repo": body.repo, "plan": plan}),
         )
         .await?;
     tx.commit().await?;
+    if let Some(l) = &linked {
+        // Without its webhook the app would never deploy a push: it is not made at all.
+        if let Err(e) = super::git::register_hook(&state, id, l).await {
+            sqlx::query("DELETE FROM apps WHERE id = $1").bind(id).execute(&state.pool).await?;
+            return Err(e);
+        }
+    }
     let app = owned_app(&state, &caller, &body.name).await?;
     Ok((StatusCode::CREATED, Json(app)).into_response())
 }
@@ -321,6 +368,14 @@ pub async fn update(
         .bind(body.deploy_tags)
         .execute(&mut *tx)
         .await?;
+    if repo.is_some() && app.connection.is_some() {
+        // Another repository: the provider's hook on the old one goes, and so does the link.
+        super::git::unregister_hooks(&state, app.id).await;
+        sqlx::query("UPDATE apps SET git_connection_id = NULL, git_repo = NULL WHERE id = $1")
+            .bind(app.id)
+            .execute(&mut *tx)
+            .await?;
+    }
     if let Some(repo) = &repo {
         // A new URL replaces the credentials too (none if it has none).
         let sealed = repo.credentials.as_ref().map(|c| state.env.seal(c.as_bytes(), app.id));
@@ -356,6 +411,8 @@ pub async fn delete(
     Path(slug): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let app = owned_app(&state, &caller, &slug).await?;
+    // Hooks registered at the provider go first (the rows would go with the app).
+    super::git::unregister_hooks(&state, app.id).await;
     let mut tx = state.pool.begin().await?;
     let running: Vec<(uuid::Uuid, String)> = sqlx::query_as(
         "DELETE FROM containers WHERE app_id = $1 RETURNING worker_id, container_id",

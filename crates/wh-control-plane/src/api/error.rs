@@ -44,6 +44,9 @@ pub enum ApiError {
     /// Overloaded for now (503 + Retry-After).
     #[error("busy: {0}")]
     Busy(&'static str),
+    /// A service called on the caller's behalf (a git provider) failed (502, saying how).
+    #[error("upstream: {0}")]
+    Upstream(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -58,6 +61,20 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::Internal(e.into())
+    }
+}
+
+impl From<crate::gitproviders::ForgeError> for ApiError {
+    fn from(e: crate::gitproviders::ForgeError) -> Self {
+        use crate::gitproviders::ForgeError;
+        match e {
+            ForgeError::NotConfigured(_) => {
+                ApiError::Validation { field: "provider", message: e.to_string() }
+            }
+            ForgeError::Database(e) => ApiError::Internal(e.into()),
+            ForgeError::Sealed(_) => ApiError::Internal(e.into()),
+            other => ApiError::Upstream(other.to_string()),
+        }
     }
 }
 
@@ -103,6 +120,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited", why.to_string(), None)
             }
             ApiError::Busy(why) => (StatusCode::SERVICE_UNAVAILABLE, "busy", why.to_string(), None),
+            ApiError::Upstream(why) => (StatusCode::BAD_GATEWAY, "upstream", why.clone(), None),
             ApiError::UnsupportedMediaType(want) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

@@ -268,13 +268,18 @@ async fn receive(
     };
     let job = target.job(source)?;
     let id = crate::deployments::create(&mut tx, target.id, &push.name, job).await?;
-    sqlx::query("UPDATE deployments SET commit_sha = $2, commit_message = $3, commit_author = $4 WHERE id = $1")
-        .bind(id)
-        .bind(&push.commit)
-        .bind(&push.message)
-        .bind(&push.author)
-        .execute(&mut *tx)
-        .await?;
+    // A connected app's deploy reports its states back as the commit's status.
+    sqlx::query(
+        "UPDATE deployments d SET commit_sha = $2, commit_message = $3, commit_author = $4,
+             report_status = a.git_connection_id IS NOT NULL
+         FROM apps a WHERE d.id = $1 AND a.id = d.app_id",
+    )
+    .bind(id)
+    .bind(&push.commit)
+    .bind(&push.message)
+    .bind(&push.author)
+    .execute(&mut *tx)
+    .await?;
     crate::audit::record(
         &mut tx,
         None,

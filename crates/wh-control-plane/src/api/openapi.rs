@@ -8,7 +8,7 @@
 use axum::Json;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-use super::{admin, apps, auth as api_auth, deployments, domains, hooks};
+use super::{admin, apps, auth as api_auth, deployments, domains, git, hooks};
 use crate::{auth, containers};
 
 /// What an operation takes or answers.
@@ -118,7 +118,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("delete", "/api/v1/tokens/{id}", "Revoke an API token", 204, Body::None),
     op("get", "/api/v1/plans", "The plans an app can be on", 200, Body::Json(json::<Vec<apps::Plan>>)),
     op("get", "/api/v1/apps", "List your apps", 200, Body::Json(json::<Vec<apps::App>>)),
-    op("post", "/api/v1/apps", "Create an app (no repo_url: deployed from uploads only)", 201, Body::Json(json::<apps::App>))
+    op("post", "/api/v1/apps", "Create an app from a repository URL, a connected provider's repository (repo: github:owner/name; its webhook is registered), or neither (deployed from uploads only)", 201, Body::Json(json::<apps::App>))
         .takes(Body::Json(json::<apps::NewApp>)),
     op("get", "/api/v1/apps/{slug}", "Show an app", 200, Body::Json(json::<apps::App>)),
     op("patch", "/api/v1/apps/{slug}", "Change repo_url, branch or port", 200, Body::Json(json::<apps::App>))
@@ -141,6 +141,15 @@ pub const OPERATIONS: &[Operation] = &[
         .takes(Body::Json(json::<domains::NewDomain>)),
     op("delete", "/api/v1/apps/{slug}/domains/{hostname}", "Remove a custom domain", 204, Body::None),
     op("post", "/api/v1/apps/{slug}/domains/{hostname}/verify", "Check the TXT record now", 200, Body::Json(json::<domains::Verification>)),
+    op("get", "/api/v1/git/providers", "The git providers this control plane can connect", 200, Body::Json(json::<Vec<git::ProviderInfo>>)),
+    op("post", "/api/v1/git/{provider}/connect", "Start connecting a provider by OAuth: the address to authorize at (within 10 minutes)", 201, Body::Json(json::<git::Authorize>)),
+    op("get", "/api/v1/git/{provider}/callback", "Where the provider sends the user back; redirects (303) to the dashboard's git settings, which say how it went", 303, Body::None)
+        .public()
+        .query(&[("code", "string", "The provider's authorization code"), ("state", "string", "The state connect sent"), ("error", "string", "Set when the user declined")]),
+    op("get", "/api/v1/git/connections", "Your connected git accounts (never their tokens)", 200, Body::Json(json::<Vec<crate::gitproviders::connections::ConnectionInfo>>)),
+    op("delete", "/api/v1/git/connections/{id}", "Disconnect: the hooks registered through it removed, the grant revoked where the provider can", 200, Body::Json(json::<git::Disconnected>)),
+    op("get", "/api/v1/git/connections/{id}/repos", "A page of the repositories the connection can read, most recently changed first", 200, Body::Json(json::<git::RepoPage>))
+        .query(&[("q", "string", "Part of the name to look for"), ("page", "integer", "The page, from 1")]),
     op("get", "/api/v1/apps/{slug}/hooks", "The app's git webhooks (never their secrets)", 200, Body::Json(json::<Vec<hooks::HookView>>)),
     op("post", "/api/v1/apps/{slug}/hooks", "Make the app's webhook for a provider: its URL and secret (shown once) to add there", 201, Body::Json(json::<hooks::CreatedHook>))
         .takes(Body::Json(json::<hooks::NewHook>)),

@@ -33,6 +33,8 @@ use crate::queue::{self, Decision, Pending, Waiter};
 pub enum PrepareError {
     #[error("cannot open the app's {what}: {why}")]
     Open { what: String, why: crate::secrets::SecretError },
+    #[error("cannot get a clone token from the git provider: {0}")]
+    Forge(#[from] crate::gitproviders::ForgeError),
     #[error(transparent)]
     Job(#[from] wh_wsproto::job::JobError),
     #[error(transparent)]
@@ -64,7 +66,17 @@ async fn prepare(
             .map_err(|why| PrepareError::Open { what: format!("env var {key}"), why })?;
         deploy.env.insert(key, String::from_utf8_lossy(&value).into_owned());
     }
-    if let Some(credentials) = crate::repos::credentials(pool, sealer, deployment).await? {
+    // A connected provider's repository clones with the connection's current token; any other
+    // with the credentials its URL came with.
+    let connected = match &settings.forges {
+        Some(forges) => crate::gitproviders::clone_credentials(pool, forges, deployment).await?,
+        None => None,
+    };
+    let credentials = match connected {
+        Some(c) => Some(c),
+        None => crate::repos::credentials(pool, sealer, deployment).await?,
+    };
+    if let Some(credentials) = credentials {
         if let Some(Source::Git { repo_auth, .. }) = deploy.source.git_mut() {
             *repo_auth = Some(credentials);
         }
