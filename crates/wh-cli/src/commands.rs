@@ -85,15 +85,34 @@ pub fn app_name(given: Option<&str>, dir: Option<&Path>) -> Result<String, CliEr
     Ok(slug)
 }
 
-pub async fn apps_create(
-    api: &Api,
-    name: &str,
-    repo: Option<&str>,
-    branch: Option<&str>,
-    port: u16,
-    plan: Option<&str>,
-) -> Result<Value, CliError> {
-    let mut body = json!({"name": name, "port": port, "repo_url": repo.unwrap_or_default()});
+/// What `wh apps create` (and a first `wh deploy`) makes.
+pub struct NewApp<'a> {
+    pub name: &'a str,
+    /// A clone URL, or `provider:owner/name` of a connected provider.
+    pub repo: Option<&'a str>,
+    pub connection: Option<i64>,
+    pub branch: Option<&'a str>,
+    pub port: u16,
+    pub plan: Option<&'a str>,
+}
+
+/// Whether `repo` names a connected provider's repository (`github:owner/name`) rather than a
+/// clone URL (`https://…`, `git@host:path`).
+fn is_provider_repo(repo: &str) -> bool {
+    const PROVIDERS: [&str; 6] = ["github", "gitlab", "bitbucket", "gitea", "forgejo", "codeberg"];
+    repo.split_once(':').is_some_and(|(p, rest)| PROVIDERS.contains(&p) && !rest.starts_with("//"))
+}
+
+pub async fn apps_create(api: &Api, new: NewApp<'_>) -> Result<Value, CliError> {
+    let NewApp { name, repo, connection, branch, port, plan } = new;
+    let mut body = json!({"name": name, "port": port});
+    match repo {
+        Some(r) if is_provider_repo(r) => body["repo"] = r.into(),
+        r => body["repo_url"] = r.unwrap_or_default().into(),
+    }
+    if let Some(c) = connection {
+        body["connection"] = c.into();
+    }
     if let Some(b) = branch {
         body["branch"] = b.into();
     }
@@ -183,7 +202,15 @@ pub async fn deploy(api: &Api, app: &str, source: Source, port: u16) -> Result<(
     let deployment = match source {
         Source::Path(dir) => {
             if !exists {
-                apps_create(api, app, None, None, port, None).await?;
+                let new = NewApp {
+                    name: app,
+                    repo: None,
+                    connection: None,
+                    branch: None,
+                    port,
+                    plan: None,
+                };
+                apps_create(api, new).await?;
                 println!("created app {app}");
             }
             let (archive, files) = pack::pack_dir(&dir)?;
@@ -397,6 +424,115 @@ pub async fn hooks_list(api: &Api, app: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `wh git connect`: the address to authorize at; then, unless told not to, waits for the new
+/// connection to appear.
+pub async fn git_connect(api: &Api, provider: &str, wait: bool) -> Result<(), CliError> {
+    let provider = if provider == "codeberg" { "forgejo" } else { provider };
+    let before = api.json("GET", "/api/v1/git/connections", None).await?;
+    let known: Vec<i64> = before
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["id"].as_i64()).collect())
+        .unwrap_or_default();
+    let started = api.json("POST", &format!("/api/v1/git/{provider}/connect"), None).await?;
+    let url = started["authorize_url"].as_str().unwrap_or_default();
+    println!("authorize WiseHosting at {provider} (within 10 minutes):");
+    println!("  {url}");
+    if !wait {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = api.json("GET", "/api/v1/git/connections", None).await?;
+        let new = now.as_array().and_then(|a| {
+            a.iter().find(|c| {
+                c["provider"] == provider && !c["id"].as_i64().is_some_and(|id| known.contains(&id))
+            })
+        });
+        if let Some(c) = new {
+            println!(
+                "connected {provider} as {} (connection {})",
+                c["account"].as_str().unwrap_or_default(),
+                c["id"]
+            );
+            return Ok(());
+        }
+    }
+    Err(CliError::Local(format!(
+        "{provider} did not send you back within 10 minutes; run `wh git connect {provider}` again"
+    )))
+}
+
+/// `wh git list`.
+pub async fn git_list(api: &Api) -> Result<(), CliError> {
+    let list = api.json("GET", "/api/v1/git/connections", None).await?;
+    let list = list.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no git providers connected: wh git connect github");
+    }
+    for c in list {
+        println!(
+            "{:<6} {:<10} {:<24} {}",
+            c["id"],
+            c["provider"].as_str().unwrap_or_default(),
+            c["account"].as_str().unwrap_or_default(),
+            c["base_url"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `wh git repos`.
+pub async fn git_repos(
+    api: &Api,
+    connection: i64,
+    search: Option<&str>,
+    page: u32,
+) -> Result<(), CliError> {
+    let mut query = format!("page={page}");
+    if let Some(q) = search {
+        let q: String = url_encode(q);
+        query.push_str(&format!("&q={q}"));
+    }
+    let p = api
+        .json("GET", &format!("/api/v1/git/connections/{connection}/repos?{query}"), None)
+        .await?;
+    for r in p["repos"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "{:<48} {:<8} {}",
+            r["full_name"].as_str().unwrap_or_default(),
+            if r["private"] == true { "private" } else { "public" },
+            r["default_branch"].as_str().unwrap_or_default()
+        );
+    }
+    if p["more"] == true {
+        println!("more: --page {}", page + 1);
+    }
+    Ok(())
+}
+
+/// `wh git disconnect`.
+pub async fn git_disconnect(api: &Api, connection: i64) -> Result<(), CliError> {
+    let d = api.json("DELETE", &format!("/api/v1/git/connections/{connection}"), None).await?;
+    println!("disconnected {connection}; webhooks removed: {}", d["hooks_removed"]);
+    if d["revoked"] != true {
+        println!("this provider cannot be asked to revoke: remove WiseHosting under your account's authorized applications there");
+    }
+    Ok(())
+}
+
+/// `text` percent-encoded for a query string.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `wh hooks remove`.
 pub async fn hooks_remove(api: &Api, app: &str, id: &str) -> Result<(), CliError> {
     api.json("DELETE", &format!("/api/v1/apps/{app}/hooks/{id}"), None).await?;
@@ -426,6 +562,17 @@ pub async fn domains_remove(api: &Api, app: &str, hostname: &str) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_repositories_are_told_from_clone_urls() {
+        for r in ["github:me/site", "codeberg:me/site", "gitlab:grp/sub/p"] {
+            assert!(is_provider_repo(r), "{r}");
+        }
+        for r in ["https://github.com/me/site", "git@github.com:me/site.git", "ssh://git@h/x", ""] {
+            assert!(!is_provider_repo(r), "{r}");
+        }
+        assert_eq!(url_encode("a b&c/é"), "a%20b%26c%2F%C3%A9");
+    }
 
     #[test]
     fn a_bare_rollback_goes_to_the_deployment_live_before_the_current() {

@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Run the whole platform on this machine (database, control plane, worker, proxy).
     #[cfg(feature = "dev")]
-    Dev(dev::DevArgs),
+    Dev(Box<dev::DevArgs>),
     /// Sign in to a WiseHosting API (password from WH_PASSWORD or standard input).
     Login {
         #[arg(long, env = "WH_API_URL", default_value = "http://127.0.0.1:8081")]
@@ -67,6 +67,9 @@ enum Command {
     /// Push to deploy: the app's webhooks at its git host.
     #[command(subcommand)]
     Hooks(HooksCommand),
+    /// Git providers connected to your account (GitHub, GitLab, Bitbucket, Gitea, Forgejo).
+    #[command(subcommand)]
+    Git(GitCommand),
     /// Show an app's runtime logs.
     Logs {
         #[arg(long, short)]
@@ -85,8 +88,13 @@ enum AppsCommand {
     /// Create an app (without --repo it deploys from uploads).
     Create {
         name: String,
+        /// A clone URL, or a connected provider's repository: github:owner/name (also gitlab:,
+        /// bitbucket:, gitea:, forgejo:, codeberg:), which registers its push webhook.
         #[arg(long)]
         repo: Option<String>,
+        /// Which of your connections to the provider reads it (when you have several).
+        #[arg(long)]
+        connection: Option<i64>,
         #[arg(long)]
         branch: Option<String>,
         #[arg(long, default_value_t = 8000)]
@@ -148,6 +156,33 @@ enum HooksCommand {
 }
 
 #[derive(Subcommand)]
+enum GitCommand {
+    /// Connect a provider: prints the address to authorize at, then waits (10 minutes at most)
+    /// until the provider sends you back.
+    Connect {
+        /// github, gitlab, bitbucket, gitea, forgejo or codeberg.
+        provider: String,
+        /// Print the address and return without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List your connections.
+    List,
+    /// List a connection's repositories.
+    Repos {
+        connection: i64,
+        /// Only names containing this.
+        #[arg(long, short)]
+        search: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+    },
+    /// Disconnect: the webhooks made through it are removed and the grant revoked where the
+    /// provider can.
+    Disconnect { connection: i64 },
+}
+
+#[derive(Subcommand)]
 enum DomainsCommand {
     /// Add a hostname; prints the DNS records that prove it is yours.
     Add {
@@ -199,21 +234,21 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), CliError> {
     match command {
         #[cfg(feature = "dev")]
-        Command::Dev(args) => dev::run(args).await,
+        Command::Dev(args) => dev::run(*args).await,
         Command::Login { api, email } => commands::login(&api, &email).await,
         Command::Apps(cmd) => {
             let api = credentials::api()?;
             match cmd {
-                AppsCommand::Create { name, repo, branch, port, plan } => {
-                    let app = commands::apps_create(
-                        &api,
-                        &name,
-                        repo.as_deref(),
-                        branch.as_deref(),
+                AppsCommand::Create { name, repo, connection, branch, port, plan } => {
+                    let new = commands::NewApp {
+                        name: &name,
+                        repo: repo.as_deref(),
+                        connection,
+                        branch: branch.as_deref(),
                         port,
-                        plan.as_deref(),
-                    )
-                    .await?;
+                        plan: plan.as_deref(),
+                    };
+                    let app = commands::apps_create(&api, new).await?;
                     println!("created {name}: {}", app["url"].as_str().unwrap_or_default());
                     Ok(())
                 }
@@ -253,6 +288,21 @@ async fn run(command: Command) -> Result<(), CliError> {
             let api = credentials::api()?;
             let name = commands::app_name(app.as_deref(), None)?;
             commands::deploy(&api, &name, Source::Rollback(to), 8000).await
+        }
+        Command::Git(cmd) => {
+            let api = credentials::api()?;
+            match cmd {
+                GitCommand::Connect { provider, no_wait } => {
+                    commands::git_connect(&api, &provider, !no_wait).await
+                }
+                GitCommand::List => commands::git_list(&api).await,
+                GitCommand::Repos { connection, search, page } => {
+                    commands::git_repos(&api, connection, search.as_deref(), page).await
+                }
+                GitCommand::Disconnect { connection } => {
+                    commands::git_disconnect(&api, connection).await
+                }
+            }
         }
         Command::Hooks(cmd) => {
             let api = credentials::api()?;
