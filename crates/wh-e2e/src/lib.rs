@@ -45,6 +45,15 @@ pub async fn control_plane(
         proxy_token: proxy_token.map(str::to_owned),
         ..Options::default()
     };
+    control_plane_with(pool, options, stop).await
+}
+
+/// [`control_plane`] with any options.
+pub async fn control_plane_with(
+    pool: &sqlx::PgPool,
+    options: Options,
+    stop: &CancellationToken,
+) -> (std::net::SocketAddr, AppState) {
     let cp = TestControlPlane::start(pool, options).await;
     let (addr, state) = (cp.addr.expect("served"), cp.state.clone());
     // Lives until the test's `stop`.
@@ -107,9 +116,25 @@ pub async fn platform(
     stats_every: Duration,
     stop: &CancellationToken,
 ) -> Platform {
+    platform_with_forges(pool, stats_every, Vec::new(), stop).await
+}
+
+/// [`platform`] whose control plane can connect `git_providers` (a fake forge's).
+pub async fn platform_with_forges(
+    pool: &sqlx::PgPool,
+    stats_every: Duration,
+    git_providers: Vec<wh_control_plane::gitproviders::ForgeConfig>,
+    stop: &CancellationToken,
+) -> Platform {
     const PROXY_TOKEN: &str = "proxy-token-of-the-e2e-platform";
     let sched = SchedulerSettings { drain: Duration::from_secs(1), ..SchedulerSettings::default() };
-    let (cp, state) = control_plane(pool, Some(PROXY_TOKEN), sched, stop).await;
+    let options = Options {
+        scheduler: Some(sched),
+        proxy_token: Some(PROXY_TOKEN.to_owned()),
+        git_providers,
+        ..Options::default()
+    };
+    let (cp, state) = control_plane_with(pool, options, stop).await;
     local_worker(pool, cp, "local", Duration::from_secs(10), stats_every, stop).await;
     let proxy_state = tempfile::tempdir().expect("a state directory");
     let args = wh_proxy::cli::Args::following(
