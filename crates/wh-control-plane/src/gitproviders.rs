@@ -140,15 +140,17 @@ impl Forges {
 pub fn spawn(
     pool: &sqlx::PgPool,
     forges: &Arc<Forges>,
+    routing: &Arc<crate::Routing>,
     stop: &tokio_util::sync::CancellationToken,
 ) {
-    spawn_every(pool, forges, stop, std::time::Duration::from_secs(1));
+    spawn_every(pool, forges, routing, stop, std::time::Duration::from_secs(1));
 }
 
 /// [`spawn`] with statuses reported every `status_every` (tests use less).
 pub fn spawn_every(
     pool: &sqlx::PgPool,
     forges: &Arc<Forges>,
+    routing: &Arc<crate::Routing>,
     stop: &tokio_util::sync::CancellationToken,
     status_every: std::time::Duration,
 ) {
@@ -164,7 +166,10 @@ pub fn spawn_every(
     }));
     tokio::spawn(wh_cmd::supervise("git-commit-status", stop.clone(), {
         let (pool, forges, stop) = (pool.clone(), forges.clone(), stop.clone());
-        move || status::run(pool.clone(), forges.clone(), status_every, stop.clone())
+        let routing = routing.clone();
+        move || {
+            status::run(pool.clone(), forges.clone(), routing.clone(), status_every, stop.clone())
+        }
     }));
 }
 

@@ -15,6 +15,7 @@
 //!   lists, hooks registered through the providers' APIs, commit statuses reported back.
 //! - [`outbound`]: the one HTTP client for calls to other services (bounded waits and answers).
 //! - [`deployments`]: the deployment state machine and its per-state deadlines.
+//! - [`previews`]: preview deploys of pull requests (`pr-<n>-<slug>` apps).
 //! - [`ratelimit`]: per-IP request limits.
 //! - [`queue`]: the Postgres job queue (SKIP LOCKED claims, leases, fencing, NOTIFY).
 //! - [`scheduler`]: the worker-message pipeline: placement, report ingestion, sweeps.
@@ -52,6 +53,7 @@ pub mod logbus;
 pub mod logingest;
 pub mod metrics;
 pub mod outbound;
+pub mod previews;
 pub mod proxy_config;
 pub mod queue;
 pub mod ratelimit;

@@ -95,7 +95,7 @@ pub async fn start(
         metrics,
         forges,
     };
-    gitproviders::spawn(&pool, &state.forges, &stop);
+    gitproviders::spawn(&pool, &state.forges, &state.routing, &stop);
     tokio::spawn(wh_cmd::supervise("domain-rechecks", stop.clone(), {
         let (pool, dns, stop) = (pool.clone(), (*state.dns).clone(), stop.clone());
         move || {

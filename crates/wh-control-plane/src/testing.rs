@@ -127,7 +127,13 @@ impl TestControlPlane {
                 crate::secrets::MasterKey::from_bytes(key).sealer(crate::secrets::Purpose::OAuth),
             ),
         ));
-        crate::gitproviders::spawn_every(pool, &state.forges, &stop, Duration::from_millis(200));
+        crate::gitproviders::spawn_every(
+            pool,
+            &state.forges,
+            &state.routing,
+            &stop,
+            Duration::from_millis(200),
+        );
         if let Some(every) = options.enforce_enabled {
             tokio::spawn(hub.clone().enforce_enabled(pool.clone(), every, stop.clone()));
         }

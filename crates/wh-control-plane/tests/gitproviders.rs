@@ -2,7 +2,8 @@
 //! Gitea and Forgejo: the OAuth flow (the state used once, the tokens sealed), the repository
 //! list (pages, search), an app made from a repository (its webhook registered with its own
 //! secret), a signed push deploying the pushed commit with its state reported back as the
-//! commit's status, a token refreshed before it expires, the hook removed with the app, and the
+//! commit's status, pull requests deploying previews (the plan's bound, the preview-only
+//! variables, the preview's URL on the status) removed when closed, a token refreshed before it expires, the hook removed with the app, and the
 //! grant revoked on disconnect where the provider can. Real Postgres, real sockets.
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ use wh_control_plane::testing::{fixtures, Options, TestControlPlane};
 use wh_testkit::{eventually, http};
 
 const SHA: &str = "4c1f0d9e5b1a2c4d6e8f0a1b3c5d7e9f1a2b3c4d";
+const PR_SHA: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d";
 
 struct Env {
     cp: TestControlPlane,
@@ -215,6 +217,88 @@ async fn provider_end_to_end(provider: Provider) {
         .unwrap();
     assert!(!reporting, "a final state is the last one reported");
 
+    // Pull requests into the app's branch get previews once the app asks for them.
+    let site = format!("site-{p}");
+    let preview = format!("pr-7-{site}");
+    let (event, body) = forge::pull_event(provider, 7, true, "cart", "trunk", PR_SHA);
+    let answers = env.forge.deliver(provider, "tess/site", event, "pr-0", &body).await;
+    assert!(answers[0].1.contains("previews are off"), "{:?}", answers);
+    let (status, _) = api(
+        &env,
+        "PUT",
+        &format!("/api/v1/apps/{site}/env/GREETING"),
+        Some(json!({"value": "hello"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let patch =
+        json!({"previews": true, "preview_env": {"STAGE": "preview", "GREETING": "preview hello"}});
+    let (status, patched) = api(&env, "PATCH", &format!("/api/v1/apps/{site}"), Some(patch)).await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(
+        (patched["previews"].as_bool(), patched["max_previews"].as_i64()),
+        (Some(true), Some(2))
+    );
+    assert_eq!(patched["preview_env_keys"], json!(["GREETING", "STAGE"]));
+    let answers = env.forge.deliver(provider, "tess/site", event, "pr-1", &body).await;
+    assert_eq!(answers[0].0, 202, "{}", answers[0].1);
+    let queued: Value = serde_json::from_str(&answers[0].1).unwrap();
+    assert_eq!(queued["status"], "queued", "{queued}");
+    let preview_deployment = queued["deployments"][0].as_i64().unwrap();
+    let (status, shown) = api(&env, "GET", &format!("/api/v1/apps/{preview}"), None).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(
+        (shown["preview_of"].as_str(), shown["branch"].as_str()),
+        (Some(site.as_str()), Some("cart"))
+    );
+    let (_, vars) =
+        api(&env, "GET", &format!("/api/v1/apps/{preview}/env?reveal=true"), None).await;
+    assert_eq!(
+        vars,
+        json!({"GREETING": "preview hello", "STAGE": "preview"}),
+        "the app's variables, the preview's over them"
+    );
+    sqlx::query("UPDATE deployments SET state = 'live' WHERE id = $1")
+        .bind(preview_deployment)
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    let forge_ref = env.forge.clone();
+    let preview_status =
+        eventually(Duration::from_secs(10), "the preview's status reaches the forge", || {
+            let statuses = forge_ref.statuses();
+            async move { statuses.into_iter().find(|s| s.state == success && s.sha == PR_SHA) }
+        })
+        .await;
+    assert_eq!(
+        preview_status.target_url,
+        format!("https://{preview}.route.test"),
+        "the pull request links to the preview"
+    );
+    // The plan (hobby) allows two at once; a request into another branch gets none.
+    for n in [8, 9] {
+        let (event, body) = forge::pull_event(provider, n, true, &format!("f{n}"), "trunk", PR_SHA);
+        env.forge.deliver(provider, "tess/site", event, &format!("pr-{n}"), &body).await;
+    }
+    let (_, apps) = api(&env, "GET", "/api/v1/apps", None).await;
+    let names: Vec<&str> =
+        apps.as_array().unwrap().iter().filter_map(|a| a["slug"].as_str()).collect();
+    assert!(
+        names.contains(&format!("pr-8-{site}").as_str())
+            && !names.contains(&format!("pr-9-{site}").as_str()),
+        "{names:?}"
+    );
+    let (event, body) = forge::pull_event(provider, 10, true, "x", "elsewhere", PR_SHA);
+    let answers = env.forge.deliver(provider, "tess/site", event, "pr-10", &body).await;
+    assert!(answers[0].1.contains("not trunk"), "{:?}", answers);
+    // Closing (or merging) removes the preview.
+    let (event, body) = forge::pull_event(provider, 7, false, "cart", "trunk", PR_SHA);
+    let answers = env.forge.deliver(provider, "tess/site", event, "pr-close", &body).await;
+    assert_eq!(answers[0].0, 202, "{}", answers[0].1);
+    assert!(answers[0].1.contains("removed"), "{}", answers[0].1);
+    let (status, _) = api(&env, "GET", &format!("/api/v1/apps/{preview}"), None).await;
+    assert_eq!(status, 404, "the preview is gone");
+
     // Tokens about to expire are refreshed before use (GitHub OAuth App tokens do not expire).
     if provider != Provider::Github {
         sqlx::query("UPDATE git_connections SET expires_at = now() + interval '1 minute'")
@@ -239,9 +323,11 @@ async fn provider_end_to_end(provider: Provider) {
         assert!(later, "the new expiry was not stored");
     }
 
-    // Deleting the app removes its hook at the provider.
+    // Deleting the app removes its hook at the provider, and its previews.
     let (status, _) = api(&env, "DELETE", &format!("/api/v1/apps/site-{p}"), None).await;
     assert_eq!(status, 204);
+    let (_, apps) = api(&env, "GET", "/api/v1/apps", None).await;
+    assert_eq!(apps, json!([]), "the previews went with the app");
     assert!(env.forge.hooks().is_empty(), "{:?}", env.forge.hooks());
 
     // Disconnecting revokes the grant where the provider has a way.

@@ -2,7 +2,8 @@
 //! by `git http-backend`, cloned only with a valid token), an app made from it through the
 //! API, a signed push delivered by the forge to the hook it registered, the pushed commit
 //! built by the real worker with Podman and live through wh-proxy, and the deploy's state
-//! reported back to the forge as the commit's status. Real Postgres, git, Podman, sockets.
+//! reported back to the forge as the commit's status; then a pull request's preview, live at
+//! its own name, and gone once the request is merged. Real Postgres, git, Podman, sockets.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -150,5 +151,40 @@ async fn a_push_to_a_connected_private_repository_goes_live_and_is_reported_back
     .await;
     assert_eq!(reported.target_url, target);
     assert!(forge.statuses().iter().any(|s| s.state == "pending"), "{:?}", forge.statuses());
+
+    // A pull request gets a preview of its own, live through the proxy, gone once merged.
+    let (status, _) = platform
+        .api(&bearer, "PATCH", "/api/v1/apps/shop", serde_json::json!({"previews": true}))
+        .await;
+    assert_eq!(status, 200);
+    git(repo.path(), &["checkout", "-q", "-b", "cart"]);
+    let head = commit(repo.path(), "<h1>cart preview</h1>");
+    let (event, body) = forge::pull_event(Provider::Github, 7, true, "cart", "main", &head);
+    let answers = forge.deliver(Provider::Github, "tess/shop", event, "e2e-pr-open", &body).await;
+    assert_eq!(answers[0].0, 202, "{}", answers[0].1);
+    let outcome: serde_json::Value = serde_json::from_str(&answers[0].1).unwrap();
+    let preview = outcome["deployments"][0].as_i64().unwrap();
+    let (state, error) =
+        wait_state(&pool, preview, &["live", "failed"], Duration::from_secs(180)).await;
+    assert_eq!(state, "live", "{error:?}");
+    wh_testkit::eventually(
+        Duration::from_secs(10),
+        "the preview answers through wh-proxy",
+        async || {
+            let r = wh_e2e::through_proxy(&platform, "pr-7-shop", "/").await.ok()?;
+            (r.status == 200 && r.text().contains("cart preview")).then_some(())
+        },
+    )
+    .await;
+    let main = wh_e2e::through_proxy(&platform, "shop", "/").await.unwrap();
+    assert!(main.text().contains("v2, pushed"), "the app itself is untouched: {}", main.text());
+    let (event, body) = forge::pull_event(Provider::Github, 7, false, "cart", "main", &head);
+    let answers = forge.deliver(Provider::Github, "tess/shop", event, "e2e-pr-close", &body).await;
+    assert!(answers[0].1.contains("removed"), "{}", answers[0].1);
+    wh_testkit::eventually(Duration::from_secs(10), "the preview's route is gone", async || {
+        let r = wh_e2e::through_proxy(&platform, "pr-7-shop", "/").await.ok()?;
+        (r.status == 404).then_some(())
+    })
+    .await;
     stop.cancel();
 }

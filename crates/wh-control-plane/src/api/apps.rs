@@ -50,6 +50,9 @@ pub fn validate_slug(slug: &str) -> Result<(), ApiError> {
     if RESERVED.contains(&slug) {
         return bad("is reserved");
     }
+    if crate::previews::is_preview_name(slug) {
+        return bad("names pr-<number>-… are kept for preview deploys");
+    }
     Ok(())
 }
 
@@ -87,6 +90,14 @@ pub struct App {
     pub repo: Option<String>,
     /// The git connection that reads it.
     pub connection: Option<i64>,
+    /// Whether pull requests into its branch get preview deploys.
+    pub previews: bool,
+    /// The names of the variables only previews get (their values are never shown).
+    pub preview_env_keys: Vec<String>,
+    /// The app this one previews a pull request of, if it is a preview.
+    pub preview_of: Option<String>,
+    /// How many previews its plan allows at once.
+    pub max_previews: i32,
     /// Where the app answers once live.
     #[sqlx(skip)]
     pub url: String,
@@ -100,7 +111,9 @@ pub struct App {
 
 const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port, (a.repo_auth_sealed IS NOT NULL) AS repo_credentials, a.deploy_tags, a.root_dir, a.watch_paths,
     (SELECT c.provider::text || ':' || a.git_repo FROM git_connections c WHERE c.id = a.git_connection_id) AS repo,
-    a.git_connection_id AS connection,
+    a.git_connection_id AS connection, a.previews, p.max_previews,
+    ARRAY(SELECT k.key FROM preview_env_vars k WHERE k.app_id = a.id ORDER BY k.key) AS preview_env_keys,
+    (SELECT o.slug FROM apps o WHERE o.id = a.preview_of) AS preview_of,
     (SELECT max(l.id) FROM deployments l WHERE l.app_id = a.id AND l.state = 'live') AS live_deployment_id,
     last.id AS last_deployment_id, last.state::text AS last_deployment_state,
     to_char(last.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS last_deployed_at";
@@ -292,6 +305,11 @@ pub struct AppPatch {
     root_dir: Option<String>,
     /// Paths whose changes deploy (a file, or a directory ending in `/`); empty: any change.
     watch_paths: Option<Vec<String>>,
+    /// Preview deploys of pull requests into its branch (a connected provider's webhook, or one
+    /// added by hand that sends pull request events).
+    previews: Option<bool>,
+    /// The variables only previews get, over the app's own: replaces them all.
+    preview_env: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A root directory: empty, or up to 200 bytes of `/`-separated plain names (letters, digits,
@@ -354,7 +372,39 @@ pub async fn update(
     if let Some(w) = &body.watch_paths {
         validate_watch_paths(w)?;
     }
+    if let Some(vars) = &body.preview_env {
+        if vars.len() > 100 {
+            return Err(ApiError::Validation {
+                field: "preview_env",
+                message: "at most 100".into(),
+            });
+        }
+        for (k, v) in vars {
+            validate_env(k, v)?;
+        }
+    }
     let mut tx = state.pool.begin().await?;
+    if let Some(vars) = &body.preview_env {
+        sqlx::query("DELETE FROM preview_env_vars WHERE app_id = $1")
+            .bind(app.id)
+            .execute(&mut *tx)
+            .await?;
+        for (k, v) in vars {
+            sqlx::query(
+                "INSERT INTO preview_env_vars (app_id, key, value_sealed) VALUES ($1, $2, $3)",
+            )
+            .bind(app.id)
+            .bind(k)
+            .bind(state.env.seal(v.as_bytes(), app.id))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    sqlx::query("UPDATE apps SET previews = coalesce($2, previews) WHERE id = $1")
+        .bind(app.id)
+        .bind(body.previews)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("UPDATE apps SET root_dir = coalesce($2, root_dir), watch_paths = coalesce($3, watch_paths) WHERE id = $1")
         .bind(app.id)
         .bind(&body.root_dir)
@@ -398,6 +448,8 @@ pub async fn update(
                 "deploy_tags": body.deploy_tags,
                 "root_dir": body.root_dir,
                 "watch_paths": body.watch_paths,
+                "previews": body.previews,
+                "preview_env": body.preview_env.as_ref().map(|v| v.keys().collect::<Vec<_>>()),
             }),
         )
         .await?;
@@ -411,21 +463,41 @@ pub async fn delete(
     Path(slug): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let app = owned_app(&state, &caller, &slug).await?;
+    remove(&state, app.id).await?;
+    caller
+        .audit(
+            &mut *state.pool.acquire().await?,
+            "app.delete",
+            &format!("app:{slug}"),
+            serde_json::json!({}),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes app `id` and what it has: its previews first, the webhooks registered at its
+/// provider, its deployments, route and containers (stopped now; a worker that is away stops
+/// them when it reports them again, at adoption or with a stats sample).
+pub async fn remove(state: &AppState, id: i64) -> Result<(), ApiError> {
+    let previews: Vec<i64> = sqlx::query_scalar("SELECT id FROM apps WHERE preview_of = $1")
+        .bind(id)
+        .fetch_all(&state.pool)
+        .await?;
+    for preview in previews {
+        Box::pin(remove(state, preview)).await?;
+    }
     // Hooks registered at the provider go first (the rows would go with the app).
-    super::git::unregister_hooks(&state, app.id).await;
+    super::git::unregister_hooks(state, id).await;
     let mut tx = state.pool.begin().await?;
     let running: Vec<(uuid::Uuid, String)> = sqlx::query_as(
         "DELETE FROM containers WHERE app_id = $1 RETURNING worker_id, container_id",
     )
-    .bind(app.id)
+    .bind(id)
     .fetch_all(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM apps WHERE id = $1").bind(app.id).execute(&mut *tx).await?;
-    caller.audit(&mut tx, "app.delete", &format!("app:{slug}"), serde_json::json!({})).await?;
+    sqlx::query("DELETE FROM apps WHERE id = $1").bind(id).execute(&mut *tx).await?;
     tx.commit().await?;
-    state.logs.remove(app.id);
-    // Its containers stop now. A worker that is away stops them when it reports them again
-    // (adoption, or a stats sample of a container without a deployment).
+    state.logs.remove(id);
     let mut by_worker: std::collections::BTreeMap<uuid::Uuid, Vec<String>> = Default::default();
     for (worker, container) in running {
         by_worker.entry(worker).or_default().push(container);
@@ -439,7 +511,7 @@ pub async fn delete(
             tracing::info!(%worker, error = ?e, "the deleted app's containers stop when the worker reports them");
         }
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[derive(Deserialize)]

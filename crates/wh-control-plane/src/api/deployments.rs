@@ -129,10 +129,13 @@ impl DeployTarget {
     }
 
     /// The app `id`, whoever owns it (a verified webhook names it).
-    pub async fn by_id(pool: &sqlx::PgPool, id: i64) -> Result<Option<DeployTarget>, sqlx::Error> {
+    pub async fn by_id(
+        db: impl sqlx::PgExecutor<'_>,
+        id: i64,
+    ) -> Result<Option<DeployTarget>, sqlx::Error> {
         let row: Option<TargetRow> = sqlx::query_as(&format!("{TARGET} WHERE a.id = $1"))
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(db)
             .await?;
         Ok(row.map(DeployTarget::from_row))
     }

@@ -8,6 +8,8 @@
 //! body reads (400). Then a ping answers 200, and a push of the app's branch (or of a tag,
 //! when the app asks for tags) queues a deployment of exactly the pushed commit (202), unless
 //! the app has watch paths and the delivery lists changed files none of which is watched.
+//! A pull request into the app's branch, when the app has previews, deploys its head as the
+//! preview app `pr-<n>-<slug>` (202), or removes that preview once closed or merged.
 //! Everything else answers 202 with the reason it was ignored. Every outcome is counted
 //! (`wh_cp_git_hook_deliveries{provider,outcome}`). Per IP, at most 60 a minute (`api.rs`).
 
@@ -51,7 +53,7 @@ pub struct CreatedHook {
 /// What a delivery did.
 #[derive(serde::Serialize, schemars::JsonSchema)]
 pub struct DeliveryOutcome {
-    /// `pong`, `queued` or `ignored`.
+    /// `pong`, `queued`, `removed` (a closed pull request's preview) or `ignored`.
     pub status: &'static str,
     /// The deployments queued.
     pub deployments: Vec<i64>,
@@ -234,6 +236,9 @@ async fn receive(
             return Ok((StatusCode::OK, pong));
         }
         Delivery::Ignored(why) => return ignored(tx, why).await,
+        Delivery::PullRequest(pr) => {
+            return pull_request(state, tx, ip, provider, hook.app_id, pr).await
+        }
         Delivery::Pushes(p) => p,
     };
     let target = DeployTarget::by_id(&state.pool, hook.app_id).await?.ok_or(ApiError::NotFound)?;
@@ -295,6 +300,74 @@ async fn receive(
         StatusCode::ACCEPTED,
         DeliveryOutcome { status: "queued", deployments: vec![id], reason: None },
     ))
+}
+
+/// A pull request into the app's branch, when the app has previews: opened or updated, its
+/// head deploys as the app's preview; closed or merged, the preview goes.
+async fn pull_request(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    ip: Option<std::net::IpAddr>,
+    provider: Provider,
+    app: i64,
+    pr: payload::PullRequest,
+) -> Result<(StatusCode, DeliveryOutcome), ApiError> {
+    let (previews, branch, slug): (bool, String, String) =
+        sqlx::query_as("SELECT previews, branch, slug FROM apps WHERE id = $1")
+            .bind(app)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !previews {
+        return ignored(tx, "previews are off for this app".into()).await;
+    }
+    if pr.base_branch != branch {
+        let why = format!("pull request #{} goes into {}, not {branch}", pr.number, pr.base_branch);
+        return ignored(tx, why).await;
+    }
+    let (action, details, outcome) = match pr.action {
+        payload::PullAction::Closed => {
+            let Some((preview, name)) = crate::previews::find(&mut *tx, app, pr.number).await?
+            else {
+                return ignored(tx, format!("pull request #{} has no preview", pr.number)).await;
+            };
+            tx.commit().await?;
+            super::apps::remove(state, preview).await?;
+            let mut conn = state.pool.acquire().await?;
+            let details = serde_json::json!({"preview": name, "pull_request": pr.number});
+            let target = format!("app:{slug}");
+            crate::audit::record(&mut conn, None, "preview.remove", &target, ip, details).await?;
+            tracing::info!(app = %slug, preview = %name, "pull request closed: preview removed");
+            let removed = DeliveryOutcome { status: "removed", deployments: vec![], reason: None };
+            return Ok((StatusCode::ACCEPTED, removed));
+        }
+        payload::PullAction::Updated => {
+            match crate::previews::deploy(&mut tx, &state.env, app, &pr).await? {
+                crate::previews::Deployed::OverLimit(max) => {
+                    let why = format!(
+                        "the plan allows {max} previews at once; close a pull request first"
+                    );
+                    return ignored(tx, why).await;
+                }
+                crate::previews::Deployed::Queued { slug: name, deployment, .. } => {
+                    let (action, details) = (
+                        "deployment.create",
+                        serde_json::json!({"deployment": deployment, "preview": name, "pull_request": pr.number,
+                                           "commit": pr.commit, "via": provider.as_str()}),
+                    );
+                    let outcome = DeliveryOutcome {
+                        status: "queued",
+                        deployments: vec![deployment],
+                        reason: None,
+                    };
+                    (action, details, outcome)
+                }
+            }
+        }
+    };
+    crate::audit::record(&mut tx, None, action, &format!("app:{slug}"), ip, details).await?;
+    tx.commit().await?;
+    tracing::info!(app = %slug, pull_request = pr.number, "pull request deploys a preview");
+    Ok((StatusCode::ACCEPTED, outcome))
 }
 
 /// Whether `file` is one of `paths`: the path itself, or inside a directory (`web/` or `web`).

@@ -70,6 +70,30 @@ fn changed_paths(commits: &[GithubCommit]) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// What happened to a pull (merge) request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullAction {
+    /// Opened, reopened, or new commits pushed to it: its head deploys.
+    Updated,
+    /// Closed or merged: its preview goes.
+    Closed,
+}
+
+/// A pull (merge) request's event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// Its number (GitLab's `iid`).
+    pub number: u32,
+    pub action: PullAction,
+    /// The head commit (hex).
+    pub commit: String,
+    /// The branch it comes from and the one it goes into.
+    pub head_branch: String,
+    pub base_branch: String,
+    /// Its title (at most [`MAX_TEXT`] characters).
+    pub title: String,
+}
+
 /// What a delivery is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -77,6 +101,8 @@ pub enum Delivery {
     Ping,
     /// Refs that moved (a deleted ref is not among them).
     Pushes(Vec<Push>),
+    /// A pull or merge request opened, updated or closed.
+    PullRequest(PullRequest),
     /// Anything else, with what it was.
     Ignored(String),
 }
@@ -112,6 +138,24 @@ pub fn parse(provider: Provider, event: &str, body: &[u8]) -> Result<Delivery, P
             bitbucket(p).map(Delivery::Pushes)
         }
         (Provider::Bitbucket, "diagnostics:ping") => Ok(Delivery::Ping),
+        (Provider::Github | Provider::Gitea | Provider::Forgejo, "pull_request") => {
+            let p: GithubPull = serde_json::from_slice(body).map_err(json)?;
+            github_pull(p)
+        }
+        (Provider::Gitlab, "Merge Request Hook") => {
+            let p: GitlabMerge = serde_json::from_slice(body).map_err(json)?;
+            gitlab_merge(p)
+        }
+        (
+            Provider::Bitbucket,
+            "pullrequest:created"
+            | "pullrequest:updated"
+            | "pullrequest:fulfilled"
+            | "pullrequest:rejected",
+        ) => {
+            let p: BitbucketPull = serde_json::from_slice(body).map_err(json)?;
+            bitbucket_pull(event, p)
+        }
         (_, other) => Ok(Delivery::Ignored(format!("the {} event is not used", bounded(other)))),
     }
 }
@@ -204,6 +248,154 @@ fn github_like(p: GithubPush) -> Result<Option<Push>, PayloadError> {
     };
     let changed = p.commits.as_deref().and_then(changed_paths);
     Ok(Some(Push { kind, name, commit, message, author, changed }))
+}
+
+#[derive(Deserialize)]
+struct GithubPullRef {
+    #[serde(rename = "ref")]
+    branch: String,
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct GithubPullBody {
+    number: Option<u32>,
+    #[serde(default)]
+    title: String,
+    head: GithubPullRef,
+    base: GithubPullRef,
+}
+
+#[derive(Deserialize)]
+struct GithubPull {
+    action: String,
+    number: u32,
+    pull_request: GithubPullBody,
+}
+
+fn pull(
+    number: u32,
+    action: PullAction,
+    commit: &str,
+    head: String,
+    base: String,
+    title: &str,
+) -> Result<Delivery, PayloadError> {
+    if number == 0 || number > 9_999_999 {
+        return Err(PayloadError::Invalid("a pull request's number is out of range"));
+    }
+    if !crate::repos::valid_ref_name(&head) || !crate::repos::valid_ref_name(&base) {
+        return Err(PayloadError::Invalid("a branch name is not a valid git name"));
+    }
+    Ok(Delivery::PullRequest(PullRequest {
+        number,
+        action,
+        commit: commit_id(commit)?,
+        head_branch: head,
+        base_branch: base,
+        title: first_line(title),
+    }))
+}
+
+/// GitHub's, Gitea's and Forgejo's `pull_request` (Gitea says `synchronized`).
+fn github_pull(p: GithubPull) -> Result<Delivery, PayloadError> {
+    let action = match p.action.as_str() {
+        "opened" | "reopened" | "synchronize" | "synchronized" => PullAction::Updated,
+        "closed" => PullAction::Closed,
+        other => {
+            return Ok(Delivery::Ignored(format!(
+                "pull request action {} is not used",
+                bounded(other)
+            )))
+        }
+    };
+    let b = p.pull_request;
+    let number = b.number.unwrap_or(p.number);
+    pull(number, action, &b.head.sha, b.head.branch, b.base.branch, &b.title)
+}
+
+#[derive(Deserialize)]
+struct GitlabLastCommit {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct GitlabMergeAttributes {
+    iid: u32,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    title: String,
+    source_branch: String,
+    target_branch: String,
+    last_commit: GitlabLastCommit,
+}
+
+#[derive(Deserialize)]
+struct GitlabMerge {
+    object_attributes: GitlabMergeAttributes,
+}
+
+fn gitlab_merge(p: GitlabMerge) -> Result<Delivery, PayloadError> {
+    let a = p.object_attributes;
+    let action = match a.action.as_deref() {
+        Some("open" | "reopen" | "update") => PullAction::Updated,
+        Some("close" | "merge") => PullAction::Closed,
+        other => {
+            let other = other.unwrap_or("none");
+            return Ok(Delivery::Ignored(format!(
+                "merge request action {} is not used",
+                bounded(other)
+            )));
+        }
+    };
+    pull(a.iid, action, &a.last_commit.id, a.source_branch, a.target_branch, &a.title)
+}
+
+#[derive(Deserialize)]
+struct BitbucketPullCommit {
+    hash: String,
+}
+
+#[derive(Deserialize)]
+struct BitbucketPullBranch {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct BitbucketPullEnd {
+    branch: BitbucketPullBranch,
+    commit: BitbucketPullCommit,
+}
+
+#[derive(Deserialize)]
+struct BitbucketPullRequest {
+    id: u32,
+    #[serde(default)]
+    title: String,
+    source: BitbucketPullEnd,
+    destination: BitbucketPullEnd,
+}
+
+#[derive(Deserialize)]
+struct BitbucketPull {
+    pullrequest: BitbucketPullRequest,
+}
+
+fn bitbucket_pull(event: &str, p: BitbucketPull) -> Result<Delivery, PayloadError> {
+    let action = match event {
+        "pullrequest:fulfilled" | "pullrequest:rejected" => PullAction::Closed,
+        _ => PullAction::Updated,
+    };
+    let r = p.pullrequest;
+    pull(
+        r.id,
+        action,
+        &r.source.commit.hash,
+        r.source.branch.name,
+        r.destination.branch.name,
+        &r.title,
+    )
 }
 
 #[derive(Deserialize)]
@@ -315,6 +507,59 @@ mod tests {
             Delivery::Pushes(mut p) if p.len() == 1 => p.remove(0),
             other => panic!("not one push: {other:?}"),
         }
+    }
+
+    #[test]
+    fn pull_requests_of_each_provider() {
+        let gh = serde_json::json!({"action": "synchronize", "number": 7, "pull_request": {
+            "number": 7, "title": "Add cart\nmore", "head": {"ref": "cart", "sha": SHA}, "base": {"ref": "main", "sha": SHA}}});
+        let want = PullRequest {
+            number: 7,
+            action: PullAction::Updated,
+            commit: SHA.into(),
+            head_branch: "cart".into(),
+            base_branch: "main".into(),
+            title: "Add cart".into(),
+        };
+        for p in [Provider::Github, Provider::Gitea, Provider::Forgejo] {
+            let got = parse(p, "pull_request", gh.to_string().as_bytes()).unwrap();
+            assert_eq!(got, Delivery::PullRequest(want.clone()), "{p:?}");
+        }
+        let closed = serde_json::json!({"action": "closed", "number": 7, "pull_request": {
+            "title": "x", "head": {"ref": "cart", "sha": SHA}, "base": {"ref": "main", "sha": SHA}}});
+        let Delivery::PullRequest(c) =
+            parse(Provider::Github, "pull_request", closed.to_string().as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.action, PullAction::Closed);
+        let labeled = serde_json::json!({"action": "labeled", "number": 7, "pull_request": {
+            "head": {"ref": "cart", "sha": SHA}, "base": {"ref": "main", "sha": SHA}}});
+        assert!(matches!(
+            parse(Provider::Github, "pull_request", labeled.to_string().as_bytes()).unwrap(),
+            Delivery::Ignored(_)
+        ));
+        let gl = serde_json::json!({"object_kind": "merge_request", "object_attributes": {"iid": 7, "action": "merge",
+            "title": "Add cart", "source_branch": "cart", "target_branch": "main", "last_commit": {"id": SHA}}});
+        let Delivery::PullRequest(m) =
+            parse(Provider::Gitlab, "Merge Request Hook", gl.to_string().as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((m.number, m.action, m.head_branch.as_str()), (7, PullAction::Closed, "cart"));
+        let bb = serde_json::json!({"pullrequest": {"id": 7, "title": "Add cart",
+            "source": {"branch": {"name": "cart"}, "commit": {"hash": &SHA[..12]}},
+            "destination": {"branch": {"name": "main"}, "commit": {"hash": &SHA[..12]}}}});
+        let Delivery::PullRequest(b) =
+            parse(Provider::Bitbucket, "pullrequest:created", bb.to_string().as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((b.action, b.commit.as_str()), (PullAction::Updated, &SHA[..12]));
+        // A hostile branch name or number is refused.
+        let evil = serde_json::json!({"action": "opened", "number": 0, "pull_request": {
+            "head": {"ref": "-x", "sha": SHA}, "base": {"ref": "main", "sha": SHA}}});
+        assert!(parse(Provider::Github, "pull_request", evil.to_string().as_bytes()).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Deployment states reported back to the provider as commit statuses (GitHub and Gitea commit
 //! statuses, GitLab commit statuses, Bitbucket build statuses), each linking to the deployment's
-//! page. A deployment of a pushed commit of a connected app is marked `report_status` when it
+//! page (a live preview: to the preview itself). A deployment of a pushed commit of a connected app is marked `report_status` when it
 //! is made; the reporter posts each state it has not reported yet, in order of deployments, and
 //! stops once a final state is reported. A failed report is tried again with a doubling wait
 //! (up to an hour), ten times; nothing is lost across a restart, since what is left to report
@@ -26,6 +26,8 @@ struct Due {
     git_repo: Option<String>,
     git_connection_id: Option<i64>,
     report_failures: i32,
+    slug: String,
+    preview: bool,
 }
 
 /// A deployment state as a commit state, a description, and whether it is the last to report.
@@ -42,9 +44,15 @@ fn commit_state(state: &str) -> (CommitState, &'static str, bool) {
 }
 
 /// Every `every`, reports what is due. Returns (to its supervisor) only when the database fails.
-pub async fn run(pool: PgPool, forges: Arc<Forges>, every: Duration, stop: CancellationToken) {
+pub async fn run(
+    pool: PgPool,
+    forges: Arc<Forges>,
+    routing: Arc<crate::Routing>,
+    every: Duration,
+    stop: CancellationToken,
+) {
     loop {
-        if let Err(e) = report_due(&pool, &forges).await {
+        if let Err(e) = report_due(&pool, &forges, &routing).await {
             tracing::warn!(error = %e, "commit statuses not reported");
             return;
         }
@@ -56,9 +64,14 @@ pub async fn run(pool: PgPool, forges: Arc<Forges>, every: Duration, stop: Cance
 }
 
 /// Posts every state due now; how many were reported.
-pub async fn report_due(pool: &PgPool, forges: &Forges) -> Result<usize, sqlx::Error> {
+pub async fn report_due(
+    pool: &PgPool,
+    forges: &Forges,
+    routing: &crate::Routing,
+) -> Result<usize, sqlx::Error> {
     let due: Vec<Due> = sqlx::query_as(
-        "SELECT d.id, d.state::text AS state, d.commit_sha, a.git_repo, a.git_connection_id, d.report_failures
+        "SELECT d.id, d.state::text AS state, d.commit_sha, a.git_repo, a.git_connection_id, d.report_failures,
+                a.slug, a.preview_of IS NOT NULL AS preview
          FROM deployments d JOIN apps a ON a.id = d.app_id
          WHERE d.report_status AND (d.report_after IS NULL OR d.report_after <= now())
            AND d.reported_state IS DISTINCT FROM d.state::text
@@ -79,7 +92,11 @@ pub async fn report_due(pool: &PgPool, forges: &Forges) -> Result<usize, sqlx::E
                 .await?;
             continue;
         };
-        let link = forges.deployment_url(d.id);
+        // A live preview links to itself: the pull request shows where to look.
+        let link = match (d.preview, d.state.as_str()) {
+            (true, "live") => routing.app_url(&d.slug),
+            _ => forges.deployment_url(d.id),
+        };
         let status = CommitStatus { sha, state, target_url: &link, description };
         let outcome = post(forges, pool, connection, repo, status).await;
         match outcome {

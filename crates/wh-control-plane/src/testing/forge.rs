@@ -232,6 +232,38 @@ pub fn push_event(provider: Provider, branch: &str, sha: &str) -> (&'static str,
     }
 }
 
+/// A pull request `number` from `head` into `base` at `sha`, opened (`open`) or closed, as
+/// `provider` delivers it: the event header's value and the body.
+pub fn pull_event(
+    provider: Provider,
+    number: u32,
+    open: bool,
+    head: &str,
+    base: &str,
+    sha: &str,
+) -> (&'static str, Value) {
+    match provider {
+        Provider::Github | Provider::Gitea | Provider::Forgejo => (
+            "pull_request",
+            json!({"action": if open { "opened" } else { "closed" }, "number": number,
+                   "pull_request": {"number": number, "title": "Try this",
+                                    "head": {"ref": head, "sha": sha}, "base": {"ref": base, "sha": sha}}}),
+        ),
+        Provider::Gitlab => (
+            "Merge Request Hook",
+            json!({"object_kind": "merge_request", "object_attributes": {"iid": number,
+                   "action": if open { "open" } else { "merge" }, "title": "Try this",
+                   "source_branch": head, "target_branch": base, "last_commit": {"id": sha}}}),
+        ),
+        Provider::Bitbucket => (
+            if open { "pullrequest:created" } else { "pullrequest:fulfilled" },
+            json!({"pullrequest": {"id": number, "title": "Try this",
+                   "source": {"branch": {"name": head}, "commit": {"hash": sha}},
+                   "destination": {"branch": {"name": base}, "commit": {"hash": sha}}}}),
+        ),
+    }
+}
+
 fn random() -> String {
     crate::auth::random_hex(16)
 }
