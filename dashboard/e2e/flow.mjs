@@ -192,13 +192,48 @@ try {
   if (await page.getByRole('row', { name: /GitHub.*never/ }).count()) throw new Error('the delivery is not shown');
   log('webhook made and pinged');
 
+  // Git providers: connect GitHub (the fake forge approves at once and sends the browser back),
+  // make an app from one of its repositories with the picker, turn previews on, disconnect.
+  await page.getByRole('link', { name: 'Git providers' }).click();
+  await page.getByRole('button', { name: 'Connect GitHub' }).click();
+  await page.waitForURL(/\/settings\/git\?connected=github/);
+  await expectText(page.getByRole('status'), 'Connected GitHub as tess');
+  await page.getByRole('row', { name: /GitHub.*tess/ }).waitFor();
+  await shot('git-providers');
+  await page.goto(`${BASE}/apps/new`);
+  await page.getByLabel('Name').fill('forged');
+  await page.getByLabel('Source').selectOption('provider');
+  await page.getByLabel('Search repositories').fill('site');
+  await page.getByLabel(/tess\/site/).check();
+  await page.getByLabel('Port the app listens on').fill('8000');
+  await shot('new-app-from-repository');
+  await page.getByRole('button', { name: 'Create app' }).click();
+  await page.waitForURL(/\/apps\/forged$/);
+  await page.goto(`${BASE}/apps/forged/source`);
+  await expectText(page.locator('p'), 'github:tess/site');
+  // The box shows the saved setting: checked once the API has answered.
+  await page.getByLabel(/deploy a preview/).click();
+  await page.waitForFunction(() => [...document.querySelectorAll('label')].some((l) => /deploy a preview/.test(l.textContent ?? '') && l.querySelector('input')?.checked));
+  await page.reload();
+  if (!(await page.getByLabel(/deploy a preview/).isChecked())) throw new Error('previews did not stay on');
+  await page.getByRole('row', { name: /GitHub/ }).waitFor();
+  await shot('source-connected');
+  await page.goto(`${BASE}/settings/git`);
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: /Disconnect tess/ }).click();
+  await expectText(page.getByRole('status'), '1 webhook(s) removed');
+  await expectText(page.locator('.empty'), 'Nothing connected yet');
+  log('git provider connected, app made from its repository, disconnected');
+
   // Runtime logs follow live.
   await page.goto(`${BASE}/apps/shop/logs`);
   await expectText(page.locator('.log-row'), 'tick', 30_000);
-  const before = await page.locator('.log-row').count();
+  // Only the rows in view are rendered; the scroll area grows with every line received.
+  const lines = () => page.locator('.log-spacer').evaluate((el) => el.getBoundingClientRect().height);
+  const before = await lines();
   await page.waitForTimeout(2500);
-  const after = await page.locator('.log-row').count();
-  if (!(after > before)) throw new Error(`no new log lines arrived (${before} → ${after})`);
+  const after = await lines();
+  if (!(after > before)) throw new Error(`no new log lines arrived (${before}px → ${after}px of rows)`);
   await shot('logs');
   log('logs followed');
 

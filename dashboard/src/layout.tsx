@@ -37,6 +37,7 @@ export function Layout(props: { user: Me; children: ComponentChildren }) {
           <ul>
             {item('/apps', 'Apps')}
             {item('/tokens', 'API tokens')}
+            {item('/settings/git', 'Git providers')}
             {item('/audit', 'Audit')}
             {props.user.is_admin && item('/admin/workers', 'Workers')}
             {props.user.is_admin && item('/admin/users', 'Users')}

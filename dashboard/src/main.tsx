@@ -23,6 +23,7 @@ import { Audit } from './pages/audit';
 import { Tokens } from './pages/tokens';
 import { Workers } from './pages/workers';
 import { Users } from './pages/users';
+import { GitSettings } from './pages/git';
 
 async function whoAmI(): Promise<void> {
   try {
@@ -62,6 +63,7 @@ function Root() {
         <Route path="/apps/:slug/source">{(p) => <Source slug={p.slug} />}</Route>
         <Route path="/deployments/:id">{(p) => <DeploymentPage id={Number(p.id)} />}</Route>
         <Route path="/tokens" component={Tokens} />
+        <Route path="/settings/git" component={GitSettings} />
         <Route path="/audit" component={Audit} />
         <Route path="/admin/workers" component={Workers} />
         <Route path="/admin/users" component={Users} />

@@ -52,7 +52,18 @@ async fn the_dashboard_takes_a_user_from_sign_in_to_a_rolled_back_app_and_out() 
     let wh_e2e::Start { base, db, .. } = wh_e2e::start().await;
     let pool = db.pool.clone();
     let stop = CancellationToken::new();
-    let platform = wh_e2e::platform(&pool, Duration::from_secs(2), &stop).await;
+    // A fake forge the browser connects GitHub at (it approves at once), with one repository.
+    let forge = wh_control_plane::testing::forge::FakeForge::start(3600).await;
+    forge.add_repo(wh_control_plane::testing::forge::FakeRepo {
+        provider: wh_control_plane::gitproviders::Provider::Github,
+        full_name: "tess/site".into(),
+        private: true,
+        default_branch: "main".into(),
+        dir: None,
+    });
+    let providers = vec![forge.config(wh_control_plane::gitproviders::Provider::Github)];
+    let platform =
+        wh_e2e::platform_with_forges(&pool, Duration::from_secs(2), providers, &stop).await;
     let (cp, proxy) = (platform.cp, &platform.proxy);
     let email = "admin@dashboard.test";
     wh_control_plane::auth::create_user(&pool, email, PASSWORD, true).await.unwrap();

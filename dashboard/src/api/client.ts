@@ -24,6 +24,10 @@ export type NewApp = Schemas['NewApp'];
 export type Provider = Schemas['Provider'];
 export type HookView = Schemas['HookView'];
 export type CreatedHook = Schemas['CreatedHook'];
+export type GitProvider = Schemas['ProviderInfo'];
+export type GitConnection = Schemas['ConnectionInfo'];
+export type Repo = Schemas['Repo'];
+export type RepoPage = Schemas['RepoPage'];
 
 export class ApiError extends Error {
   constructor(
@@ -126,6 +130,12 @@ export const api = {
   createHook: (slug: string, provider: Provider) =>
     json<CreatedHook>('POST', `/api/v1/apps/${enc(slug)}/hooks`, { body: { provider } satisfies Schemas['NewHook'] }),
   removeHook: (slug: string, id: string) => json<void>('DELETE', `/api/v1/apps/${enc(slug)}/hooks/${enc(id)}`),
+  gitProviders: () => json<GitProvider[]>('GET', '/api/v1/git/providers'),
+  connectGit: (provider: Provider) => json<Schemas['Authorize']>('POST', `/api/v1/git/${enc(provider)}/connect`),
+  gitConnections: () => json<GitConnection[]>('GET', '/api/v1/git/connections'),
+  disconnectGit: (id: number) => json<Schemas['Disconnected']>('DELETE', `/api/v1/git/connections/${id}`),
+  gitRepos: (id: number, q: string, page: number) =>
+    json<RepoPage>('GET', `/api/v1/git/connections/${id}/repos?q=${enc(q)}&page=${page}`),
   deleteApp: (slug: string) => json<void>('DELETE', `/api/v1/apps/${enc(slug)}`),
   env: (slug: string, reveal = false) =>
     json<Record<string, string>>('GET', `/api/v1/apps/${enc(slug)}/env${reveal ? '?reveal=true' : ''}`),

@@ -3,6 +3,7 @@
 import { useState } from 'preact/hooks';
 import { Link, useLocation } from 'wouter-preact';
 import { api, type NewApp } from '../api/client';
+import { RepoPicker } from './git';
 import { Async, Badge, DataTable, Field, FormError } from '../components';
 import { ago } from '../lib/format';
 import { useResource, useSubmit } from '../hooks';
@@ -67,18 +68,27 @@ export function Apps() {
   );
 }
 
-const FIELDS = ['name', 'repo_url', 'branch', 'plan', 'port'];
+const FIELDS = ['name', 'repo_url', 'repo', 'connection', 'branch', 'plan', 'port'];
+
+type SourceKind = 'upload' | 'url' | 'provider';
 
 export function NewAppPage() {
   const [, navigate] = useLocation();
   const plans = useResource(() => api.plans(), []);
   const [form, setForm] = useState({ name: '', repo_url: '', branch: 'main', plan: 'hobby', port: '8080' });
+  const [kind, setKind] = useState<SourceKind>('upload');
+  const [picked, setPicked] = useState<{ repo: string; connection: number } | null>(null);
   const set = (k: keyof typeof form) => (e: { currentTarget: HTMLInputElement | HTMLSelectElement }) =>
     setForm({ ...form, [k]: e.currentTarget.value });
   const submit = useSubmit(async () => {
     const body: NewApp = { name: form.name.trim(), port: Number(form.port), plan: form.plan };
-    if (form.repo_url.trim()) {
+    if (kind === 'url' && form.repo_url.trim()) {
       body.repo_url = form.repo_url.trim();
+      body.branch = form.branch.trim() || null;
+    }
+    if (kind === 'provider' && picked) {
+      body.repo = picked.repo;
+      body.connection = picked.connection;
       body.branch = form.branch.trim() || null;
     }
     const app = await api.createApp(body);
@@ -100,10 +110,30 @@ export function NewAppPage() {
         <Field label="Name" name="name" error={submit.error} hint="3 to 40 lowercase letters, digits and dashes; the app answers at <name>.route.<domain>">
           {(id, d, bad) => <input id={id} required value={form.name} aria-describedby={d} aria-invalid={bad} onInput={set('name')} />}
         </Field>
-        <Field label="Git repository (optional)" name="repo_url" error={submit.error} hint="Empty: the app is deployed from uploads only">
-          {(id, d, bad) => <input id={id} type="url" placeholder="https://git.example.com/me/app.git" value={form.repo_url} aria-describedby={d} aria-invalid={bad} onInput={set('repo_url')} />}
+        <Field label="Source" name="source" error={submit.error}>
+          {(id, d) => (
+            <select id={id} value={kind} aria-describedby={d} onChange={(e) => setKind(e.currentTarget.value as SourceKind)}>
+              <option value="upload">Uploads only (wh deploy)</option>
+              <option value="url">A git repository URL</option>
+              <option value="provider">A repository of a connected git provider</option>
+            </select>
+          )}
         </Field>
-        {form.repo_url.trim() !== '' && (
+        {kind === 'url' && (
+          <Field label="Git repository" name="repo_url" error={submit.error}>
+            {(id, d, bad) => <input id={id} type="url" required placeholder="https://git.example.com/me/app.git" value={form.repo_url} aria-describedby={d} aria-invalid={bad} onInput={set('repo_url')} />}
+          </Field>
+        )}
+        {kind === 'provider' && (
+          <RepoPicker
+            picked={picked?.repo}
+            onPick={(c, r) => {
+              setPicked({ repo: `${c.provider}:${r.full_name}`, connection: c.id });
+              setForm({ ...form, branch: r.default_branch || 'main' });
+            }}
+          />
+        )}
+        {(kind === 'url' || (kind === 'provider' && picked)) && (
           <Field label="Branch" name="branch" error={submit.error}>
             {(id, d, bad) => <input id={id} value={form.branch} aria-describedby={d} aria-invalid={bad} onInput={set('branch')} />}
           </Field>

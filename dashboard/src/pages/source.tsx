@@ -1,11 +1,13 @@
 // Where an app's code comes from: its repository and branch (changeable), whether pushed tags
 // deploy, and its push-to-deploy webhooks: make one for a provider (its URL and secret are
-// shown once, with where they go at the provider), see when each last delivered, remove one.
+// shown once, with where they go at the provider), see when each last delivered, remove one;
+// preview deploys of pull requests on or off, and the variables only previews get.
 
 import { useState } from 'preact/hooks';
 import { api, type CreatedHook, type Provider } from '../api/client';
 import { Async, Copy, DataTable, Field, FormError } from '../components';
 import { AppTabs } from '../layout';
+import { parse } from '../lib/dotenv';
 import { ago } from '../lib/format';
 import { useResource, useSubmit } from '../hooks';
 
@@ -29,6 +31,15 @@ export function Source(props: { slug: string }) {
     setForm(null);
   });
   const tags = useSubmit(async (on: boolean) => app.set(await api.updateApp(props.slug, { deploy_tags: on })));
+  const previews = useSubmit(async (on: boolean) => app.set(await api.updateApp(props.slug, { previews: on })));
+  const [previewEnv, setPreviewEnv] = useState<string | null>(null);
+  const savePreviewEnv = useSubmit(async () => {
+    if (previewEnv === null) return;
+    const parsed = parse(previewEnv);
+    if (parsed.errors.length > 0) throw new Error(`line ${parsed.errors[0]!.line}: ${parsed.errors[0]!.message}`);
+    app.set(await api.updateApp(props.slug, { preview_env: Object.fromEntries(parsed.vars) }));
+    setPreviewEnv(null);
+  });
   const [mono, setMono] = useState<{ root_dir: string; watch: string } | null>(null);
   const saveMono = useSubmit(async () => {
     if (!mono) return;
@@ -81,7 +92,7 @@ export function Source(props: { slug: string }) {
               </form>
             ) : (
               <>
-                <p>{a.repo_url ? `${a.repo_url} (branch ${a.branch})` : 'None: this app deploys uploads.'}</p>
+                <p>{a.repo ? `${a.repo} through your ${a.repo.split(':')[0]} connection (branch ${a.branch}); pushes deploy through the webhook registered there` : a.repo_url ? `${a.repo_url} (branch ${a.branch})` : 'None: this app deploys uploads.'}</p>
                 <button type="button" onClick={() => setForm({ repo_url: a.repo_url, branch: a.branch })}>
                   {a.repo_url ? 'Change' : 'Connect a repository'}
                 </button>
@@ -93,6 +104,51 @@ export function Source(props: { slug: string }) {
               </label>
             </p>
             <FormError error={tags.error} />
+            <h2>Preview deploys</h2>
+            {a.preview_of ? (
+              <p>
+                This app is a preview of a pull request into <a href={`/apps/${a.preview_of}/source`}>{a.preview_of}</a>; it goes when the request closes.
+              </p>
+            ) : (
+              <>
+                <p>
+                  <label>
+                    <input type="checkbox" checked={a.previews} disabled={previews.busy} onChange={(e) => void previews.run(e.currentTarget.checked)} /> Pull requests into {a.branch} deploy a preview at pr-&lt;number&gt;-{a.slug} (at most {a.max_previews} at once on this plan)
+                  </label>
+                </p>
+                <FormError error={previews.error} />
+                {previewEnv !== null ? (
+                  <form
+                    onSubmit={(e) => {
+                      e.preventDefault();
+                      void savePreviewEnv.run();
+                    }}
+                  >
+                    <Field label="Variables only previews get (KEY=value lines; they replace the ones set before)" name="preview_env" error={savePreviewEnv.error}>
+                      {(id, d, bad) => <textarea id={id} rows={4} value={previewEnv} aria-describedby={d} aria-invalid={bad} onInput={(e) => setPreviewEnv(e.currentTarget.value)} />}
+                    </Field>
+                    <FormError error={savePreviewEnv.error} fields={['preview_env']} />
+                    <div class="actions">
+                      <button type="submit" class="primary" disabled={savePreviewEnv.busy}>
+                        Save
+                      </button>
+                      <button type="button" onClick={() => setPreviewEnv(null)}>
+                        Cancel
+                      </button>
+                    </div>
+                  </form>
+                ) : (
+                  <>
+                    <p class="small">
+                      Previews get the app's variables{a.preview_env_keys.length > 0 ? <>, with {a.preview_env_keys.map((k) => <code key={k}>{k} </code>)} over them</> : ''}.
+                    </p>
+                    <button type="button" onClick={() => setPreviewEnv('')}>
+                      Set preview variables
+                    </button>
+                  </>
+                )}
+              </>
+            )}
             <h2>Monorepo</h2>
             {mono ? (
               <form
