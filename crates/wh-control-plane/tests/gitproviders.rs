@@ -299,8 +299,30 @@ async fn provider_end_to_end(provider: Provider) {
     let (status, _) = api(&env, "GET", &format!("/api/v1/apps/{preview}"), None).await;
     assert_eq!(status, 404, "the preview is gone");
 
-    // Tokens about to expire are refreshed before use (GitHub OAuth App tokens do not expire).
+    // Neither the audit trail nor the jobs carry a token.
+    let tokens = bearer_tokens(&env.forge, provider);
+    let trail: Vec<String> = sqlx::query_scalar(
+        "SELECT details::text FROM audit_events UNION ALL SELECT payload::text FROM jobs",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .unwrap();
+    assert!(!trail.iter().any(|t| tokens.iter().any(|k| t.contains(k.as_str()))), "a token leaked");
+
+    // Tokens about to expire are refreshed before use (GitHub OAuth App tokens do not expire),
+    // and in the background.
     if provider != Provider::Github {
+        sqlx::query("UPDATE git_connections SET expires_at = now() + interval '1 minute'")
+            .execute(&env.db.pool)
+            .await
+            .unwrap();
+        let n = wh_control_plane::gitproviders::connections::refresh_due(
+            &env.db.pool,
+            &env.cp.state.forges,
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, 1);
         sqlx::query("UPDATE git_connections SET expires_at = now() + interval '1 minute'")
             .execute(&env.db.pool)
             .await
@@ -308,12 +330,13 @@ async fn provider_end_to_end(provider: Provider) {
         let (status, _) =
             api(&env, "GET", &format!("/api/v1/git/connections/{conn}/repos"), None).await;
         assert_eq!(status, 200);
-        let refreshed = env
+        let refreshes = env
             .forge
             .requests()
             .iter()
-            .any(|r| r.provider == provider && r.body.contains("grant_type=refresh_token"));
-        assert!(refreshed, "no refresh grant was asked for");
+            .filter(|r| r.provider == provider && r.body.contains("grant_type=refresh_token"))
+            .count();
+        assert_eq!(refreshes, 2, "one refresh in the background, one before use");
         let later: bool = sqlx::query_scalar(
             "SELECT expires_at > now() + interval '30 minutes' FROM git_connections",
         )
@@ -322,6 +345,28 @@ async fn provider_end_to_end(provider: Provider) {
         .unwrap();
         assert!(later, "the new expiry was not stored");
     }
+
+    // Another repository URL unlinks the app: its hook goes at the provider.
+    let (status, _) = api(
+        &env,
+        "POST",
+        "/api/v1/apps",
+        Some(json!({"name": format!("moved-{p}"), "repo": reference, "port": 8080})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(env.forge.hooks().len(), 2);
+    let (status, moved) = api(
+        &env,
+        "PATCH",
+        &format!("/api/v1/apps/moved-{p}"),
+        Some(json!({"repo_url": "https://example.test/elsewhere.git"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!((moved["repo"].is_null(), moved["connection"].is_null()), (true, true), "{moved}");
+    assert_eq!(env.forge.hooks().len(), 1, "{:?}", env.forge.hooks());
+    api(&env, "DELETE", &format!("/api/v1/apps/moved-{p}"), None).await;
 
     // Deleting the app removes its hook at the provider, and its previews.
     let (status, _) = api(&env, "DELETE", &format!("/api/v1/apps/site-{p}"), None).await;

@@ -257,8 +257,29 @@ pub async fn remove(pool: &PgPool, forges: &Forges, c: &Connection) -> Result<bo
     Ok(revoked)
 }
 
-/// Every `every`, refreshes the connections whose tokens expire within five minutes. Returns
-/// (to its supervisor, which restarts it) only when the database fails.
+/// Refreshes the connections whose tokens expire within five minutes; how many were. One that
+/// fails is logged and tried again next time.
+pub async fn refresh_due(pool: &PgPool, forges: &Forges) -> Result<usize, sqlx::Error> {
+    let due: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM git_connections WHERE expires_at < now() + interval '5 minutes'
+         ORDER BY expires_at LIMIT 100",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut refreshed = 0;
+    for id in due {
+        match refresh(pool, forges, id).await {
+            Ok(_) => refreshed += 1,
+            Err(e) => {
+                tracing::warn!(connection = id, error = %e, "git provider token not refreshed")
+            }
+        }
+    }
+    Ok(refreshed)
+}
+
+/// Every `every`, [`refresh_due`]. Returns (to its supervisor, which restarts it) only when
+/// the database fails.
 pub async fn run_refresher(
     pool: PgPool,
     forges: std::sync::Arc<Forges>,
@@ -270,23 +291,9 @@ pub async fn run_refresher(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let due: Vec<i64> = match sqlx::query_scalar(
-            "SELECT id FROM git_connections WHERE expires_at < now() + interval '5 minutes'
-             ORDER BY expires_at LIMIT 100",
-        )
-        .fetch_all(&pool)
-        .await
-        {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the git connections to refresh");
-                return;
-            }
-        };
-        for id in due {
-            if let Err(e) = refresh(&pool, &forges, id).await {
-                tracing::warn!(connection = id, error = %e, "git provider token not refreshed");
-            }
+        if let Err(e) = refresh_due(&pool, &forges).await {
+            tracing::warn!(error = %e, "cannot refresh git connections");
+            return;
         }
     }
 }
