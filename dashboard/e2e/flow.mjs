@@ -193,12 +193,22 @@ try {
   log('webhook made and pinged');
 
   // Git providers: connect GitHub (the fake forge approves at once and sends the browser back),
-  // make an app from one of its repositories with the picker, turn previews on, disconnect.
+  // create and install the GitHub App, make an app from a repository with the picker, turn
+  // previews on, disconnect.
   await page.getByRole('link', { name: 'Git providers' }).click();
   await page.getByRole('button', { name: 'Connect GitHub' }).click();
   await page.waitForURL(/\/settings\/git\?connected=github/);
   await expectText(page.getByRole('status'), 'Connected GitHub as tess');
   await page.getByRole('row', { name: /GitHub.*tess/ }).waitFor();
+  // The GitHub App: created through the manifest flow (a server page posts the manifest to the
+  // forge), then installed on "tess-org".
+  await page.getByRole('link', { name: 'Create the GitHub App' }).click();
+  await page.getByRole('button', { name: 'Continue to GitHub' }).click();
+  await page.waitForURL(/\/settings\/git\?app=created/);
+  await expectText(page.getByRole('status'), 'The GitHub App wisehosting-test exists');
+  await page.getByRole('button', { name: 'Install the GitHub App' }).click();
+  await page.waitForURL(/\/settings\/git\?connected=github&account=tess-org/);
+  await page.getByRole('row', { name: /GitHub.*tess-org/ }).waitFor();
   await shot('git-providers');
   await page.goto(`${BASE}/apps/new`);
   await page.getByLabel('Name').fill('forged');
@@ -220,8 +230,10 @@ try {
   await shot('source-connected');
   await page.goto(`${BASE}/settings/git`);
   page.once('dialog', (d) => d.accept());
-  await page.getByRole('button', { name: /Disconnect tess/ }).click();
+  await page.getByRole('button', { name: 'Disconnect tess at GitHub', exact: true }).click();
   await expectText(page.getByRole('status'), '1 webhook(s) removed');
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Disconnect tess-org at GitHub', exact: true }).click();
   await expectText(page.locator('.empty'), 'Nothing connected yet');
   log('git provider connected, app made from its repository, disconnected');
 

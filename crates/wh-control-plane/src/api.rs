@@ -9,6 +9,7 @@ pub mod domains;
 pub mod error;
 pub mod extract;
 pub mod git;
+pub mod github_app;
 pub mod hooks;
 pub mod observe;
 pub mod openapi;
@@ -142,6 +143,15 @@ fn public_routes(state: &AppState) -> Router<AppState> {
             post(hooks::deliver).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/api/v1/git/providers", get(git::providers))
+        .route("/api/v1/git/github-app", get(github_app::info))
+        .route("/api/v1/git/github-app/new", get(github_app::new_page))
+        .route("/api/v1/git/github-app/created", get(github_app::created))
+        .route("/api/v1/git/github-app/install", post(github_app::install))
+        .route("/api/v1/git/github-app/installed", get(github_app::installed))
+        .route(
+            "/api/v1/hooks/github-app",
+            post(hooks::deliver_app).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/api/v1/git/{provider}/connect", post(git::connect))
         .route("/api/v1/git/{provider}/callback", get(git::callback))
         .route("/api/v1/git/connections", get(git::list))

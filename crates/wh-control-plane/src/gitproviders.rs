@@ -2,7 +2,8 @@
 //! Forgejo/Codeberg): which ones the operator configured ([`Forges`], [`ForgeConfig`]), how each
 //! provider's OAuth and REST API is spoken ([`oauth`], [`rest`]: one function per operation, a
 //! `match` on the provider inside), the connections and their tokens in the database
-//! ([`connections`]: sealed with the `wh/oauth/v1` key, refreshed before expiry), and commit
+//! ([`connections`]: sealed with the `wh/oauth/v1` key, refreshed before expiry), the GitHub
+//! App made through the manifest flow and its installations ([`github_app`]), and commit
 //! statuses reported back ([`status`]).
 //!
 //! Tokens never leave this module in clear except as a clone credential in a deploy job's
@@ -10,6 +11,7 @@
 //! provider they came from. They are never logged.
 
 pub mod connections;
+pub mod github_app;
 pub mod oauth;
 pub mod rest;
 pub mod status;
@@ -89,6 +91,9 @@ pub struct Forges {
     pub client: Client,
     /// Seals the tokens (`wh/oauth/v1`).
     pub sealer: Arc<Sealer>,
+    /// The GitHub a GitHub App lives on: the GitHub OAuth App's, else github.com.
+    pub github_web: String,
+    pub github_api: String,
 }
 
 impl std::fmt::Debug for Forges {
@@ -107,11 +112,18 @@ impl Forges {
         client: Client,
         sealer: Arc<Sealer>,
     ) -> Forges {
+        let github = configs.iter().find(|c| c.provider == Provider::Github);
+        let (github_web, github_api) = match github {
+            Some(g) => (g.web_url.clone(), g.api_url.clone()),
+            None => ("https://github.com".into(), "https://api.github.com".into()),
+        };
         Forges {
             by_provider: configs.into_iter().map(|c| (c.provider, Arc::new(c))).collect(),
             public_url: public_url.trim_end_matches('/').to_owned(),
             client,
             sealer,
+            github_web,
+            github_api,
         }
     }
 
@@ -136,7 +148,7 @@ impl Forges {
 }
 
 /// Starts the supervised background work of connected providers: token refreshes (every
-/// minute) and commit status reports (every second). Nothing when no provider is configured.
+/// minute) and commit status reports (every second; a GitHub App needs no configured provider).
 pub fn spawn(
     pool: &sqlx::PgPool,
     forges: &Arc<Forges>,
@@ -154,9 +166,6 @@ pub fn spawn_every(
     stop: &tokio_util::sync::CancellationToken,
     status_every: std::time::Duration,
 ) {
-    if forges.by_provider.is_empty() {
-        return;
-    }
     tokio::spawn(wh_cmd::supervise("git-token-refresh", stop.clone(), {
         let (pool, forges, stop) = (pool.clone(), forges.clone(), stop.clone());
         move || {

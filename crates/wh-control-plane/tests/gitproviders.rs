@@ -479,3 +479,174 @@ async fn what_cannot_be_connected_or_linked_is_refused_with_the_reason() {
         http::request("GET", &url, None, &[], &[("authorization", other.as_str())]).await.unwrap();
     assert_eq!(r.status, 404);
 }
+
+fn html_attribute(page: &str, name: &str) -> String {
+    let start = page.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+    let end = start + page[start..].find('"').unwrap();
+    page[start..end]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn the_github_app_is_made_from_its_manifest_installed_and_deploys_through_its_one_webhook() {
+    let env = env(3600).await;
+    sqlx::query("UPDATE users SET is_admin = true").execute(&env.db.pool).await.unwrap();
+    let (status, info) = api(&env, "GET", "/api/v1/git/github-app", None).await;
+    assert_eq!((status, info["slug"].is_null()), (200, true), "{info}");
+
+    // The administrator's page posts the manifest to GitHub, which sends them back with a code.
+    let url = format!("{}/api/v1/git/github-app/new", env.cp.url());
+    let page = http::request("GET", &url, None, &[], &[("authorization", env.bearer.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200, "{}", page.text());
+    let csp = page.headers["content-security-policy"].to_str().unwrap().to_owned();
+    // The form may post to the forge's origin only (a path would match that path alone).
+    assert!(csp.contains(&format!("form-action 'self' http://{};", env.forge.addr)), "{csp}");
+    let action = html_attribute(&page.text(), "action");
+    let manifest: Value = serde_json::from_str(&html_attribute(&page.text(), "value")).unwrap();
+    assert_eq!(
+        manifest["hook_attributes"]["url"],
+        format!("{}/api/v1/hooks/github-app", env.cp.url())
+    );
+    assert_eq!(manifest["default_permissions"]["statuses"], "write");
+    assert_eq!(manifest["request_oauth_on_install"], true);
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("manifest", &manifest.to_string())
+        .finish();
+    let posted = http::request(
+        "POST",
+        &action,
+        Some(form.into()),
+        &[],
+        &[("content-type", "application/x-www-form-urlencoded")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(posted.status, 302, "{}", posted.text());
+    let back = http::get(&location(&posted), &[]).await.unwrap();
+    assert_eq!(
+        location(&back),
+        "/settings/git?app=created&slug=wisehosting-test",
+        "{}",
+        back.text()
+    );
+    let (_, info) = api(&env, "GET", "/api/v1/git/github-app", None).await;
+    assert_eq!(info["slug"], "wisehosting-test");
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT secrets_sealed FROM github_apps")
+        .fetch_one(&env.db.pool)
+        .await
+        .unwrap();
+    let key_line = env.forge.app().unwrap().private_pem.lines().nth(1).unwrap().to_owned();
+    assert!(
+        !sealed.windows(key_line.len()).any(|w| w == key_line.as_bytes()),
+        "the private key is sealed"
+    );
+
+    // A user installs it; the installation is theirs by their own token, and becomes a connection.
+    let (status, install) = api(&env, "POST", "/api/v1/git/github-app/install", None).await;
+    assert_eq!(status, 201, "{install}");
+    let installing = http::get(install["install_url"].as_str().unwrap(), &[]).await.unwrap();
+    assert_eq!(installing.status, 302);
+    let callback = location(&installing);
+    let back = http::get(&callback, &[]).await.unwrap();
+    assert_eq!(
+        location(&back),
+        "/settings/git?connected=github&account=tess-org",
+        "{}",
+        back.text()
+    );
+    let (_, conns) = api(&env, "GET", "/api/v1/git/connections", None).await;
+    let conn = &conns.as_array().unwrap()[0];
+    assert_eq!(
+        (conn["installation_id"].as_i64(), conn["account"].as_str()),
+        (Some(forge::INSTALLATION), Some("tess-org"))
+    );
+    let conn = conn["id"].as_i64().unwrap();
+
+    // Someone else's installation id in the callback connects nothing.
+    let (_, again) = api(&env, "POST", "/api/v1/git/github-app/install", None).await;
+    let installing = http::get(again["install_url"].as_str().unwrap(), &[]).await.unwrap();
+    let forged = location(&installing)
+        .replace(&format!("installation_id={}", forge::INSTALLATION), "installation_id=999");
+    let back = http::get(&forged, &[]).await.unwrap();
+    assert!(location(&back).contains("error="), "{}", location(&back));
+    assert!(location(&back).contains("not+one+of+yours"), "{}", location(&back));
+    let (_, conns) = api(&env, "GET", "/api/v1/git/connections", None).await;
+    assert_eq!(conns.as_array().unwrap().len(), 1);
+
+    // Its repositories, an app from one: no hook registered per repository.
+    env.forge.add_repo(FakeRepo {
+        provider: Provider::Github,
+        full_name: "tess-org/site".into(),
+        private: true,
+        default_branch: "main".into(),
+        dir: None,
+    });
+    let (status, page) =
+        api(&env, "GET", &format!("/api/v1/git/connections/{conn}/repos"), None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["repos"][0]["full_name"], "tess-org/site");
+    let (status, app) = api(&env, "POST", "/api/v1/apps", Some(json!({"name": "orgsite", "repo": "github:tess-org/site", "connection": conn, "port": 8080}))).await;
+    assert_eq!(status, 201, "{app}");
+    assert!(env.forge.hooks().is_empty(), "the App's webhook covers every repository");
+    assert!(env.forge.installation_tokens() >= 2, "a token is minted per use");
+
+    // The App's webhook deploys the push; its state goes back with an installation token.
+    let (event, body) = forge::push_event(Provider::Github, "main", SHA);
+    let (status, answer) = env.forge.deliver_app(event, "app-1", "tess-org/site", &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let queued: Value = serde_json::from_str(&answer).unwrap();
+    let deployment = queued["deployments"][0].as_i64().unwrap();
+    let credentials = wh_control_plane::gitproviders::clone_credentials(
+        &env.db.pool,
+        &env.cp.state.forges,
+        deployment,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        credentials.starts_with("x-access-token:ghs_"),
+        "clones with a fresh installation token"
+    );
+    sqlx::query("UPDATE deployments SET state = 'live' WHERE id = $1")
+        .bind(deployment)
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    let forge_ref = env.forge.clone();
+    eventually(Duration::from_secs(10), "the App's status reaches the forge", || {
+        let statuses = forge_ref.statuses();
+        async move {
+            statuses.iter().any(|s| s.state == "success" && s.repo == "tess-org/site").then_some(())
+        }
+    })
+    .await;
+    let (status, _) = env.forge.deliver_app(event, "app-1", "tess-org/site", &body).await;
+    assert_eq!(status, 409, "a replayed delivery");
+    let (status, answer) = env.forge.deliver_app(event, "app-2", "tess-org/elsewhere", &body).await;
+    assert!(status == 202 && answer.contains("no app deploys"), "{answer}");
+    let bad = http::request(
+        "POST",
+        &format!("{}/api/v1/hooks/github-app", env.cp.url()),
+        Some(body.to_string().into()),
+        &[],
+        &[("x-github-event", "push"), ("x-hub-signature-256", "sha256=00")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status, 401);
+
+    // Uninstalling removes the connection.
+    let (status, answer) = env
+        .forge
+        .deliver_app("installation", "app-3", "tess-org/site", &json!({"action": "deleted"}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let (_, conns) = api(&env, "GET", "/api/v1/git/connections", None).await;
+    assert_eq!(conns, json!([]));
+}

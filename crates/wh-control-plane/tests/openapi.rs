@@ -20,6 +20,8 @@ struct Tour {
     doc: serde_json::Value,
     headers: Vec<(String, String)>,
     visited: BTreeSet<(String, String)>,
+    /// The last answer's body as text.
+    last_text: String,
 }
 
 impl Tour {
@@ -54,6 +56,12 @@ impl Tour {
         body: Option<serde_json::Value>,
     ) -> serde_json::Value {
         self.call_with(method, template, uri, body, &[]).await
+    }
+
+    /// [`Tour::call`] without a body, for an answer that is not JSON: its text.
+    async fn call_text(&mut self, method: &str, template: &str, uri: &str) -> String {
+        self.call_with(method, template, uri, None, &[]).await;
+        self.last_text.clone()
     }
 
     /// [`Tour::call`] with more headers.
@@ -102,6 +110,7 @@ impl Tour {
             )
         });
         let media = content_type.split(';').next().unwrap_or("").trim().to_owned();
+        self.last_text = String::from_utf8_lossy(&bytes).into_owned();
         let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if status == StatusCode::NO_CONTENT || status.is_redirection() {
             assert!(declared.get("content").is_none(), "{method} {template}: 204 with content");
@@ -146,6 +155,7 @@ async fn every_operation_answers_what_the_document_says() {
         router: wh_control_plane::api::app(cp.state.clone()),
         doc: openapi::build(),
         headers: Vec::new(),
+        last_text: String::new(),
         visited: BTreeSet::new(),
     };
 
@@ -320,6 +330,60 @@ async fn every_operation_answers_what_the_document_says() {
     assert_eq!(page["repos"][0]["full_name"], "tour/site", "{page}");
     let gone = format!("/api/v1/git/connections/{connection}");
     tour.call("delete", "/api/v1/git/connections/{id}", &gone, None).await;
+
+    // The GitHub App: made from its manifest (the fake forge approves at once), installed, and
+    // a signed ping to its webhook.
+    tour.call("get", "/api/v1/git/github-app", "/api/v1/git/github-app", None).await;
+    let page =
+        tour.call_text("get", "/api/v1/git/github-app/new", "/api/v1/git/github-app/new").await;
+    let attribute = |name: &str| {
+        let start = page.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        let end = start + page[start..].find('"').unwrap();
+        page[start..end].replace("&quot;", "\"").replace("&amp;", "&")
+    };
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("manifest", &attribute("value"))
+        .finish();
+    let posted = wh_testkit::http::request(
+        "POST",
+        &attribute("action"),
+        Some(form.into()),
+        &[],
+        &[("content-type", "application/x-www-form-urlencoded")],
+    )
+    .await
+    .unwrap();
+    let back = posted.headers["location"].to_str().unwrap();
+    let created = &back[back.find("/api/v1/git/").unwrap()..];
+    tour.call("get", "/api/v1/git/github-app/created", created, None).await;
+    let install = tour
+        .call("post", "/api/v1/git/github-app/install", "/api/v1/git/github-app/install", None)
+        .await;
+    let installing =
+        wh_testkit::http::get(install["install_url"].as_str().unwrap(), &[]).await.unwrap();
+    let back = installing.headers["location"].to_str().unwrap();
+    let installed = &back[back.find("/api/v1/git/").unwrap()..];
+    tour.call("get", "/api/v1/git/github-app/installed", installed, None).await;
+    let ping = serde_json::json!({"zen": "Keep it logically awesome.", "hook_id": 1});
+    let app_secret = forge.app().unwrap().webhook_secret;
+    let signature = wh_control_plane::githooks::verify::sign(
+        Provider::Github,
+        app_secret.as_bytes(),
+        ping.to_string().as_bytes(),
+    );
+    let extra: [(&str, &[u8]); 3] = [
+        ("x-github-event", b"ping"),
+        ("x-github-delivery", b"tour-app-1"),
+        ("x-hub-signature-256", &signature),
+    ];
+    tour.call_with(
+        "post",
+        "/api/v1/hooks/github-app",
+        "/api/v1/hooks/github-app",
+        Some(ping),
+        &extra,
+    )
+    .await;
 
     // A git webhook: made, listed, a signed ping delivered to it, removed.
     let hooks = "/api/v1/apps/tour-app/hooks";

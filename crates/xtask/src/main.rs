@@ -32,6 +32,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "/bin/busybox"),
     ("git", "/usr/bin/git"),
     ("btrfs-progs", "/sbin/mkfs.btrfs"),
+    // The fake forge makes its GitHub App's RSA key with it.
+    ("openssl", "/usr/bin/openssl"),
     // The dashboard's browser test drives Debian's Chromium (never a downloaded browser).
     ("chromium", "/usr/bin/chromium"),
 ];

@@ -1,5 +1,6 @@
 // Settings → Git providers: the providers this control plane can connect (connecting leaves
 // for the provider's authorize page, which sends the user back here saying how it went), the
+// GitHub App (administrators create it through GitHub's manifest flow; users install it), the
 // connected accounts, disconnecting one. Also the repository picker the new-app page uses: a
 // connection's repositories, searched by name, a page at a time.
 
@@ -8,6 +9,7 @@ import { api, type GitConnection, type Provider, type Repo } from '../api/client
 import { Async, DataTable, Field, FormError } from '../components';
 import { ago } from '../lib/format';
 import { useResource, useSubmit } from '../hooks';
+import { me, useStore } from '../store';
 
 export const PROVIDER_NAMES: Record<Provider, string> = {
   github: 'GitHub',
@@ -19,6 +21,12 @@ export const PROVIDER_NAMES: Record<Provider, string> = {
 
 export function GitSettings() {
   const providers = useResource(() => api.gitProviders(), []);
+  const githubApp = useResource(() => api.githubApp(), []);
+  const user = useStore(me);
+  const install = useSubmit(async () => {
+    const { install_url } = await api.installGithubApp();
+    window.location.assign(install_url);
+  });
   const connections = useResource(() => api.gitConnections(), []);
   const query = new URLSearchParams(window.location.search);
   const [notice, setNotice] = useState<string | null>(null);
@@ -36,6 +44,7 @@ export function GitSettings() {
     connections.reload();
   });
   const connected = query.get('connected');
+  const appCreated = query.get('app') === 'created';
   const failed = query.get('error');
   return (
     <>
@@ -43,6 +52,11 @@ export function GitSettings() {
       {connected && (
         <p class="notice" role="status">
           Connected {PROVIDER_NAMES[connected as Provider] ?? connected} as {query.get('account')}.
+        </p>
+      )}
+      {appCreated && (
+        <p class="notice" role="status">
+          The GitHub App {query.get('slug')} exists: users can install it now.
         </p>
       )}
       {failed && (
@@ -75,6 +89,31 @@ export function GitSettings() {
           )
         }
       </Async>
+      <h2>GitHub App</h2>
+      <Async r={githubApp} what="the GitHub App">
+        {(a) =>
+          a.slug ? (
+            <p>
+              <button type="button" class="primary" disabled={install.busy} onClick={() => void install.run()}>
+                Install the GitHub App
+              </button>{' '}
+              <span class="muted small">
+                {a.slug} on {a.base_url}: pick the account or organization and the repositories it may see; its tokens are minted per clone and never stored
+              </span>
+            </p>
+          ) : user?.is_admin ? (
+            <p>
+              <a class="button primary" href="/api/v1/git/github-app/new">
+                Create the GitHub App
+              </a>{' '}
+              <span class="muted small">once, through GitHub's manifest flow, on {a.base_url}</span>
+            </p>
+          ) : (
+            <p class="empty">No GitHub App yet: an administrator creates it here.</p>
+          )
+        }
+      </Async>
+      <FormError error={install.error} />
       <h2>Connected accounts</h2>
       <Async r={connections} what="the connections">
         {(cs) =>
@@ -87,7 +126,7 @@ export function GitSettings() {
               rowKey={(c) => c.id}
               columns={[
                 { label: 'Provider', cell: (c) => PROVIDER_NAMES[c.provider] },
-                { label: 'Account', cell: (c) => c.account },
+                { label: 'Account', cell: (c) => (c.installation_id ? `${c.account} (GitHub App)` : c.account) },
                 { label: 'At', cell: (c) => <code class="value">{c.base_url}</code> },
                 { label: 'Connected', cell: (c) => ago(c.created_at) },
                 {

@@ -18,6 +18,7 @@ use super::extract::Caller;
 use super::params::{Path, Query};
 use super::ApiError;
 use crate::githooks::store as hook_store;
+use crate::gitproviders::connections::Purpose;
 use crate::gitproviders::{self, connections, oauth, rest, Provider, Repo};
 use crate::AppState;
 
@@ -64,7 +65,8 @@ pub async fn connect(
 ) -> Result<Response, ApiError> {
     let provider = provider(&name)?;
     let forge = state.forges.get(provider)?;
-    let oauth_state = connections::begin(&state.pool, caller.user.id, provider).await?;
+    let oauth_state =
+        connections::begin(&state.pool, caller.user.id, provider, Purpose::Connect).await?;
     let url = oauth::authorize_url(forge, &state.forges.redirect_uri(provider), &oauth_state);
     Ok((StatusCode::CREATED, Json(Authorize { authorize_url: url })).into_response())
 }
@@ -82,7 +84,7 @@ pub struct Callback {
 }
 
 /// The dashboard's page of providers, saying how the connection went.
-fn back_to_settings(query: &[(&str, &str)]) -> Response {
+pub fn back_to_settings(query: &[(&str, &str)]) -> Response {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.extend_pairs(query);
     Redirect::to(&format!("/settings/git?{}", q.finish())).into_response()
@@ -101,7 +103,9 @@ pub async fn callback(
     let Some(oauth_state) = q.state.as_deref() else {
         return Err(ApiError::BadInput { field: "query", message: "no state".into() });
     };
-    let Some(user) = connections::take_state(&state.pool, provider, oauth_state).await? else {
+    let Some(user) =
+        connections::take_state(&state.pool, provider, Purpose::Connect, oauth_state).await?
+    else {
         return Err(ApiError::BadInput {
             field: "query",
             message: "this authorization is unknown, used or older than 10 minutes; connect again"
@@ -224,8 +228,15 @@ pub async fn repos(
     }
     let page = q.page.unwrap_or(1).clamp(1, 1000);
     let (c, token) = connections::access_token(&state.pool, &state.forges, id).await?;
-    let forge = state.forges.get(c.provider)?;
-    let (repos, more) = rest::repositories(&state.forges.client, forge, &token, page, &q.q).await?;
+    let (repos, more) = match c.installation_id {
+        Some(_) => {
+            gitproviders::github_app::repositories(&state.forges, &token, page, &q.q).await?
+        }
+        None => {
+            let forge = state.forges.get(c.provider)?;
+            rest::repositories(&state.forges.client, forge, &token, page, &q.q).await?
+        }
+    };
     Ok(Json(RepoPage { repos, page, more }))
 }
 
@@ -235,6 +246,8 @@ pub struct Linked {
     pub connection: i64,
     pub provider: Provider,
     pub repo: Repo,
+    /// Through the GitHub App: its one webhook delivers for every repository, none is made.
+    pub installation: bool,
 }
 
 /// Resolves `provider:owner/name` for `caller` through `connection` (or their only connection
@@ -251,7 +264,6 @@ pub async fn link_repo(
             message: "must be provider:owner/name, e.g. github:me/site (providers: github, gitlab, bitbucket, gitea, forgejo, codeberg)".into(),
         });
     };
-    state.forges.get(provider)?;
     let connection = match connection {
         Some(id) => {
             let c = connections::find(&state.pool, caller.user.id, id).await?.ok_or(
@@ -292,10 +304,21 @@ pub async fn link_repo(
             }
         },
     };
-    let (_, token) = connections::access_token(&state.pool, &state.forges, connection).await?;
-    let forge = state.forges.get(provider)?;
-    let repo = rest::repository(&state.forges.client, forge, &token, name).await?;
-    Ok(Linked { connection, provider, repo })
+    let (c, token) = connections::access_token(&state.pool, &state.forges, connection).await?;
+    let forge = forge_of(state, &c)?;
+    let repo = rest::repository(&state.forges.client, &forge, &token, name).await?;
+    Ok(Linked { connection, provider, repo, installation: c.installation_id.is_some() })
+}
+
+/// The forge a connection's REST calls go to: the provider's, or the GitHub App's GitHub.
+pub fn forge_of(
+    state: &AppState,
+    c: &connections::Connection,
+) -> Result<gitproviders::ForgeConfig, ApiError> {
+    match c.installation_id {
+        Some(_) => Ok(gitproviders::github_app::forge(&state.forges)),
+        None => Ok(state.forges.get(c.provider)?.clone()),
+    }
 }
 
 /// Registers `app`'s push webhook on its linked repository: a hook row with a fresh secret, then
@@ -310,6 +333,10 @@ pub async fn register_hook(state: &AppState, app: i64, linked: &Linked) -> Resul
             message: format!("the app has a {} hook already", linked.provider.as_str()),
         });
     };
+    if linked.installation {
+        // The row stays: the App's deliveries for this app are remembered under it.
+        return Ok(());
+    }
     let url =
         format!("{}/api/v1/hooks/{}/{public_id}", forges.public_url, linked.provider.as_str());
     let registered = async {

@@ -207,14 +207,28 @@ async fn receive(
         tracing::info!(provider = provider.as_str(), hook = hook.id, error = %e, "webhook delivery refused");
         ApiError::Unauthorized("the delivery's signature does not verify")
     })?;
-    // Verified. A provider's redelivery carries the same id; without one, the body's digest.
+    act(state, ip, provider, &hook, headers, &body).await
+}
+
+/// A verified delivery for `hook`: remembered (a replay is refused) and acted on, in one
+/// transaction.
+async fn act(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    provider: Provider,
+    hook: &store::Hook,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(StatusCode, DeliveryOutcome), ApiError> {
+    let header = |name: &str| headers.get(name).map(|v| v.as_bytes());
+    // A provider's redelivery carries the same id; without one, the body's digest.
     let delivery = header(payload::delivery_header(provider))
         .and_then(|v| std::str::from_utf8(v).ok())
         .filter(|v| (1..=200).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| {
             use sha2::Digest;
-            format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)))
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)))
         });
     // Remembering the delivery and acting on it are one transaction.
     let mut tx = state.pool.begin().await?;
@@ -228,7 +242,7 @@ async fn receive(
         .and_then(|v| std::str::from_utf8(v).ok())
         .unwrap_or("");
     let delivered =
-        payload::parse(provider, event, &body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        payload::parse(provider, event, body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let pushes = match delivered {
         Delivery::Ping => {
             tx.commit().await?;
@@ -300,6 +314,133 @@ async fn receive(
         StatusCode::ACCEPTED,
         DeliveryOutcome { status: "queued", deployments: vec![id], reason: None },
     ))
+}
+
+/// `POST /api/v1/hooks/github-app`: a delivery of the GitHub App, for every installation,
+/// signed with the App's webhook secret. It goes to each app made from the delivery's
+/// repository through that installation, as a delivery to the app's own hook would (each app
+/// remembers its deliveries). An uninstalled App's connections go.
+pub async fn deliver_app(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let count = |outcome: &'static str| state.metrics.git_hook("github", outcome);
+    let outcome = receive_app(&state, ip, &headers, body).await;
+    match &outcome {
+        Ok((_, o)) => count(o.status),
+        Err(ApiError::NotFound) => count("unknown_hook"),
+        Err(ApiError::TooLarge(_)) => count("too_large"),
+        Err(ApiError::Unauthorized(_)) => count("bad_signature"),
+        Err(ApiError::Conflict { .. }) => count("replayed"),
+        Err(ApiError::BadRequest(_)) => count("bad_payload"),
+        Err(_) => count("error"),
+    }
+    let (status, o) = outcome?;
+    Ok((status, Json(o)).into_response())
+}
+
+async fn receive_app(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(StatusCode, DeliveryOutcome), ApiError> {
+    let app = crate::gitproviders::github_app::load(&state.pool, &state.forges)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::TooLarge(format!("a delivery is at most {MAX_BODY} bytes")))?;
+    let signature = headers.get(verify::header(Provider::Github)).map(|v| v.as_bytes());
+    verify::verify(Provider::Github, app.webhook_secret(), signature, &body).map_err(|e| {
+        tracing::info!(error = %e, "GitHub App delivery refused");
+        ApiError::Unauthorized("the delivery's signature does not verify")
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Installation {
+        id: i64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Repository {
+        full_name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(default)]
+        action: Option<String>,
+        installation: Option<Installation>,
+        repository: Option<Repository>,
+    }
+    let event = headers
+        .get(payload::event_header(Provider::Github))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if event == "ping" {
+        return Ok((
+            StatusCode::OK,
+            DeliveryOutcome { status: "pong", deployments: vec![], reason: None },
+        ));
+    }
+    let envelope: Envelope =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let Some(installation) = envelope.installation else {
+        let why = "the delivery names no installation".to_owned();
+        return Ok((
+            StatusCode::ACCEPTED,
+            DeliveryOutcome { status: "ignored", deployments: vec![], reason: Some(why) },
+        ));
+    };
+    if event == "installation" && envelope.action.as_deref() == Some("deleted") {
+        let gone = sqlx::query("DELETE FROM git_connections WHERE installation_id = $1")
+            .bind(installation.id)
+            .execute(&state.pool)
+            .await?
+            .rows_affected();
+        let why = format!("the App was uninstalled: {gone} connection(s) removed");
+        return Ok((
+            StatusCode::ACCEPTED,
+            DeliveryOutcome { status: "ignored", deployments: vec![], reason: Some(why) },
+        ));
+    }
+    let Some(repository) = envelope.repository else {
+        let why = format!("the {} event is not used", payload::bounded(event));
+        return Ok((
+            StatusCode::ACCEPTED,
+            DeliveryOutcome { status: "ignored", deployments: vec![], reason: Some(why) },
+        ));
+    };
+    let hooks: Vec<store::Hook> = sqlx::query_as(
+        "SELECT h.id, h.app_id, h.provider, h.secret_sealed FROM git_hooks h
+         JOIN apps a ON a.id = h.app_id JOIN git_connections c ON c.id = a.git_connection_id
+         WHERE c.installation_id = $1 AND a.git_repo = $2 AND h.provider = 'github' ORDER BY h.id",
+    )
+    .bind(installation.id)
+    .bind(&repository.full_name)
+    .fetch_all(&state.pool)
+    .await?;
+    if hooks.is_empty() {
+        let why = format!("no app deploys {}", payload::bounded(&repository.full_name));
+        return Ok((
+            StatusCode::ACCEPTED,
+            DeliveryOutcome { status: "ignored", deployments: vec![], reason: Some(why) },
+        ));
+    }
+    let mut outcome = DeliveryOutcome { status: "ignored", deployments: vec![], reason: None };
+    let mut reasons = Vec::new();
+    for hook in &hooks {
+        let (_, o) = act(state, ip, Provider::Github, hook, headers, &body).await?;
+        if o.status == "queued" || o.status == "removed" {
+            outcome.status = o.status;
+        }
+        outcome.deployments.extend(o.deployments);
+        reasons.extend(o.reason);
+    }
+    if outcome.deployments.is_empty() && outcome.status == "ignored" {
+        outcome.reason = Some(reasons.join("; "));
+    }
+    Ok((StatusCode::ACCEPTED, outcome))
 }
 
 /// A pull request into the app's branch, when the app has previews: opened or updated, its

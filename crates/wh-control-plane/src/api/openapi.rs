@@ -8,7 +8,7 @@
 use axum::Json;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-use super::{admin, apps, auth as api_auth, deployments, domains, git, hooks};
+use super::{admin, apps, auth as api_auth, deployments, domains, git, github_app, hooks};
 use crate::{auth, containers};
 
 /// What an operation takes or answers.
@@ -24,6 +24,8 @@ pub enum Body {
     Text,
     /// `text/event-stream`.
     Events,
+    /// `text/html` (a page for a browser).
+    Html,
 }
 
 fn json<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
@@ -150,6 +152,20 @@ pub const OPERATIONS: &[Operation] = &[
     op("delete", "/api/v1/git/connections/{id}", "Disconnect: the hooks registered through it removed, the grant revoked where the provider can", 200, Body::Json(json::<git::Disconnected>)),
     op("get", "/api/v1/git/connections/{id}/repos", "A page of the repositories the connection can read, most recently changed first", 200, Body::Json(json::<git::RepoPage>))
         .query(&[("q", "string", "Part of the name to look for"), ("page", "integer", "The page, from 1")]),
+    op("get", "/api/v1/git/github-app", "The GitHub App, once an administrator created it", 200, Body::Json(json::<github_app::GithubAppInfo>)),
+    op("get", "/api/v1/git/github-app/new", "Administrators: a page whose button posts the App's manifest to GitHub (the manifest flow)", 200, Body::Html)
+        .query(&[("organization", "string", "Create it for this organization")]),
+    op("get", "/api/v1/git/github-app/created", "Where GitHub sends the administrator back with the manifest's code; the App is stored, then a redirect (303) to the git settings", 303, Body::None)
+        .public()
+        .query(&[("code", "string", "The manifest's code"), ("state", "string", "The state the page sent")]),
+    op("post", "/api/v1/git/github-app/install", "Where to install the GitHub App (within 10 minutes)", 201, Body::Json(json::<github_app::Install>)),
+    op("get", "/api/v1/git/github-app/installed", "Where GitHub sends the user back after installing: the installation becomes a connection if the user's token lists it; redirects (303) to the git settings", 303, Body::None)
+        .public()
+        .query(&[("code", "string", "The user's authorization code"), ("installation_id", "integer", "The installation"), ("setup_action", "string", "install or update"), ("state", "string", "The state install sent")]),
+    op("post", "/api/v1/hooks/github-app", "The GitHub App's deliveries for every installation, signed with its webhook secret (X-Hub-Signature-256); each app made from the repository acts on it as on its own hook", 202, Body::Json(json::<hooks::DeliveryOutcome>))
+        .public()
+        .also(200)
+        .takes(Body::Json(json::<serde_json::Value>)),
     op("get", "/api/v1/apps/{slug}/hooks", "The app's git webhooks (never their secrets)", 200, Body::Json(json::<Vec<hooks::HookView>>)),
     op("post", "/api/v1/apps/{slug}/hooks", "Make the app's webhook for a provider: its URL and secret (shown once) to add there", 201, Body::Json(json::<hooks::CreatedHook>))
         .takes(Body::Json(json::<hooks::NewHook>)),
@@ -203,6 +219,7 @@ fn content(body: Body, generator: &mut SchemaGenerator) -> Option<serde_json::Va
         }
         Body::Text => ("text/plain", serde_json::json!({"type": "string"})),
         Body::Events => ("text/event-stream", serde_json::json!({"type": "string"})),
+        Body::Html => ("text/html", serde_json::json!({"type": "string"})),
     };
     Some(serde_json::json!({ media: {"schema": schema} }))
 }

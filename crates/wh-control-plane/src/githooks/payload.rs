@@ -160,7 +160,8 @@ pub fn parse(provider: Provider, event: &str, body: &[u8]) -> Result<Delivery, P
     }
 }
 
-fn bounded(s: &str) -> String {
+/// A provider's text as we repeat it: control characters dropped, at most [`MAX_TEXT`].
+pub fn bounded(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(MAX_TEXT).collect()
 }
 

@@ -25,6 +25,8 @@ pub struct ConnectionInfo {
     pub created_at: String,
     /// When the access token expires (it is refreshed before); None: it does not.
     pub expires_at: Option<String>,
+    /// Set for a connection through the GitHub App: the installation's id.
+    pub installation_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -34,6 +36,8 @@ pub struct Connection {
     pub provider: Provider,
     pub base_url: String,
     pub account: String,
+    /// A GitHub App installation: its tokens are minted per use.
+    pub installation_id: Option<i64>,
     tokens_sealed: Vec<u8>,
     /// Whether the access token expires within five minutes.
     due: bool,
@@ -47,9 +51,10 @@ struct Tokens {
 
 const INFO: &str = "id, provider, base_url, account,
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS created_at,
-    to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS expires_at";
+    to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS expires_at,
+    installation_id";
 
-const ROW: &str = "id, user_id, provider, base_url, account, tokens_sealed,
+const ROW: &str = "id, user_id, provider, base_url, account, installation_id, tokens_sealed,
     coalesce(expires_at < now() + interval '5 minutes', false) AS due";
 
 fn sha256_hex(text: &str) -> String {
@@ -57,37 +62,59 @@ fn sha256_hex(text: &str) -> String {
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
+/// What an authorization under way is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "oauth_purpose", rename_all = "snake_case")]
+pub enum Purpose {
+    /// Connecting an account by OAuth.
+    Connect,
+    /// An administrator creating the GitHub App.
+    AppManifest,
+    /// Installing the GitHub App.
+    AppInstall,
+}
+
 /// Starts an authorization for `user`: the `state` to send the provider (32 random bytes, hex).
-pub async fn begin(pool: &PgPool, user: i64, provider: Provider) -> Result<String, sqlx::Error> {
+pub async fn begin(
+    pool: &PgPool,
+    user: i64,
+    provider: Provider,
+    purpose: Purpose,
+) -> Result<String, sqlx::Error> {
     sqlx::query("DELETE FROM git_oauth_states WHERE created_at < now() - interval '10 minutes'")
         .execute(pool)
         .await?;
     let state = crate::auth::random_hex(32);
-    sqlx::query("INSERT INTO git_oauth_states (state_hash, user_id, provider) VALUES ($1, $2, $3)")
-        .bind(sha256_hex(&state))
-        .bind(user)
-        .bind(provider)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO git_oauth_states (state_hash, user_id, provider, purpose) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(sha256_hex(&state))
+    .bind(user)
+    .bind(provider)
+    .bind(purpose)
+    .execute(pool)
+    .await?;
     Ok(state)
 }
 
-/// The user who started the authorization `state` for `provider` in the last 10 minutes;
-/// the state is spent whatever the outcome.
+/// The user who started the authorization `state` for `provider` and `purpose` in the last 10
+/// minutes; the state is spent whatever the outcome.
 pub async fn take_state(
     pool: &PgPool,
     provider: Provider,
+    purpose: Purpose,
     state: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
     if state.len() != 64 || !state.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
     sqlx::query_scalar(
-        "DELETE FROM git_oauth_states WHERE state_hash = $1 AND provider = $2
+        "DELETE FROM git_oauth_states WHERE state_hash = $1 AND provider = $2 AND purpose = $3
          AND created_at > now() - interval '10 minutes' RETURNING user_id",
     )
     .bind(sha256_hex(state))
     .bind(provider)
+    .bind(purpose)
     .fetch_optional(pool)
     .await
 }
@@ -204,11 +231,59 @@ pub async fn access_token(
         .bind(id)
         .fetch_one(pool)
         .await?;
+    if let Some(installation) = c.installation_id {
+        let app = super::github_app::load(pool, forges)
+            .await?
+            .ok_or(ForgeError::NotConfigured(Provider::Github))?;
+        let token = super::github_app::installation_token(forges, &app, installation).await?;
+        return Ok((c, token));
+    }
     if !c.due {
         let tokens = open(forges, &c)?;
         return Ok((c, tokens.access));
     }
     refresh(pool, forges, id).await
+}
+
+/// Stores `user`'s connection through GitHub App `installation` on `account` (nothing to seal:
+/// its tokens are minted per use); returns its id.
+pub async fn save_installation(
+    pool: &PgPool,
+    forges: &Forges,
+    user: i64,
+    installation: i64,
+    account: &str,
+) -> Result<i64, ForgeError> {
+    let mut tx = pool.begin().await?;
+    let existing: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM git_connections WHERE user_id = $1 AND installation_id = $2 FOR UPDATE",
+    )
+    .bind(user)
+    .bind(installation)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(id) = existing {
+        tx.commit().await?;
+        return Ok(id);
+    }
+    let id: i64 =
+        sqlx::query_scalar("SELECT nextval('git_connections_id_seq')").fetch_one(&mut *tx).await?;
+    let none = Grant { access: String::new(), refresh: None, expires_in: None };
+    sqlx::query(
+        "INSERT INTO git_connections (id, user_id, provider, base_url, account, account_id, tokens_sealed, installation_id)
+         VALUES ($1, $2, 'github', $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(&forges.github_web)
+    .bind(account)
+    .bind(format!("installation:{installation}"))
+    .bind(seal(forges, id, &none))
+    .bind(installation)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 /// Refreshes connection `id` under its row lock (unless another refresh got there first).
@@ -249,8 +324,11 @@ async fn refresh(
 /// Removes connection `id` (its apps keep their repository URL, without a connection) after
 /// revoking its grant where the provider can; whether it was revoked.
 pub async fn remove(pool: &PgPool, forges: &Forges, c: &Connection) -> Result<bool, ForgeError> {
-    let revoked = match (forges.get(c.provider), open(forges, c)) {
-        (Ok(forge), Ok(tokens)) => oauth::revoke(&forges.client, forge, &tokens.access).await?,
+    // An installation is uninstalled at GitHub (the App's settings there); it has no grant.
+    let revoked = match (c.installation_id, forges.get(c.provider), open(forges, c)) {
+        (None, Ok(forge), Ok(tokens)) => {
+            oauth::revoke(&forges.client, forge, &tokens.access).await?
+        }
         _ => false,
     };
     sqlx::query("DELETE FROM git_connections WHERE id = $1").bind(c.id).execute(pool).await?;

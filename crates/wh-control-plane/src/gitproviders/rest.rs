@@ -212,7 +212,8 @@ fn without_user(url: &str) -> String {
     }
 }
 
-fn repo_of(forge: &ForgeConfig, v: Value) -> Result<Repo, ForgeError> {
+/// A repository as the provider describes it, read and checked.
+pub fn repo_of(forge: &ForgeConfig, v: Value) -> Result<Repo, ForgeError> {
     let what = "a repository";
     let repo = match forge.provider {
         Provider::Github | Provider::Gitea | Provider::Forgejo => {

@@ -86,6 +86,54 @@ struct Inner {
     /// Lifetime of access tokens given out (GitHub's never expire).
     ttl: u64,
     https_port: Option<u16>,
+    /// The GitHub App made from a manifest, once one was posted.
+    app: Option<FakeApp>,
+    manifest_codes: HashMap<String, Value>,
+    /// Installations of the App: id and account.
+    installations: Vec<(i64, String)>,
+    /// Installation tokens minted: token → installation.
+    installation_tokens: HashMap<String, i64>,
+}
+
+/// The GitHub App the fake forge made from a manifest.
+#[derive(Debug, Clone)]
+pub struct FakeApp {
+    pub id: i64,
+    pub slug: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub webhook_secret: String,
+    pub manifest: Value,
+    pub private_pem: String,
+    public_pem: String,
+}
+
+pub const APP_ID: i64 = 77;
+pub const INSTALLATION: i64 = 5001;
+
+/// A 2048-bit RSA key pair from `openssl` (ring cannot make RSA keys): PKCS#1, as GitHub
+/// hands out, and its public half.
+fn rsa_pair() -> (String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let private = Command::new("openssl")
+        .args(["genrsa", "-traditional", "2048"])
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    assert!(private.status.success(), "openssl genrsa failed");
+    let mut public = Command::new("openssl")
+        .args(["rsa", "-pubout"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl runs");
+    public.stdin.take().expect("stdin").write_all(&private.stdout).expect("the key goes in");
+    let public = public.wait_with_output().expect("openssl answers");
+    assert!(public.status.success(), "openssl rsa -pubout failed");
+    let text = |b: Vec<u8>| String::from_utf8(b).expect("PEM is text");
+    (text(private.stdout), text(public.stdout))
 }
 
 /// The running forge.
@@ -162,6 +210,46 @@ impl FakeForge {
     /// Clones served: provider, repository, and the Basic user (None: anonymous).
     pub fn clones(&self) -> Vec<(Provider, String, Option<String>)> {
         self.lock().clones.clone()
+    }
+
+    /// The GitHub App, once made.
+    pub fn app(&self) -> Option<FakeApp> {
+        self.lock().app.clone()
+    }
+
+    /// Installation tokens minted so far.
+    pub fn installation_tokens(&self) -> usize {
+        self.lock().installation_tokens.len()
+    }
+
+    /// Delivers `event` with `body` (its `installation` and `repository` added) to the App's
+    /// webhook, signed with the App's secret; the answer's status and body.
+    pub async fn deliver_app(
+        &self,
+        event: &str,
+        delivery: &str,
+        repo: &str,
+        body: &Value,
+    ) -> (u16, String) {
+        let app = self.app().expect("the App exists");
+        let mut body = body.clone();
+        body["installation"] = json!({"id": INSTALLATION});
+        body["repository"] = json!({"full_name": repo});
+        let body = body.to_string();
+        let signature =
+            verify::sign(Provider::Github, app.webhook_secret.as_bytes(), body.as_bytes());
+        let signature = String::from_utf8(signature).expect("signatures are text");
+        let url = app.manifest["hook_attributes"]["url"].as_str().expect("a hook URL").to_owned();
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-github-event", event),
+            ("x-github-delivery", delivery),
+            ("x-hub-signature-256", signature.as_str()),
+        ];
+        let answer = wh_testkit::http::request("POST", &url, Some(body.into()), &[], &headers)
+            .await
+            .expect("the control plane answers");
+        (answer.status, answer.text())
     }
 
     /// Whether `token` is a live access token.
@@ -331,6 +419,39 @@ async fn handle(
         ("POST", "/login/oauth/access_token" | "/oauth/token" | "/site/oauth2/access_token") => {
             token(&forge, provider, &headers, &body)
         }
+        ("POST", "/settings/apps/new") if provider == Provider::Github => {
+            let manifest: Value = form(&body)
+                .get("manifest")
+                .and_then(|m| serde_json::from_str(m).ok())
+                .unwrap_or_default();
+            let redirect = manifest["redirect_url"].as_str().unwrap_or_default().to_owned();
+            let code = random();
+            forge.lock().manifest_codes.insert(code.clone(), manifest);
+            let state = query.get("state").cloned().unwrap_or_default();
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            q.append_pair("code", &code).append_pair("state", &state);
+            (StatusCode::FOUND, [("location", format!("{redirect}?{}", q.finish()))])
+                .into_response()
+        }
+        ("GET", p) if provider == Provider::Github && p.ends_with("/installations/new") => {
+            // The user installs the App on "tess-org" and authorizes it (request_oauth_on_install).
+            let mut inner = forge.lock();
+            let Some(app) = inner.app.clone() else { return answer(404, json!({})) };
+            if !inner.installations.iter().any(|(id, _)| *id == INSTALLATION) {
+                inner.installations.push((INSTALLATION, "tess-org".into()));
+            }
+            let code = random();
+            inner.codes.insert(code.clone(), provider);
+            let callback = app.manifest["callback_urls"][0].as_str().unwrap_or_default().to_owned();
+            let state = query.get("state").cloned().unwrap_or_default();
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            q.append_pair("code", &code)
+                .append_pair("installation_id", &INSTALLATION.to_string())
+                .append_pair("setup_action", "install")
+                .append_pair("state", &state);
+            (StatusCode::FOUND, [("location", format!("{callback}?{}", q.finish()))])
+                .into_response()
+        }
         ("POST", "/oauth/revoke") => {
             let f = form(&body);
             if f.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET) {
@@ -357,8 +478,13 @@ fn token(forge: &FakeForge, provider: Provider, headers: &HeaderMap, body: &[u8]
             basic_user(headers) == Some((CLIENT_ID.into(), CLIENT_SECRET.into()))
         }
         _ => {
-            f.get("client_id").map(String::as_str) == Some(CLIENT_ID)
-                && f.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
+            let app = forge.lock().app.clone();
+            let app_client = app.map(|a| (a.client_id, a.client_secret));
+            let given = (
+                f.get("client_id").cloned().unwrap_or_default(),
+                f.get("client_secret").cloned().unwrap_or_default(),
+            );
+            given == (CLIENT_ID.to_owned(), CLIENT_SECRET.to_owned()) || Some(given) == app_client
         }
     };
     if !client_ok {
@@ -464,6 +590,11 @@ fn api(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default()
         .to_owned();
+    if provider == Provider::Github {
+        if let Some(answered) = github_app_api(forge, method, path, &token, query) {
+            return answered;
+        }
+    }
     let mut inner = forge.lock();
     if inner.access.get(&token) != Some(&provider) {
         return answer(401, json!({"message": "Bad credentials"}));
@@ -617,6 +748,95 @@ fn api(
             }
         }
         _ => answer(404, json!({"message": "Not Found"})),
+    }
+}
+
+/// The GitHub App's own endpoints, when `path` is one.
+fn github_app_api(
+    forge: &FakeForge,
+    method: &Method,
+    path: &str,
+    token: &str,
+    query: &HashMap<String, String>,
+) -> Option<Response> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["app-manifests", code, "conversions"]) => {
+            let manifest = forge.lock().manifest_codes.remove(*code);
+            let Some(manifest) = manifest else {
+                return Some(answer(404, json!({"message": "Not Found"})));
+            };
+            let (private_pem, public_pem) = rsa_pair();
+            let app = FakeApp {
+                id: APP_ID,
+                slug: "wisehosting-test".into(),
+                client_id: "Iv1.fakeapp".into(),
+                client_secret: format!("app-secret-{}", random()),
+                webhook_secret: random(),
+                manifest,
+                private_pem,
+                public_pem,
+            };
+            let html = format!("http://{}/github/apps/{}", forge.addr, app.slug);
+            let body = json!({"id": app.id, "slug": app.slug, "html_url": html, "client_id": app.client_id,
+                              "client_secret": app.client_secret, "webhook_secret": app.webhook_secret, "pem": app.private_pem});
+            forge.lock().app = Some(app);
+            Some(answer(201, body))
+        }
+        ("POST", ["app", "installations", id, "access_tokens"]) => {
+            let app = forge.lock().app.clone()?;
+            let key = jsonwebtoken::DecodingKey::from_rsa_pem(app.public_pem.as_bytes()).ok()?;
+            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+            validation.set_issuer(&[APP_ID.to_string()]);
+            validation.set_required_spec_claims(&["exp", "iss", "iat"]);
+            if jsonwebtoken::decode::<Value>(token, &key, &validation).is_err() {
+                return Some(answer(
+                    401,
+                    json!({"message": "A JSON web token could not be decoded"}),
+                ));
+            }
+            let Ok(installation) = id.parse::<i64>() else { return Some(answer(404, json!({}))) };
+            let mut inner = forge.lock();
+            if !inner.installations.iter().any(|(i, _)| *i == installation) {
+                return Some(answer(404, json!({"message": "Not Found"})));
+            }
+            let minted = format!("ghs_{}", random());
+            inner.access.insert(minted.clone(), Provider::Github);
+            inner.installation_tokens.insert(minted.clone(), installation);
+            Some(answer(201, json!({"token": minted, "expires_at": "2099-01-01T00:00:00Z"})))
+        }
+        ("GET", ["user", "installations"]) => {
+            let inner = forge.lock();
+            if inner.access.get(token) != Some(&Provider::Github)
+                || inner.installation_tokens.contains_key(token)
+            {
+                return Some(answer(401, json!({"message": "Bad credentials"})));
+            }
+            let list: Vec<Value> = inner
+                .installations
+                .iter()
+                .map(|(id, login)| json!({"id": id, "account": {"login": login}}))
+                .collect();
+            Some(answer(200, json!({"total_count": list.len(), "installations": list})))
+        }
+        ("GET", ["installation", "repositories"]) => {
+            let inner = forge.lock();
+            if !inner.installation_tokens.contains_key(token) {
+                return Some(answer(401, json!({"message": "Bad credentials"})));
+            }
+            let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let per: usize = query.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+            let repos: Vec<Value> = inner
+                .repos
+                .iter()
+                .filter(|r| r.provider == Provider::Github)
+                .skip((page - 1) * per)
+                .take(per)
+                .map(|r| repo_json(Provider::Github, r, forge.addr, inner.https_port))
+                .collect();
+            Some(answer(200, json!({"total_count": repos.len(), "repositories": repos})))
+        }
+        _ => None,
     }
 }
 
