@@ -18,3 +18,6 @@ ALTER TABLE git_connections ADD COLUMN installation_id BIGINT;
 -- What an OAuth state is for: connecting by OAuth, creating the App, installing it.
 CREATE TYPE oauth_purpose AS ENUM ('connect', 'app_manifest', 'app_install');
 ALTER TABLE git_oauth_states ADD COLUMN purpose oauth_purpose NOT NULL DEFAULT 'connect';
+
+-- Pushes deploy unless the app turns it off (previews and deploys by hand still do).
+ALTER TABLE apps ADD COLUMN auto_deploy BOOLEAN NOT NULL DEFAULT true;

@@ -217,6 +217,14 @@ async fn provider_end_to_end(provider: Provider) {
         .unwrap();
     assert!(!reporting, "a final state is the last one reported");
 
+    // With auto-deploy off, a push deploys nothing.
+    let site_path = format!("/api/v1/apps/site-{p}");
+    let (_, off) = api(&env, "PATCH", &site_path, Some(json!({"auto_deploy": false}))).await;
+    assert_eq!(off["auto_deploy"], false, "{off}");
+    let answers = env.forge.deliver(provider, "tess/site", event, "d-2", &body).await;
+    assert!(answers[0].1.contains("auto-deploy is off"), "{:?}", answers);
+    api(&env, "PATCH", &site_path, Some(json!({"auto_deploy": true}))).await;
+
     // Pull requests into the app's branch get previews once the app asks for them.
     let site = format!("site-{p}");
     let preview = format!("pr-7-{site}");

@@ -31,6 +31,7 @@ export function Source(props: { slug: string }) {
     setForm(null);
   });
   const tags = useSubmit(async (on: boolean) => app.set(await api.updateApp(props.slug, { deploy_tags: on })));
+  const auto = useSubmit(async (on: boolean) => app.set(await api.updateApp(props.slug, { auto_deploy: on })));
   const previews = useSubmit(async (on: boolean) => app.set(await api.updateApp(props.slug, { previews: on })));
   const [previewEnv, setPreviewEnv] = useState<string | null>(null);
   const savePreviewEnv = useSubmit(async () => {
@@ -98,6 +99,12 @@ export function Source(props: { slug: string }) {
                 </button>
               </>
             )}
+            <p>
+              <label>
+                <input type="checkbox" checked={a.auto_deploy} disabled={auto.busy} onChange={(e) => void auto.run(e.currentTarget.checked)} /> Pushes to {a.branch} deploy (auto-deploy)
+              </label>
+            </p>
+            <FormError error={auto.error} />
             <p>
               <label>
                 <input type="checkbox" checked={a.deploy_tags} disabled={tags.busy} onChange={(e) => void tags.run(e.currentTarget.checked)} /> Pushed tags deploy too

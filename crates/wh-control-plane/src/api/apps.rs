@@ -80,6 +80,8 @@ pub struct App {
     pub port: i32,
     /// Whether the repository has credentials (sealed; never shown).
     pub repo_credentials: bool,
+    /// Whether pushes deploy (git webhooks); off, only deploys by hand (and previews) do.
+    pub auto_deploy: bool,
     /// Whether pushed tags deploy (git webhooks).
     pub deploy_tags: bool,
     /// The directory built; empty: the repository's root.
@@ -109,7 +111,7 @@ pub struct App {
     pub last_deployed_at: Option<String>,
 }
 
-const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port, (a.repo_auth_sealed IS NOT NULL) AS repo_credentials, a.deploy_tags, a.root_dir, a.watch_paths,
+const APP_COLUMNS: &str = "a.id, a.slug, a.repo_url, a.branch, p.name AS plan, a.port, (a.repo_auth_sealed IS NOT NULL) AS repo_credentials, a.auto_deploy, a.deploy_tags, a.root_dir, a.watch_paths,
     (SELECT c.provider::text || ':' || a.git_repo FROM git_connections c WHERE c.id = a.git_connection_id) AS repo,
     a.git_connection_id AS connection, a.previews, p.max_previews,
     ARRAY(SELECT k.key FROM preview_env_vars k WHERE k.app_id = a.id ORDER BY k.key) AS preview_env_keys,
@@ -299,6 +301,8 @@ pub struct AppPatch {
     repo_url: Option<String>,
     branch: Option<String>,
     port: Option<i32>,
+    /// Whether pushes deploy (a git webhook); off, only deploys by hand and previews do.
+    auto_deploy: Option<bool>,
     /// Whether pushed tags deploy (a git webhook); branches other than `branch` never do.
     deploy_tags: Option<bool>,
     /// The directory to build (relative, plain names); empty: the repository's root.
@@ -400,9 +404,10 @@ pub async fn update(
             .await?;
         }
     }
-    sqlx::query("UPDATE apps SET previews = coalesce($2, previews) WHERE id = $1")
+    sqlx::query("UPDATE apps SET previews = coalesce($2, previews), auto_deploy = coalesce($3, auto_deploy) WHERE id = $1")
         .bind(app.id)
         .bind(body.previews)
+        .bind(body.auto_deploy)
         .execute(&mut *tx)
         .await?;
     sqlx::query("UPDATE apps SET root_dir = coalesce($2, root_dir), watch_paths = coalesce($3, watch_paths) WHERE id = $1")
@@ -449,6 +454,7 @@ pub async fn update(
                 "root_dir": body.root_dir,
                 "watch_paths": body.watch_paths,
                 "previews": body.previews,
+                "auto_deploy": body.auto_deploy,
                 "preview_env": body.preview_env.as_ref().map(|v| v.keys().collect::<Vec<_>>()),
             }),
         )

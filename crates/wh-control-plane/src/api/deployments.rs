@@ -71,6 +71,7 @@ pub struct DeployTarget {
     pub branch: String,
     pub port: i32,
     pub deploy_tags: bool,
+    pub auto_deploy: bool,
     pub root_dir: String,
     pub watch_paths: Vec<String>,
     limits: wh_wsproto::job::Limits,
@@ -84,6 +85,7 @@ struct TargetRow {
     branch: String,
     port: i32,
     deploy_tags: bool,
+    auto_deploy: bool,
     root_dir: String,
     watch_paths: Vec<String>,
     memory_mb: i32,
@@ -91,7 +93,7 @@ struct TargetRow {
     disk_mb: i32,
 }
 
-const TARGET: &str = "SELECT a.id, a.slug, a.repo_url, a.branch, a.port, a.deploy_tags, a.root_dir, a.watch_paths, p.memory_mb, p.cpu_millis, p.disk_mb
+const TARGET: &str = "SELECT a.id, a.slug, a.repo_url, a.branch, a.port, a.deploy_tags, a.auto_deploy, a.root_dir, a.watch_paths, p.memory_mb, p.cpu_millis, p.disk_mb
     FROM apps a JOIN plans p ON p.id = a.plan_id";
 
 impl DeployTarget {
@@ -103,6 +105,7 @@ impl DeployTarget {
             branch: r.branch,
             port: r.port,
             deploy_tags: r.deploy_tags,
+            auto_deploy: r.auto_deploy,
             root_dir: r.root_dir,
             watch_paths: r.watch_paths,
             limits: wh_wsproto::job::Limits {

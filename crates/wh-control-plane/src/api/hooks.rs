@@ -259,6 +259,9 @@ async fn act(
     if target.repo_url.is_empty() {
         return ignored(tx, "the app has no repository (it deploys uploads)".into()).await;
     }
+    if !target.auto_deploy {
+        return ignored(tx, "auto-deploy is off for this app".into()).await;
+    }
     let wanted: Vec<_> = pushes
         .into_iter()
         .filter(|p| match p.kind {

@@ -684,6 +684,23 @@ mod tests {
             for p in Provider::ALL {
                 let _ = parse(p, &event, &body);
                 let _ = parse(p, "push", &body);
+                let _ = parse(p, "pull_request", &body);
+            }
+        }
+
+        /// A pull request of any number, branches and commit: read only when all are valid.
+        #[test]
+        fn pull_requests_are_read_only_when_valid(number in any::<i64>(), head in ".{0,20}", sha in "[0-9a-fg]{0,70}") {
+            let body = serde_json::json!({"action": "opened", "number": number, "pull_request": {
+                "head": {"ref": head, "sha": sha}, "base": {"ref": "main", "sha": sha}}});
+            match parse(Provider::Github, "pull_request", body.to_string().as_bytes()) {
+                Ok(Delivery::PullRequest(pr)) => {
+                    prop_assert!(pr.number > 0 && i64::from(pr.number) == number);
+                    prop_assert!(crate::repos::valid_ref_name(&pr.head_branch));
+                    prop_assert!((7..=64).contains(&pr.commit.len()) && pr.commit.bytes().all(|b| b.is_ascii_hexdigit()));
+                }
+                Ok(other) => prop_assert!(false, "{other:?}"),
+                Err(_) => {}
             }
         }
     }
