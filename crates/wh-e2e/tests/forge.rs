@@ -6,7 +6,6 @@
 //! its own name, and gone once the request is merged. Real Postgres, git, Podman, sockets.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -25,18 +24,9 @@ fn commit(repo: &std::path::Path, page: &str) -> String {
 /// A TLS front for the forge on 127.0.0.1 (its certificate written to `ca`): git clones over
 /// https only.
 async fn tls_front(forge: &FakeForge, ca: &std::path::Path) -> u16 {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-    std::fs::write(ca, cert.cert.pem()).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.cert.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let (server, pem) = wh_testkit::tls::self_signed(&["127.0.0.1"]);
+    std::fs::write(ca, pem).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server);
     let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = front.local_addr().unwrap().port();
     let upstream = forge.addr;

@@ -9,6 +9,7 @@
 //!   without any registry, and containers/images that are labelled and removed afterwards.
 //! - [`pebble`]: Let's Encrypt's ACME test server and its mock DNS on free ports.
 //! - [`http`]: a minimal HTTP(S) client for tests (plain TCP or rustls with explicit roots).
+//! - [`tls`]: a self-signed TLS server identity.
 //! - [`reaper`]: cleanup that runs after the test process exits, however it exits.
 //! - [`net`]: free loopback ports and waiting for a port to accept.
 //! - [`procs`]: host processes by exact command line.
@@ -24,6 +25,7 @@ pub mod podman;
 pub mod postgres;
 pub mod procs;
 pub mod reaper;
+pub mod tls;
 pub mod wait;
 
 mod error;

@@ -55,18 +55,9 @@ async fn hosts_on_loopback_private_or_mesh_addresses_are_refused_before_connecti
 /// A TLS listener for `localhost` (its certificate written to `ca`) that keeps the first
 /// request head it reads and answers 401.
 async fn tls_recorder(ca: &std::path::Path) -> (u16, tokio::sync::oneshot::Receiver<String>) {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    std::fs::write(ca, cert.cert.pem()).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.cert.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let (server, pem) = wh_testkit::tls::self_signed(&["localhost"]);
+    std::fs::write(ca, pem).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = tokio::sync::oneshot::channel();

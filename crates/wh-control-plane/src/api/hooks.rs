@@ -166,17 +166,26 @@ pub async fn deliver(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let Some(provider) = Provider::parse(&provider) else { return Err(ApiError::NotFound) };
-    let count = |outcome: &'static str| state.metrics.git_hook(provider.as_str(), outcome);
     let outcome = receive(&state, ip, provider, &hook_id, &headers, body).await;
-    match &outcome {
-        Ok((_, o)) => count(o.status),
-        Err(ApiError::NotFound) => count("unknown_hook"),
-        Err(ApiError::TooLarge(_)) => count("too_large"),
-        Err(ApiError::Unauthorized(_)) => count("bad_signature"),
-        Err(ApiError::Conflict { .. }) => count("replayed"),
-        Err(ApiError::BadRequest(_)) => count("bad_payload"),
-        Err(_) => count("error"),
-    }
+    answer(&state, provider, outcome)
+}
+
+/// Counts a delivery's outcome (`wh_cp_git_hook_deliveries{provider,outcome}`) and answers it.
+fn answer(
+    state: &AppState,
+    provider: Provider,
+    outcome: Result<(StatusCode, DeliveryOutcome), ApiError>,
+) -> Result<Response, ApiError> {
+    let counted = match &outcome {
+        Ok((_, o)) => o.status,
+        Err(ApiError::NotFound) => "unknown_hook",
+        Err(ApiError::TooLarge(_)) => "too_large",
+        Err(ApiError::Unauthorized(_)) => "bad_signature",
+        Err(ApiError::Conflict { .. }) => "replayed",
+        Err(ApiError::BadRequest(_)) => "bad_payload",
+        Err(_) => "error",
+    };
+    state.metrics.git_hook(provider.as_str(), counted);
     let (status, o) = outcome?;
     Ok((status, Json(o)).into_response())
 }
@@ -329,19 +338,8 @@ pub async fn deliver_app(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let count = |outcome: &'static str| state.metrics.git_hook("github", outcome);
     let outcome = receive_app(&state, ip, &headers, body).await;
-    match &outcome {
-        Ok((_, o)) => count(o.status),
-        Err(ApiError::NotFound) => count("unknown_hook"),
-        Err(ApiError::TooLarge(_)) => count("too_large"),
-        Err(ApiError::Unauthorized(_)) => count("bad_signature"),
-        Err(ApiError::Conflict { .. }) => count("replayed"),
-        Err(ApiError::BadRequest(_)) => count("bad_payload"),
-        Err(_) => count("error"),
-    }
-    let (status, o) = outcome?;
-    Ok((status, Json(o)).into_response())
+    answer(&state, Provider::Github, outcome)
 }
 
 async fn receive_app(

@@ -106,8 +106,10 @@ fn refused(why: String) -> ForgeError {
     ForgeError::Refused { provider: PROVIDER, why }
 }
 
-async fn post_json(
+/// One call to GitHub's API (`authorization` a full header value); the answer's JSON when 2xx.
+async fn call(
     client: &Client,
+    method: http::Method,
     url: &str,
     authorization: Option<&str>,
     what: &'static str,
@@ -118,35 +120,7 @@ async fn post_json(
         headers.push(("authorization", a));
     }
     let answer = client
-        .send(http::Method::POST, url, &headers, Bytes::new())
-        .await
-        .map_err(|source| ForgeError::Call { provider: PROVIDER, source })?;
-    if !answer.is_success() {
-        return Err(ForgeError::Status {
-            provider: PROVIDER,
-            what,
-            status: answer.status,
-            detail: super::rest::bounded(&String::from_utf8_lossy(&answer.body)),
-        });
-    }
-    serde_json::from_slice(&answer.body).map_err(|e| ForgeError::Answer {
-        provider: PROVIDER,
-        what,
-        why: e.to_string(),
-    })
-}
-
-async fn get_json(
-    client: &Client,
-    url: &str,
-    token: &str,
-    what: &'static str,
-) -> Result<serde_json::Value, ForgeError> {
-    let authorization = format!("Bearer {token}");
-    let headers =
-        [("accept", "application/vnd.github+json"), ("authorization", authorization.as_str())];
-    let answer = client
-        .send(http::Method::GET, url, &headers, Bytes::new())
+        .send(method, url, &headers, Bytes::new())
         .await
         .map_err(|source| ForgeError::Call { provider: PROVIDER, source })?;
     if !answer.is_success() {
@@ -174,7 +148,7 @@ pub async fn convert(pool: &PgPool, forges: &Forges, code: &str) -> Result<Strin
         return Err(refused("the manifest code is malformed".into()));
     }
     let url = format!("{}/app-manifests/{code}/conversions", forges.github_api);
-    let v = post_json(&forges.client, &url, None, "the App's conversion").await?;
+    let v = call(&forges.client, http::Method::POST, &url, None, "the App's conversion").await?;
     let c: Conversion = serde_json::from_value(v).map_err(|e| ForgeError::Answer {
         provider: PROVIDER,
         what: "the App's conversion",
@@ -273,7 +247,8 @@ pub async fn installation_token(
 ) -> Result<String, ForgeError> {
     let authorization = format!("Bearer {}", jwt(app)?);
     let url = format!("{}/app/installations/{installation}/access_tokens", forges.github_api);
-    let v = post_json(&forges.client, &url, Some(&authorization), "an installation token").await?;
+    let what = "an installation token";
+    let v = call(&forges.client, http::Method::POST, &url, Some(&authorization), what).await?;
     v["token"].as_str().filter(|t| !t.is_empty()).map(str::to_owned).ok_or(ForgeError::Answer {
         provider: PROVIDER,
         what: "an installation token",
@@ -313,7 +288,9 @@ pub async fn user_installations(
         installations: Vec<Installation>,
     }
     let url = format!("{}/user/installations?per_page=100", forges.github_api);
-    let v = get_json(&forges.client, &url, token, "the user's installations").await?;
+    let bearer = format!("Bearer {token}");
+    let what = "the user's installations";
+    let v = call(&forges.client, http::Method::GET, &url, Some(&bearer), what).await?;
     let page: Page = serde_json::from_value(v).map_err(|e| ForgeError::Answer {
         provider: PROVIDER,
         what: "the user's installations",
@@ -343,7 +320,9 @@ pub async fn repositories(
         forges.github_api,
         page.max(1)
     );
-    let v = get_json(&forges.client, &url, token, "the installation's repositories").await?;
+    let bearer = format!("Bearer {token}");
+    let what = "the installation's repositories";
+    let v = call(&forges.client, http::Method::GET, &url, Some(&bearer), what).await?;
     let p: Page = serde_json::from_value(v).map_err(|e| ForgeError::Answer {
         provider: PROVIDER,
         what: "the installation's repositories",
