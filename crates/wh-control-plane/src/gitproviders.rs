@@ -184,21 +184,21 @@ pub fn spawn_every(
 
 /// `user:token` to clone the repository of `deployment`'s app with, when the app was made from
 /// a connected provider's repository: the connection's access token (refreshed first if it is
-/// about to expire). It goes only into the deploy job's assignment.
+/// about to expire; through the GitHub App, a token that reads that one repository only). It
+/// goes only into the deploy job's assignment.
 pub async fn clone_credentials(
     pool: &sqlx::PgPool,
     forges: &Forges,
     deployment: i64,
 ) -> Result<Option<String>, ForgeError> {
-    let connection: Option<i64> = sqlx::query_scalar(
-        "SELECT a.git_connection_id FROM deployments d JOIN apps a ON a.id = d.app_id WHERE d.id = $1",
+    let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT a.git_connection_id, a.git_repo FROM deployments d JOIN apps a ON a.id = d.app_id WHERE d.id = $1",
     )
     .bind(deployment)
     .fetch_optional(pool)
-    .await?
-    .flatten();
-    let Some(connection) = connection else { return Ok(None) };
-    let (c, token) = connections::access_token(pool, forges, connection).await?;
+    .await?;
+    let Some((Some(connection), repo)) = row else { return Ok(None) };
+    let (c, token) = connections::token_for(pool, forges, connection, repo.as_deref()).await?;
     Ok(Some(format!("{}:{token}", rest::clone_user(c.provider))))
 }
 

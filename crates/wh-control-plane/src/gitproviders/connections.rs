@@ -227,6 +227,17 @@ pub async fn access_token(
     forges: &Forges,
     id: i64,
 ) -> Result<(Connection, String), ForgeError> {
+    token_for(pool, forges, id, None).await
+}
+
+/// [`access_token`], narrowed to reading repository `only` where the provider can (a GitHub
+/// App installation); an OAuth token carries the scopes the user granted.
+pub async fn token_for(
+    pool: &PgPool,
+    forges: &Forges,
+    id: i64,
+    only: Option<&str>,
+) -> Result<(Connection, String), ForgeError> {
     let c: Connection = sqlx::query_as(&format!("SELECT {ROW} FROM git_connections WHERE id = $1"))
         .bind(id)
         .fetch_one(pool)
@@ -235,7 +246,7 @@ pub async fn access_token(
         let app = super::github_app::load(pool, forges)
             .await?
             .ok_or(ForgeError::NotConfigured(Provider::Github))?;
-        let token = super::github_app::installation_token(forges, &app, installation).await?;
+        let token = super::github_app::installation_token(forges, &app, installation, only).await?;
         return Ok((c, token));
     }
     if !c.due {

@@ -112,6 +112,7 @@ async fn call(
     method: http::Method,
     url: &str,
     authorization: Option<&str>,
+    body: String,
     what: &'static str,
 ) -> Result<serde_json::Value, ForgeError> {
     let mut headers =
@@ -119,8 +120,11 @@ async fn call(
     if let Some(a) = authorization {
         headers.push(("authorization", a));
     }
+    if !body.is_empty() {
+        headers.push(("content-type", "application/json"));
+    }
     let answer = client
-        .send(method, url, &headers, Bytes::new())
+        .send(method, url, &headers, Bytes::from(body))
         .await
         .map_err(|source| ForgeError::Call { provider: PROVIDER, source })?;
     if !answer.is_success() {
@@ -148,7 +152,8 @@ pub async fn convert(pool: &PgPool, forges: &Forges, code: &str) -> Result<Strin
         return Err(refused("the manifest code is malformed".into()));
     }
     let url = format!("{}/app-manifests/{code}/conversions", forges.github_api);
-    let v = call(&forges.client, http::Method::POST, &url, None, "the App's conversion").await?;
+    let what = "the App's conversion";
+    let v = call(&forges.client, http::Method::POST, &url, None, String::new(), what).await?;
     let c: Conversion = serde_json::from_value(v).map_err(|e| ForgeError::Answer {
         provider: PROVIDER,
         what: "the App's conversion",
@@ -239,16 +244,26 @@ pub fn jwt(app: &GithubApp) -> Result<String, ForgeError> {
         .map_err(|_| ForgeError::Sealed(crate::secrets::SecretError::Format))
 }
 
-/// A fresh token of `installation` (GitHub's lasts an hour); never stored.
+/// A fresh token of `installation` (GitHub's lasts an hour); never stored. With `only`, it
+/// may read that one repository's contents and nothing else (what a clone needs: a worker that
+/// holds it reaches no other repository of the installation).
 pub async fn installation_token(
     forges: &Forges,
     app: &GithubApp,
     installation: i64,
+    only: Option<&str>,
 ) -> Result<String, ForgeError> {
     let authorization = format!("Bearer {}", jwt(app)?);
     let url = format!("{}/app/installations/{installation}/access_tokens", forges.github_api);
     let what = "an installation token";
-    let v = call(&forges.client, http::Method::POST, &url, Some(&authorization), what).await?;
+    let body = match only.and_then(|full| full.split_once('/')) {
+        Some((_, name)) => {
+            json!({"repositories": [name], "permissions": {"contents": "read"}}).to_string()
+        }
+        None => String::new(),
+    };
+    let v =
+        call(&forges.client, http::Method::POST, &url, Some(&authorization), body, what).await?;
     v["token"].as_str().filter(|t| !t.is_empty()).map(str::to_owned).ok_or(ForgeError::Answer {
         provider: PROVIDER,
         what: "an installation token",
@@ -290,7 +305,8 @@ pub async fn user_installations(
     let url = format!("{}/user/installations?per_page=100", forges.github_api);
     let bearer = format!("Bearer {token}");
     let what = "the user's installations";
-    let v = call(&forges.client, http::Method::GET, &url, Some(&bearer), what).await?;
+    let v =
+        call(&forges.client, http::Method::GET, &url, Some(&bearer), String::new(), what).await?;
     let page: Page = serde_json::from_value(v).map_err(|e| ForgeError::Answer {
         provider: PROVIDER,
         what: "the user's installations",
@@ -322,7 +338,8 @@ pub async fn repositories(
     );
     let bearer = format!("Bearer {token}");
     let what = "the installation's repositories";
-    let v = call(&forges.client, http::Method::GET, &url, Some(&bearer), what).await?;
+    let v =
+        call(&forges.client, http::Method::GET, &url, Some(&bearer), String::new(), what).await?;
     let p: Page = serde_json::from_value(v).map_err(|e| ForgeError::Answer {
         provider: PROVIDER,
         what: "the installation's repositories",

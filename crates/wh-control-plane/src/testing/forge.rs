@@ -93,6 +93,8 @@ struct Inner {
     installations: Vec<(i64, String)>,
     /// Installation tokens minted: token → installation.
     installation_tokens: HashMap<String, i64>,
+    /// The bodies installation tokens were asked for with (their restrictions).
+    token_requests: Vec<Value>,
 }
 
 /// The GitHub App the fake forge made from a manifest.
@@ -220,6 +222,11 @@ impl FakeForge {
     /// Installation tokens minted so far.
     pub fn installation_tokens(&self) -> usize {
         self.lock().installation_tokens.len()
+    }
+
+    /// What each installation token was asked for with (`{}` for none).
+    pub fn installation_token_requests(&self) -> Vec<Value> {
+        self.lock().token_requests.clone()
     }
 
     /// Delivers `event` with `body` (its `installation` and `repository` added) to the App's
@@ -591,7 +598,7 @@ fn api(
         .unwrap_or_default()
         .to_owned();
     if provider == Provider::Github {
-        if let Some(answered) = github_app_api(forge, method, path, &token, query) {
+        if let Some(answered) = github_app_api(forge, method, path, &token, query, body) {
             return answered;
         }
     }
@@ -758,6 +765,7 @@ fn github_app_api(
     path: &str,
     token: &str,
     query: &HashMap<String, String>,
+    body: &[u8],
 ) -> Option<Response> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.as_str(), segments.as_slice()) {
@@ -800,6 +808,7 @@ fn github_app_api(
             if !inner.installations.iter().any(|(i, _)| *i == installation) {
                 return Some(answer(404, json!({"message": "Not Found"})));
             }
+            inner.token_requests.push(serde_json::from_slice(body).unwrap_or(json!({})));
             let minted = format!("ghs_{}", random());
             inner.access.insert(minted.clone(), Provider::Github);
             inner.installation_tokens.insert(minted.clone(), installation);
