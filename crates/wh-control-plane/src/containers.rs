@@ -149,6 +149,15 @@ pub async fn event(pool: &PgPool, worker: Uuid, e: &ContainerEvent) -> Result<bo
     .bind(Kind(JobKind::Deploy))
     .execute(pool)
     .await?;
+    if done.rows_affected() == 1 && e.event == ContainerEventKind::Restarted {
+        // When each restart happened, for the crashloop alert.
+        sqlx::query(
+            "INSERT INTO container_restarts (app_id) SELECT app_id FROM deployments WHERE id = $1",
+        )
+        .bind(e.deployment_id)
+        .execute(pool)
+        .await?;
+    }
     Ok(done.rows_affected() == 1)
 }
 

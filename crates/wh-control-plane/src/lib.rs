@@ -1,6 +1,7 @@
 //! WiseHosting's control plane, as a library so `main`, `wh dev` and the tests run the same code.
 //!
 //! # Layout
+//! - [`alerts`]: per-app alert rules evaluated every 30 s; alerts and their outbox events.
 //! - [`config`]: settings from flags and environment; secrets wrapped so they never print.
 //! - [`containers`]: what workers run (inventory, events, stats); adoption after reconnects.
 //! - [`database`]: the pool and migrations (applied on every start).
@@ -35,6 +36,7 @@
 //! Later subsystems (scheduler, alerts, usage, webhooks, dashboard) are wired in when they exist;
 //! nothing here fakes them.
 
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -75,6 +75,10 @@ pub async fn start(
         ..scheduler::SchedulerSettings::default()
     };
     tokio::spawn(scheduler::run(pool.clone(), hub.clone(), scheduling, queues, stop.clone()));
+    tokio::spawn(wh_cmd::supervise("alerts", stop.clone(), {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        move || crate::alerts::run(pool.clone(), crate::alerts::EVERY, stop.clone())
+    }));
     let mut routing =
         Routing::follow(&pool, Some(config.proxy_token.clone()), &config.route_domain);
     routing.tls = config.route_tls;
