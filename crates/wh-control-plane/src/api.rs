@@ -2,6 +2,7 @@
 //! `/v1/traefik`; errors are one [`ApiError`].
 
 pub mod admin;
+pub mod alerts;
 pub mod apps;
 pub mod auth;
 pub mod deployments;
@@ -142,6 +143,11 @@ fn public_routes(state: &AppState) -> Router<AppState> {
             // The handler reads at most hooks::MAX_BODY itself.
             post(hooks::deliver).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route("/api/v1/alerts", get(alerts::open))
+        .route("/api/v1/apps/{slug}/alerts", get(alerts::history))
+        .route("/api/v1/apps/{slug}/alerts/rules", get(alerts::rules))
+        .route("/api/v1/apps/{slug}/alerts/rules/{kind}", put(alerts::set_rule))
+        .route("/api/v1/apps/{slug}/alerts/rules/{kind}/mute", post(alerts::mute))
         .route("/api/v1/git/providers", get(git::providers))
         .route("/api/v1/git/github-app", get(github_app::info))
         .route("/api/v1/git/github-app/new", get(github_app::new_page))

@@ -217,3 +217,75 @@ async fn a_failed_deployment_fires_and_the_next_live_one_resolves_it() {
     timeline(&env, 31, 100, |_| 20.0).await;
     assert_eq!(events(&env, "deployment_failed").await, ["alert.fired", "alert.resolved"]);
 }
+
+#[tokio::test]
+async fn rules_change_within_bounds_and_a_muted_rule_records_without_sending() {
+    use tower::ServiceExt;
+    let env = env().await;
+    let cp = wh_control_plane::testing::TestControlPlane::start(
+        &env.db.pool,
+        wh_control_plane::testing::Options::bare(),
+    )
+    .await;
+    let (_, bearer) = fixtures::user_with_token(&env.db.pool, "other@example.test").await;
+    sqlx::query(
+        "UPDATE apps SET owner_id = (SELECT id FROM users WHERE email = 'other@example.test')",
+    )
+    .execute(&env.db.pool)
+    .await
+    .unwrap();
+    let call = |method: &str, uri: &str, body: serde_json::Value| {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", &bearer)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let router = cp.router();
+        async move {
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let bytes =
+                http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default())
+        }
+    };
+    let rules = "/api/v1/apps/watched/alerts/rules";
+    for (body, field) in [
+        (serde_json::json!({"for_secs": 45}), "for_secs"),
+        (serde_json::json!({"threshold": 150}), "threshold"),
+        (serde_json::json!({"keep_firing_secs": -1}), "keep_firing_secs"),
+    ] {
+        let (status, e) = call("PUT", &format!("{rules}/cpu"), body).await;
+        assert_eq!((status, e["error"]["field"].as_str()), (422, Some(field)), "{e}");
+    }
+    let (status, _) = call("PUT", &format!("{rules}/sunspots"), serde_json::json!({})).await;
+    assert_eq!(status, 404);
+    let (status, rule) =
+        call("PUT", &format!("{rules}/cpu"), serde_json::json!({"threshold": 60, "for_secs": 60}))
+            .await;
+    assert_eq!(
+        (status, rule["threshold"].as_f64(), rule["for_secs"].as_i64()),
+        (200, Some(60.0), Some(60)),
+        "{rule}"
+    );
+    // Muted, the rule still fires and records the alert, and puts nothing in the outbox.
+    let (status, rule) =
+        call("POST", &format!("{rules}/cpu/mute"), serde_json::json!({"minutes": 60})).await;
+    assert!(status == 200 && rule["muted_until"].is_string(), "{rule}");
+    let now = wh_control_plane::now_ms() as f64 / 1000.0;
+    for t in (0..=90).step_by(30) {
+        sample(&env, now + f64::from(t), 49.0).await;
+        evaluate(&env.db.pool, now + f64::from(t)).await.unwrap();
+    }
+    let (_, history) = call("GET", "/api/v1/apps/watched/alerts", serde_json::json!(null)).await;
+    assert_eq!(
+        (history[0]["kind"].as_str(), history[0]["held_back"].as_bool()),
+        (Some("cpu"), Some(true)),
+        "{history}"
+    );
+    assert!(events(&env, "cpu").await.is_empty(), "a muted rule sends nothing");
+    let (_, open) = call("GET", "/api/v1/alerts", serde_json::json!(null)).await;
+    assert_eq!(open.as_array().map(Vec::len), Some(1), "{open}");
+}

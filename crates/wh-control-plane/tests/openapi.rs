@@ -302,6 +302,30 @@ async fn every_operation_answers_what_the_document_says() {
     )
     .await;
 
+    // Alert rules: listed, one changed and muted; the history and what fires now.
+    let rules = "/api/v1/apps/tour-app/alerts/rules";
+    let listed = tour.call("get", "/api/v1/apps/{slug}/alerts/rules", rules, None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(7), "{listed}");
+    let cpu = format!("{rules}/cpu");
+    let changed = tour
+        .call(
+            "put",
+            "/api/v1/apps/{slug}/alerts/rules/{kind}",
+            &cpu,
+            Some(serde_json::json!({"threshold": 70, "for_secs": 120})),
+        )
+        .await;
+    assert_eq!(changed["threshold"], 70.0);
+    tour.call(
+        "post",
+        "/api/v1/apps/{slug}/alerts/rules/{kind}/mute",
+        &format!("{cpu}/mute"),
+        Some(serde_json::json!({"minutes": 30})),
+    )
+    .await;
+    tour.call("get", "/api/v1/apps/{slug}/alerts", "/api/v1/apps/tour-app/alerts", None).await;
+    tour.call("get", "/api/v1/alerts", "/api/v1/alerts", None).await;
+
     // A git provider: offered, connected (the fake forge approves at once), its repositories
     // listed, disconnected.
     tour.call("get", "/api/v1/git/providers", "/api/v1/git/providers", None).await;

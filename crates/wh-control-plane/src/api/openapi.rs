@@ -8,7 +8,7 @@
 use axum::Json;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-use super::{admin, apps, auth as api_auth, deployments, domains, git, github_app, hooks};
+use super::{admin, alerts, apps, auth as api_auth, deployments, domains, git, github_app, hooks};
 use crate::{auth, containers};
 
 /// What an operation takes or answers.
@@ -143,6 +143,13 @@ pub const OPERATIONS: &[Operation] = &[
         .takes(Body::Json(json::<domains::NewDomain>)),
     op("delete", "/api/v1/apps/{slug}/domains/{hostname}", "Remove a custom domain", 204, Body::None),
     op("post", "/api/v1/apps/{slug}/domains/{hostname}/verify", "Check the TXT record now", 200, Body::Json(json::<domains::Verification>)),
+    op("get", "/api/v1/alerts", "The alerts firing now across your apps", 200, Body::Json(json::<Vec<alerts::AlertView>>)),
+    op("get", "/api/v1/apps/{slug}/alerts", "The app's alerts, newest first (200 at most): value, start, end, duration", 200, Body::Json(json::<Vec<alerts::AlertView>>)),
+    op("get", "/api/v1/apps/{slug}/alerts/rules", "The app's alert rules with their state", 200, Body::Json(json::<Vec<alerts::RuleView>>)),
+    op("put", "/api/v1/apps/{slug}/alerts/rules/{kind}", "Change a rule: threshold, for, keep firing for, reminders, on or off", 200, Body::Json(json::<alerts::RuleView>))
+        .takes(Body::Json(json::<alerts::RulePatch>)),
+    op("post", "/api/v1/apps/{slug}/alerts/rules/{kind}/mute", "Mute a rule for some minutes (0 unmutes): it still records alerts, and sends nothing", 200, Body::Json(json::<alerts::RuleView>))
+        .takes(Body::Json(json::<alerts::Mute>)),
     op("get", "/api/v1/git/providers", "The git providers this control plane can connect", 200, Body::Json(json::<Vec<git::ProviderInfo>>)),
     op("post", "/api/v1/git/{provider}/connect", "Start connecting a provider by OAuth: the address to authorize at (within 10 minutes)", 201, Body::Json(json::<git::Authorize>)),
     op("get", "/api/v1/git/{provider}/callback", "Where the provider sends the user back; redirects (303) to the dashboard's git settings, which say how it went", 303, Body::None)
