@@ -521,6 +521,106 @@ pub async fn git_disconnect(api: &Api, connection: i64) -> Result<(), CliError> 
     Ok(())
 }
 
+/// A JSON number as people write it (70, not 70.0).
+fn num(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        Some(f) => format!("{f:.2}"),
+        None => v.to_string(),
+    }
+}
+
+fn duration(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn print_alerts(list: &Value) {
+    for a in list.as_array().cloned().unwrap_or_default() {
+        let state = if a["resolved_at"].is_null() { "FIRING" } else { "resolved" };
+        println!(
+            "{:<8} {:<20} {:<18} value {:<10} threshold {:<10} since {} for {}{}",
+            state,
+            a["app"].as_str().unwrap_or_default(),
+            a["kind"].as_str().unwrap_or_default(),
+            num(&a["value"]),
+            num(&a["threshold"]),
+            a["started_at"].as_str().unwrap_or_default(),
+            duration(a["duration_secs"].as_f64().unwrap_or_default()),
+            if a["held_back"] == true { " (held back)" } else { "" }
+        );
+    }
+}
+
+/// `wh alerts list`: what fires now.
+pub async fn alerts_open(api: &Api) -> Result<(), CliError> {
+    let list = api.json("GET", "/api/v1/alerts", None).await?;
+    if list.as_array().is_none_or(|a| a.is_empty()) {
+        println!("nothing fires");
+    }
+    print_alerts(&list);
+    Ok(())
+}
+
+/// `wh alerts list --app`.
+pub async fn alerts_history(api: &Api, app: &str) -> Result<(), CliError> {
+    let list = api.json("GET", &format!("/api/v1/apps/{app}/alerts"), None).await?;
+    if list.as_array().is_none_or(|a| a.is_empty()) {
+        println!("{app} has had no alerts");
+    }
+    print_alerts(&list);
+    Ok(())
+}
+
+/// `wh alerts rules`.
+pub async fn alerts_rules(api: &Api, app: &str) -> Result<(), CliError> {
+    let rules = api.json("GET", &format!("/api/v1/apps/{app}/alerts/rules"), None).await?;
+    for r in rules.as_array().cloned().unwrap_or_default() {
+        println!(
+            "{:<18} {:<9} threshold {:<10} for {:<6} keep firing {:<6} {}{}",
+            r["kind"].as_str().unwrap_or_default(),
+            r["state"].as_str().unwrap_or_default(),
+            num(&r["threshold"]),
+            format!("{}s", r["for_secs"]),
+            format!("{}s", r["keep_firing_secs"]),
+            if r["enabled"] == true { "on" } else { "off" },
+            r["muted_until"].as_str().map(|m| format!(", muted until {m}")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `wh alerts set`.
+pub async fn alerts_set(api: &Api, app: &str, kind: &str, patch: &Value) -> Result<(), CliError> {
+    let r =
+        api.json("PUT", &format!("/api/v1/apps/{app}/alerts/rules/{kind}"), Some(patch)).await?;
+    println!(
+        "{app} {kind}: threshold {}, for {}s, keep firing {}s, {}",
+        num(&r["threshold"]),
+        r["for_secs"],
+        r["keep_firing_secs"],
+        if r["enabled"] == true { "on" } else { "off" }
+    );
+    Ok(())
+}
+
+/// `wh alerts mute`.
+pub async fn alerts_mute(api: &Api, app: &str, kind: &str, minutes: u32) -> Result<(), CliError> {
+    let body = json!({ "minutes": minutes });
+    let r = api
+        .json("POST", &format!("/api/v1/apps/{app}/alerts/rules/{kind}/mute"), Some(&body))
+        .await?;
+    match r["muted_until"].as_str() {
+        Some(until) => println!("{app} {kind}: muted until {until}"),
+        None => println!("{app} {kind}: not muted"),
+    }
+    Ok(())
+}
+
 /// `text` percent-encoded for a query string.
 fn url_encode(text: &str) -> String {
     text.bytes()

@@ -70,6 +70,9 @@ enum Command {
     /// Git providers connected to your account (GitHub, GitLab, Bitbucket, Gitea, Forgejo).
     #[command(subcommand)]
     Git(GitCommand),
+    /// Alerts: what fires, an app's history, its rules.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// Show an app's runtime logs.
     Logs {
         #[arg(long, short)]
@@ -152,6 +155,51 @@ enum HooksCommand {
         id: String,
         #[arg(long, short)]
         app: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// What fires now across your apps, or (with --app) the app's alerts.
+    List {
+        #[arg(long, short)]
+        app: Option<String>,
+    },
+    /// The app's rules and their state.
+    Rules {
+        #[arg(long, short)]
+        app: Option<String>,
+    },
+    /// Change a rule (cpu, memory, network, disk, offline, crashloop, deployment_failed).
+    Set {
+        kind: String,
+        #[arg(long, short)]
+        app: Option<String>,
+        /// % of the plan's limit (cpu, memory, disk), bytes/s (network), restarts in 10 min.
+        #[arg(long)]
+        threshold: Option<f64>,
+        /// Seconds the condition must hold (a multiple of 30).
+        #[arg(long = "for")]
+        for_secs: Option<i32>,
+        /// Seconds it must stop holding before it resolves.
+        #[arg(long)]
+        keep_firing: Option<i32>,
+        /// Seconds between reminders while it fires (0: none).
+        #[arg(long)]
+        remind: Option<i32>,
+        /// Turn the rule off (--on turns it back on).
+        #[arg(long, conflicts_with = "on")]
+        off: bool,
+        #[arg(long)]
+        on: bool,
+    },
+    /// Mute a rule for some minutes (0 unmutes); it still records alerts.
+    Mute {
+        kind: String,
+        #[arg(long, short)]
+        app: Option<String>,
+        #[arg(long, default_value_t = 60)]
+        minutes: u32,
     },
 }
 
@@ -288,6 +336,43 @@ async fn run(command: Command) -> Result<(), CliError> {
             let api = credentials::api()?;
             let name = commands::app_name(app.as_deref(), None)?;
             commands::deploy(&api, &name, Source::Rollback(to), 8000).await
+        }
+        Command::Alerts(cmd) => {
+            let api = credentials::api()?;
+            let name = |a: Option<String>| commands::app_name(a.as_deref(), None);
+            match cmd {
+                AlertsCommand::List { app: None } => commands::alerts_open(&api).await,
+                AlertsCommand::List { app: Some(a) } => commands::alerts_history(&api, &a).await,
+                AlertsCommand::Rules { app } => commands::alerts_rules(&api, &name(app)?).await,
+                AlertsCommand::Set {
+                    kind,
+                    app,
+                    threshold,
+                    for_secs,
+                    keep_firing,
+                    remind,
+                    off,
+                    on,
+                } => {
+                    let mut patch = serde_json::json!({});
+                    let fields = [
+                        ("threshold", threshold.map(serde_json::Value::from)),
+                        ("for_secs", for_secs.map(serde_json::Value::from)),
+                        ("keep_firing_secs", keep_firing.map(serde_json::Value::from)),
+                        ("remind_secs", remind.map(serde_json::Value::from)),
+                        ("enabled", (off || on).then_some(serde_json::Value::from(on))),
+                    ];
+                    for (k, v) in fields {
+                        if let Some(v) = v {
+                            patch[k] = v;
+                        }
+                    }
+                    commands::alerts_set(&api, &name(app)?, &kind, &patch).await
+                }
+                AlertsCommand::Mute { kind, app, minutes } => {
+                    commands::alerts_mute(&api, &name(app)?, &kind, minutes).await
+                }
+            }
         }
         Command::Git(cmd) => {
             let api = credentials::api()?;
