@@ -258,6 +258,15 @@ try {
   await page.goto(`${BASE}/apps/shop/containers`);
   await expectText(page.getByRole('row'), 'running');
   await shot('containers');
+  // Alert rules: the defaults, one changed.
+  await page.getByRole('navigation', { name: 'App' }).getByRole('link', { name: 'Alerts' }).click();
+  await expectText(page.getByRole('row'), 'over 80 % of the limit for 5 min');
+  await page.getByRole('button', { name: 'Change cpu' }).click();
+  await page.getByLabel('Threshold of cpu').fill('70');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await expectText(page.getByRole('row'), 'over 70 % of the limit for 5 min');
+  await shot('alerts');
+  log('alert rule changed');
   await page.goto(`${BASE}/apps`);
   await expectText(page.getByRole('row'), 'shop');
   await shot('apps');

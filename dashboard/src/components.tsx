@@ -94,6 +94,11 @@ const TONE: Record<string, string> = {
   record_missing: 'warn',
   cancelled: 'muted',
   superseded: 'muted',
+  inactive: 'ok',
+  pending: 'warn',
+  firing: 'bad',
+  resolved: 'muted',
+  off: 'muted',
 };
 
 export function Badge(props: { state: string | null | undefined }) {

@@ -68,6 +68,7 @@ export function AppTabs(props: { slug: string }) {
     [`${base}/domains`, 'Domains'],
     [`${base}/source`, 'Source'],
     [`${base}/containers`, 'Containers'],
+    [`${base}/alerts`, 'Alerts'],
   ];
   return (
     <>

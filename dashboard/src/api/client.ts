@@ -130,6 +130,13 @@ export const api = {
   createHook: (slug: string, provider: Provider) =>
     json<CreatedHook>('POST', `/api/v1/apps/${enc(slug)}/hooks`, { body: { provider } satisfies Schemas['NewHook'] }),
   removeHook: (slug: string, id: string) => json<void>('DELETE', `/api/v1/apps/${enc(slug)}/hooks/${enc(id)}`),
+  alertRules: (slug: string) => json<Schemas['RuleView'][]>('GET', `/api/v1/apps/${enc(slug)}/alerts/rules`),
+  setAlertRule: (slug: string, kind: string, body: Schemas['RulePatch']) =>
+    json<Schemas['RuleView']>('PUT', `/api/v1/apps/${enc(slug)}/alerts/rules/${enc(kind)}`, { body }),
+  muteAlertRule: (slug: string, kind: string, minutes: number) =>
+    json<Schemas['RuleView']>('POST', `/api/v1/apps/${enc(slug)}/alerts/rules/${enc(kind)}/mute`, { body: { minutes } }),
+  alerts: (slug: string) => json<Schemas['AlertView'][]>('GET', `/api/v1/apps/${enc(slug)}/alerts`),
+  openAlerts: () => json<Schemas['AlertView'][]>('GET', '/api/v1/alerts'),
   gitProviders: () => json<GitProvider[]>('GET', '/api/v1/git/providers'),
   connectGit: (provider: Provider) => json<Schemas['Authorize']>('POST', `/api/v1/git/${enc(provider)}/connect`),
   githubApp: () => json<Schemas['GithubAppInfo']>('GET', '/api/v1/git/github-app'),
