@@ -86,3 +86,18 @@ INSERT INTO alert_rules (app_id, kind, threshold, for_secs, keep_firing_secs)
             ('disk', 90, 0, 60), ('offline', 0, 60, 0), ('crashloop', 3, 0, 60),
             ('deployment_failed', 0, 0, 0)) AS d(kind, threshold, for_secs, keep_firing_secs)
     ON CONFLICT (app_id, kind) DO NOTHING;
+
+-- Messages about alerts for the notification channels (the next issue delivers them): alerts
+-- of one app that fire within 30 s of each other share one; a reminder is a message of its own.
+CREATE TYPE notice_kind AS ENUM ('fired', 'resolved', 'reminder');
+CREATE TABLE alert_notices (
+    id          BIGSERIAL PRIMARY KEY,
+    app_id      BIGINT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    kind        notice_kind NOT NULL,
+    alert_ids   BIGINT[] NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL,
+    -- Not sent before (the grouping window), and once sent.
+    send_after  TIMESTAMPTZ NOT NULL,
+    sent_at     TIMESTAMPTZ
+);
+CREATE INDEX alert_notices_due ON alert_notices (send_after) WHERE sent_at IS NULL;

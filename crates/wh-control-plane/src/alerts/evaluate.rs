@@ -2,7 +2,9 @@
 //! a simulated one): what each app's containers, restarts and deployments say now, each rule's
 //! [`machine::step`], and its effects. Every write is guarded by the rule's `version`, and a
 //! firing inserts the alert under the one-open-alert-per-rule index in the same transaction as
-//! the outbox event: an evaluator that lost a race changes nothing.
+//! the outbox event: an evaluator that lost a race changes nothing. Messages for people
+//! (`alert_notices`, which the notification channels deliver) group an app's alerts that fire
+//! within 30 s of each other, and remind of alerts still firing every `remind_secs`.
 
 use sqlx::PgPool;
 
@@ -108,6 +110,7 @@ pub async fn evaluate(pool: &PgPool, now: f64) -> Result<usize, sqlx::Error> {
             changed += 1;
         }
     }
+    remind(pool, now).await?;
     Ok(changed)
 }
 
@@ -201,6 +204,7 @@ async fn apply(
             };
             if !held_back {
                 outbox(&mut tx, "alert.fired", alert, r).await?;
+                notice(&mut tx, r.app_id, "fired", alert, now).await?;
             }
         }
         Some(Change::Resolved) => {
@@ -214,12 +218,86 @@ async fn apply(
             .await?;
             if let Some((alert, false)) = resolved {
                 outbox(&mut tx, "alert.resolved", alert, r).await?;
+                notice(&mut tx, r.app_id, "resolved", alert, now).await?;
             }
         }
         None => {}
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// How long alerts of one app that fire (or resolve) together wait to share one message.
+pub const GROUP_SECS: f64 = 30.0;
+
+/// Adds `alert` to the app's message of `kind` still open for grouping (made within the last
+/// [`GROUP_SECS`]), or starts one.
+async fn notice(
+    tx: &mut sqlx::PgConnection,
+    app: i64,
+    kind: &str,
+    alert: i64,
+    now: f64,
+) -> Result<(), sqlx::Error> {
+    let joined = sqlx::query(
+        "UPDATE alert_notices SET alert_ids = array_append(alert_ids, $3)
+         WHERE id = (SELECT id FROM alert_notices WHERE app_id = $1 AND kind = $2::notice_kind AND sent_at IS NULL
+                     AND created_at > to_timestamp($4) - make_interval(secs => $5) ORDER BY id DESC LIMIT 1)",
+    )
+    .bind(app)
+    .bind(kind)
+    .bind(alert)
+    .bind(now)
+    .bind(GROUP_SECS)
+    .execute(&mut *tx)
+    .await?;
+    if joined.rows_affected() == 0 {
+        sqlx::query(
+            "INSERT INTO alert_notices (app_id, kind, alert_ids, created_at, send_after)
+             VALUES ($1, $2::notice_kind, ARRAY[$3::bigint], to_timestamp($4), to_timestamp($4) + make_interval(secs => $5))",
+        )
+        .bind(app)
+        .bind(kind)
+        .bind(alert)
+        .bind(now)
+        .bind(if kind == "reminder" { 0.0 } else { GROUP_SECS })
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Reminders of alerts still firing, every rule's `remind_secs` (0: never) since the alert
+/// fired or was last reminded of; none for held-back alerts. Guarded by `last_notified_at`.
+async fn remind(pool: &PgPool, now: f64) -> Result<usize, sqlx::Error> {
+    let due: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT al.id, al.app_id FROM alerts al JOIN alert_rules r ON r.id = al.rule_id
+         WHERE al.resolved_at IS NULL AND NOT al.held_back AND r.remind_secs > 0
+           AND NOT coalesce(r.muted_until > to_timestamp($1), false)
+           AND coalesce(al.last_notified_at, al.started_at) <= to_timestamp($1) - make_interval(secs => r.remind_secs)",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    let mut sent = 0;
+    for (alert, app) in due {
+        let mut tx = pool.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE alerts al SET last_notified_at = to_timestamp($2) FROM alert_rules r
+             WHERE al.id = $1 AND r.id = al.rule_id AND al.resolved_at IS NULL
+               AND coalesce(al.last_notified_at, al.started_at) <= to_timestamp($2) - make_interval(secs => r.remind_secs)",
+        )
+        .bind(alert)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 1 {
+            notice(&mut tx, app, "reminder", alert, now).await?;
+            sent += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(sent)
 }
 
 /// The event for `alert` in the outbox: `{alert_id, app, kind, value, threshold, started_at,
