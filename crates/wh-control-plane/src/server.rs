@@ -79,6 +79,10 @@ pub async fn start(
         let (pool, stop) = (pool.clone(), stop.clone());
         move || crate::alerts::run(pool.clone(), crate::alerts::EVERY, stop.clone())
     }));
+    tokio::spawn(wh_cmd::supervise("usage", stop.clone(), {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        move || crate::usage::run(pool.clone(), stop.clone())
+    }));
     let mut routing =
         Routing::follow(&pool, Some(config.proxy_token.clone()), &config.route_domain);
     routing.tls = config.route_tls;
