@@ -16,6 +16,7 @@ pub mod observe;
 pub mod openapi;
 pub mod params;
 pub mod proxy_config;
+pub mod usage;
 pub mod workers;
 
 use axum::routing::{get, post, put};
@@ -143,6 +144,8 @@ fn public_routes(state: &AppState) -> Router<AppState> {
             // The handler reads at most hooks::MAX_BODY itself.
             post(hooks::deliver).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route("/api/v1/usage", get(usage::user))
+        .route("/api/v1/apps/{slug}/usage", get(usage::app))
         .route("/api/v1/alerts", get(alerts::open))
         .route("/api/v1/apps/{slug}/alerts", get(alerts::history))
         .route("/api/v1/apps/{slug}/alerts/rules", get(alerts::rules))

@@ -302,6 +302,11 @@ async fn every_operation_answers_what_the_document_says() {
     )
     .await;
 
+    // Usage: an app's points and totals, the caller's apps' totals.
+    tour.call("get", "/api/v1/apps/{slug}/usage", "/api/v1/apps/tour-app/usage?step=5m", None)
+        .await;
+    tour.call("get", "/api/v1/usage", "/api/v1/usage", None).await;
+
     // Alert rules: listed, one changed and muted; the history and what fires now.
     let rules = "/api/v1/apps/tour-app/alerts/rules";
     let listed = tour.call("get", "/api/v1/apps/{slug}/alerts/rules", rules, None).await;

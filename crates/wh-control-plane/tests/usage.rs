@@ -137,3 +137,60 @@ async fn ninety_one_simulated_days_keep_ninety_and_make_the_week_ahead() {
     sample(&db, now + 7.0 * day, 10.0, 1_000, 0, 0).await;
     record::record(&db.pool, now + 7.0 * day).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_api_answers_points_totals_and_refuses_what_it_cannot() {
+    use tower::ServiceExt;
+    let (db, _) = setup().await;
+    let cp = wh_control_plane::testing::TestControlPlane::start(
+        &db.pool,
+        wh_control_plane::testing::Options::bare(),
+    )
+    .await;
+    let (_, bearer) = fixtures::user_with_token(&db.pool, "reader@example.test").await;
+    sqlx::query(
+        "UPDATE apps SET owner_id = (SELECT id FROM users WHERE email = 'reader@example.test')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    for m in 0..3 {
+        sample(&db, T0 + 60.0 * f64::from(m), 100.0, 1_000_000_000, 0, 1_000_000 * i64::from(m))
+            .await;
+        record::record(&db.pool, T0 + 60.0 * f64::from(m)).await.unwrap();
+    }
+    let get = |uri: String| {
+        let req = axum::http::Request::builder()
+            .uri(uri)
+            .header("authorization", &bearer)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let router = cp.router();
+        async move {
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let bytes =
+                http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default())
+        }
+    };
+    let (from, to) = (T0 as i64 - 3600, T0 as i64 + 3600);
+    let (status, usage) =
+        get(format!("/api/v1/apps/metered/usage?from={from}&to={to}&step=5m")).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["points"].as_array().map(Vec::len), Some(1), "{usage}");
+    let vcpu = usage["totals"]["vcpu_hours"].as_f64().unwrap();
+    assert!((vcpu - 180.0 / 3600.0).abs() < 1e-9, "three minutes of one core: {usage}");
+    assert!((usage["totals"]["egress_gb"].as_f64().unwrap() - 0.002).abs() < 1e-12, "{usage}");
+    let (status, mine) = get(format!("/api/v1/usage?from={from}&to={to}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(mine["apps"][0]["app"], "metered", "{mine}");
+    let (status, _) = get(format!("/api/v1/apps/metered/usage?from={to}&to={from}")).await;
+    assert_eq!(status, 400, "from after to");
+    let (status, e) =
+        get(format!("/api/v1/apps/metered/usage?from={}&to={to}&step=5m", to - 90 * 86_400)).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("1000 points"), "{e}");
+    let (status, _) = get("/api/v1/apps/metered/usage?step=2m".into()).await;
+    assert_eq!(status, 400, "an unknown step");
+}

@@ -8,7 +8,9 @@
 use axum::Json;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-use super::{admin, alerts, apps, auth as api_auth, deployments, domains, git, github_app, hooks};
+use super::{
+    admin, alerts, apps, auth as api_auth, deployments, domains, git, github_app, hooks, usage,
+};
 use crate::{auth, containers};
 
 /// What an operation takes or answers.
@@ -143,6 +145,10 @@ pub const OPERATIONS: &[Operation] = &[
         .takes(Body::Json(json::<domains::NewDomain>)),
     op("delete", "/api/v1/apps/{slug}/domains/{hostname}", "Remove a custom domain", 204, Body::None),
     op("post", "/api/v1/apps/{slug}/domains/{hostname}/verify", "Check the TXT record now", 200, Body::Json(json::<domains::Verification>)),
+    op("get", "/api/v1/usage", "Your apps' usage totals in a range (vCPU-hours, GB-hours, GB in and out)", 200, Body::Json(json::<usage::UserUsage>))
+        .query(&[("from", "integer", "Seconds since the epoch (default: 24 h before to)"), ("to", "integer", "Seconds since the epoch (default: now)")]),
+    op("get", "/api/v1/apps/{slug}/usage", "An app's usage: points at 5m, 1h or 1d steps (at most 1,000), totals, and deploys for markers", 200, Body::Json(json::<usage::AppUsage>))
+        .query(&[("from", "integer", "Seconds since the epoch (default: 24 h before to)"), ("to", "integer", "Seconds since the epoch (default: now)"), ("step", "string", "5m, 1h (default) or 1d")]),
     op("get", "/api/v1/alerts", "The alerts firing now across your apps", 200, Body::Json(json::<Vec<alerts::AlertView>>)),
     op("get", "/api/v1/apps/{slug}/alerts", "The app's alerts, newest first (200 at most): value, start, end, duration", 200, Body::Json(json::<Vec<alerts::AlertView>>)),
     op("get", "/api/v1/apps/{slug}/alerts/rules", "The app's alert rules with their state", 200, Body::Json(json::<Vec<alerts::RuleView>>)),
