@@ -556,6 +556,48 @@ fn print_alerts(list: &Value) {
     }
 }
 
+/// `wh usage`: per app over `days`, or one app's days.
+pub async fn usage(api: &Api, app: Option<&str>, days: u32) -> Result<(), CliError> {
+    let to = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let from = to.saturating_sub(u64::from(days.clamp(1, 90)) * 86_400);
+    let line = |name: &str, t: &Value| {
+        println!(
+            "{:<24} {:>10} vCPU-h {:>10} GB-h {:>10} GB out {:>10} GB in",
+            name,
+            format!("{:.3}", t["vcpu_hours"].as_f64().unwrap_or_default()),
+            format!("{:.3}", t["gb_hours"].as_f64().unwrap_or_default()),
+            format!("{:.3}", t["egress_gb"].as_f64().unwrap_or_default()),
+            format!("{:.3}", t["ingress_gb"].as_f64().unwrap_or_default()),
+        )
+    };
+    match app {
+        None => {
+            let u = api.json("GET", &format!("/api/v1/usage?from={from}&to={to}"), None).await?;
+            for a in u["apps"].as_array().cloned().unwrap_or_default() {
+                line(a["app"].as_str().unwrap_or_default(), &a);
+            }
+            line(&format!("total ({days} days)"), &u["totals"]);
+        }
+        Some(app) => {
+            let path = format!("/api/v1/apps/{app}/usage?from={from}&to={to}&step=1d");
+            let u = api.json("GET", &path, None).await?;
+            for p in u["points"].as_array().cloned().unwrap_or_default() {
+                let day =
+                    p["t"].as_str().unwrap_or_default().get(..10).unwrap_or_default().to_owned();
+                let egress = p["tx_bytes"].as_f64().unwrap_or_default() / 1e9;
+                let point = json!({"vcpu_hours": p["vcpu_hours"], "gb_hours": p["gb_hours"],
+                    "egress_gb": egress, "ingress_gb": p["rx_bytes"].as_f64().unwrap_or_default() / 1e9});
+                line(&day, &point);
+            }
+            line(&format!("total ({days} days)"), &u["totals"]);
+        }
+    }
+    Ok(())
+}
+
 /// `wh alerts list`: what fires now.
 pub async fn alerts_open(api: &Api) -> Result<(), CliError> {
     let list = api.json("GET", "/api/v1/alerts", None).await?;

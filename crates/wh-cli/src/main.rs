@@ -70,6 +70,14 @@ enum Command {
     /// Git providers connected to your account (GitHub, GitLab, Bitbucket, Gitea, Forgejo).
     #[command(subcommand)]
     Git(GitCommand),
+    /// Usage: your apps' totals, or (with --app) one app's by day.
+    Usage {
+        #[arg(long, short)]
+        app: Option<String>,
+        /// How many days back.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
     /// Alerts: what fires, an app's history, its rules.
     #[command(subcommand)]
     Alerts(AlertsCommand),
@@ -336,6 +344,10 @@ async fn run(command: Command) -> Result<(), CliError> {
             let api = credentials::api()?;
             let name = commands::app_name(app.as_deref(), None)?;
             commands::deploy(&api, &name, Source::Rollback(to), 8000).await
+        }
+        Command::Usage { app, days } => {
+            let api = credentials::api()?;
+            commands::usage(&api, app.as_deref(), days).await
         }
         Command::Alerts(cmd) => {
             let api = credentials::api()?;
