@@ -267,6 +267,13 @@ try {
   await expectText(page.getByRole('row'), 'over 70 % of the limit for 5 min');
   await shot('alerts');
   log('alert rule changed');
+  // Usage: the buckets the recorder wrote, as totals and charts with the deploy markers.
+  await page.getByRole('navigation', { name: 'App' }).getByRole('link', { name: 'Usage' }).click();
+  await expectText(page.locator('table.totals'), 'vCPU-hours');
+  await page.getByRole('button', { name: '6 h' }).click();
+  await page.locator('figure.chart').nth(2).waitFor();
+  await shot('usage');
+  log('usage shown');
   await page.goto(`${BASE}/apps`);
   await expectText(page.getByRole('row'), 'shop');
   await shot('apps');

@@ -8,7 +8,9 @@ export interface Series {
   values: (number | null)[];
 }
 
-export function Chart(props: { title: string; times: number[]; series: Series[]; unit: (v: number) => string }) {
+export function Chart(props: { title: string; times: number[]; series: Series[]; unit: (v: number) => string; markers?: number[]; span?: string }) {
+  const markers = useRef<number[]>([]);
+  markers.current = props.markers ?? [];
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const count = props.series.length;
@@ -27,6 +29,26 @@ export function Chart(props: { title: string; times: number[]; series: Series[];
         { stroke: 'currentColor', grid: { stroke: 'rgba(128,128,128,.2)' }, size: 70, values: (_u, vals) => vals.map((v) => props.unit(v)) },
       ],
       series: [{}, ...props.series.map((s, i) => ({ label: s.label, stroke: colors[i % colors.length], width: 2, value: (_u: uPlot, v: number | null) => (v == null ? '—' : props.unit(v)) }))],
+      // Deploys, as dashed vertical lines.
+      hooks: {
+        draw: [
+          (u: uPlot) => {
+            const ctx = u.ctx;
+            ctx.save();
+            ctx.strokeStyle = 'rgba(128,128,128,.8)';
+            ctx.setLineDash([4, 4]);
+            for (const t of markers.current) {
+              const x = Math.round(u.valToPos(t, 'x', true));
+              if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+              ctx.beginPath();
+              ctx.moveTo(x, u.bbox.top);
+              ctx.lineTo(x, u.bbox.top + u.bbox.height);
+              ctx.stroke();
+            }
+            ctx.restore();
+          },
+        ],
+      },
     };
     const u = new uPlot(opts, [props.times, ...props.series.map((s) => s.values)] as uPlot.AlignedData, el);
     plot.current = u;
@@ -45,7 +67,7 @@ export function Chart(props: { title: string; times: number[]; series: Series[];
   return (
     <figure class="chart">
       <figcaption>{props.title}</figcaption>
-      <div ref={box} role="img" aria-label={`${props.title} over the last minutes`} />
+      <div ref={box} role="img" aria-label={`${props.title} over ${props.span ?? 'the last minutes'}`} />
     </figure>
   );
 }

@@ -69,6 +69,7 @@ export function AppTabs(props: { slug: string }) {
     [`${base}/source`, 'Source'],
     [`${base}/containers`, 'Containers'],
     [`${base}/alerts`, 'Alerts'],
+    [`${base}/usage`, 'Usage'],
   ];
   return (
     <>

@@ -25,6 +25,7 @@ import { Workers } from './pages/workers';
 import { Users } from './pages/users';
 import { GitSettings } from './pages/git';
 import { Alerts } from './pages/alerts';
+import { Usage } from './pages/usage';
 
 async function whoAmI(): Promise<void> {
   try {
@@ -63,6 +64,7 @@ function Root() {
         <Route path="/apps/:slug/containers">{(p) => <Containers slug={p.slug} />}</Route>
         <Route path="/apps/:slug/source">{(p) => <Source slug={p.slug} />}</Route>
         <Route path="/apps/:slug/alerts">{(p) => <Alerts slug={p.slug} />}</Route>
+        <Route path="/apps/:slug/usage">{(p) => <Usage slug={p.slug} />}</Route>
         <Route path="/deployments/:id">{(p) => <DeploymentPage id={Number(p.id)} />}</Route>
         <Route path="/tokens" component={Tokens} />
         <Route path="/settings/git" component={GitSettings} />

@@ -72,6 +72,24 @@ async fn the_dashboard_takes_a_user_from_sign_in_to_a_rolled_back_app_and_out() 
     let shots = root.join("target/dashboard-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
 
+    // Usage recorded as `serve` does, every 2 s instead of every minute (a minute recorded
+    // again changes nothing).
+    wh_control_plane::usage::partitions::maintain(
+        &pool,
+        wh_control_plane::now_ms() as f64 / 1000.0,
+    )
+    .await
+    .unwrap();
+    let recorder = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            loop {
+                let now = wh_control_plane::now_ms() as f64 / 1000.0;
+                let _ = wh_control_plane::usage::record::record(&pool, now).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    });
     // The script runs in its own thread: the stack above keeps serving on this runtime.
     let script = dashboard.join("e2e/flow.mjs");
     let mut cmd = Command::new("node");
@@ -96,6 +114,7 @@ async fn the_dashboard_takes_a_user_from_sign_in_to_a_rolled_back_app_and_out() 
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    recorder.abort();
     stop.cancel();
     assert!(
         out.status.success(),

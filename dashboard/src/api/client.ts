@@ -130,6 +130,8 @@ export const api = {
   createHook: (slug: string, provider: Provider) =>
     json<CreatedHook>('POST', `/api/v1/apps/${enc(slug)}/hooks`, { body: { provider } satisfies Schemas['NewHook'] }),
   removeHook: (slug: string, id: string) => json<void>('DELETE', `/api/v1/apps/${enc(slug)}/hooks/${enc(id)}`),
+  usage: (slug: string, from: number, to: number, step: '5m' | '1h' | '1d') =>
+    json<Schemas['AppUsage']>('GET', `/api/v1/apps/${enc(slug)}/usage?from=${from}&to=${to}&step=${step}`),
   alertRules: (slug: string) => json<Schemas['RuleView'][]>('GET', `/api/v1/apps/${enc(slug)}/alerts/rules`),
   setAlertRule: (slug: string, kind: string, body: Schemas['RulePatch']) =>
     json<Schemas['RuleView']>('PUT', `/api/v1/apps/${enc(slug)}/alerts/rules/${enc(kind)}`, { body }),
