@@ -8,7 +8,7 @@ export interface Series {
   values: (number | null)[];
 }
 
-export function Chart(props: { title: string; times: number[]; series: Series[]; unit: (v: number) => string; markers?: number[]; span?: string }) {
+export function Chart(props: { title: string; times: number[]; series: Series[]; unit: (v: number) => string; markers?: number[]; span?: string; xRange?: [number, number] }) {
   const markers = useRef<number[]>([]);
   markers.current = props.markers ?? [];
   const box = useRef<HTMLDivElement>(null);
@@ -62,8 +62,12 @@ export function Chart(props: { title: string; times: number[]; series: Series[];
     // The plot is rebuilt only when the number of series changes; data flows in below.
   }, [count]);
   useEffect(() => {
-    plot.current?.setData([props.times, ...props.series.map((s) => s.values)] as uPlot.AlignedData);
-  }, [props.times, props.series]);
+    const u = plot.current;
+    if (!u) return;
+    u.setData([props.times, ...props.series.map((s) => s.values)] as uPlot.AlignedData);
+    // A fixed span (usage over a chosen range), not one fitted to the points there are.
+    if (props.xRange) u.setScale('x', { min: props.xRange[0], max: props.xRange[1] });
+  }, [props.times, props.series, props.xRange?.[0], props.xRange?.[1]]);
   return (
     <figure class="chart">
       <figcaption>{props.title}</figcaption>

@@ -45,6 +45,7 @@ export function Usage(props: { slug: string }) {
       <Async r={usage} what="the usage">
         {(u) => {
           const times = u.points.map((p) => Date.parse(p.t) / 1000);
+          const xRange: [number, number] = [u.from, u.to];
           return (
             <>
               <table class="totals">
@@ -70,11 +71,12 @@ export function Usage(props: { slug: string }) {
                 <p class="empty">No usage recorded in this range.</p>
               ) : (
                 <>
-                  <Chart title="CPU (average cores)" span={`the last ${label}`} times={times} markers={u.deploys} series={[{ label: 'cores', values: u.points.map((p) => p.vcpu_hours / hours) }]} unit={(v) => v.toFixed(2)} />
-                  <Chart title="Memory (average GB)" span={`the last ${label}`} times={times} markers={u.deploys} series={[{ label: 'GB', values: u.points.map((p) => p.gb_hours / hours) }]} unit={(v) => v.toFixed(2)} />
+                  <Chart title="CPU (average cores)" span={`the last ${label}`} xRange={xRange} times={times} markers={u.deploys} series={[{ label: 'cores', values: u.points.map((p) => p.vcpu_hours / hours) }]} unit={(v) => v.toFixed(2)} />
+                  <Chart title="Memory (average GB)" span={`the last ${label}`} xRange={xRange} times={times} markers={u.deploys} series={[{ label: 'GB', values: u.points.map((p) => p.gb_hours / hours) }]} unit={(v) => v.toFixed(2)} />
                   <Chart
                     title={`Network (MB per ${step})`}
                     span={`the last ${label}`}
+                    xRange={xRange}
                     times={times}
                     markers={u.deploys}
                     series={[
