@@ -22,3 +22,6 @@ CREATE TABLE usage_counters (
     net_tx_bytes BIGINT NOT NULL,
     recorded_at  TIMESTAMPTZ NOT NULL
 );
+
+-- How many apps (previews not counted) a user may have; an administrator can change it.
+ALTER TABLE users ADD COLUMN max_apps INTEGER NOT NULL DEFAULT 20 CHECK (max_apps >= 0);

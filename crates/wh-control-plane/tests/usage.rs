@@ -1,7 +1,8 @@
 //! Usage metering on the real Postgres with a simulated clock: a minute of samples becomes the
 //! bucket's core-seconds, byte-seconds, peaks and network deltas; replaying a minute changes no
 //! bucket; a counter reset counts the new value; 91 simulated days leave no partition wholly
-//! older than 90 days and none missing ahead.
+//! older than 90 days and none missing ahead; the API's points, totals and refusals, and the
+//! app limit of an account.
 
 use wh_control_plane::deployments::DeploymentState;
 use wh_control_plane::testing::fixtures;
@@ -193,4 +194,18 @@ async fn the_api_answers_points_totals_and_refuses_what_it_cannot() {
     assert!(e["error"]["message"].as_str().unwrap().contains("1000 points"), "{e}");
     let (status, _) = get("/api/v1/apps/metered/usage?step=2m".into()).await;
     assert_eq!(status, 400, "an unknown step");
+
+    // The plan's limits: an account at its app limit is refused, with the reason.
+    sqlx::query("UPDATE users SET max_apps = 1").execute(&db.pool).await.unwrap();
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/api/v1/apps")
+        .header("authorization", &bearer)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(r#"{"name": "second", "port": 80}"#))
+        .unwrap();
+    let resp = cp.router().oneshot(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 409);
+    let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&bytes).contains("the most your account may have"));
 }

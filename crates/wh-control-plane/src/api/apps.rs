@@ -210,6 +210,23 @@ pub async fn create(
     validate_branch(&branch)?;
     let plan = body.plan.unwrap_or_else(|| "hobby".into());
     let mut tx = state.pool.begin().await?;
+    // The user's row lock makes the count and the insert one step (two creations at once
+    // cannot both take the last place).
+    let (max, have): (i32, i64) = sqlx::query_as(
+        "SELECT u.max_apps, (SELECT count(*) FROM apps a WHERE a.owner_id = u.id AND a.preview_of IS NULL)
+         FROM users u WHERE u.id = $1 FOR UPDATE",
+    )
+    .bind(caller.user.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if have >= i64::from(max) {
+        return Err(ApiError::Conflict {
+            field: "name",
+            message: format!(
+                "you have {have} apps, the most your account may have; delete one first"
+            ),
+        });
+    }
     let plan_id: Option<i64> = sqlx::query_scalar("SELECT id FROM plans WHERE name = $1")
         .bind(&plan)
         .fetch_optional(&mut *tx)
