@@ -335,3 +335,28 @@ async fn alerts_firing_together_share_one_message_and_are_reminded_of_every_4_ho
     .unwrap();
     assert_eq!(send_after_gap, 30.0, "a message waits 30 s for others to join");
 }
+
+#[tokio::test]
+async fn while_an_app_is_offline_its_cpu_alert_keeps_firing_and_stays_quiet() {
+    let env = env().await;
+    timeline(&env, 0, 331, |_| 99.0).await;
+    assert_eq!(events(&env, "cpu").await, ["alert.fired"]);
+    // It stops reporting: offline fires after 60 s; cpu has no data and keeps firing.
+    for t in (360..=15_000).step_by(30) {
+        evaluate(&env.db.pool, T0 + f64::from(t)).await.unwrap();
+    }
+    assert_eq!(events(&env, "offline").await, ["alert.fired"]);
+    let cpu: String = sqlx::query_scalar("SELECT state::text FROM alert_rules WHERE kind = 'cpu'")
+        .fetch_one(&env.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(cpu, "firing", "missing data keeps the state");
+    // Four hours on: offline is reminded of, cpu is held back.
+    let reminded: Vec<String> = sqlx::query_scalar(
+        "SELECT al.kind::text FROM alert_notices n JOIN alerts al ON al.id = ANY(n.alert_ids) WHERE n.kind = 'reminder'",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(reminded, ["offline"]);
+}

@@ -268,11 +268,16 @@ async fn notice(
 }
 
 /// Reminders of alerts still firing, every rule's `remind_secs` (0: never) since the alert
-/// fired or was last reminded of; none for held-back alerts. Guarded by `last_notified_at`.
+/// fired or was last reminded of; none for held-back alerts, nor for resource alerts while the
+/// app is offline or crash-looping. Guarded by `last_notified_at`.
 async fn remind(pool: &PgPool, now: f64) -> Result<usize, sqlx::Error> {
     let due: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT al.id, al.app_id FROM alerts al JOIN alert_rules r ON r.id = al.rule_id
          WHERE al.resolved_at IS NULL AND NOT al.held_back AND r.remind_secs > 0
+           -- While the app is offline or crash-looping, its resource alerts stay quiet.
+           AND NOT (al.kind IN ('cpu', 'memory', 'network', 'disk') AND EXISTS (
+               SELECT 1 FROM alert_rules t WHERE t.app_id = al.app_id AND t.kind IN ('offline', 'crashloop')
+               AND t.state = 'firing'))
            AND NOT coalesce(r.muted_until > to_timestamp($1), false)
            AND coalesce(al.last_notified_at, al.started_at) <= to_timestamp($1) - make_interval(secs => r.remind_secs)",
     )
