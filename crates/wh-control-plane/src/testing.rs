@@ -172,6 +172,30 @@ impl TestControlPlane {
         api::app(self.state.clone())
     }
 
+    /// `method uri` through the router with `bearer` (an `Authorization` value) and a JSON
+    /// body: the status and the answer's JSON (Null when it is none).
+    pub async fn call(
+        &self,
+        bearer: &str,
+        method: &str,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        use tower::ServiceExt;
+        let mut req =
+            axum::http::Request::builder().method(method).uri(uri).header("authorization", bearer);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let body = body.map(|b| axum::body::Body::from(b.to_string())).unwrap_or_default();
+        let resp =
+            self.router().oneshot(req.body(body).expect("a request")).await.expect("an answer");
+        let status = resp.status().as_u16();
+        let bytes =
+            http_body_util::BodyExt::collect(resp.into_body()).await.expect("a body").to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
     /// Stops serving and drops every worker connection at once, as a crash of the control
     /// plane would (nothing is drained).
     pub fn kill(mut self) {

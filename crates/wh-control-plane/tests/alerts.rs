@@ -28,15 +28,7 @@ async fn env() -> Env {
         .worker(worker.id)
         .insert()
         .await;
-    sqlx::query(
-        "INSERT INTO containers (container_id, worker_id, app_id, deployment_id, state) VALUES ('c1', $1, $2, $3, 'running')",
-    )
-    .bind(worker.id)
-    .bind(app)
-    .bind(deployment)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    fixtures::running_container(&db.pool, "c1", worker.id, app, deployment).await;
     Env { db, app, deployment }
 }
 
@@ -220,7 +212,6 @@ async fn a_failed_deployment_fires_and_the_next_live_one_resolves_it() {
 
 #[tokio::test]
 async fn rules_change_within_bounds_and_a_muted_rule_records_without_sending() {
-    use tower::ServiceExt;
     let env = env().await;
     let cp = wh_control_plane::testing::TestControlPlane::start(
         &env.db.pool,
@@ -234,22 +225,9 @@ async fn rules_change_within_bounds_and_a_muted_rule_records_without_sending() {
     .execute(&env.db.pool)
     .await
     .unwrap();
-    let call = |method: &str, uri: &str, body: serde_json::Value| {
-        let req = axum::http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", &bearer)
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(body.to_string()))
-            .unwrap();
-        let router = cp.router();
-        async move {
-            let resp = router.oneshot(req).await.unwrap();
-            let status = resp.status().as_u16();
-            let bytes =
-                http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
-            (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default())
-        }
+    let call = |method: &'static str, uri: &str, body: serde_json::Value| {
+        let (cp, bearer, uri) = (&cp, bearer.clone(), uri.to_owned());
+        async move { cp.call(&bearer, method, &uri, Some(body).filter(|b| !b.is_null())).await }
     };
     let rules = "/api/v1/apps/watched/alerts/rules";
     for (body, field) in [

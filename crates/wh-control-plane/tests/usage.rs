@@ -22,13 +22,7 @@ async fn setup() -> (wh_testkit::postgres::TestDatabase, i64) {
         .worker(worker.id)
         .insert()
         .await;
-    sqlx::query("INSERT INTO containers (container_id, worker_id, app_id, deployment_id, state) VALUES ('c1', $1, $2, $3, 'running')")
-        .bind(worker.id)
-        .bind(app)
-        .bind(d)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    fixtures::running_container(&db.pool, "c1", worker.id, app, d).await;
     (db, app)
 }
 
@@ -141,7 +135,6 @@ async fn ninety_one_simulated_days_keep_ninety_and_make_the_week_ahead() {
 
 #[tokio::test]
 async fn the_api_answers_points_totals_and_refuses_what_it_cannot() {
-    use tower::ServiceExt;
     let (db, _) = setup().await;
     let cp = wh_control_plane::testing::TestControlPlane::start(
         &db.pool,
@@ -161,19 +154,8 @@ async fn the_api_answers_points_totals_and_refuses_what_it_cannot() {
         record::record(&db.pool, T0 + 60.0 * f64::from(m)).await.unwrap();
     }
     let get = |uri: String| {
-        let req = axum::http::Request::builder()
-            .uri(uri)
-            .header("authorization", &bearer)
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let router = cp.router();
-        async move {
-            let resp = router.oneshot(req).await.unwrap();
-            let status = resp.status().as_u16();
-            let bytes =
-                http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
-            (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default())
-        }
+        let (cp, bearer) = (&cp, bearer.clone());
+        async move { cp.call(&bearer, "GET", &uri, None).await }
     };
     let (from, to) = (T0 as i64 - 3600, T0 as i64 + 3600);
     let (status, usage) =
@@ -197,15 +179,17 @@ async fn the_api_answers_points_totals_and_refuses_what_it_cannot() {
 
     // The plan's limits: an account at its app limit is refused, with the reason.
     sqlx::query("UPDATE users SET max_apps = 1").execute(&db.pool).await.unwrap();
-    let req = axum::http::Request::builder()
-        .method("POST")
-        .uri("/api/v1/apps")
-        .header("authorization", &bearer)
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(r#"{"name": "second", "port": 80}"#))
-        .unwrap();
-    let resp = cp.router().oneshot(req).await.unwrap();
-    assert_eq!(resp.status().as_u16(), 409);
-    let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
-    assert!(String::from_utf8_lossy(&bytes).contains("the most your account may have"));
+    let (status, e) = cp
+        .call(
+            &bearer,
+            "POST",
+            "/api/v1/apps",
+            Some(serde_json::json!({"name": "second", "port": 80})),
+        )
+        .await;
+    assert_eq!(status, 409, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("the most your account may have"),
+        "{e}"
+    );
 }

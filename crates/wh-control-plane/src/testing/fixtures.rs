@@ -157,3 +157,17 @@ impl DeploymentBuilder<'_> {
         .expect("fixture deployment")
     }
 }
+
+/// A running container `id` of `app`'s `deployment` on `worker`, as a worker reports one.
+pub async fn running_container(pool: &PgPool, id: &str, worker: Uuid, app: i64, deployment: i64) {
+    sqlx::query(
+        "INSERT INTO containers (container_id, worker_id, app_id, deployment_id, state) VALUES ($1, $2, $3, $4, 'running')",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(app)
+    .bind(deployment)
+    .execute(pool)
+    .await
+    .expect("fixture container");
+}
