@@ -52,13 +52,27 @@ async fn rules_are_shown_changed_and_muted_from_the_terminal() {
     assert!(code == Some(0) && history.contains("no alerts"), "{history}");
 
     // Usage: a bucket of one core for five minutes shows as vCPU-hours, per app and by day.
-    wh_control_plane::usage::partitions::maintain(&db.pool, wh_control_plane::now_ms() as f64 / 1000.0).await.unwrap();
+    wh_control_plane::usage::partitions::maintain(
+        &db.pool,
+        wh_control_plane::now_ms() as f64 / 1000.0,
+    )
+    .await
+    .unwrap();
     sqlx::query("INSERT INTO usage_buckets (app_id, bucket, cpu_seconds, net_tx_bytes) SELECT id, date_bin('5 minutes', now(), TIMESTAMPTZ '2000-01-01'), 300, 2000000000 FROM apps")
         .execute(&db.pool)
         .await
         .unwrap();
     let (code, usage) = wh(&["usage"]);
-    assert!(code == Some(0) && usage.contains("shop") && usage.contains("0.083 vCPU-h") && usage.contains("2.000 GB out"), "{usage}");
+    assert!(
+        code == Some(0)
+            && usage.contains("shop")
+            && usage.contains("0.083 vCPU-h")
+            && usage.contains("2.000 GB out"),
+        "{usage}"
+    );
     let (code, daily) = wh(&["usage", "-a", "shop", "--days", "7"]);
-    assert!(code == Some(0) && daily.contains("total (7 days)") && daily.contains("0.083"), "{daily}");
+    assert!(
+        code == Some(0) && daily.contains("total (7 days)") && daily.contains("0.083"),
+        "{daily}"
+    );
 }

@@ -90,6 +90,7 @@ pub async fn evaluate(pool: &PgPool, now: f64) -> Result<usize, sqlx::Error> {
     let mut changed = 0;
     // Apps whose offline or crashloop rule fires (evaluated first, by the query's order).
     let mut troubled = std::collections::HashSet::new();
+    let mut unchanged = Vec::new();
     for r in &rules {
         let Some(o) = by_app.get(&r.app_id) else { continue };
         let (value, counter) = value_of(r, o, now);
@@ -106,10 +107,16 @@ pub async fn evaluate(pool: &PgPool, now: f64) -> Result<usize, sqlx::Error> {
             troubled.insert(r.app_id);
         }
         let held_back = r.muted || (r.kind.is_resource() && troubled.contains(&r.app_id));
+        if next == status && change.is_none() {
+            // Most rules, most of the time: only the value seen changes, written below in one go.
+            unchanged.push((r.id, value, counter));
+            continue;
+        }
         if apply(pool, r, next, change, value, counter, now, held_back).await? && change.is_some() {
             changed += 1;
         }
     }
+    seen(pool, &unchanged, now).await?;
     remind(pool, now).await?;
     Ok(changed)
 }
@@ -146,6 +153,32 @@ fn value_of(r: &RuleRow, o: &Observed, now: f64) -> (Option<f64>, Option<(i64, f
             (Some(if o.last_outcome.as_deref() == Some("failed") { 1.0 } else { 0.0 }), None)
         }
     }
+}
+
+/// A rule's value seen at an evaluation, and the network counter to remember (count, when).
+type Seen = (i64, Option<f64>, Option<(i64, f64)>);
+
+/// Records the values (and network counters) of rules whose state did not change, in one
+/// statement. Unguarded: it touches no state, so racing another evaluator costs nothing.
+async fn seen(pool: &PgPool, rules: &[Seen], now: f64) -> Result<(), sqlx::Error> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE alert_rules r SET last_value = coalesce(s.value, r.last_value), evaluated_at = to_timestamp($5),
+             last_counter = coalesce(s.counter, r.last_counter),
+             last_counter_at = coalesce(to_timestamp(s.counter_at), r.last_counter_at)
+         FROM unnest($1::int8[], $2::float8[], $3::int8[], $4::float8[]) AS s(id, value, counter, counter_at)
+         WHERE r.id = s.id",
+    )
+    .bind(rules.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(rules.iter().map(|r| r.1).collect::<Vec<_>>())
+    .bind(rules.iter().map(|r| r.2.map(|c| c.0)).collect::<Vec<_>>())
+    .bind(rules.iter().map(|r| r.2.map(|c| c.1)).collect::<Vec<_>>())
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Writes a step's outcome under the rule's version; false when another evaluator got there.
