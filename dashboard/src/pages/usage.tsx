@@ -1,6 +1,7 @@
 // An app's usage over 1 h, 6 h, 24 h, 7 d or 30 d: average CPU (cores), memory (GB) and network
 // (MB per step) from the 5-minute buckets, with a dashed line at each deploy, and the totals in
-// vCPU-hours, GB-hours and GB. (The last minutes, live, are on the Overview.)
+// vCPU-hours, GB-hours and GB; above them the last 15 minutes, live from the containers'
+// samples kept in memory (lib/livestats).
 
 import { useState } from 'preact/hooks';
 import { api } from '../api/client';
@@ -8,6 +9,8 @@ import { Chart } from '../chart';
 import { Async } from '../components';
 import { AppTabs } from '../layout';
 import { useResource } from '../hooks';
+import { bytes } from '../lib/format';
+import { useLiveStats } from '../lib/livestats';
 
 type Step = '5m' | '1h' | '1d';
 const RANGES: [string, number, Step][] = [
@@ -31,6 +34,8 @@ export function Usage(props: { slug: string }) {
     60_000,
   );
   const hours = STEP_SECS[step] / 3600;
+  const live = useLiveStats(props.slug);
+  const liveTimes = live.samples.map((s) => s.t);
   return (
     <>
       <AppTabs slug={props.slug} />
@@ -42,6 +47,12 @@ export function Usage(props: { slug: string }) {
           </button>
         ))}
       </div>
+      <h2>The last 15 minutes, live</h2>
+      <section class="charts">
+        <Chart title="CPU (cores, live)" span="the last 15 minutes" times={liveTimes} series={[{ label: 'cores', values: live.samples.map((s) => (s.cpu === null ? null : s.cpu / 100)) }]} unit={(v) => v.toFixed(2)} />
+        <Chart title="Memory (live)" span="the last 15 minutes" times={liveTimes} series={[{ label: 'used', values: live.samples.map((s) => s.mem) }]} unit={bytes} />
+      </section>
+      <h2>Recorded</h2>
       <Async r={usage} what="the usage">
         {(u) => {
           const times = u.points.map((p) => Date.parse(p.t) / 1000);
