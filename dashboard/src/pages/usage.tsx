@@ -10,7 +10,7 @@ import { Async } from '../components';
 import { AppTabs } from '../layout';
 import { useResource } from '../hooks';
 import { bytes } from '../lib/format';
-import { useLiveStats } from '../lib/livestats';
+import { useLiveStats, WINDOW_SECS } from '../lib/livestats';
 
 type Step = '5m' | '1h' | '1d';
 const RANGES: [string, number, Step][] = [
@@ -36,6 +36,8 @@ export function Usage(props: { slug: string }) {
   const hours = STEP_SECS[step] / 3600;
   const live = useLiveStats(props.slug);
   const liveTimes = live.samples.map((s) => s.t);
+  const liveEnd = liveTimes.at(-1) ?? Date.now() / 1000;
+  const liveRange: [number, number] = [liveEnd - WINDOW_SECS, liveEnd];
   return (
     <>
       <AppTabs slug={props.slug} />
@@ -49,8 +51,8 @@ export function Usage(props: { slug: string }) {
       </div>
       <h2>The last 15 minutes, live</h2>
       <section class="charts">
-        <Chart title="CPU (cores, live)" span="the last 15 minutes" times={liveTimes} series={[{ label: 'cores', values: live.samples.map((s) => (s.cpu === null ? null : s.cpu / 100)) }]} unit={(v) => v.toFixed(2)} />
-        <Chart title="Memory (live)" span="the last 15 minutes" times={liveTimes} series={[{ label: 'used', values: live.samples.map((s) => s.mem) }]} unit={bytes} />
+        <Chart title="CPU (cores, live)" span="the last 15 minutes" xRange={liveRange} times={liveTimes} series={[{ label: 'cores', values: live.samples.map((s) => (s.cpu === null ? null : s.cpu / 100)) }]} unit={(v) => v.toFixed(2)} />
+        <Chart title="Memory (live)" span="the last 15 minutes" xRange={liveRange} times={liveTimes} series={[{ label: 'used', values: live.samples.map((s) => s.mem) }]} unit={bytes} />
       </section>
       <h2>Recorded</h2>
       <Async r={usage} what="the usage">
