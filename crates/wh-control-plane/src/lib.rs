@@ -22,6 +22,7 @@
 //! - [`scheduler`]: the worker-message pipeline: placement, report ingestion, sweeps.
 //! - [`logingest`]: workers' log lines to the log bus and build logs, in batches.
 //! - [`metrics`]: requests, hub, queue, deployments and scheduler lag, for the admin listener.
+//! - [`webhooks`]: outbound webhooks: the delivery signature (Standard Webhooks, Stripe-style).
 //! - [`usage`]: usage metering in 5-minute buckets, day partitions kept 90 days, and its queries.
 //! - [`secrets`]: AES-256-GCM for secrets at rest, one HKDF-derived key per purpose.
 //! - [`hub`]: the WebSocket hub: one verified, signed channel per connected worker.
@@ -67,6 +68,7 @@ pub mod server;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod usage;
+pub mod webhooks;
 pub mod workers;
 
 use std::sync::Arc;
