@@ -5,6 +5,10 @@
 //! tenant chose must add the SSRF guard on top.
 //!
 //! It never logs a request's headers or body: they carry tokens.
+//!
+//! [`guard`] holds the address rule for calls made for a user (the SSRF guard).
+
+pub mod guard;
 
 use std::sync::Arc;
 use std::time::Duration;
