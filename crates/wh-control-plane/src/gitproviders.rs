@@ -141,6 +141,15 @@ impl Forges {
         format!("{}/api/v1/git/{}/callback", self.public_url, provider.as_str())
     }
 
+    /// The forge connection `c`'s REST calls go to: its provider's, or for a GitHub App
+    /// installation the App's GitHub.
+    pub fn forge_of(&self, c: &connections::Connection) -> Result<ForgeConfig, ForgeError> {
+        match c.installation_id {
+            Some(_) => Ok(github_app::forge(self)),
+            None => Ok(self.get(c.provider)?.clone()),
+        }
+    }
+
     /// The page of deployment `id` in the dashboard.
     pub fn deployment_url(&self, id: i64) -> String {
         format!("{}/deployments/{id}", self.public_url)

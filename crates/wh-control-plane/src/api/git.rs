@@ -305,20 +305,9 @@ pub async fn link_repo(
         },
     };
     let (c, token) = connections::access_token(&state.pool, &state.forges, connection).await?;
-    let forge = forge_of(state, &c)?;
+    let forge = state.forges.forge_of(&c)?;
     let repo = rest::repository(&state.forges.client, &forge, &token, name).await?;
     Ok(Linked { connection, provider, repo, installation: c.installation_id.is_some() })
-}
-
-/// The forge a connection's REST calls go to: the provider's, or the GitHub App's GitHub.
-pub fn forge_of(
-    state: &AppState,
-    c: &connections::Connection,
-) -> Result<gitproviders::ForgeConfig, ApiError> {
-    match c.installation_id {
-        Some(_) => Ok(gitproviders::github_app::forge(&state.forges)),
-        None => Ok(state.forges.get(c.provider)?.clone()),
-    }
 }
 
 /// Registers `app`'s push webhook on its linked repository: a hook row with a fresh secret, then
@@ -393,8 +382,8 @@ pub async fn unregister_hooks(state: &AppState, app: i64) -> usize {
         let done = async {
             let (c, token) =
                 connections::access_token(&state.pool, &state.forges, connection).await?;
-            let forge = state.forges.get(c.provider)?;
-            rest::delete_hook(&state.forges.client, forge, &token, &repo, &remote).await
+            let forge = state.forges.forge_of(&c)?;
+            rest::delete_hook(&state.forges.client, &forge, &token, &repo, &remote).await
         }
         .await;
         match done {

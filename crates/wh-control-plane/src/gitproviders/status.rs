@@ -141,9 +141,6 @@ async fn post(
     status: CommitStatus<'_>,
 ) -> Result<(), ForgeError> {
     let (c, token) = connections::access_token(pool, forges, connection).await?;
-    let forge = match c.installation_id {
-        Some(_) => super::github_app::forge(forges),
-        None => forges.get(c.provider)?.clone(),
-    };
+    let forge = forges.forge_of(&c)?;
     rest::post_status(&forges.client, &forge, &token, repo, status).await
 }
