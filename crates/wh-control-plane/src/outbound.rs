@@ -1,14 +1,16 @@
 //! Outbound HTTP: the one client the control plane calls other services with (the git
-//! providers' APIs today). One request per connection, a bounded wait for each step (5 s to
-//! connect and handshake, 15 s for the whole exchange), at most 4 MiB of answer read, redirects
-//! never followed. Addresses here come from the operator's configuration; calls to addresses a
-//! tenant chose must add the SSRF guard on top.
+//! providers' APIs, webhooks, notification channels). One request per connection, a bounded
+//! wait for each step (5 s to connect and handshake, 15 s for the whole exchange), at most
+//! 4 MiB of answer read, redirects never followed, no proxy from the environment. Calls to
+//! addresses a tenant chose go through [`Client::send_for_user`], which adds the SSRF guard.
 //!
 //! It never logs a request's headers or body: they carry tokens.
 //!
-//! [`guard`] holds the address rule for calls made for a user (the SSRF guard).
+//! - [`guard`]: the SSRF guard (schemes, ports, resolved addresses, pinning).
+//! - [`resolve`]: name resolution for the guard (hickory; fixed names in tests).
 
 pub mod guard;
+pub mod resolve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +40,8 @@ pub enum OutboundError {
     Timeout,
     #[error("the answer is larger than {MAX_ANSWER} bytes, or broke off")]
     Body,
+    #[error("refused: {0}")]
+    Refused(#[from] guard::Refused),
 }
 
 /// An answer, read whole.
@@ -79,13 +83,37 @@ impl Client {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Answer, OutboundError> {
-        tokio::time::timeout(EXCHANGE_TIMEOUT, self.exchange(method, url, headers, body))
+        tokio::time::timeout(EXCHANGE_TIMEOUT, self.exchange(None, method, url, headers, body))
             .await
             .map_err(|_| OutboundError::Timeout)?
     }
 
+    /// [`Client::send`] for a URL a user chose: the scheme, the port and every address the host
+    /// resolves to pass `guard` first, and the checked address is the one dialled.
+    pub async fn send_for_user(
+        &self,
+        guard: &guard::Guard,
+        method: http::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Answer, OutboundError> {
+        tokio::time::timeout(
+            EXCHANGE_TIMEOUT,
+            self.exchange(Some(guard), method, url, headers, body),
+        )
+        .await
+        .map_err(|_| OutboundError::Timeout)?
+    }
+
+    /// The TLS configuration user calls use (SMTP's STARTTLS too).
+    pub fn tls(&self) -> &Arc<rustls::ClientConfig> {
+        &self.tls
+    }
+
     async fn exchange(
         &self,
+        guard: Option<&guard::Guard>,
         method: http::Method,
         url: &str,
         headers: &[(&str, &str)],
@@ -105,7 +133,21 @@ impl Client {
             .to_owned();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let target = Target { host, port, tls: tls.then(|| self.tls.clone()) };
-        let io = target.dial(CONNECT_TIMEOUT).await?;
+        let io = match guard {
+            None => target.dial(CONNECT_TIMEOUT).await?,
+            Some(guard) => {
+                guard.check_scheme(tls)?;
+                let tcp =
+                    guard.connect(&target.host, port, guard::Use::Http, CONNECT_TIMEOUT).await?;
+                match &target.tls {
+                    None => Box::new(tcp),
+                    Some(config) => {
+                        wh_http::client::tls_over(tcp, config, &target.host, CONNECT_TIMEOUT)
+                            .await?
+                    }
+                }
+            }
+        };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         // Ends with the exchange: the connection is dropped with `sender` when this returns.
         let driver = tokio::spawn(conn);

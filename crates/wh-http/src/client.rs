@@ -179,20 +179,35 @@ impl Target {
                 .map_err(|_| DialError::ConnectTimeout)?
                 .map_err(DialError::Connect)?;
         let _ = tcp.set_nodelay(true);
-        let Some(config) = &self.tls else {
-            return Ok(Box::new(tcp));
-        };
-        let name = ServerName::try_from(self.host.clone())
-            .map_err(|_| DialError::ServerName(self.host.clone()))?;
-        let tls = tokio::time::timeout(
-            timeout,
-            tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp),
-        )
-        .await
-        .map_err(|_| DialError::TlsTimeout)?
-        .map_err(DialError::Tls)?;
-        Ok(Box::new(tls))
+        match &self.tls {
+            None => Ok(Box::new(tcp)),
+            Some(config) => tls_over(tcp, config, &self.host, timeout).await,
+        }
     }
+}
+
+/// Completes a TLS handshake as a client over `io` (a stream already connected, or one a
+/// protocol such as SMTP's STARTTLS has just upgraded) for server name `host`, within
+/// `timeout`.
+pub async fn tls_over<S>(
+    io: S,
+    config: &Arc<rustls::ClientConfig>,
+    host: &str,
+    timeout: Duration,
+) -> Result<Box<dyn Io>, DialError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| DialError::ServerName(host.to_owned()))?;
+    let tls = tokio::time::timeout(
+        timeout,
+        tokio_rustls::TlsConnector::from(config.clone()).connect(name, io),
+    )
+    .await
+    .map_err(|_| DialError::TlsTimeout)?
+    .map_err(DialError::Tls)?;
+    Ok(Box::new(tls))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! - [`messages`]: the typed payloads the channel carries.
 //! - [`job`]: the job contract: deploy and retire jobs, progress stages, outputs.
 //! - [`error`]: why an envelope was rejected.
+//! - [`addr`]: which addresses a call made for a tenant may reach (the SSRF guard's rule).
 //! - [`archive`]: the tar.gz source of an upload deploy, checked on both sides.
 //! - [`env`]: what an app's environment variable may be (checked on both sides).
 //! - [`repo`]: repository URLs (credentials split off) and which addresses are public.
@@ -24,6 +25,7 @@
 //!
 //! Decoding never panics, whatever the bytes (property tests and `fuzz/fuzz_targets/decode.rs`).
 
+pub mod addr;
 pub mod archive;
 pub mod env;
 pub mod envelope;

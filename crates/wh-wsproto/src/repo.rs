@@ -166,43 +166,10 @@ fn split_host_port(s: &str) -> Result<(&str, Option<&str>), RepoUrlError> {
     })
 }
 
-/// Whether a connection to `ip` may be made on a tenant's behalf: not loopback, private
-/// (the mesh is 10.50.0.0/24), link-local, shared (100.64/10), unspecified, multicast,
-/// broadcast, documentation, benchmarking or reserved; for IPv6 also not unique-local,
-/// link-local, or an IPv4-mapped/compatible form of such an address.
+/// Whether a connection to `ip` may be made on a tenant's behalf: not in any of the
+/// special-purpose ranges of [`crate::addr::forbidden`] (the mesh is 10.50.0.0/24).
 pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xC0) == 64)
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || (o[0] == 198 && (o[1] & 0xFE) == 18)
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            if s[..6] == [0, 0, 0, 0, 0, 0] {
-                // ::, ::1 and the deprecated IPv4-compatible forms.
-                return false;
-            }
-            !(v6.is_multicast()
-                || (s[0] & 0xFE00) == 0xFC00
-                || (s[0] & 0xFFC0) == 0xFE80
-                || (s[0] == 0x2001 && s[1] == 0x0DB8)
-                || (s[0] == 0x0064 && s[1] == 0xFF9B))
-        }
-    }
+    crate::addr::forbidden(ip, &[]).is_none()
 }
 
 #[cfg(test)]

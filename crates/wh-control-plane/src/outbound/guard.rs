@@ -1,176 +1,150 @@
-//! Which addresses a call made for a user may reach (the SSRF guard's address rule): every
-//! address a name resolves to must be public — none of the special-purpose ranges below, and
-//! no IPv4 address hidden in an IPv6 one (IPv4-mapped `::ffff:0:0/96`, NAT64 `64:ff9b::/96`,
-//! 6to4 `2002::/16`) that is not. An operator's allow-list (`WH_OUTBOUND_ALLOW_CIDRS`) is
-//! consulted first. Resolving, pinning the checked address and refusing redirects are the
-//! client's part (still to come with the webhook dispatcher).
+//! The SSRF guard on every call the control plane makes for a user (webhooks, notification
+//! channels, SMTP): which URLs may be called (https unless the operator allows http; ports 80,
+//! 443 and 1024–65535, and 25/465/587 for SMTP), and which address is dialled — every address
+//! the name resolves to is judged by [`wh_wsproto::addr::forbidden`] and the one checked is the
+//! one connected to, so a second resolution can never swap in another.
+//!
+//! It never follows a redirect (the client does not) and never consults `HTTP(S)_PROXY`: the
+//! client dials directly.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// An IPv4 or IPv6 range.
+use tokio::net::TcpStream;
+pub use wh_wsproto::addr::Cidr;
+
+use super::resolve::Resolve;
+
+/// What a call is for: which ports it may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub network: IpAddr,
-    pub prefix: u8,
+pub enum Use {
+    Http,
+    Smtp,
 }
 
-impl Cidr {
-    /// `a.b.c.d/n` or `x::y/n`.
-    pub fn parse(text: &str) -> Option<Cidr> {
-        let (addr, prefix) = text.trim().split_once('/')?;
-        let network: IpAddr = addr.parse().ok()?;
-        let prefix: u8 = prefix.parse().ok()?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Cidr { network, prefix })
-    }
+/// Why a call for a user was refused before a byte was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
+    #[error("only https:// URLs may be called")]
+    Scheme,
+    #[error("port {0} may not be called (80, 443 and 1024-65535 may)")]
+    Port(u16),
+    #[error("{host} resolves to {ip}, which is {why}")]
+    Address { host: String, ip: IpAddr, why: &'static str },
+    #[error("{0} has no address")]
+    NoAddress(String),
+    #[error("cannot resolve {host}: {why}")]
+    Resolve { host: String, why: String },
+}
 
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
+/// The operator's settings and the resolver.
+#[derive(Clone)]
+pub struct Guard {
+    /// `http://` allowed too (`WH_OUTBOUND_ALLOW_HTTP`).
+    pub allow_http: bool,
+    /// Ranges a user's calls may reach although they are special (`WH_OUTBOUND_ALLOW_CIDRS`).
+    pub allow: Vec<Cidr>,
+    pub resolver: Arc<dyn Resolve>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("allow_http", &self.allow_http)
+            .field("allow", &self.allow)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An entry of `WH_OUTBOUND_ALLOW_CIDRS` that is not a CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a CIDR (a.b.c.d/n or x::y/n)")]
+pub struct BadCidr(pub String);
+
+/// A comma-separated list of CIDRs; the one that does not parse is the error.
+pub fn parse_cidrs(text: &str) -> Result<Vec<Cidr>, BadCidr> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| Cidr::parse(s).ok_or_else(|| BadCidr(s.to_owned())))
+        .collect()
+}
+
+impl Guard {
+    /// Whether `scheme` may be called (`https`, or `http` when the operator allows it).
+    pub fn check_scheme(&self, tls: bool) -> Result<(), Refused> {
+        if tls || self.allow_http {
+            Ok(())
+        } else {
+            Err(Refused::Scheme)
         }
     }
-}
 
-const V4: &[(&str, &str)] = &[
-    ("0.0.0.0/8", "this network"),
-    ("10.0.0.0/8", "private (the mesh and the build network)"),
-    ("100.64.0.0/10", "shared address space"),
-    ("127.0.0.0/8", "loopback"),
-    ("169.254.0.0/16", "link-local (cloud metadata)"),
-    ("172.16.0.0/12", "private"),
-    ("192.0.0.0/24", "IETF protocol assignments"),
-    ("192.0.2.0/24", "documentation"),
-    ("192.168.0.0/16", "private"),
-    ("198.18.0.0/15", "benchmarking"),
-    ("198.51.100.0/24", "documentation"),
-    ("203.0.113.0/24", "documentation"),
-    ("224.0.0.0/4", "multicast"),
-    ("240.0.0.0/4", "reserved"),
-];
-
-const V6: &[(&str, &str)] = &[
-    ("::/128", "unspecified"),
-    ("::1/128", "loopback"),
-    ("fc00::/7", "unique local"),
-    ("fe80::/10", "link-local"),
-    ("ff00::/8", "multicast"),
-    ("100::/64", "discard"),
-    ("2001:db8::/32", "documentation"),
-];
-
-/// The IPv4 address an IPv6 one carries, if it is of a form that carries one.
-fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = v6.segments();
-    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    if s[..6] == [0, 0, 0, 0, 0, 0xffff]
-        || (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0])
-    {
-        return Some(low);
-    }
-    if s[0] == 0x2002 {
-        return Some(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
-    }
-    None
-}
-
-/// Why `ip` may not be reached (the range it is in), or None when it may.
-pub fn forbidden(ip: IpAddr, allowed: &[Cidr]) -> Option<&'static str> {
-    if allowed.iter().any(|c| c.contains(ip)) {
-        return None;
-    }
-    let table = if ip.is_ipv4() { V4 } else { V6 };
-    for (range, why) in table {
-        let cidr = Cidr::parse(range).expect("the table's ranges parse");
-        if cidr.contains(ip) {
-            return Some(why);
+    /// Whether `port` may be called for `what`.
+    pub fn check_port(port: u16, what: Use) -> Result<(), Refused> {
+        let ok = matches!(port, 80 | 443 | 1024..)
+            || (what == Use::Smtp && matches!(port, 25 | 465 | 587));
+        if ok {
+            Ok(())
+        } else {
+            Err(Refused::Port(port))
         }
     }
-    match ip {
-        IpAddr::V6(v6) => embedded_v4(v6).and_then(|v4| forbidden(IpAddr::V4(v4), allowed)),
-        IpAddr::V4(_) => None,
+
+    /// The address to dial for `host:port`: every address it resolves to must be allowed (one
+    /// bad address refuses the name: a resolver could hand out either), and the first is it.
+    pub async fn address(&self, host: &str, port: u16, what: Use) -> Result<SocketAddr, Refused> {
+        Guard::check_port(port, what)?;
+        let addrs = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => self
+                .resolver
+                .resolve(host, port)
+                .await
+                .map_err(|e| Refused::Resolve { host: host.to_owned(), why: e.to_string() })?,
+        };
+        for a in &addrs {
+            if let Some(why) = wh_wsproto::addr::forbidden(a.ip(), &self.allow) {
+                return Err(Refused::Address { host: host.to_owned(), ip: a.ip(), why });
+            }
+        }
+        addrs.first().copied().ok_or_else(|| Refused::NoAddress(host.to_owned()))
+    }
+
+    /// Connects to the checked address of `host:port` within `timeout`.
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        what: Use,
+        timeout: Duration,
+    ) -> Result<TcpStream, super::OutboundError> {
+        let addr = self.address(host, port, what).await?;
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| wh_http::client::DialError::ConnectTimeout)?
+            .map_err(wh_http::client::DialError::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
 
     #[test]
-    fn every_special_range_is_refused_and_public_addresses_are_not() {
-        for bad in [
-            "0.1.2.3",
-            "10.50.0.1",
-            "100.64.0.1",
-            "127.0.0.1",
-            "169.254.169.254",
-            "172.31.255.255",
-            "192.0.0.8",
-            "192.0.2.1",
-            "192.168.1.1",
-            "198.19.0.1",
-            "198.51.100.7",
-            "203.0.113.9",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "ff02::1",
-            "100::1",
-            "2001:db8::1",
-            // IPv4 hidden in IPv6.
-            "::ffff:169.254.169.254",
-            "::ffff:127.0.0.1",
-            "64:ff9b::10.0.0.1",
-            "2002:0a32:0001::1",
-        ] {
-            assert!(forbidden(ip(bad), &[]).is_some(), "{bad} must be refused");
-        }
-        for good in [
-            "1.1.1.1",
-            "93.184.216.34",
-            "2606:4700::1111",
-            "::ffff:8.8.8.8",
-            "2002:0808:0808::1",
-            "172.32.0.1",
-        ] {
-            assert_eq!(forbidden(ip(good), &[]), None, "{good} is public");
-        }
-        assert_eq!(
-            forbidden(ip("::ffff:169.254.169.254"), &[]),
-            Some("link-local (cloud metadata)")
-        );
-    }
-
-    #[test]
-    fn the_operator_allow_list_comes_first() {
-        let allow = [Cidr::parse("10.60.0.0/16").unwrap()];
-        assert_eq!(forbidden(ip("10.60.3.4"), &allow), None);
-        assert!(forbidden(ip("10.50.0.1"), &allow).is_some(), "the mesh stays refused");
-        assert_eq!(Cidr::parse("10.0.0.0/33"), None);
-        assert_eq!(Cidr::parse("nonsense"), None);
-    }
-
-    proptest! {
-        /// An IPv4 address is refused exactly when its IPv4-mapped IPv6 form is.
-        #[test]
-        fn mapped_addresses_are_judged_as_their_ipv4(a in any::<u32>()) {
-            let v4 = Ipv4Addr::from(a);
-            prop_assert_eq!(forbidden(IpAddr::V4(v4), &[]).is_some(), forbidden(IpAddr::V6(v4.to_ipv6_mapped()), &[]).is_some());
-        }
+    fn ports_and_cidr_lists() {
+        assert!(Guard::check_port(443, Use::Http).is_ok());
+        assert!(Guard::check_port(8443, Use::Http).is_ok());
+        assert_eq!(Guard::check_port(22, Use::Http), Err(Refused::Port(22)));
+        assert_eq!(Guard::check_port(25, Use::Http), Err(Refused::Port(25)));
+        assert!(Guard::check_port(587, Use::Smtp).is_ok());
+        assert!(Guard::check_port(6379, Use::Http).is_ok(), "any unprivileged port");
+        assert_eq!(parse_cidrs(" 127.0.0.0/8, ::1/128 ").unwrap().len(), 2);
+        assert_eq!(parse_cidrs("127.0.0.1"), Err(BadCidr("127.0.0.1".into())));
+        assert!(parse_cidrs("").unwrap().is_empty());
     }
 }
