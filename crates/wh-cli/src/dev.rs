@@ -153,6 +153,12 @@ async fn serve(
             .map_err(|e| CliError::Local(e.to_string()))?,
         cookie_secure: false,
         allow_private_repos: true,
+        // On a laptop, webhooks to a receiver on this machine (http://127.0.0.1:…) are the
+        // point; every other private range stays refused.
+        outbound_allow: wh_control_plane::outbound::guard::parse_cidrs("127.0.0.0/8,::1/128")
+            .expect("literal CIDRs"),
+        outbound_allow_http: true,
+        outbound_dns: Vec::new(),
         http: wh_control_plane::httpserve::HttpLimits {
             drain: Duration::from_secs(5),
             ..Default::default()

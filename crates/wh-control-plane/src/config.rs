@@ -82,6 +82,16 @@ pub struct ServeArgs {
     /// Seconds requests in flight get to finish at shutdown before they are closed.
     #[arg(long, env = "WH_DRAIN_SECS", default_value_t = 30)]
     pub drain_secs: u64,
+    /// Ranges webhooks and notification channels may reach although they are private or
+    /// special (comma-separated CIDRs; e.g. an internal chat server's network).
+    #[arg(long, env = "WH_OUTBOUND_ALLOW_CIDRS", default_value = "")]
+    pub outbound_allow_cidrs: String,
+    /// Let webhooks and channels use plain http:// (and SMTP without TLS).
+    #[arg(long, env = "WH_OUTBOUND_ALLOW_HTTP")]
+    pub outbound_allow_http: bool,
+    /// The DNS servers webhook and channel hosts are resolved with (default: the system's).
+    #[arg(long, env = "WH_OUTBOUND_DNS", value_delimiter = ',')]
+    pub outbound_dns: Vec<SocketAddr>,
     #[command(flatten)]
     pub git: GitProviderArgs,
 }
@@ -209,6 +219,10 @@ pub struct Config {
     /// Git providers users may connect, and the public URL they reach the control plane at.
     pub git_providers: Vec<crate::gitproviders::ForgeConfig>,
     pub public_url: String,
+    /// What webhooks and notification channels may reach.
+    pub outbound_allow: Vec<crate::outbound::guard::Cidr>,
+    pub outbound_allow_http: bool,
+    pub outbound_dns: Vec<SocketAddr>,
 }
 
 /// A configuration problem; `main` exits with 64 on it.
@@ -237,7 +251,12 @@ impl Config {
         ))
         .map_err(|e| ConfigError(e.to_string()))?;
         let (git_providers, public_url) = args.git.resolve()?;
+        let outbound_allow = crate::outbound::guard::parse_cidrs(&args.outbound_allow_cidrs)
+            .map_err(|e| ConfigError(format!("WH_OUTBOUND_ALLOW_CIDRS: {e}")))?;
         Ok(Config {
+            outbound_allow,
+            outbound_allow_http: args.outbound_allow_http,
+            outbound_dns: args.outbound_dns,
             git_providers,
             public_url,
             master_key,

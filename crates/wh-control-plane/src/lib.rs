@@ -14,7 +14,9 @@
 //! - [`githooks`]: inbound git webhooks: providers, signatures, payloads, hooks and deliveries.
 //! - [`gitproviders`]: connected git providers (OAuth): tokens sealed and refreshed, repository
 //!   lists, hooks registered through the providers' APIs, commit statuses reported back.
-//! - [`outbound`]: the one HTTP client for calls to other services (bounded waits and answers).
+//! - [`outbound`]: the one HTTP client for calls to other services (bounded waits and answers),
+//!   and the SSRF guard on calls made for a user.
+//! - [`notify`]: notification channels: 22 services by Shoutrrr URL, the message an event becomes.
 //! - [`deployments`]: the deployment state machine and its per-state deadlines.
 //! - [`previews`]: preview deploys of pull requests (`pr-<n>-<slug>` apps).
 //! - [`ratelimit`]: per-IP request limits.
@@ -56,6 +58,7 @@ pub mod jwt;
 pub mod logbus;
 pub mod logingest;
 pub mod metrics;
+pub mod notify;
 pub mod outbound;
 pub mod previews;
 pub mod proxy_config;
@@ -94,6 +97,8 @@ pub struct AppState {
     pub dns: Arc<domains::Verifier>,
     /// Accept repository URLs naming loopback or private addresses (development only).
     pub allow_private_repos: bool,
+    /// Delivers webhooks and notifications (and seals their targets).
+    pub dispatcher: Arc<webhooks::Dispatcher>,
     /// Counted as things happen; served on the admin listener.
     pub metrics: Arc<metrics::Metrics>,
     /// The git providers users can connect (none unless configured).
@@ -136,6 +141,7 @@ impl AppState {
     ) -> AppState {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).expect("the OS random source is available");
+        let pool_for_dispatch = pool.clone();
         AppState {
             pool,
             jwt,
@@ -154,6 +160,26 @@ impl AppState {
                 "http://localhost",
                 outbound::Client::new(&wh_http::client::Trust::System),
                 Arc::new(secrets::MasterKey::from_bytes(key).sealer(secrets::Purpose::OAuth)),
+            )),
+            dispatcher: Arc::new(webhooks::Dispatcher::new(
+                pool_for_dispatch,
+                webhooks::dispatch::Settings {
+                    client: outbound::Client::new(&wh_http::client::Trust::System),
+                    // Nothing resolves: a tool's state never calls out for a user.
+                    guard: outbound::guard::Guard {
+                        allow_http: false,
+                        allow: vec![],
+                        resolver: Arc::new(outbound::resolve::Fixed::default()),
+                    },
+                    keys: Arc::new(webhooks::targets::Keys {
+                        urls: secrets::MasterKey::from_bytes(key)
+                            .sealer(secrets::Purpose::TargetUrl),
+                        secrets: secrets::MasterKey::from_bytes(key)
+                            .sealer(secrets::Purpose::Webhook),
+                    }),
+                    dashboard: String::new(),
+                    lease: std::time::Duration::from_secs(60),
+                },
             )),
         }
     }

@@ -24,6 +24,8 @@ pub enum Purpose {
     OAuth,
     /// Inbound git webhook secrets (owner: the hook id).
     GitHook,
+    /// Outbound webhook and notification channel URLs (owner: the target id).
+    TargetUrl,
 }
 
 impl Purpose {
@@ -33,6 +35,7 @@ impl Purpose {
             Purpose::Webhook => "wh/webhook/v1",
             Purpose::OAuth => "wh/oauth/v1",
             Purpose::GitHook => "wh/githook/v1",
+            Purpose::TargetUrl => "wh/target-url/v1",
         }
     }
 }

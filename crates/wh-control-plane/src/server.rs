@@ -83,6 +83,29 @@ pub async fn start(
         let (pool, stop) = (pool.clone(), stop.clone());
         move || crate::usage::run(pool.clone(), stop.clone())
     }));
+    let resolver = crate::outbound::resolve::Dns::new(&config.outbound_dns)
+        .map_err(|e| StartError(format!("cannot read the resolver configuration: {e}")))?;
+    let dispatcher = Arc::new(crate::webhooks::Dispatcher::new(
+        pool.clone(),
+        crate::webhooks::dispatch::Settings {
+            client: crate::outbound::Client::new(&wh_http::client::Trust::System),
+            guard: crate::outbound::guard::Guard {
+                allow_http: config.outbound_allow_http,
+                allow: config.outbound_allow.clone(),
+                resolver: Arc::new(resolver),
+            },
+            keys: Arc::new(crate::webhooks::targets::Keys {
+                urls: config.master_key.sealer(secrets::Purpose::TargetUrl),
+                secrets: config.master_key.sealer(secrets::Purpose::Webhook),
+            }),
+            dashboard: config.public_url.clone(),
+            lease: Duration::from_secs(60),
+        },
+    ));
+    tokio::spawn(wh_cmd::supervise("webhooks", stop.clone(), {
+        let (dispatcher, stop) = (dispatcher.clone(), stop.clone());
+        move || dispatcher.clone().run(stop.clone())
+    }));
     let mut routing =
         Routing::follow(&pool, Some(config.proxy_token.clone()), &config.route_domain);
     routing.tls = config.route_tls;
@@ -102,6 +125,7 @@ pub async fn start(
         allow_private_repos: config.allow_private_repos,
         metrics,
         forges,
+        dispatcher,
     };
     gitproviders::spawn(&pool, &state.forges, &state.routing, &stop);
     tokio::spawn(wh_cmd::supervise("domain-rechecks", stop.clone(), {
