@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod params;
 pub mod proxy_config;
 pub mod usage;
+pub mod webhooks;
 pub mod workers;
 
 use axum::routing::{get, post, put};
@@ -151,6 +152,25 @@ fn public_routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/apps/{slug}/alerts/rules", get(alerts::rules))
         .route("/api/v1/apps/{slug}/alerts/rules/{kind}", put(alerts::set_rule))
         .route("/api/v1/apps/{slug}/alerts/rules/{kind}/mute", post(alerts::mute))
+        .route("/api/v1/webhooks", get(webhooks::list_webhooks).post(webhooks::add_webhook))
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(webhooks::get_webhook)
+                .patch(webhooks::patch_webhook)
+                .delete(webhooks::delete_webhook),
+        )
+        .route("/api/v1/webhooks/{id}/test", post(webhooks::test_webhook))
+        .route("/api/v1/webhooks/{id}/rotate", post(webhooks::rotate))
+        .route("/api/v1/webhooks/{id}/deliveries", get(webhooks::webhook_deliveries))
+        .route("/api/v1/notifications", get(webhooks::list_channels).post(webhooks::add_channel))
+        .route(
+            "/api/v1/notifications/{id}",
+            get(webhooks::get_channel)
+                .patch(webhooks::patch_channel)
+                .delete(webhooks::delete_channel),
+        )
+        .route("/api/v1/notifications/{id}/test", post(webhooks::test_channel))
+        .route("/api/v1/notifications/{id}/deliveries", get(webhooks::channel_deliveries))
         .route("/api/v1/git/providers", get(git::providers))
         .route("/api/v1/git/github-app", get(github_app::info))
         .route("/api/v1/git/github-app/new", get(github_app::new_page))

@@ -18,6 +18,7 @@ use crate::{api, AppState, Routing};
 
 pub mod fixtures;
 pub mod forge;
+pub mod standin;
 
 /// The JWT secret of test control planes (workers' tokens are signed with it).
 pub const JWT_SECRET: [u8; 32] = [7u8; 32];
@@ -47,6 +48,43 @@ pub struct Options {
     /// Git providers users may connect (a fake forge's addresses); the public URL is the
     /// served API's. Token refreshes and commit statuses run when there are any.
     pub git_providers: Vec<crate::gitproviders::ForgeConfig>,
+    /// Run the webhook dispatcher with these outbound settings; `None`: it does not run (and
+    /// the state's dispatcher resolves no name).
+    pub outbound: Option<Outbound>,
+}
+
+/// What webhooks and channels may reach in a test, and how names resolve.
+#[derive(Clone)]
+pub struct Outbound {
+    pub resolver: Arc<dyn crate::outbound::resolve::Resolve>,
+    pub allow: Vec<crate::outbound::guard::Cidr>,
+    pub allow_http: bool,
+    /// The roots TLS trusts (the stand-ins' certificates).
+    pub trust: wh_http::client::Trust,
+    /// How long a claimed delivery is held.
+    pub lease: Duration,
+    /// The dashboard's base URL in messages.
+    pub dashboard: String,
+}
+
+impl Outbound {
+    /// Names resolved by `resolver`, loopback allowed, https trusting `pem` (if any).
+    pub fn loopback(
+        resolver: Arc<dyn crate::outbound::resolve::Resolve>,
+        pem: Option<&str>,
+    ) -> Outbound {
+        Outbound {
+            resolver,
+            allow: crate::outbound::guard::parse_cidrs("127.0.0.0/8").expect("a CIDR"),
+            allow_http: false,
+            trust: match pem {
+                Some(pem) => wh_http::client::Trust::from_pem(pem.as_bytes()).expect("a PEM"),
+                None => wh_http::client::Trust::System,
+            },
+            lease: Duration::from_secs(60),
+            dashboard: "https://wh.example.com".into(),
+        }
+    }
 }
 
 impl Default for Options {
@@ -62,6 +100,7 @@ impl Default for Options {
             dns: None,
             admin: false,
             git_providers: Vec::new(),
+            outbound: None,
         }
     }
 }
@@ -134,6 +173,30 @@ impl TestControlPlane {
             &stop,
             Duration::from_millis(200),
         );
+        if let Some(o) = options.outbound.clone() {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).expect("the OS random source is available");
+            let master = crate::secrets::MasterKey::from_bytes(key);
+            let dispatcher = Arc::new(crate::webhooks::Dispatcher::new(
+                pool.clone(),
+                crate::webhooks::dispatch::Settings {
+                    client: crate::outbound::Client::new(&o.trust),
+                    guard: crate::outbound::guard::Guard {
+                        allow_http: o.allow_http,
+                        allow: o.allow,
+                        resolver: o.resolver,
+                    },
+                    keys: Arc::new(crate::webhooks::targets::Keys {
+                        urls: master.sealer(crate::secrets::Purpose::TargetUrl),
+                        secrets: master.sealer(crate::secrets::Purpose::Webhook),
+                    }),
+                    dashboard: o.dashboard,
+                    lease: o.lease,
+                },
+            ));
+            state.dispatcher = dispatcher.clone();
+            tokio::spawn(dispatcher.run(stop.clone()));
+        }
         if let Some(every) = options.enforce_enabled {
             tokio::spawn(hub.clone().enforce_enabled(pool.clone(), every, stop.clone()));
         }

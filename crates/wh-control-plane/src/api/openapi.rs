@@ -10,6 +10,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 
 use super::{
     admin, alerts, apps, auth as api_auth, deployments, domains, git, github_app, hooks, usage,
+    webhooks,
 };
 use crate::{auth, containers};
 
@@ -149,6 +150,25 @@ pub const OPERATIONS: &[Operation] = &[
         .query(&[("from", "integer", "Seconds since the epoch (default: 24 h before to)"), ("to", "integer", "Seconds since the epoch (default: now)")]),
     op("get", "/api/v1/apps/{slug}/usage", "An app's usage: points at 5m, 1h or 1d steps (at most 1,000), totals, and deploys for markers", 200, Body::Json(json::<usage::AppUsage>))
         .query(&[("from", "integer", "Seconds since the epoch (default: 24 h before to)"), ("to", "integer", "Seconds since the epoch (default: now)"), ("step", "string", "5m, 1h (default) or 1d")]),
+    op("get", "/api/v1/webhooks", "Your signed webhooks", 200, Body::Json(json::<Vec<crate::webhooks::targets::TargetView>>)),
+    op("post", "/api/v1/webhooks", "Add a signed webhook (https; the secret is in the answer, once)", 201, Body::Json(json::<webhooks::CreatedTarget>))
+        .takes(Body::Json(json::<webhooks::NewTargetBody>)),
+    op("get", "/api/v1/webhooks/{id}", "One webhook", 200, Body::Json(json::<crate::webhooks::targets::TargetView>)),
+    op("patch", "/api/v1/webhooks/{id}", "Change a webhook's events, or re-enable it", 200, Body::Json(json::<crate::webhooks::targets::TargetView>))
+        .takes(Body::Json(json::<webhooks::TargetPatch>)),
+    op("delete", "/api/v1/webhooks/{id}", "Remove a webhook", 204, Body::None),
+    op("post", "/api/v1/webhooks/{id}/test", "Send a test event through the delivery path; answers with the first attempt (202 if none within 20 s)", 200, Body::Json(json::<crate::webhooks::targets::DeliveryView>)),
+    op("post", "/api/v1/webhooks/{id}/rotate", "A new signing secret; the previous one keeps signing alongside for 24 hours", 200, Body::Json(json::<webhooks::RotatedSecret>)),
+    op("get", "/api/v1/webhooks/{id}/deliveries", "A webhook's latest 50 deliveries with every attempt's status and response", 200, Body::Json(json::<Vec<crate::webhooks::targets::DeliveryView>>)),
+    op("get", "/api/v1/notifications", "Your notification channels", 200, Body::Json(json::<Vec<crate::webhooks::targets::TargetView>>)),
+    op("post", "/api/v1/notifications", "Add a notification channel by its Shoutrrr URL", 201, Body::Json(json::<webhooks::CreatedTarget>))
+        .takes(Body::Json(json::<webhooks::NewTargetBody>)),
+    op("get", "/api/v1/notifications/{id}", "One notification channel", 200, Body::Json(json::<crate::webhooks::targets::TargetView>)),
+    op("patch", "/api/v1/notifications/{id}", "Change a channel's events, or re-enable it", 200, Body::Json(json::<crate::webhooks::targets::TargetView>))
+        .takes(Body::Json(json::<webhooks::TargetPatch>)),
+    op("delete", "/api/v1/notifications/{id}", "Remove a notification channel", 204, Body::None),
+    op("post", "/api/v1/notifications/{id}/test", "Send a test message through the delivery path; answers with the first attempt (202 if none within 20 s)", 200, Body::Json(json::<crate::webhooks::targets::DeliveryView>)),
+    op("get", "/api/v1/notifications/{id}/deliveries", "A channel's latest 50 deliveries with every attempt", 200, Body::Json(json::<Vec<crate::webhooks::targets::DeliveryView>>)),
     op("get", "/api/v1/alerts", "The alerts firing now across your apps", 200, Body::Json(json::<Vec<alerts::AlertView>>)),
     op("get", "/api/v1/apps/{slug}/alerts", "The app's alerts, newest first (200 at most): value, start, end, duration", 200, Body::Json(json::<Vec<alerts::AlertView>>)),
     op("get", "/api/v1/apps/{slug}/alerts/rules", "The app's alert rules with their state", 200, Body::Json(json::<Vec<alerts::RuleView>>)),

@@ -16,7 +16,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// The delay after attempt `attempt` (1-based) failed, `None` when it was the last; `jitter`
 /// in [-1, 1] scales the ±10 %.
 pub fn next_delay(attempt: i32, jitter: f64, retry_after: Option<Duration>) -> Option<Duration> {
-    if attempt >= ATTEMPTS || attempt < 1 {
+    if !(1..ATTEMPTS).contains(&attempt) {
         return None;
     }
     let base = DELAYS[(attempt - 1) as usize] as f64;

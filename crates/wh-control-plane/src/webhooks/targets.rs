@@ -302,6 +302,13 @@ pub struct AttemptView {
     pub response: Option<String>,
 }
 
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    delivery_id: i64,
+    #[sqlx(flatten)]
+    view: AttemptView,
+}
+
 /// A delivery of one event to a target.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DeliveryView {
@@ -330,15 +337,18 @@ pub async fn deliveries(pool: &PgPool, target: i64) -> Result<Vec<DeliveryView>,
     .fetch_all(pool)
     .await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    let attempts: Vec<(i64, i32, String, i32, Option<i32>, Option<String>, Option<String>)> =
-        sqlx::query_as(
-            "SELECT delivery_id, attempt, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    duration_ms, status, error, response
-             FROM delivery_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
-        )
-        .bind(&ids)
-        .fetch_all(pool)
-        .await?;
+    let attempts: Vec<AttemptRow> = sqlx::query_as(
+        "SELECT delivery_id, attempt, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS started_at,
+                duration_ms, status, error, response
+         FROM delivery_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut by_delivery: std::collections::HashMap<i64, Vec<AttemptView>> = Default::default();
+    for a in attempts {
+        by_delivery.entry(a.delivery_id).or_default().push(a.view);
+    }
     Ok(rows
         .into_iter()
         .map(|(id, event_id, event_type, state, attempts_n, next, created)| DeliveryView {
@@ -349,18 +359,7 @@ pub async fn deliveries(pool: &PgPool, target: i64) -> Result<Vec<DeliveryView>,
             attempts: attempts_n,
             next_attempt_at: next,
             created_at: created,
-            tries: attempts
-                .iter()
-                .filter(|a| a.0 == id)
-                .map(|a| AttemptView {
-                    attempt: a.1,
-                    started_at: a.2.clone(),
-                    duration_ms: a.3,
-                    status: a.4,
-                    error: a.5.clone(),
-                    response: a.6.clone(),
-                })
-                .collect(),
+            tries: by_delivery.remove(&id).unwrap_or_default(),
         })
         .collect())
 }
