@@ -7,6 +7,7 @@
 //! - [`commands`]: the user commands (login, apps, env, deploy, logs).
 //! - [`client`]: the HTTP client for the API; [`credentials`]: where the sign-in is kept.
 //! - [`pack`]: a source directory as the tar.gz an upload deploy carries.
+//! - [`targets`]: `wh webhooks` and `wh notify` (signed webhooks, notification channels).
 //! - [`error`]: the one error type and its exit codes.
 
 pub mod client;
@@ -20,3 +21,4 @@ pub mod devbase;
 pub mod devdb;
 pub mod error;
 pub mod pack;
+pub mod targets;

@@ -10,6 +10,7 @@ use wh_cli::credentials;
 #[cfg(feature = "dev")]
 use wh_cli::dev;
 use wh_cli::error::CliError;
+use wh_cli::targets;
 
 /// wh: WiseHosting from the command line.
 #[derive(Parser)]
@@ -81,6 +82,12 @@ enum Command {
     /// Alerts: what fires, an app's history, its rules.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Signed webhooks (Standard Webhooks) for your apps' events.
+    #[command(subcommand)]
+    Webhooks(TargetCommand),
+    /// Notification channels by Shoutrrr URL: discord://, slack://, telegram://, smtp://, …
+    #[command(subcommand)]
+    Notify(TargetCommand),
     /// Show an app's runtime logs.
     Logs {
         #[arg(long, short)]
@@ -164,6 +171,32 @@ enum HooksCommand {
         #[arg(long, short)]
         app: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum TargetCommand {
+    /// Add one: a webhook's https URL, or a channel's Shoutrrr URL.
+    Add {
+        url: String,
+        /// Only this app's events (default: all your apps).
+        #[arg(long, short)]
+        app: Option<String>,
+        /// Only these events (comma-separated; default: all): deployment.started,
+        /// deployment.succeeded, deployment.failed, app.crashed, alert.fired, alert.resolved,
+        /// domain.verified, certificate.issued, certificate.failed.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+    },
+    /// List them, with their state.
+    List,
+    /// Send a test through the delivery path and show the outcome.
+    Test { id: i64 },
+    /// Remove one.
+    Remove { id: i64 },
+    /// The latest deliveries and their attempts.
+    Deliveries { id: i64 },
+    /// A new signing secret (webhooks); the old one signs alongside for 24 hours.
+    Rotate { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -386,6 +419,8 @@ async fn run(command: Command) -> Result<(), CliError> {
                 }
             }
         }
+        Command::Webhooks(cmd) => target_command(targets::Kind::Webhooks, cmd).await,
+        Command::Notify(cmd) => target_command(targets::Kind::Notify, cmd).await,
         Command::Git(cmd) => {
             let api = credentials::api()?;
             match cmd {
@@ -433,6 +468,26 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Logs { app, follow, lines } => {
             let api = credentials::api()?;
             commands::logs(&api, &commands::app_name(app.as_deref(), None)?, lines, follow).await
+        }
+    }
+}
+
+/// `wh webhooks …` and `wh notify …`.
+async fn target_command(kind: targets::Kind, cmd: TargetCommand) -> Result<(), CliError> {
+    let api = credentials::api()?;
+    match cmd {
+        TargetCommand::Add { url, app, events } => {
+            targets::add(&api, kind, &url, app.as_deref(), &events).await
+        }
+        TargetCommand::List => targets::list(&api, kind).await,
+        TargetCommand::Test { id } => targets::test(&api, kind, id).await,
+        TargetCommand::Remove { id } => targets::remove(&api, kind, id).await,
+        TargetCommand::Deliveries { id } => targets::deliveries(&api, kind, id).await,
+        TargetCommand::Rotate { id } if kind == targets::Kind::Webhooks => {
+            targets::rotate(&api, id).await
+        }
+        TargetCommand::Rotate { .. } => {
+            Err(CliError::Usage("only webhooks have a signing secret to rotate".into()))
         }
     }
 }

@@ -137,9 +137,23 @@ async fn every_operation_answers_what_the_document_says() {
     };
     let forge = FakeForge::start(3600).await;
     let git_providers = vec![forge.config(Provider::Github)];
+    // Webhook and channel deliveries (tests) go to a stand-in on loopback.
+    let receiver = wh_control_plane::testing::standin::StandIn::https(&[
+        "tour-hooks.example.test",
+        "discord.com",
+    ])
+    .await;
+    let resolver = wh_control_plane::outbound::resolve::Fixed(std::collections::HashMap::from([
+        ("tour-hooks.example.test".to_owned(), receiver.addr),
+        ("discord.com".to_owned(), receiver.addr),
+    ]));
+    let outbound = wh_control_plane::testing::Outbound::loopback(
+        std::sync::Arc::new(resolver),
+        receiver.pem.as_deref(),
+    );
     let cp = TestControlPlane::start(
         &db.pool,
-        Options { dns: Some(dns), git_providers, ..Options::bare() },
+        Options { dns: Some(dns), git_providers, outbound: Some(outbound), ..Options::bare() },
     )
     .await;
     wh_control_plane::auth::create_user(
@@ -330,6 +344,36 @@ async fn every_operation_answers_what_the_document_says() {
     .await;
     tour.call("get", "/api/v1/apps/{slug}/alerts", "/api/v1/apps/tour-app/alerts", None).await;
     tour.call("get", "/api/v1/alerts", "/api/v1/alerts", None).await;
+
+    // A signed webhook and a notification channel: added, listed, changed, tested, rotated,
+    // their deliveries read, removed.
+    for (base, url) in [
+        ("/api/v1/webhooks", "https://tour-hooks.example.test/in"),
+        ("/api/v1/notifications", "discord://tok@123"),
+    ] {
+        let created = tour
+            .call("post", base, base, Some(serde_json::json!({"url": url, "app": "tour-app", "events": ["deployment.failed"]})))
+            .await;
+        let id = created["target"]["id"].as_i64().unwrap();
+        let one = format!("{base}/{{id}}");
+        let this = format!("{base}/{id}");
+        tour.call("get", base, base, None).await;
+        tour.call("get", &one, &this, None).await;
+        tour.call(
+            "patch",
+            &one,
+            &this,
+            Some(serde_json::json!({"events": ["deployment.failed", "alert.fired"]})),
+        )
+        .await;
+        let tested = tour.call("post", &format!("{one}/test"), &format!("{this}/test"), None).await;
+        assert_eq!(tested["state"], "succeeded", "{tested}");
+        if base == "/api/v1/webhooks" {
+            tour.call("post", &format!("{one}/rotate"), &format!("{this}/rotate"), None).await;
+        }
+        tour.call("get", &format!("{one}/deliveries"), &format!("{this}/deliveries"), None).await;
+        tour.call("delete", &one, &this, None).await;
+    }
 
     // A git provider: offered, connected (the fake forge approves at once), its repositories
     // listed, disconnected.
