@@ -132,6 +132,18 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             }
         }
     });
+    // With the control plane as the source, order outcomes are told to it.
+    if let (Some(manager), Source::Http { url, token, .. }) = (&certs, &settings.source) {
+        let p = provider::http::HttpProvider::new(
+            url,
+            token.as_ref().map(|t| t.expose_secret()),
+            settings.poll_interval,
+            false,
+        )?;
+        let (reports, queue) = provider::report::queue();
+        manager.report_to(reports);
+        tokio::spawn(provider::report::run(queue, p, stop.clone()));
+    }
     if let (Some(manager), Some(t)) = (&certs, &settings.tls) {
         manager.set_table(&proxy.table.load());
         tokio::spawn(manager.clone().run(stop.clone()));

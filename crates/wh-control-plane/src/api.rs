@@ -210,5 +210,6 @@ fn internal_routes() -> Router<AppState> {
         .route("/v1/workers/ws", get(workers::ws))
         .route("/v1/workers/sources/{deployment}", get(workers::source))
         .route("/v1/traefik/proxy-config", get(proxy_config::proxy_config))
+        .route(wh_wsproto::proxy::CERTIFICATES_PATH, post(proxy_config::certificates))
         .route("/v1/traefik/config", get(proxy_config::worker_config))
 }

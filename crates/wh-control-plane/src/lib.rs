@@ -44,6 +44,7 @@ pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod certificates;
 pub mod config;
 pub mod containers;
 pub mod dashboard;

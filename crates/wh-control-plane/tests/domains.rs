@@ -428,6 +428,17 @@ async fn a_verified_domain_is_routed_certified_and_served_over_https_and_removin
         certs.store.get("www.shop.test").is_some()
     });
     assert!(issued.await, "no certificate: {}\n{}", certs.report(), pebble.log());
+    // The proxy told the control plane, which made it the app's certificate.issued event.
+    let told = wh_testkit::until(Duration::from_secs(20), async || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM event_outbox WHERE event_type = 'certificate.issued' AND payload->>'hostname' = 'www.shop.test' AND payload->>'app' = 'shop'",
+        )
+        .fetch_one(&env.db.pool)
+        .await
+        .unwrap()
+            == 1
+    });
+    assert!(told.await, "no certificate.issued event for www.shop.test");
 
     // HTTPS to the custom domain, trusting only pebble's root.
     let body = https_get(https, "www.shop.test", &root).await.expect("HTTPS to the custom domain");

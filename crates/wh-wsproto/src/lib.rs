@@ -20,6 +20,7 @@
 //! - [`addr`]: which addresses a call made for a tenant may reach (the SSRF guard's rule).
 //! - [`archive`]: the tar.gz source of an upload deploy, checked on both sides.
 //! - [`env`]: what an app's environment variable may be (checked on both sides).
+//! - [`proxy`]: what wh-proxy reports to the control plane (certificate outcomes).
 //! - [`repo`]: repository URLs (credentials split off) and which addresses are public.
 //! - [`token`]: the register/refresh answer a worker gets over HTTP.
 //!
@@ -33,6 +34,7 @@ pub mod error;
 pub mod job;
 pub mod key;
 pub mod messages;
+pub mod proxy;
 pub mod repo;
 pub mod token;
 pub mod window;

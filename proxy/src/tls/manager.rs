@@ -114,6 +114,8 @@ pub struct CertManager {
     ari: Mutex<BTreeMap<String, (i64, i64)>>,
     permits: Arc<Semaphore>,
     poke: Notify,
+    /// Where order outcomes are told (the control plane), when anywhere.
+    reports: std::sync::OnceLock<crate::provider::report::Reports>,
 }
 
 impl CertManager {
@@ -143,6 +145,7 @@ impl CertManager {
             ari: Mutex::new(BTreeMap::new()),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             poke: Notify::new(),
+            reports: std::sync::OnceLock::new(),
         }
     }
 
@@ -151,6 +154,11 @@ impl CertManager {
         let hosts: BTreeSet<String> = table.tls_hosts().map(str::to_owned).collect();
         *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(hosts);
         self.poke.notify_one();
+    }
+
+    /// Tells every order's outcome to `reports` from now on.
+    pub fn report_to(&self, reports: crate::provider::report::Reports) {
+        let _ = self.reports.set(reports);
     }
 
     /// Re-evaluates now (tests, after moving the clock).
@@ -319,6 +327,16 @@ impl CertManager {
             self.ari.lock().unwrap_or_else(|e| e.into_inner()).remove(host);
             self.snapshot(&st)
         };
+        if let Some(reports) = self.reports.get() {
+            use wh_wsproto::proxy::{CertificateOutcome, CertificateReport, MAX_ERROR};
+            let outcome = match &installed {
+                Ok(cert) => CertificateOutcome::Issued { not_after: cert.not_after },
+                Err(e) => CertificateOutcome::Failed {
+                    error: e.message.chars().take(MAX_ERROR).collect(),
+                },
+            };
+            reports.send(CertificateReport { host: host.to_owned(), outcome });
+        }
         self.save(snapshot).await;
     }
 

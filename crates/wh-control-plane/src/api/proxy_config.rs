@@ -1,5 +1,6 @@
 //! `GET /v1/traefik/proxy-config` and `GET /v1/traefik/config?worker=<id>`; see
-//! [`crate::proxy_config`] for what they contain.
+//! [`crate::proxy_config`] for what they contain. `POST /v1/traefik/certificates`: a proxy's
+//! certificate order outcome ([`crate::certificates`]).
 
 use axum::extract::State;
 
@@ -96,4 +97,20 @@ pub async fn worker_config(
         return Ok(not_modified(&rendered.etag));
     }
     Ok(answer(&rendered))
+}
+
+/// `POST /v1/traefik/certificates`: 204 once recorded (or ignored: a host no app serves).
+pub async fn certificates(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    super::extract::ApiJson(report): super::extract::ApiJson<wh_wsproto::proxy::CertificateReport>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&state, &headers)?;
+    match crate::certificates::record(&state.pool, &state.routing.route_domain, &report).await {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::certificates::ReportError::Host) => {
+            Err(ApiError::Validation { field: "host", message: "not a lower-case DNS name".into() })
+        }
+        Err(crate::certificates::ReportError::Database(e)) => Err(e.into()),
+    }
 }
