@@ -267,6 +267,34 @@ try {
   await expectText(page.getByRole('row'), 'over 70 % of the limit for 5 min');
   await shot('alerts');
   log('alert rule changed');
+  // Notifications: a signed webhook for the app's failed deploys (its secret shown once), a
+  // test sent through the delivery path, its delivery listed; a channel by Shoutrrr URL; a
+  // URL that does not parse refused, naming what is wrong.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Notifications' }).click();
+  const hooks = page.locator('section', { has: page.getByRole('heading', { name: 'Webhooks' }) });
+  await hooks.getByLabel('URL').fill('https://receiver.example.test/hooks/wisehosting');
+  await hooks.getByLabel('Apps').selectOption('shop');
+  await hooks.getByLabel('deployment.failed').check();
+  await hooks.getByRole('button', { name: 'Add' }).click();
+  await expectText(hooks.getByRole('status'), 'shown only once');
+  const signing = await hooks.locator('code.secret').textContent();
+  if (!signing || !signing.startsWith('whsec_')) throw new Error(`not a signing secret: ${signing}`);
+  await hooks.getByRole('button', { name: 'Done' }).click();
+  await hooks.getByRole('button', { name: 'Send a test to https://receiver.example.test' }).click();
+  await expectText(hooks.getByRole('status'), 'Test delivered: HTTP 200', 30_000);
+  await hooks.getByRole('button', { name: 'Deliveries' }).click();
+  await expectText(hooks.getByRole('row'), 'webhook.test');
+  await expectText(hooks.getByRole('row'), 'succeeded');
+  const channels = page.locator('section', { has: page.getByRole('heading', { name: 'Channels' }) });
+  await channels.getByLabel('URL').fill('telegram://123:abc@telegram');
+  await channels.getByRole('button', { name: 'Add' }).click();
+  await expectText(channels.locator('.error, [role=alert]'), 'no chats');
+  await channels.getByLabel('URL').fill('discord://t0ken@4242');
+  await channels.getByRole('button', { name: 'Add' }).click();
+  await expectText(channels.getByRole('row'), 'discord://4242');
+  await shot('notifications');
+  log('webhook tested, channel added');
+  await page.goto(`${BASE}/apps/shop/alerts`);
   // Usage: the buckets the recorder wrote, as totals and charts with the deploy markers.
   await page.getByRole('navigation', { name: 'App' }).getByRole('link', { name: 'Usage' }).click();
   await expectText(page.locator('table.totals'), 'vCPU-hours');

@@ -97,6 +97,9 @@ const TONE: Record<string, string> = {
   inactive: 'ok',
   pending: 'warn',
   firing: 'bad',
+  enabled: 'ok',
+  disabled: 'bad',
+  succeeded: 'ok',
   resolved: 'muted',
   off: 'muted',
 };

@@ -38,6 +38,7 @@ export function Layout(props: { user: Me; children: ComponentChildren }) {
             {item('/apps', 'Apps')}
             {item('/tokens', 'API tokens')}
             {item('/settings/git', 'Git providers')}
+            {item('/notifications', 'Notifications')}
             {item('/audit', 'Audit')}
             {props.user.is_admin && item('/admin/workers', 'Workers')}
             {props.user.is_admin && item('/admin/users', 'Users')}

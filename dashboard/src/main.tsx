@@ -26,6 +26,7 @@ import { Users } from './pages/users';
 import { GitSettings } from './pages/git';
 import { Alerts } from './pages/alerts';
 import { Usage } from './pages/usage';
+import { Notifications } from './pages/notifications';
 
 async function whoAmI(): Promise<void> {
   try {
@@ -68,6 +69,7 @@ function Root() {
         <Route path="/deployments/:id">{(p) => <DeploymentPage id={Number(p.id)} />}</Route>
         <Route path="/tokens" component={Tokens} />
         <Route path="/settings/git" component={GitSettings} />
+        <Route path="/notifications" component={Notifications} />
         <Route path="/audit" component={Audit} />
         <Route path="/admin/workers" component={Workers} />
         <Route path="/admin/users" component={Users} />

@@ -55,3 +55,47 @@ fn the_standard_webhooks_package_verifies_our_deliveries() {
     let (ok, said) = verify_with_npm(&new, &one, &body.replace("shop", "shoq"));
     assert!(!ok && said.contains("refused"), "{said}");
 }
+
+/// A delivery the dispatcher really made (captured by a stand-in receiver) verifies with the
+/// npm package as it arrived: the headers and the exact body bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_delivery_verifies_with_the_standard_webhooks_package() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use wh_control_plane::testing::{
+        fixtures, standin::StandIn, Options, Outbound, TestControlPlane,
+    };
+    let db = wh_testkit::postgres::fresh_db().await.unwrap();
+    let (_, bearer) = fixtures::user_with_token(&db.pool, "interop@example.test").await;
+    let receiver = StandIn::https(&["receiver.example.test"]).await;
+    let resolver = wh_control_plane::outbound::resolve::Fixed(HashMap::from([(
+        "receiver.example.test".to_owned(),
+        receiver.addr,
+    )]));
+    let outbound = Outbound::loopback(Arc::new(resolver), receiver.pem.as_deref());
+    let cp =
+        TestControlPlane::start(&db.pool, Options { outbound: Some(outbound), ..Options::bare() })
+            .await;
+    let (_, created) = cp
+        .call(
+            &bearer,
+            "POST",
+            "/api/v1/webhooks",
+            Some(serde_json::json!({"url": "https://receiver.example.test/in"})),
+        )
+        .await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["target"]["id"].as_i64().unwrap();
+    let (status, _) = cp.call(&bearer, "POST", &format!("/api/v1/webhooks/{id}/test"), None).await;
+    assert_eq!(status, 200);
+    let got = receiver.requests().remove(0);
+    let headers: Vec<(&str, String)> = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        .iter()
+        .map(|h| (*h, got.header(h).unwrap().to_owned()))
+        .collect();
+    let body = String::from_utf8(got.body.clone()).unwrap();
+    let (ok, said) = verify_with_npm(&secret, &headers, &body);
+    assert!(ok, "{said}");
+    let (ok, _) = verify_with_npm(&secret, &headers, &body.replace("webhook.test", "webhook.tesu"));
+    assert!(!ok, "a changed body verifies");
+}

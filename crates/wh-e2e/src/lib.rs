@@ -126,12 +126,24 @@ pub async fn platform_with_forges(
     git_providers: Vec<wh_control_plane::gitproviders::ForgeConfig>,
     stop: &CancellationToken,
 ) -> Platform {
+    platform_with(pool, stats_every, git_providers, None, stop).await
+}
+
+/// [`platform_with_forges`] whose webhook dispatcher delivers as `outbound` says.
+pub async fn platform_with(
+    pool: &sqlx::PgPool,
+    stats_every: Duration,
+    git_providers: Vec<wh_control_plane::gitproviders::ForgeConfig>,
+    outbound: Option<wh_control_plane::testing::Outbound>,
+    stop: &CancellationToken,
+) -> Platform {
     const PROXY_TOKEN: &str = "proxy-token-of-the-e2e-platform";
     let sched = SchedulerSettings { drain: Duration::from_secs(1), ..SchedulerSettings::default() };
     let options = Options {
         scheduler: Some(sched),
         proxy_token: Some(PROXY_TOKEN.to_owned()),
         git_providers,
+        outbound,
         ..Options::default()
     };
     let (cp, state) = control_plane_with(pool, options, stop).await;

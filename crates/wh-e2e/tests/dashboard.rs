@@ -62,8 +62,20 @@ async fn the_dashboard_takes_a_user_from_sign_in_to_a_rolled_back_app_and_out() 
         dir: None,
     });
     let providers = vec![forge.config(wh_control_plane::gitproviders::Provider::Github)];
+    // Webhooks the browser adds are delivered to a receiver on loopback.
+    let receiver =
+        wh_control_plane::testing::standin::StandIn::https(&["receiver.example.test"]).await;
+    let resolver = wh_control_plane::outbound::resolve::Fixed(std::collections::HashMap::from([(
+        "receiver.example.test".to_owned(),
+        receiver.addr,
+    )]));
+    let outbound = wh_control_plane::testing::Outbound::loopback(
+        std::sync::Arc::new(resolver),
+        receiver.pem.as_deref(),
+    );
     let platform =
-        wh_e2e::platform_with_forges(&pool, Duration::from_secs(2), providers, &stop).await;
+        wh_e2e::platform_with(&pool, Duration::from_secs(2), providers, Some(outbound), &stop)
+            .await;
     let (cp, proxy) = (platform.cp, &platform.proxy);
     let email = "admin@dashboard.test";
     wh_control_plane::auth::create_user(&pool, email, PASSWORD, true).await.unwrap();
@@ -122,6 +134,12 @@ async fn the_dashboard_takes_a_user_from_sign_in_to_a_rolled_back_app_and_out() 
         shots.display()
     );
     assert!(said.contains("[flow] passed"), "{said}");
+    // The browser's "Send test" reached the receiver, signed.
+    let tests: Vec<_> =
+        receiver.requests().into_iter().filter(|r| r.target == "/hooks/wisehosting").collect();
+    assert!(!tests.is_empty(), "no test delivery arrived");
+    assert_eq!(tests[0].json()["type"], "webhook.test");
+    assert!(tests[0].header("webhook-signature").is_some_and(|s| s.starts_with("v1,")));
     let taken = std::fs::read_dir(&shots).map(|d| d.count()).unwrap_or(0);
     assert!(taken >= 15, "only {taken} screenshots in {}", shots.display());
 }

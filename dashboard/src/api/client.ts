@@ -28,6 +28,10 @@ export type GitProvider = Schemas['ProviderInfo'];
 export type GitConnection = Schemas['ConnectionInfo'];
 export type Repo = Schemas['Repo'];
 export type RepoPage = Schemas['RepoPage'];
+export type Target = Schemas['TargetView'];
+export type Delivery = Schemas['DeliveryView'];
+export type CreatedTarget = Schemas['CreatedTarget'];
+export type TargetBase = '/api/v1/webhooks' | '/api/v1/notifications';
 
 export class ApiError extends Error {
   constructor(
@@ -139,6 +143,13 @@ export const api = {
     json<Schemas['RuleView']>('POST', `/api/v1/apps/${enc(slug)}/alerts/rules/${enc(kind)}/mute`, { body: { minutes } }),
   alerts: (slug: string) => json<Schemas['AlertView'][]>('GET', `/api/v1/apps/${enc(slug)}/alerts`),
   openAlerts: () => json<Schemas['AlertView'][]>('GET', '/api/v1/alerts'),
+  targets: (base: TargetBase) => json<Target[]>('GET', base),
+  addTarget: (base: TargetBase, body: Schemas['NewTargetBody']) => json<CreatedTarget>('POST', base, { body }),
+  patchTarget: (base: TargetBase, id: number, body: Schemas['TargetPatch']) => json<Target>('PATCH', `${base}/${id}`, { body }),
+  removeTarget: (base: TargetBase, id: number) => json<void>('DELETE', `${base}/${id}`),
+  testTarget: (base: TargetBase, id: number) => json<Delivery>('POST', `${base}/${id}/test`),
+  deliveries: (base: TargetBase, id: number) => json<Delivery[]>('GET', `${base}/${id}/deliveries`),
+  rotateWebhook: (id: number) => json<Schemas['RotatedSecret']>('POST', `/api/v1/webhooks/${id}/rotate`),
   gitProviders: () => json<GitProvider[]>('GET', '/api/v1/git/providers'),
   connectGit: (provider: Provider) => json<Schemas['Authorize']>('POST', `/api/v1/git/${enc(provider)}/connect`),
   githubApp: () => json<Schemas['GithubAppInfo']>('GET', '/api/v1/git/github-app'),
