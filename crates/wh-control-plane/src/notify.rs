@@ -186,6 +186,14 @@ pub fn parse(text: &str) -> Result<Parsed, UrlError> {
         _ => unreachable!("every service in SERVICES is matched"),
     };
     let host = url.host_str().unwrap_or("");
+    // Where the host is the secret itself (a key or token), only its last 4 characters show.
+    let host = match service {
+        "wecom" | "pushbullet" | "ifttt" | "pushover" => {
+            let tail: Vec<char> = host.chars().rev().take(4).collect();
+            format!("…{}", tail.into_iter().rev().collect::<String>())
+        }
+        _ => host.to_owned(),
+    };
     let display =
         if host.is_empty() { format!("{service}://") } else { format!("{service}://{host}") };
     Ok(Parsed { service, display, channel })
@@ -264,18 +272,38 @@ pub enum SendError {
     Protocol(String),
 }
 
-/// Sends `msg` over `channel`: every call in order, stopping at the first that fails.
+/// The most recipients (chats, rooms, devices, events) one channel sends to: each is a call,
+/// and a delivery must end well within its dispatcher's lease.
+pub const MAX_RECIPIENTS: usize = 10;
+/// How long one delivery to a channel may take, all its calls together.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Sends `msg` over `channel`: every call in order, stopping at the first that fails, all
+/// within [`SEND_TIMEOUT`].
 pub async fn send(
     channel: &Channel,
     client: &outbound::Client,
     guard: &Guard,
     msg: &Message,
 ) -> Result<Outcome, SendError> {
-    match channel {
-        Channel::Http(service) => run(client, guard, service.calls(msg)).await,
-        Channel::Matrix(m) => m.send(client, guard, msg).await,
-        Channel::Smtp(s) => s.send(client, guard, msg).await.map_err(SendError::from),
+    let sending = async {
+        match channel {
+            Channel::Http(service) => run(client, guard, service.calls(msg)).await,
+            Channel::Matrix(m) => m.send(client, guard, msg).await,
+            Channel::Smtp(s) => s.send(client, guard, msg).await.map_err(SendError::from),
+        }
+    };
+    tokio::time::timeout(SEND_TIMEOUT, sending)
+        .await
+        .map_err(|_| SendError::Protocol(format!("not done within {}s", SEND_TIMEOUT.as_secs())))?
+}
+
+/// Refuses more than [`MAX_RECIPIENTS`] of `what`.
+pub(crate) fn at_most<T>(service: &str, what: &str, list: Vec<T>) -> Result<Vec<T>, UrlError> {
+    if list.len() > MAX_RECIPIENTS {
+        return Err(bad(service, format!("at most {MAX_RECIPIENTS} {what}")));
     }
+    Ok(list)
 }
 
 pub(crate) async fn call(
@@ -317,6 +345,28 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text after any scheme: parsed or refused, never a panic; what is shown of a
+        /// parsed URL never holds its password, and its calls are made without panicking.
+        #[test]
+        fn parsing_never_panics_and_never_shows_a_secret(
+            i in 0..SERVICES.len(),
+            rest in "[a-zA-Z0-9:@/?&=%#._~+$!-]{0,80}",
+            secret in "[a-z]{12}",
+        ) {
+            let url = format!("{}://u:{secret}@{rest}", SERVICES[i]);
+            if let Ok(p) = parse(&url) {
+                prop_assert!(!p.display.contains(&secret));
+                if let Channel::Http(service) = &p.channel {
+                    let msg = message::render("app.crashed", &serde_json::json!({"app": rest}), "https://x");
+                    let _ = service.calls(&msg);
+                }
+            }
+            let _ = parse(&format!("{}://{rest}", SERVICES[i]));
+        }
+    }
 
     #[test]
     fn unknown_and_malformed_urls_name_the_problem() {
@@ -324,5 +374,8 @@ mod tests {
         assert!(e.why.contains("not a supported service"), "{e}");
         assert_eq!(parse("discord://").unwrap_err().service, "discord");
         assert!(parse("not a url").unwrap_err().to_string().contains("url"));
+        let keyed = parse("wecom://693a91f6-7aoc-4bc4-97a0-0ec2sifa5aaa").unwrap();
+        assert_eq!(keyed.display, "wecom://…5aaa");
+        assert_eq!(parse("pushbullet://o.secrettoken").unwrap().display, "pushbullet://…oken");
     }
 }

@@ -614,6 +614,7 @@ async fn every_service_has_a_golden_test_and_bad_urls_say_what_is_wrong() {
         ("discord://tok@notanumber", "the webhook id is a number"),
         ("slack://hook:onlyone@webhook", "three parts"),
         ("telegram://123:abc@telegram", "no chats"),
+        ("telegram://1:a@telegram?chats=1,2,3,4,5,6,7,8,9,10,11", "at most 10 chats"),
         ("teams://contoso.webhook.office.com/webhookb2/x", "retired"),
         ("teams://example.com/x?sig=1", "not a Power Automate workflow URL"),
         ("pagerduty://events.pagerduty.com/short", "32-character integration key"),

@@ -186,6 +186,7 @@ impl Telegram {
         if chats.is_empty() {
             return Err(bad("telegram", "no chats: add ?chats=@channel or a chat id"));
         }
+        let chats = super::at_most("telegram", "chats", chats)?;
         let no = |k: &str| q.get(k).is_some_and(|v| matches!(v.as_str(), "no" | "false" | "0"));
         Ok(Telegram {
             token: format!("{user}:{pass}"),

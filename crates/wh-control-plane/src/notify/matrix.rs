@@ -43,6 +43,7 @@ impl Matrix {
         if let Some(f) = url.fragment().filter(|f| !f.is_empty()) {
             rooms.push(format!("#{f}"));
         }
+        let rooms = super::at_most("matrix", "rooms", rooms)?;
         if let Some(r) = rooms.iter().find(|r| !(r.starts_with('!') || r.starts_with('#'))) {
             return Err(bad(
                 "matrix",
@@ -97,10 +98,12 @@ impl Matrix {
             let mut get = Call::json(format!("{}/joined_rooms", self.base), &json!({}));
             (get.method, get.body, get.headers) = (http::Method::GET, vec![], vec![]);
             let joined = step!(get.header("authorization", bearer.clone()));
+            // Every joined room, but no more than a delivery may make calls to.
             rooms = joined["joined_rooms"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|r| r.as_str().map(String::from)).collect())
                 .unwrap_or_default();
+            rooms.truncate(super::MAX_RECIPIENTS);
         }
         let mut last = Outcome { ok: true, status: 200, body: Bytes::new(), retry_after: None };
         let txn =

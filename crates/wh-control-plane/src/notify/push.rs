@@ -221,6 +221,7 @@ impl Pushbullet {
         if let Some(f) = url.fragment().filter(|f| !f.is_empty()) {
             targets.push(("channel_tag", f.to_owned()));
         }
+        let targets = super::at_most("pushbullet", "targets", targets)?;
         Ok(Pushbullet { token, targets })
     }
 }
@@ -353,6 +354,7 @@ impl Ifttt {
         if key.is_empty() || events.is_empty() {
             return Err(bad("ifttt", "expected ifttt://key/?events=…"));
         }
+        let events = super::at_most("ifttt", "events", events)?;
         let slot = |name: &str, default: usize| -> Result<usize, UrlError> {
             match q.get(name) {
                 None => Ok(default),
