@@ -140,7 +140,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             settings.poll_interval,
             false,
         )?;
-        let (reports, queue) = provider::report::queue();
+        let (reports, queue) = crate::tls::reports::queue();
         manager.report_to(reports);
         tokio::spawn(provider::report::run(queue, p, stop.clone()));
     }

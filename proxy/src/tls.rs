@@ -7,6 +7,7 @@
 //! - [`manager`]: which hosts need a certificate, renewal, per-host backoff and the order budget,
 //!   persisted in the state dir so a restart neither re-orders nor retries early.
 //! - [`clock`]: wall-clock time with an offset tests can move.
+//! - [`reports`]: the queue of order outcomes told to the control plane.
 //!
 //! Only hosts in the routing table (of routers with `tls`) ever get a certificate.
 
@@ -14,6 +15,7 @@ pub mod acme;
 pub mod challenges;
 pub mod clock;
 pub mod manager;
+pub mod reports;
 pub mod store;
 pub mod wildcard;
 

@@ -1,8 +1,7 @@
 //! Telling the control plane how certificate orders went (`POST /v1/traefik/certificates` next
 //! to the config URL, with the config token), so that its users hear of `certificate.issued`
-//! and `certificate.failed`. Reports wait in a bounded queue (a full queue drops the newest and
-//! says so: an order outcome is news, not state the proxy depends on); each is tried a few
-//! times with backoff, every attempt within the provider's timeout.
+//! and `certificate.failed`: the reports [`crate::tls::reports`] queued, each tried a few times
+//! with backoff, every attempt within the provider's timeout.
 
 use std::time::Duration;
 
@@ -19,28 +18,7 @@ use wh_wsproto::proxy::{CertificateReport, CERTIFICATES_PATH};
 
 use super::http::HttpProvider;
 
-/// Reports waiting to be sent, at most.
-pub const QUEUE: usize = 1024;
 const ATTEMPTS: u32 = 4;
-
-/// Where certificate outcomes are queued.
-#[derive(Debug, Clone)]
-pub struct Reports(mpsc::Sender<CertificateReport>);
-
-impl Reports {
-    /// Queues `report`; never waits.
-    pub fn send(&self, report: CertificateReport) {
-        if self.0.try_send(report).is_err() {
-            tracing::warn!("certificate report queue full; a report was dropped");
-        }
-    }
-}
-
-/// A queue and its receiving end.
-pub fn queue() -> (Reports, mpsc::Receiver<CertificateReport>) {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    (Reports(tx), rx)
-}
 
 /// The reports URL: the config URL's scheme and authority, [`CERTIFICATES_PATH`].
 fn url(provider: &HttpProvider) -> Uri {

@@ -115,7 +115,7 @@ pub struct CertManager {
     permits: Arc<Semaphore>,
     poke: Notify,
     /// Where order outcomes are told (the control plane), when anywhere.
-    reports: std::sync::OnceLock<crate::provider::report::Reports>,
+    reports: std::sync::OnceLock<super::reports::Reports>,
 }
 
 impl CertManager {
@@ -157,7 +157,7 @@ impl CertManager {
     }
 
     /// Tells every order's outcome to `reports` from now on.
-    pub fn report_to(&self, reports: crate::provider::report::Reports) {
+    pub fn report_to(&self, reports: super::reports::Reports) {
         let _ = self.reports.set(reports);
     }
 
