@@ -273,9 +273,10 @@ async fn failures_retry_with_the_same_event_id_and_retry_after_is_honoured() {
         .await
         .unwrap();
     env.requests_to("/flaky", 3).await;
+    // Recorded: the lease is given back (while claimed, the row still holds its old due time).
     let wait: f64 = eventually(Duration::from_secs(10), "the 503 recorded", || async {
         sqlx::query_scalar::<_, f64>(
-            "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM deliveries WHERE target_id = $1 AND state = 'pending' AND attempts = 1",
+            "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM deliveries WHERE target_id = $1 AND state = 'pending' AND attempts = 1 AND lease_until IS NULL",
         )
         .bind(id)
         .fetch_optional(pool)
