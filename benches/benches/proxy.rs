@@ -22,7 +22,7 @@ fn document(n: usize, wildcard: bool) -> String {
     let mut services = serde_json::Map::new();
     for i in 0..n {
         let rule = if wildcard {
-            format!("HostRegexp(`{{sub:[a-z0-9-]+}}.app-{i}.route.example.com`)")
+            format!(r"HostRegexp(`^[a-z0-9-]+\.app-{i}\.route\.example\.com$`)")
         } else {
             format!("Host(`app-{i}.route.example.com`) || Host(`www.customer-{i}.com`)")
         };

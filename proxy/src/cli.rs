@@ -113,6 +113,10 @@ pub struct Args {
     /// Largest fraction of routes one update may remove [default: 0.5].
     #[arg(long, env = "WH_PROXY_MAX_REMOVAL_FRACTION")]
     pub max_removal_fraction: Option<f64>,
+    /// The rule syntax of routers without `ruleSyntax`: v3, or v2 for Traefik v2 configs
+    /// (Traefik's `core.defaultRuleSyntax`) [default: v3].
+    #[arg(long, env = "WH_PROXY_DEFAULT_RULE_SYNTAX")]
+    pub default_rule_syntax: Option<String>,
 }
 
 impl Args {
@@ -189,6 +193,7 @@ pub struct Settings {
     pub grace_period: Duration,
     pub allow_mass_removal: bool,
     pub max_removal_fraction: f64,
+    pub default_rule_syntax: crate::config::rule::Syntax,
 }
 
 /// Why the command line, environment or TOML file is unusable (exit code 64).
@@ -337,6 +342,12 @@ impl Settings {
             grace_period: dur(pick!(grace_period), "grace-period", 30)?,
             allow_mass_removal: pick!(allow_mass_removal).unwrap_or(false),
             max_removal_fraction,
+            default_rule_syntax: match pick!(default_rule_syntax) {
+                None => crate::config::rule::Syntax::V3,
+                Some(word) => crate::config::rule::Syntax::parse(&word).ok_or_else(|| {
+                    SettingsError::one_of("default-rule-syntax", "v3 or v2", &word)
+                })?,
+            },
         })
     }
 }

@@ -68,8 +68,16 @@ impl ProxyState {
                 return self.challenge(token);
             }
         }
+        let routing = crate::target::routing_path(req.uri().path());
         let route = match &target {
-            Ok((host, _)) => table.lookup(host, req.uri().path()),
+            Ok((host, _)) => table.lookup_request(&crate::table::matcher::Request {
+                host,
+                path: &routing,
+                method: req.method().as_str(),
+                query: req.uri().query().unwrap_or(""),
+                headers: Some(req.headers()),
+                client_ip: Some(peer.ip),
+            }),
             Err(_) => None,
         };
         let host = target.as_ref().ok().map(|(h, _)| *h);

@@ -86,13 +86,19 @@ pub struct Table {
 impl Table {
     /// The route for a request to `host` (lower-case, no port) and `path`, if any.
     pub fn lookup<'t>(&'t self, host: &str, path: &str) -> Option<&'t Route> {
+        self.lookup_request(&matcher::Request::simple(host, path))
+    }
+
+    /// The best route for `req`: its host picks the buckets, its rule decides.
+    pub fn lookup_request<'t>(&'t self, req: &matcher::Request<'_>) -> Option<&'t Route> {
+        let host = req.host.strip_suffix('.').unwrap_or(req.host);
         let mut best: Option<&'t Route> = None;
         let mut consider = |bucket: &'t [Arc<Route>]| {
             for r in bucket {
                 if best.is_some_and(|b| b.priority >= r.priority) {
                     return; // sorted by priority: nothing later in this bucket can win
                 }
-                if r.matcher.matches(host, path) {
+                if r.matcher.eval(req) {
                     best = Some(&**r);
                     return;
                 }

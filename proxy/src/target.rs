@@ -11,7 +11,10 @@
 //!   slashes merged. Routing and the upstream both see the cleaned path, so a middleware meant
 //!   for `/api` cannot be skipped with `/%61pi` or `//api`, nor reached with `/api/../admin`.
 //!
-//! Both are allocation-free for the common case: an already clean target is borrowed.
+//! - Routing path ([`routing_path`]): what rules match, as Traefik's: the cleaned path with
+//!   every escape decoded but those of RFC 3986's reserved characters and `%`.
+//!
+//! All are allocation-free for the common case: an already clean target is borrowed.
 
 use std::borrow::Cow;
 
@@ -229,8 +232,59 @@ pub fn clean_path<'a>(path: &'a str, allowed: &EncodedChars) -> Result<Cow<'a, s
     Ok(Cow::Owned(clean))
 }
 
+/// Escapes Traefik's routing path keeps: RFC 3986's reserved characters, and `%`.
+const RESERVED_ESCAPES: [&str; 19] = [
+    "%3A", "%2F", "%3F", "%23", "%5B", "%5D", "%40", "%21", "%24", "%26", "%27", "%28", "%29",
+    "%2A", "%2B", "%2C", "%3B", "%3D", "%25",
+];
+
+/// The path rules see (Traefik's "routing path"): `path` with each escape decoded unless it
+/// is one of [`RESERVED_ESCAPES`]; borrowed when there is nothing to decode (or decoding would
+/// not be UTF-8).
+pub fn routing_path(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && b[i + 1].is_ascii_hexdigit()
+            && b[i + 2].is_ascii_hexdigit()
+        {
+            // Three ASCII bytes: a char boundary on both sides.
+            let esc = &path[i..i + 3];
+            match u8::from_str_radix(&esc[1..], 16) {
+                Ok(v) if !RESERVED_ESCAPES.contains(&esc) => out.push(v),
+                _ => out.extend_from_slice(esc.as_bytes()),
+            }
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(s) => Cow::Owned(s),
+        Err(_) => Cow::Borrowed(path),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn routing_paths_decode_all_but_reserved_escapes() {
+        use super::routing_path;
+        assert_eq!(routing_path("/a/b"), "/a/b");
+        assert_eq!(routing_path("/%7Bpath:css%7D"), "/{path:css}");
+        assert_eq!(routing_path("/a%2Fb%3Fc%25"), "/a%2Fb%3Fc%25");
+        assert_eq!(routing_path("/%C3%A9t%C3%A9"), "/été");
+        assert_eq!(routing_path("/%FF"), "/%FF", "not UTF-8: left as it was");
+        assert_eq!(routing_path("/%é%"), "/%é%");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -18,7 +18,7 @@ async fn routes_by_host_path_and_regexp() {
         ("app-a", "Host(`a.test`) || Host(`www.customer.test`)", &[&a.url()]),
         ("app-b", "Host(`b.test`)", &[&b.url()]),
         ("app-b-api", "Host(`b.test`) && PathPrefix(`/api`)", &[&c.url()]),
-        ("wild", "HostRegexp(`{sub:[a-z]+}.apps.test`)", &[&w.url()]),
+        ("wild", r"HostRegexp(`^[a-z]+\.apps\.test$`)", &[&w.url()]),
     ]);
     let p = TestProxy::start(&doc, &[]).await;
     assert_eq!(get(p.addr, "a.test", "/").await.2, "a");

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub struct Document {
     #[serde(default)]
     pub http: Http,
+    /// The syntax of routers without `ruleSyntax` (a setting of the proxy, not of the document).
+    #[serde(skip)]
+    pub default_syntax: super::rule::Syntax,
 }
 
 /// `http:` section.
@@ -32,6 +35,9 @@ pub struct Http {
 pub struct Router {
     #[serde(default)]
     pub rule: String,
+    /// `v3` or `v2`; absent: the proxy's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_syntax: Option<String>,
     #[serde(default)]
     pub service: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

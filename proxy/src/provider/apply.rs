@@ -58,6 +58,8 @@ pub struct Applier {
     /// Largest fraction of routes one update may remove.
     pub max_removal_fraction: f64,
     pub allow_mass_removal: bool,
+    /// The rule syntax of routers that do not name one.
+    pub default_syntax: crate::config::rule::Syntax,
     last_hash: Mutex<Option<u64>>,
     hasher: foldhash::quality::FixedState,
     /// Fires with each newly applied table (health checks, TLS follow it).
@@ -72,6 +74,7 @@ impl Applier {
             state_dir,
             max_removal_fraction: 0.5,
             allow_mass_removal: false,
+            default_syntax: crate::config::rule::Syntax::V3,
             last_hash: Mutex::new(None),
             hasher: foldhash::quality::FixedState::with_seed(0x5748_5052_4f58_5921),
             updates,
@@ -114,10 +117,11 @@ impl Applier {
     /// Applies a parsed document; `guard` enables the mass-removal check.
     fn apply_document(
         &self,
-        doc: Document,
+        mut doc: Document,
         source: &str,
         guard: bool,
     ) -> Result<Outcome, ApplyError> {
+        doc.default_syntax = self.default_syntax;
         let started = std::time::Instant::now();
         let current = self.proxy.table.load_full();
         if guard && !self.allow_mass_removal && !current.is_empty() {

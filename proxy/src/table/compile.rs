@@ -241,12 +241,19 @@ fn changed<V: PartialEq>(old: &BTreeMap<String, V>, new: &BTreeMap<String, V>) -
     }
 }
 
+/// The largest priority a router may ask for (Traefik keeps the last 1000 for its own).
+pub const MAX_USER_PRIORITY: i64 = i64::MAX - 1000;
+
 /// Why a router was skipped.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RouteError {
     #[error("rule `{rule}`: {source}")]
     Rule { rule: String, source: rule::RuleError },
+    #[error("ruleSyntax `{value}`: v3 or v2")]
+    Syntax { value: String },
+    #[error("priority {value} exceeds the largest a router may have ({MAX_USER_PRIORITY})")]
+    Priority { value: i64 },
     #[error(transparent)]
     Matcher(#[from] MatcherError),
     #[error("no service")]
@@ -289,7 +296,15 @@ impl<'d> Compiler<'d, '_> {
         router: &'d dynamic::Router,
         old_services: Option<&mut OldServices<'_>>,
     ) -> Result<Route, RouteError> {
-        let parsed = rule::parse(&router.rule)
+        if router.priority.is_some_and(|p| p > MAX_USER_PRIORITY) {
+            return Err(RouteError::Priority { value: router.priority.unwrap_or_default() });
+        }
+        let syntax = match &router.rule_syntax {
+            None => self.doc.default_syntax,
+            Some(word) => rule::Syntax::parse(word)
+                .ok_or_else(|| RouteError::Syntax { value: word.clone() })?,
+        };
+        let parsed = rule::parse_with(&router.rule, syntax)
             .map_err(|source| RouteError::Rule { rule: router.rule.clone(), source })?;
         let matcher = Matcher::compile(&parsed)?;
         let service_name = dynamic::local_name(&router.service);
@@ -322,10 +337,8 @@ impl<'d> Compiler<'d, '_> {
         }
         Ok(Route {
             name: name.into(),
-            priority: router
-                .priority
-                .filter(|p| *p != 0)
-                .unwrap_or(router.rule.chars().count() as i64),
+            // Traefik's: the rule's length in bytes unless set (0 is unset).
+            priority: router.priority.filter(|p| *p != 0).unwrap_or(router.rule.len() as i64),
             rule: router.rule.as_str().into(),
             matcher,
             metrics: self.metrics.route(name, &service.name),
