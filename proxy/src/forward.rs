@@ -139,24 +139,36 @@ impl ProxyState {
             return Err(ProxyError::BadRequest("more than one Host header"));
         }
         // An absolute-form target's authority (and HTTP/2's `:authority`) wins over `Host`
-        // (RFC 9112 §3.2.2, RFC 9113 §8.3.1).
-        let from_uri = req.uri().authority().map(|a| a.as_str().as_bytes());
-        let raw = from_uri.or(host_header.map(HeaderValue::as_bytes));
-        let raw = raw.ok_or(ProxyError::BadRequest("missing Host header"))?;
-        let auth = crate::target::authority(raw, buf)
-            .ok_or(ProxyError::BadRequest("invalid Host header: not host[:port]"))?;
-        let forward_host = if auth.canonical && from_uri.is_none() {
-            host_header.cloned()
-        } else {
-            let value = match auth.port {
-                Some(p) if auth.name.contains(':') => format!("[{}]:{p}", auth.name),
-                Some(p) => format!("{}:{p}", auth.name),
-                None if auth.name.contains(':') => format!("[{}]", auth.name),
-                None => auth.name.to_owned(),
-            };
-            HeaderValue::from_str(&value).ok()
+        // (RFC 9112 §3.2.2, RFC 9113 §8.3.1), unless its host is empty (`http://@/`), as in
+        // Traefik.
+        let from_uri = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .filter(|a| !a.rsplit_once('@').map_or(*a, |(_, h)| h).is_empty())
+            .map(str::as_bytes);
+        let (name, forward_host) = match from_uri.or(host_header.map(HeaderValue::as_bytes)) {
+            // HTTP/1.0 needs no Host: such a request is routed by the rules without a host
+            // condition (and reaches the server under the server's own name).
+            None if req.version() <= Version::HTTP_10 => ("", None),
+            None => return Err(ProxyError::BadRequest("missing Host header")),
+            Some(raw) => {
+                let auth = crate::target::authority(raw, buf)
+                    .ok_or(ProxyError::BadRequest("invalid Host header: not host[:port]"))?;
+                let forward_host = if auth.canonical && from_uri.is_none() {
+                    host_header.cloned()
+                } else {
+                    let value = match auth.port {
+                        Some(p) if auth.name.contains(':') => format!("[{}]:{p}", auth.name),
+                        Some(p) => format!("{}:{p}", auth.name),
+                        None if auth.name.contains(':') => format!("[{}]", auth.name),
+                        None => auth.name.to_owned(),
+                    };
+                    HeaderValue::from_str(&value).ok()
+                };
+                (auth.name, forward_host)
+            }
         };
-        let name = auth.name;
         let path = req.uri().path();
         if path == "*" {
             if req.method() != Method::OPTIONS {

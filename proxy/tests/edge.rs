@@ -843,3 +843,30 @@ async fn trailers_are_forwarded_and_truncation_is_visible() {
     assert!(reply.starts_with("HTTP/1.1 200") && reply.contains("only ten b"), "{reply:?}");
     assert!(!reply.ends_with("0\r\n\r\n"), "a truncated chunked body was completed: {reply:?}");
 }
+
+/// HTTP/1.0 needs no Host: such a request is routed by the rules without a host condition
+/// (Traefik does the same); HTTP/1.1 without Host stays a 400.
+#[tokio::test]
+async fn http10_without_host_is_routed_by_host_less_rules() {
+    let (a, any) = (Backend::start("a").await, Backend::start("any").await);
+    let doc = routes(&[
+        ("a", "Host(`a.test`)", &[&a.url()]),
+        ("any", "PathPrefix(`/public`)", &[&any.url()]),
+    ]);
+    let p = TestProxy::start(&doc, &[]).await;
+    let reply = raw(p.addr, b"GET /public/x HTTP/1.0\r\n\r\n", Duration::from_secs(2)).await;
+    assert!(reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("any"), "{reply}");
+    let reply = raw(p.addr, b"GET / HTTP/1.0\r\n\r\n", Duration::from_secs(2)).await;
+    assert!(reply.contains(" 404 "), "a host rule never matches a request without one: {reply}");
+    let reply = raw(p.addr, b"GET /public/x HTTP/1.1\r\n\r\n", Duration::from_secs(2)).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    // An absolute-form target's host still wins over Host.
+    let reply = raw(
+        p.addr,
+        b"GET http://a.test/ HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(reply.ends_with('a'), "{reply}");
+}

@@ -7,7 +7,10 @@
 //! names are case-insensitive and Go's server canonicalises them) are listed and checked the
 //! HTTP way.
 //!
-//! Every case must pass; the figures are printed (`--nocapture`).
+//! Requests given as raw bytes (absolute-form targets) go through a real wh-proxy over a
+//! socket instead. Every case must pass; the figures are printed (`--nocapture`).
+
+mod common;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -57,6 +60,10 @@ struct Outcome {
     checks: usize,
     /// Go-map header cases checked the HTTP way.
     wire: usize,
+    /// Known differences, checked to still be as documented.
+    known: usize,
+    /// (case, rule, request bytes, matched) to send through a real proxy.
+    raw: Vec<(String, String, String, bool)>,
 }
 
 fn run_case(case: &Value, out: &mut Outcome) {
@@ -84,8 +91,12 @@ fn run_case(case: &Value, out: &mut Outcome) {
         out.checks += 1;
         let expect = r["expect"].as_i64().unwrap() == 200;
         if r.get("raw").is_some() {
-            // Absolute-form targets are the forwarding tests' (tests/forwarding.rs).
-            out.checks -= 1;
+            out.raw.push((
+                what.clone(),
+                rule.to_owned(),
+                r["raw"].as_str().unwrap().to_owned(),
+                expect,
+            ));
             continue;
         }
         let url = r["url"].as_str().unwrap_or("https://example.com");
@@ -155,22 +166,47 @@ fn run_case(case: &Value, out: &mut Outcome) {
     }
 }
 
-#[test]
-fn traefik_rule_tables_pass() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_rule_tables_pass() {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/traefik/rules.json"))
             .unwrap();
     let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
     assert!(cases.len() >= 249, "the tables are incomplete");
-    let mut out = Outcome { failures: Vec::new(), checks: 0, wire: 0 };
+    let mut out = Outcome { failures: Vec::new(), checks: 0, wire: 0, known: 0, raw: Vec::new() };
     for case in &cases {
         run_case(case, &mut out);
     }
+    let backend = common::Backend::start("matched").await;
+    for (what, rule, bytes, expect) in std::mem::take(&mut out.raw) {
+        let proxy =
+            common::TestProxy::start(&common::routes(&[("r", &rule, &[&backend.url()])]), &[])
+                .await;
+        let reply =
+            common::raw(proxy.addr, bytes.as_bytes(), std::time::Duration::from_secs(2)).await;
+        let matched = reply.starts_with("HTTP/1.1 200") && reply.ends_with("matched");
+        if bytes.starts_with("GET http://@/") {
+            // Known difference: hyper's HTTP/1 parser refuses an absolute-form target with an
+            // empty host before routing sees it (400). wh-proxy's own HTTP/1 path (issue 20)
+            // is to route it by `Host`, as Traefik does. Checked so that it is noticed when it
+            // changes.
+            out.known += 1;
+            if !reply.starts_with("HTTP/1.1 400") {
+                out.failures
+                    .push(format!("{what}: no longer refused ({reply:?}): update the README"));
+            }
+            continue;
+        }
+        if matched != expect {
+            out.failures.push(format!("{what}: {bytes:?} answered {reply:?}"));
+        }
+    }
     println!(
-        "Traefik rule tables: {} of {} checks as Traefik ({} header cases checked as on the wire)",
-        out.checks - out.failures.len(),
+        "Traefik rule tables: {} of {} checks as Traefik ({} header cases checked as on the wire, {} known differences)",
+        out.checks - out.failures.len() - out.known,
         out.checks,
-        out.wire
+        out.wire,
+        out.known
     );
     assert!(out.failures.is_empty(), "{} differ:\n{}", out.failures.len(), out.failures.join("\n"));
 }

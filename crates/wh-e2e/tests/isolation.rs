@@ -337,7 +337,16 @@ async fn secrets_ride_only_in_the_assignment_and_a_broken_one_fails_the_deploy_a
         .unwrap();
     assert!(stored.get("repo_auth").is_none() && stored.get("env").is_none(), "{stored}");
     completes(&p, &w, &job).await;
-    assert_eq!(deployment_state(&p.pool, deployment).await, "live");
+    // The deployment is finished just after the job (a transaction of its own).
+    let live = wh_testkit::within(Duration::from_secs(10), async || {
+        (deployment_state(&p.pool, deployment).await == "live").then_some(())
+    })
+    .await;
+    assert!(
+        live.is_some(),
+        "the deployment did not go live: {}",
+        deployment_state(&p.pool, deployment).await
+    );
 
     // An env var sealed for another app does not open here.
     let (broken, broken_deployment, broken_job) = {
@@ -421,7 +430,15 @@ async fn no_log_level_prints_a_secret() {
         "the worker never finished the job: {}",
         &text[text.len().saturating_sub(2000)..]
     );
-    assert_eq!(deployment_state(&p.pool, deployment).await, "failed");
+    let failed = wh_testkit::within(Duration::from_secs(10), async || {
+        (deployment_state(&p.pool, deployment).await == "failed").then_some(())
+    })
+    .await;
+    assert!(
+        failed.is_some(),
+        "the deployment did not fail: {}",
+        deployment_state(&p.pool, deployment).await
+    );
     assert!(
         text.contains("TRACE") && text.contains("job.assign"),
         "the worker did not log at trace at all: {text}"
