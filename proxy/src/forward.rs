@@ -237,11 +237,14 @@ impl ProxyState {
             headers::join_cookies(&mut parts.headers);
         }
         let mut req = Request::from_parts(parts, ());
+        // The Origin of a CORS request, for the response side (cloned only when it is one).
+        let origin = req.headers().get(header::ORIGIN).cloned();
         if let Some(resp) = middleware::on_request(
             &route.middlewares,
             &mut req,
             original_host.as_ref(),
             listener.https,
+            peer,
         )? {
             return Ok((resp, None));
         }
@@ -314,7 +317,12 @@ impl ProxyState {
                         rparts.headers.remove(header::CONTENT_LENGTH);
                     }
                     headers::strip_hop_by_hop(&mut rparts.headers, false);
-                    middleware::on_response(&route.middlewares, &mut rparts.headers);
+                    middleware::on_response(
+                        &route.middlewares,
+                        &mut rparts.headers,
+                        listener.https,
+                        origin.as_ref(),
+                    );
                     return Ok((
                         Response::from_parts(
                             rparts,

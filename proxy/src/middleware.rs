@@ -1,13 +1,22 @@
-//! Compiled middlewares: `redirectScheme`, `headers` (custom request/response headers),
-//! `stripPrefix`. Header names and values are validated at compile time, never per request;
-//! [`apply`] runs them on the request path.
+//! Compiled middlewares: `redirectScheme`, `redirectRegex`, `headers` (custom request and
+//! response headers, the security headers, CORS), `stripPrefix`, `stripPrefixRegex`,
+//! `addPrefix`, `replacePath`, `replacePathRegex`, `ipAllowList` and `chain`. Everything is
+//! validated and compiled (regexps, header names and values, ranges) when the configuration is,
+//! never per request; [`apply`] runs them on the request path.
 
-use http::{HeaderName, HeaderValue};
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use regex::Regex;
 
 use crate::config::dynamic;
+use crate::config::rule::{go_regex, Cidr};
 
 mod apply;
 pub(crate) use apply::{on_request, on_response, redirect};
+
+/// Chains nest at most this deep (and never loop).
+const MAX_CHAIN_DEPTH: usize = 8;
 
 /// A middleware definition that cannot be compiled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,16 +24,44 @@ pub(crate) use apply::{on_request, on_response, redirect};
 pub enum MiddlewareError {
     #[error("not defined")]
     NotDefined,
-    #[error("a middleware needs exactly one of redirectScheme, headers, stripPrefix")]
-    Kinds,
+    #[error("a middleware is exactly one kind (redirectScheme, headers, stripPrefix, …); this one has {0}")]
+    Kinds(usize),
+    #[error("`{0}` is not supported by wh-proxy")]
+    Unsupported(String),
     #[error("redirectScheme.scheme must be http or https, not `{0}`")]
     Scheme(String),
     #[error("invalid header name `{0}`")]
     HeaderName(String),
     #[error("invalid value for header `{0}`")]
     HeaderValue(String),
-    #[error("stripPrefix.prefixes must start with `/`")]
-    Prefix,
+    #[error("{0} must start with `/`")]
+    Prefix(&'static str),
+    #[error("{field}: {why}")]
+    Regex { field: &'static str, why: String },
+    #[error("ipAllowList: `{0}` is not an IP address or CIDR")]
+    Range(String),
+    #[error("ipAllowList.sourceRange is empty")]
+    NoRange,
+    #[error("ipAllowList.rejectStatusCode {0} is not an HTTP status")]
+    Status(u16),
+    #[error("chain: `{0}` refers back to itself or nests deeper than 8")]
+    ChainDepth(String),
+    #[error("chain: `{name}`: {source}")]
+    Chained { name: String, source: Box<MiddlewareError> },
+}
+
+/// The CORS settings of a `headers` middleware.
+#[derive(Debug)]
+pub struct Cors {
+    /// `*` allows any origin.
+    pub origins: Box<[Box<str>]>,
+    pub origin_regexes: Box<[Regex]>,
+    pub methods: Option<HeaderValue>,
+    pub headers: Option<HeaderValue>,
+    pub expose: Option<HeaderValue>,
+    pub credentials: bool,
+    pub max_age: Option<HeaderValue>,
+    pub vary: bool,
 }
 
 /// One compiled middleware.
@@ -35,23 +72,111 @@ pub enum Middleware {
         port: Option<Box<str>>,
         permanent: bool,
     },
+    /// The request URL (`scheme://host/path?query`) matched and replaced.
+    RedirectRegex {
+        regex: Regex,
+        replacement: Box<str>,
+        permanent: bool,
+    },
     /// `None` as a value removes the header (Traefik: an empty value deletes it).
     Headers {
         request: Box<[(HeaderName, Option<HeaderValue>)]>,
         response: Box<[(HeaderName, Option<HeaderValue>)]>,
+        /// Security headers set on every response (`frameDeny`, `contentTypeNosniff`, …).
+        security: Box<[(HeaderName, HeaderValue)]>,
+        /// `Strict-Transport-Security`: on HTTPS responses, and on all if forced.
+        sts: Option<(HeaderValue, bool)>,
+        cors: Option<Box<Cors>>,
     },
     StripPrefix {
         prefixes: Box<[Box<str>]>,
     },
+    StripPrefixRegex {
+        regexes: Box<[Regex]>,
+    },
+    AddPrefix {
+        prefix: Box<str>,
+    },
+    ReplacePath {
+        path: Box<str>,
+    },
+    ReplacePathRegex {
+        regex: Regex,
+        replacement: Box<str>,
+    },
+    IpAllowList {
+        ranges: Box<[Cidr]>,
+        /// 0: the connection's address; n: the n-th address from the right of
+        /// `X-Forwarded-For` as the client sent it.
+        depth: usize,
+        excluded: Box<[Cidr]>,
+        reject: StatusCode,
+    },
+    Chain {
+        middlewares: Box<[Arc<Middleware>]>,
+    },
+}
+
+fn regex(field: &'static str, pattern: &str) -> Result<Regex, MiddlewareError> {
+    let source = go_regex(pattern).map_err(|why| MiddlewareError::Regex { field, why })?;
+    regex::RegexBuilder::new(&source)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| MiddlewareError::Regex { field, why: e.to_string() })
+}
+
+fn value(name: &str, v: &str) -> Result<HeaderValue, MiddlewareError> {
+    HeaderValue::from_str(v).map_err(|_| MiddlewareError::HeaderValue(name.to_owned()))
+}
+
+fn list(name: &str, items: &[String]) -> Result<Option<HeaderValue>, MiddlewareError> {
+    if items.is_empty() {
+        Ok(None)
+    } else {
+        value(name, &items.join(",")).map(Some)
+    }
+}
+
+fn ranges(items: &[String]) -> Result<Box<[Cidr]>, MiddlewareError> {
+    items
+        .iter()
+        .map(|r| Cidr::parse(r.trim()).ok_or_else(|| MiddlewareError::Range(r.clone())))
+        .collect()
 }
 
 impl Middleware {
-    /// Compiles a middleware definition; the error names the problem.
+    /// Compiles a middleware definition without chains (tests and simple callers).
     pub fn compile(def: &dynamic::Middleware) -> Result<Middleware, MiddlewareError> {
-        let kinds =
-            [def.redirect_scheme.is_some(), def.headers.is_some(), def.strip_prefix.is_some()];
-        if kinds.iter().filter(|k| **k).count() != 1 {
-            return Err(MiddlewareError::Kinds);
+        Middleware::compile_in(def, &Default::default(), &mut Vec::new())
+    }
+
+    /// Compiles `def`, resolving a chain's members among `all`; `path` is the chain being
+    /// resolved (to refuse loops).
+    pub fn compile_in(
+        def: &dynamic::Middleware,
+        all: &std::collections::BTreeMap<String, dynamic::Middleware>,
+        path: &mut Vec<String>,
+    ) -> Result<Middleware, MiddlewareError> {
+        let kinds = [
+            def.redirect_scheme.is_some(),
+            def.redirect_regex.is_some(),
+            def.headers.is_some(),
+            def.strip_prefix.is_some(),
+            def.strip_prefix_regex.is_some(),
+            def.add_prefix.is_some(),
+            def.replace_path.is_some(),
+            def.replace_path_regex.is_some(),
+            def.ip_allow_list.is_some(),
+            def.chain.is_some(),
+        ]
+        .iter()
+        .filter(|k| **k)
+        .count();
+        if let Some(other) = def.other.keys().next() {
+            return Err(MiddlewareError::Unsupported(other.clone()));
+        }
+        if kinds != 1 {
+            return Err(MiddlewareError::Kinds(kinds));
         }
         if let Some(r) = &def.redirect_scheme {
             if !matches!(r.scheme.as_str(), "http" | "https") {
@@ -63,33 +188,169 @@ impl Middleware {
                 permanent: r.permanent.unwrap_or(false),
             });
         }
-        if let Some(h) = &def.headers {
-            let conv = |m: &std::collections::BTreeMap<String, String>| {
-                m.iter()
-                    .map(|(k, v)| {
-                        let name = HeaderName::from_bytes(k.as_bytes())
-                            .map_err(|_| MiddlewareError::HeaderName(k.clone()))?;
-                        let value = if v.is_empty() {
-                            None
-                        } else {
-                            Some(
-                                HeaderValue::from_str(v)
-                                    .map_err(|_| MiddlewareError::HeaderValue(k.clone()))?,
-                            )
-                        };
-                        Ok((name, value))
-                    })
-                    .collect::<Result<Box<[_]>, MiddlewareError>>()
-            };
-            return Ok(Middleware::Headers {
-                request: conv(&h.custom_request_headers)?,
-                response: conv(&h.custom_response_headers)?,
+        if let Some(r) = &def.redirect_regex {
+            return Ok(Middleware::RedirectRegex {
+                regex: regex("redirectRegex.regex", &r.regex)?,
+                replacement: r.replacement.as_str().into(),
+                permanent: r.permanent.unwrap_or(false),
             });
         }
-        let prefixes = def.strip_prefix.as_ref().map(|s| s.prefixes.clone()).unwrap_or_default();
-        if prefixes.iter().any(|p| !p.starts_with('/')) {
-            return Err(MiddlewareError::Prefix);
+        if let Some(h) = &def.headers {
+            return headers(h);
         }
-        Ok(Middleware::StripPrefix { prefixes: prefixes.into_iter().map(Into::into).collect() })
+        if let Some(sp) = &def.strip_prefix {
+            if sp.prefixes.iter().any(|p| !p.starts_with('/')) {
+                return Err(MiddlewareError::Prefix("stripPrefix.prefixes"));
+            }
+            return Ok(Middleware::StripPrefix {
+                prefixes: sp.prefixes.iter().map(|p| p.as_str().into()).collect(),
+            });
+        }
+        if let Some(sp) = &def.strip_prefix_regex {
+            let regexes = sp
+                .regex
+                .iter()
+                .map(|r| regex("stripPrefixRegex.regex", r))
+                .collect::<Result<_, _>>()?;
+            return Ok(Middleware::StripPrefixRegex { regexes });
+        }
+        if let Some(a) = &def.add_prefix {
+            if !a.prefix.starts_with('/') {
+                return Err(MiddlewareError::Prefix("addPrefix.prefix"));
+            }
+            return Ok(Middleware::AddPrefix { prefix: a.prefix.as_str().into() });
+        }
+        if let Some(r) = &def.replace_path {
+            if !r.path.starts_with('/') {
+                return Err(MiddlewareError::Prefix("replacePath.path"));
+            }
+            return Ok(Middleware::ReplacePath { path: r.path.as_str().into() });
+        }
+        if let Some(r) = &def.replace_path_regex {
+            return Ok(Middleware::ReplacePathRegex {
+                regex: regex("replacePathRegex.regex", &r.regex)?,
+                replacement: r.replacement.as_str().into(),
+            });
+        }
+        if let Some(ip) = &def.ip_allow_list {
+            if ip.source_range.is_empty() {
+                return Err(MiddlewareError::NoRange);
+            }
+            let strategy = ip.ip_strategy.clone().unwrap_or_default();
+            let reject = match ip.reject_status_code {
+                None => StatusCode::FORBIDDEN,
+                Some(code) => StatusCode::from_u16(code)
+                    .ok()
+                    .filter(|s| s.as_u16() >= 100)
+                    .ok_or(MiddlewareError::Status(code))?,
+            };
+            return Ok(Middleware::IpAllowList {
+                ranges: ranges(&ip.source_range)?,
+                depth: strategy.depth.unwrap_or(0),
+                excluded: ranges(&strategy.excluded_ips)?,
+                reject,
+            });
+        }
+        let chain = def.chain.as_ref().expect("one kind is set");
+        let mut members = Vec::with_capacity(chain.middlewares.len());
+        for reference in &chain.middlewares {
+            let name = dynamic::local_name(reference).to_owned();
+            if path.contains(&name) || path.len() >= MAX_CHAIN_DEPTH {
+                return Err(MiddlewareError::ChainDepth(name));
+            }
+            let member = all.get(&name).ok_or_else(|| MiddlewareError::Chained {
+                name: name.clone(),
+                source: Box::new(MiddlewareError::NotDefined),
+            })?;
+            path.push(name.clone());
+            let compiled = Middleware::compile_in(member, all, path)
+                .map_err(|e| MiddlewareError::Chained { name: name.clone(), source: Box::new(e) });
+            path.pop();
+            members.push(Arc::new(compiled?));
+        }
+        Ok(Middleware::Chain { middlewares: members.into_boxed_slice() })
     }
+}
+
+fn headers(h: &dynamic::Headers) -> Result<Middleware, MiddlewareError> {
+    let conv = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| {
+                let name = HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| MiddlewareError::HeaderName(k.clone()))?;
+                let v = if v.is_empty() { None } else { Some(value(k, v)?) };
+                Ok((name, v))
+            })
+            .collect::<Result<Box<[_]>, MiddlewareError>>()
+    };
+    let mut security = Vec::new();
+    let mut set = |name: &'static str, v: &str| -> Result<(), MiddlewareError> {
+        security.push((HeaderName::from_static(name), value(name, v)?));
+        Ok(())
+    };
+    if !h.custom_frame_options_value.is_empty() {
+        set("x-frame-options", &h.custom_frame_options_value)?;
+    } else if h.frame_deny {
+        set("x-frame-options", "DENY")?;
+    }
+    if h.content_type_nosniff {
+        set("x-content-type-options", "nosniff")?;
+    }
+    if !h.custom_browser_xss_value.is_empty() {
+        set("x-xss-protection", &h.custom_browser_xss_value)?;
+    } else if h.browser_xss_filter {
+        set("x-xss-protection", "1; mode=block")?;
+    }
+    if !h.referrer_policy.is_empty() {
+        set("referrer-policy", &h.referrer_policy)?;
+    }
+    if !h.permissions_policy.is_empty() {
+        set("permissions-policy", &h.permissions_policy)?;
+    }
+    if !h.content_security_policy.is_empty() {
+        set("content-security-policy", &h.content_security_policy)?;
+    }
+    let sts = match h.sts_seconds {
+        Some(secs) if secs > 0 => {
+            let mut v = format!("max-age={secs}");
+            if h.sts_include_subdomains {
+                v.push_str("; includeSubDomains");
+            }
+            if h.sts_preload {
+                v.push_str("; preload");
+            }
+            Some((value("strict-transport-security", &v)?, h.force_sts_header))
+        }
+        _ => None,
+    };
+    let wants_cors = !h.access_control_allow_origin_list.is_empty()
+        || !h.access_control_allow_origin_list_regex.is_empty();
+    let cors = if wants_cors {
+        Some(Box::new(Cors {
+            origins: h.access_control_allow_origin_list.iter().map(|o| o.as_str().into()).collect(),
+            origin_regexes: h
+                .access_control_allow_origin_list_regex
+                .iter()
+                .map(|r| regex("accessControlAllowOriginListRegex", r))
+                .collect::<Result<_, _>>()?,
+            methods: list("access-control-allow-methods", &h.access_control_allow_methods)?,
+            headers: list("access-control-allow-headers", &h.access_control_allow_headers)?,
+            expose: list("access-control-expose-headers", &h.access_control_expose_headers)?,
+            credentials: h.access_control_allow_credentials,
+            max_age: h
+                .access_control_max_age
+                .map(|a| value("access-control-max-age", &a.to_string()))
+                .transpose()?,
+            vary: h.add_vary_header,
+        }))
+    } else {
+        None
+    };
+    Ok(Middleware::Headers {
+        request: conv(&h.custom_request_headers)?,
+        response: conv(&h.custom_response_headers)?,
+        security: security.into_boxed_slice(),
+        sts,
+        cors,
+    })
 }

@@ -110,6 +110,85 @@ pub struct Middleware {
     pub headers: Option<Headers>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strip_prefix: Option<StripPrefix>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_prefix_regex: Option<StripPrefixRegex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_prefix: Option<AddPrefix>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_path: Option<ReplacePath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_path_regex: Option<ReplacePathRegex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_regex: Option<RedirectRegex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Chain>,
+    /// `ipWhiteList` is its Traefik v2 name.
+    #[serde(default, alias = "ipWhiteList", skip_serializing_if = "Option::is_none")]
+    pub ip_allow_list: Option<IpAllowList>,
+    /// Middlewares wh-proxy does not implement, kept to name them when a router is skipped.
+    #[serde(flatten, default, skip_serializing)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StripPrefixRegex {
+    #[serde(default)]
+    pub regex: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AddPrefix {
+    #[serde(default)]
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplacePath {
+    #[serde(default)]
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplacePathRegex {
+    #[serde(default)]
+    pub regex: String,
+    #[serde(default)]
+    pub replacement: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RedirectRegex {
+    #[serde(default)]
+    pub regex: String,
+    #[serde(default)]
+    pub replacement: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permanent: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Chain {
+    #[serde(default)]
+    pub middlewares: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpAllowList {
+    #[serde(default)]
+    pub source_range: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_strategy: Option<IpStrategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_status_code: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IpStrategy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<usize>,
+    #[serde(default, rename = "excludedIPs", skip_serializing_if = "Vec::is_empty")]
+    pub excluded_ips: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -129,6 +208,52 @@ pub struct Headers {
     pub custom_request_headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_response_headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_seconds: Option<i64>,
+    #[serde(default)]
+    pub sts_include_subdomains: bool,
+    #[serde(default)]
+    pub sts_preload: bool,
+    /// STS on plain-HTTP responses too.
+    #[serde(default, rename = "forceSTSHeader", alias = "forceStsHeader")]
+    pub force_sts_header: bool,
+    #[serde(default)]
+    pub frame_deny: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub custom_frame_options_value: String,
+    #[serde(default)]
+    pub content_type_nosniff: bool,
+    #[serde(default)]
+    pub browser_xss_filter: bool,
+    #[serde(
+        default,
+        rename = "customBrowserXSSValue",
+        alias = "customBrowserXssValue",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub custom_browser_xss_value: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub referrer_policy: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub permissions_policy: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content_security_policy: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_control_allow_origin_list: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_control_allow_origin_list_regex: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_control_allow_methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_control_allow_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_control_expose_headers: Vec<String>,
+    #[serde(default)]
+    pub access_control_allow_credentials: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_control_max_age: Option<i64>,
+    #[serde(default)]
+    pub add_vary_header: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -328,7 +328,12 @@ impl<'d> Compiler<'d, '_> {
                 .middlewares
                 .entry(mw_name)
                 .or_insert_with(|| match doc.http.middlewares.get(mw_name) {
-                    Some(def) => Middleware::compile(def).map(Arc::new),
+                    Some(def) => Middleware::compile_in(
+                        def,
+                        &doc.http.middlewares,
+                        &mut vec![mw_name.to_owned()],
+                    )
+                    .map(Arc::new),
                     None => Err(MiddlewareError::NotDefined),
                 })
                 .clone()

@@ -23,7 +23,7 @@ use wh_proxy::run::{self, Running};
 
 pub type TestBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-fn full(b: impl Into<Bytes>) -> TestBody {
+pub fn full(b: impl Into<Bytes>) -> TestBody {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
@@ -160,7 +160,20 @@ async fn backend_handle(
             }
             Response::new(full(total.to_string()))
         }
-        _ => Response::new(full(name.to_owned())),
+        _ => {
+            // What the request looked like when it arrived (for path-rewriting middlewares).
+            let seen = |h: &str| {
+                req.headers().get(h).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+            };
+            let pq = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            Response::builder()
+                .header("x-seen-path", pq)
+                .header("x-seen-prefix", seen("x-forwarded-prefix"))
+                .header("x-seen-replaced", seen("x-replaced-path"))
+                .header("x-seen-custom", seen("x-custom"))
+                .body(full(name.to_owned()))
+                .unwrap()
+        }
     }
 }
 
