@@ -1,5 +1,6 @@
-//! Compiled middlewares: `redirectScheme`, `redirectRegex`, `headers` (custom request and
-//! response headers, the security headers, CORS), `stripPrefix`, `stripPrefixRegex`,
+//! Compiled middlewares: `redirectScheme`, `redirectRegex`, `basicAuth` ([`basic_auth`]),
+//! `headers` (custom request and response headers, the security headers, CORS),
+//! `stripPrefix`, `stripPrefixRegex`,
 //! `addPrefix`, `replacePath`, `replacePathRegex`, `ipAllowList` and `chain`. Everything is
 //! validated and compiled (regexps, header names and values, ranges) when the configuration is,
 //! never per request; [`apply`] runs them on the request path.
@@ -13,6 +14,7 @@ use crate::config::dynamic;
 use crate::config::rule::{go_regex, Cidr};
 
 mod apply;
+pub mod basic_auth;
 pub(crate) use apply::{on_request, on_response, redirect};
 
 /// Chains nest at most this deep (and never loop).
@@ -46,6 +48,8 @@ pub enum MiddlewareError {
     Status(u16),
     #[error("chain: `{0}` refers back to itself or nests deeper than 8")]
     ChainDepth(String),
+    #[error(transparent)]
+    BasicAuth(#[from] basic_auth::BasicAuthError),
     #[error("chain: `{name}`: {source}")]
     Chained { name: String, source: Box<MiddlewareError> },
 }
@@ -115,6 +119,7 @@ pub enum Middleware {
     Chain {
         middlewares: Box<[Arc<Middleware>]>,
     },
+    BasicAuth(Box<basic_auth::BasicAuth>),
 }
 
 fn regex(field: &'static str, pattern: &str) -> Result<Regex, MiddlewareError> {
@@ -168,6 +173,7 @@ impl Middleware {
             def.replace_path_regex.is_some(),
             def.ip_allow_list.is_some(),
             def.chain.is_some(),
+            def.basic_auth.is_some(),
         ]
         .iter()
         .filter(|k| **k)
@@ -197,6 +203,15 @@ impl Middleware {
         }
         if let Some(h) = &def.headers {
             return headers(h);
+        }
+        if let Some(b) = &def.basic_auth {
+            return Ok(Middleware::BasicAuth(Box::new(basic_auth::BasicAuth::new(
+                &b.users,
+                b.users_file.as_deref(),
+                b.realm.as_deref(),
+                b.remove_header,
+                b.header_field.as_deref(),
+            )?)));
         }
         if let Some(sp) = &def.strip_prefix {
             if sp.prefixes.iter().any(|p| !p.starts_with('/')) {

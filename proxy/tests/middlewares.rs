@@ -255,3 +255,39 @@ async fn headers_in_full_security_sts_and_cors() {
     let (_, h, _) = send(&p, "GET", "cors.test", "/", &[("origin", "https://evil.example")]).await;
     assert!(h.get("access-control-allow-origin").is_none(), "an origin not listed gets nothing");
 }
+
+#[tokio::test]
+async fn basic_auth_with_inline_users_and_an_htpasswd_file() {
+    use base64::Engine as _;
+    let b = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("htpasswd");
+    // `openssl passwd -apr1 -salt saltsalt password`, and SHA-1 of "password".
+    std::fs::write(&file, "# users\ncarol:$apr1$saltsalt$yAAkm4libquA.ZWLHbSBq/\ndave:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").unwrap();
+    let routers = json!({"auth": {"rule": "Host(`auth.test`)", "middlewares": ["auth"]}});
+    let mws = json!({"auth": {"basicAuth": {
+        // OpenBSD's bcrypt test vector: the password is U*U.
+        "users": ["bob:$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"],
+        "usersFile": file.display().to_string(),
+        "realm": "shop",
+        "removeHeader": true,
+        "headerField": "X-WebAuth-User",
+    }}});
+    let p = TestProxy::start(&doc(&b, routers, mws), &[]).await;
+    let basic = |c: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c));
+    let before = b.hits.load(Ordering::Relaxed);
+    let (s, h, _) = send(&p, "GET", "auth.test", "/", &[]).await;
+    assert_eq!((s, seen(&h, "www-authenticate")), (401, "Basic realm=\"shop\""));
+    let (s, _, _) =
+        send(&p, "GET", "auth.test", "/", &[("authorization", &basic("bob:wrong"))]).await;
+    assert_eq!(s, 401);
+    assert_eq!(b.hits.load(Ordering::Relaxed), before, "nothing unauthenticated reached the app");
+    for creds in ["bob:U*U", "carol:password", "dave:password"] {
+        let (s, _, body) =
+            send(&p, "GET", "auth.test", "/headers", &[("authorization", &basic(creds))]).await;
+        assert_eq!(s, 200, "{creds}");
+        let seen: Value = serde_json::from_str(&body).unwrap();
+        assert!(seen.get("authorization").is_none(), "removeHeader: {seen}");
+        assert_eq!(seen["x-webauth-user"], creds.split(':').next().unwrap());
+    }
+}

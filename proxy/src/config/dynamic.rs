@@ -122,12 +122,29 @@ pub struct Middleware {
     pub redirect_regex: Option<RedirectRegex>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<Chain>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
     /// `ipWhiteList` is its Traefik v2 name.
     #[serde(default, alias = "ipWhiteList", skip_serializing_if = "Option::is_none")]
     pub ip_allow_list: Option<IpAllowList>,
     /// Middlewares wh-proxy does not implement, kept to name them when a router is skipped.
     #[serde(flatten, default, skip_serializing)]
     pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    #[serde(default)]
+    pub remove_header: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_field: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

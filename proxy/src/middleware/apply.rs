@@ -104,6 +104,22 @@ pub(crate) fn on_request(
                     return Ok(Some(resp));
                 }
             }
+            Middleware::BasicAuth(auth) => {
+                let Some(user) = auth.check(req.headers().get(header::AUTHORIZATION)) else {
+                    let mut resp = Response::new(RespBody::full(&b"401 Unauthorized\n"[..]));
+                    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, auth.challenge.clone());
+                    return Ok(Some(resp));
+                };
+                if auth.remove_header {
+                    req.headers_mut().remove(header::AUTHORIZATION);
+                }
+                if let Some(field) = &auth.header_field {
+                    if let Ok(v) = HeaderValue::from_str(&user) {
+                        req.headers_mut().insert(field.clone(), v);
+                    }
+                }
+            }
         }
     }
     Ok(None)
