@@ -161,7 +161,7 @@ impl BasicAuth {
     }
 
     /// The user an `Authorization` header value signs in, when its credentials are valid.
-    pub fn check<'a>(&self, authorization: Option<&'a http::HeaderValue>) -> Option<String> {
+    pub fn check(&self, authorization: Option<&http::HeaderValue>) -> Option<String> {
         let value = authorization?.to_str().ok()?;
         let (scheme, b64) = value.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") || b64.len() > 4096 {
