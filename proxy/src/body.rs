@@ -1,6 +1,9 @@
 //! The body sent to a client: no boxing, no buffering. It streams an upstream's
-//! [`PooledBody`] or carries a small body the proxy made itself (errors, redirects, admin
-//! pages). What is sent upstream is [`crate::upstream::ReqBody`].
+//! [`PooledBody`] (compressed on the way by [`encoder`] when a `compress` middleware chose a
+//! coding) or carries a small body the proxy made itself (errors, redirects, admin pages).
+//! What is sent upstream is [`crate::upstream::ReqBody`].
+
+pub mod encoder;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,6 +18,7 @@ pin_project_lite::pin_project! {
     #[project = RespBodyProj]
     pub enum RespBody {
         Upstream { #[pin] body: PooledBody },
+        Compressed { #[pin] body: PooledBody, encoder: Option<Box<encoder::Encoder>> },
         Full { data: Option<Bytes> },
     }
 }
@@ -23,6 +27,11 @@ impl RespBody {
     /// An upstream's body, its connection pooled again once it has ended.
     pub fn upstream(body: PooledBody) -> Self {
         RespBody::Upstream { body }
+    }
+
+    /// An upstream's body compressed with `encoder` on the way.
+    pub fn compressed(body: PooledBody, encoder: encoder::Encoder) -> Self {
+        RespBody::Compressed { body, encoder: Some(Box::new(encoder)) }
     }
 
     pub fn full(data: impl Into<Bytes>) -> Self {
@@ -45,6 +54,31 @@ impl Body for RespBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project() {
             RespBodyProj::Upstream { body } => body.poll_frame(cx),
+            RespBodyProj::Compressed { mut body, encoder } => loop {
+                let Some(enc) = encoder.as_mut() else { return Poll::Ready(None) };
+                match std::task::ready!(body.as_mut().poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        // Trailers do not survive a change of coding; data is compressed.
+                        let Ok(data) = frame.into_data() else { continue };
+                        match enc.write(&data) {
+                            Ok(out) if out.is_empty() => continue,
+                            Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                            // An in-memory encoder cannot fail; end the body if it does.
+                            Err(_) => {
+                                *encoder = None;
+                                return Poll::Ready(None);
+                            }
+                        }
+                    }
+                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    None => {
+                        let rest = encoder.take().and_then(|e| (*e).finish().ok());
+                        return Poll::Ready(
+                            rest.filter(|r| !r.is_empty()).map(|r| Ok(Frame::data(r))),
+                        );
+                    }
+                }
+            },
             RespBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -52,6 +86,7 @@ impl Body for RespBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RespBody::Upstream { body } => body.is_end_stream(),
+            RespBody::Compressed { encoder, .. } => encoder.is_none(),
             RespBody::Full { data } => data.is_none(),
         }
     }
@@ -59,6 +94,7 @@ impl Body for RespBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RespBody::Upstream { body } => body.size_hint(),
+            RespBody::Compressed { .. } => SizeHint::default(),
             RespBody::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }

@@ -117,6 +117,12 @@ pub struct Args {
     /// (Traefik's `core.defaultRuleSyntax`) [default: v3].
     #[arg(long, env = "WH_PROXY_DEFAULT_RULE_SYNTAX")]
     pub default_rule_syntax: Option<String>,
+    /// Entry point names served by the plain listener (comma-separated) [default: web,http].
+    #[arg(long, env = "WH_PROXY_ENTRY_POINTS_WEB")]
+    pub entry_points_web: Option<String>,
+    /// Entry point names served by the TLS listener [default: websecure,https].
+    #[arg(long, env = "WH_PROXY_ENTRY_POINTS_WEBSECURE")]
+    pub entry_points_websecure: Option<String>,
 }
 
 impl Args {
@@ -194,6 +200,7 @@ pub struct Settings {
     pub allow_mass_removal: bool,
     pub max_removal_fraction: f64,
     pub default_rule_syntax: crate::config::rule::Syntax,
+    pub entry_points: crate::config::dynamic::EntryPointNames,
 }
 
 /// Why the command line, environment or TOML file is unusable (exit code 64).
@@ -342,6 +349,22 @@ impl Settings {
             grace_period: dur(pick!(grace_period), "grace-period", 30)?,
             allow_mass_removal: pick!(allow_mass_removal).unwrap_or(false),
             max_removal_fraction,
+            entry_points: {
+                let names = |v: Option<String>, default: Vec<String>| match v {
+                    None => default,
+                    Some(v) => v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(String::from)
+                        .collect(),
+                };
+                let d = crate::config::dynamic::EntryPointNames::default();
+                crate::config::dynamic::EntryPointNames {
+                    plain: names(pick!(entry_points_web), d.plain),
+                    tls: names(pick!(entry_points_websecure), d.tls),
+                }
+            },
             default_rule_syntax: match pick!(default_rule_syntax) {
                 None => crate::config::rule::Syntax::V3,
                 Some(word) => crate::config::rule::Syntax::parse(&word).ok_or_else(|| {

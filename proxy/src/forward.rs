@@ -77,6 +77,9 @@ impl ProxyState {
                 query: req.uri().query().unwrap_or(""),
                 headers: Some(req.headers()),
                 client_ip: Some(peer.ip),
+                tls: listener.https,
+                redirect_to_tls: !listener.https && self.https_port.is_some(),
+                only_listener: self.https_port.is_none(),
             }),
             Err(_) => None,
         };
@@ -237,8 +240,11 @@ impl ProxyState {
             headers::join_cookies(&mut parts.headers);
         }
         let mut req = Request::from_parts(parts, ());
-        // The Origin of a CORS request, for the response side (cloned only when it is one).
+        // The Origin of a CORS request and the codings the client accepts, for the response
+        // side (cloned only when there).
         let origin = req.headers().get(header::ORIGIN).cloned();
+        let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
+        let method = req.method().clone();
         if let Some(resp) = middleware::on_request(
             &route.middlewares,
             &mut req,
@@ -323,13 +329,27 @@ impl ProxyState {
                         listener.https,
                         origin.as_ref(),
                     );
-                    return Ok((
-                        Response::from_parts(
-                            rparts,
-                            RespBody::upstream(PooledBody::new(rbody, Some(lease))),
-                        ),
-                        Some(idx),
-                    ));
+                    let body = PooledBody::new(rbody, Some(lease));
+                    let coding = middleware::compression(
+                        &route.middlewares,
+                        accept_encoding.as_ref(),
+                        &method,
+                        rparts.status,
+                        &rparts.headers,
+                    );
+                    let body = match coding.map(|c| (c, crate::body::encoder::Encoder::new(c))) {
+                        Some((coding, Ok(encoder))) => {
+                            rparts.headers.insert(header::CONTENT_ENCODING, coding.token());
+                            rparts.headers.remove(header::CONTENT_LENGTH);
+                            rparts.headers.remove(header::ACCEPT_RANGES);
+                            rparts
+                                .headers
+                                .append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+                            RespBody::compressed(body, encoder)
+                        }
+                        _ => RespBody::upstream(body),
+                    };
+                    return Ok((Response::from_parts(rparts, body), Some(idx)));
                 }
                 Ok(Err(SendError::Connect(e))) => {
                     server.health.record_failure();

@@ -1,5 +1,6 @@
 //! Compiled middlewares: `redirectScheme`, `redirectRegex`, `basicAuth` ([`basic_auth`]),
-//! `headers` (custom request and response headers, the security headers, CORS),
+//! `compress` ([`compress`]), `headers` (custom request and response headers, the security
+//! headers, CORS),
 //! `stripPrefix`, `stripPrefixRegex`,
 //! `addPrefix`, `replacePath`, `replacePathRegex`, `ipAllowList` and `chain`. Everything is
 //! validated and compiled (regexps, header names and values, ranges) when the configuration is,
@@ -15,7 +16,8 @@ use crate::config::rule::{go_regex, Cidr};
 
 mod apply;
 pub mod basic_auth;
-pub(crate) use apply::{on_request, on_response, redirect};
+pub mod compress;
+pub(crate) use apply::{compression, on_request, on_response, redirect};
 
 /// Chains nest at most this deep (and never loop).
 const MAX_CHAIN_DEPTH: usize = 8;
@@ -50,6 +52,8 @@ pub enum MiddlewareError {
     ChainDepth(String),
     #[error(transparent)]
     BasicAuth(#[from] basic_auth::BasicAuthError),
+    #[error("{0}")]
+    Compress(String),
     #[error("chain: `{name}`: {source}")]
     Chained { name: String, source: Box<MiddlewareError> },
 }
@@ -120,6 +124,7 @@ pub enum Middleware {
         middlewares: Box<[Arc<Middleware>]>,
     },
     BasicAuth(Box<basic_auth::BasicAuth>),
+    Compress(compress::Compress),
 }
 
 fn regex(field: &'static str, pattern: &str) -> Result<Regex, MiddlewareError> {
@@ -174,6 +179,7 @@ impl Middleware {
             def.ip_allow_list.is_some(),
             def.chain.is_some(),
             def.basic_auth.is_some(),
+            def.compress.is_some(),
         ]
         .iter()
         .filter(|k| **k)
@@ -203,6 +209,11 @@ impl Middleware {
         }
         if let Some(h) = &def.headers {
             return headers(h);
+        }
+        if let Some(c) = &def.compress {
+            return compress::Compress::new(c)
+                .map(Middleware::Compress)
+                .map_err(|e| MiddlewareError::Compress(e.to_string()));
         }
         if let Some(b) = &def.basic_auth {
             return Ok(Middleware::BasicAuth(Box::new(basic_auth::BasicAuth::new(

@@ -112,6 +112,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let mut applier = Applier::new(proxy.clone(), Some(settings.state_dir.clone()));
     applier.allow_mass_removal = settings.allow_mass_removal;
     applier.default_syntax = settings.default_rule_syntax;
+    applier.entry_points = settings.entry_points.clone();
     applier.max_removal_fraction = settings.max_removal_fraction;
     let applier = Arc::new(applier);
     let stop = CancellationToken::new();

@@ -38,6 +38,9 @@ pub struct Route {
     /// The router asked for TLS (`tls: {}` or a certResolver).
     pub tls: bool,
     pub entry_points: Box<[Box<str>]>,
+    /// Served on the plain listener, on the TLS one (from `entryPoints`; none named: both).
+    pub on_plain: bool,
+    pub on_tls: bool,
     pub metrics: Arc<RouteMetrics>,
     /// Which hosts the rule can match: the buckets it goes in, kept for the next compile.
     pub(crate) hosts: matcher::HostSet,
@@ -98,7 +101,13 @@ impl Table {
                 if best.is_some_and(|b| b.priority >= r.priority) {
                     return; // sorted by priority: nothing later in this bucket can win
                 }
-                if r.matcher.eval(req) {
+                let served = if req.tls {
+                    r.on_tls
+                } else {
+                    r.on_plain
+                        || (r.on_tls && (req.only_listener || (req.redirect_to_tls && r.tls)))
+                };
+                if served && r.matcher.eval(req) {
                     best = Some(&**r);
                     return;
                 }

@@ -291,3 +291,70 @@ async fn basic_auth_with_inline_users_and_an_htpasswd_file() {
         assert_eq!(seen["x-webauth-user"], creds.split(':').next().unwrap());
     }
 }
+
+#[tokio::test]
+async fn compress_negotiates_zstd_brotli_gzip_and_leaves_what_it_must() {
+    use std::io::Read as _;
+    let b = Backend::start("b").await;
+    let routers = json!({
+        "c": {"rule": "Host(`c.test`)", "middlewares": ["gz"]},
+        "html": {"rule": "Host(`html.test`)", "middlewares": ["html-only"]},
+    });
+    let mws = json!({
+        "gz": {"compress": true},
+        "html-only": {"compress": {"includedContentTypes": ["text/html"]}},
+    });
+    let p = TestProxy::start(&doc(&b, routers, mws), &[]).await;
+    let raw_get = |host: &'static str, path: &'static str, accept: &'static str| {
+        let addr = p.addr;
+        async move {
+            let req = hyper::Request::get(format!("http://{addr}{path}"))
+                .header("host", host)
+                .header("accept-encoding", accept)
+                .body(full(""))
+                .unwrap();
+            let resp = client().request(req).await.unwrap();
+            let (parts, body) = resp.into_parts();
+            (
+                parts.status.as_u16(),
+                parts.headers,
+                body.collect().await.unwrap().to_bytes().to_vec(),
+            )
+        }
+    };
+    let want = vec![b'x'; 200_000];
+    for (accept, coding) in
+        [("gzip", "gzip"), ("gzip, br", "br"), ("br;q=0.5, zstd", "zstd"), ("*", "zstd")]
+    {
+        let (s, h, body) = raw_get("c.test", "/download?bytes=200000", accept).await;
+        assert_eq!((s, seen(&h, "content-encoding")), (200, coding), "{accept}");
+        assert!(h.get("content-length").is_none());
+        assert_eq!(seen(&h, "vary"), "Accept-Encoding");
+        assert!(body.len() < 10_000, "{coding}: {} bytes", body.len());
+        let mut back = Vec::new();
+        match coding {
+            "gzip" => {
+                flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut back).map(drop).unwrap()
+            }
+            "br" => {
+                brotli::Decompressor::new(&body[..], 4096).read_to_end(&mut back).map(drop).unwrap()
+            }
+            _ => back = zstd::stream::decode_all(&body[..]).unwrap(),
+        }
+        assert_eq!(back, want, "{coding}");
+    }
+    // No Accept-Encoding, a small body, a HEAD, a content type not included: as it came.
+    let (_, h, body) = raw_get("c.test", "/download?bytes=200000", "identity").await;
+    assert!(h.get("content-encoding").is_none() && body.len() == 200_000);
+    let (_, h, body) = raw_get("c.test", "/", "gzip").await;
+    assert!(h.get("content-encoding").is_none() && body == b"b", "under 1024 bytes");
+    let (_, h, _) = raw_get("html.test", "/download?bytes=200000", "gzip").await;
+    assert!(h.get("content-encoding").is_none(), "not text/html");
+    let req = hyper::Request::head(format!("http://{}/download?bytes=5000", p.addr))
+        .header("host", "c.test")
+        .header("accept-encoding", "gzip")
+        .body(full(""))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert!(resp.headers().get("content-encoding").is_none(), "HEAD");
+}

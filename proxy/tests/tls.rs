@@ -292,3 +292,85 @@ async fn an_operator_wildcard_certificate_serves_its_hosts_and_nothing_is_ordere
     assert!(certs.report().to_string().contains(r#""state":"wildcard""#), "{}", certs.report());
     running.shutdown().await;
 }
+
+/// The routers, middlewares and service Coolify generates for an app with a domain, HTTPS,
+/// basic auth and compression (its Docker labels, as Traefik's configuration): an `http`
+/// router that redirects, an `https` router with `gzip` and basic auth, both matching the same
+/// host. Served as Traefik serves it: plain HTTP is redirected, HTTPS asks for the password,
+/// then answers compressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coolify_config_with_https_basic_auth_and_compression_is_served_as_traefik_would() {
+    use base64::Engine as _;
+    use http_body_util::BodyExt as _;
+    let pebble = Pebble::start(PebbleOptions::default()).await.unwrap();
+    let root = pebble.root_ca_pem().await.unwrap();
+    let backend = Backend::start("coolify-app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rule = "Host(`app.coolify.test`) && PathPrefix(`/`)";
+    let config = serde_json::json!({"http": {
+        "routers": {
+            "http-0-abc123-app": {"entryPoints": ["http"], "rule": rule, "middlewares": ["redirect-to-https"], "service": "http-0-abc123-app"},
+            "https-0-abc123-app": {"entryPoints": ["https"], "rule": rule, "middlewares": ["gzip", "http-basic-auth-abc123"], "service": "http-0-abc123-app", "tls": {"certresolver": "letsencrypt"}},
+        },
+        "middlewares": {
+            "redirect-to-https": {"redirectscheme": {"scheme": "https"}},
+            "gzip": {"compress": true},
+            // OpenBSD's bcrypt test vector: the password is U*U.
+            "http-basic-auth-abc123": {"basicauth": {"users": ["admin:$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"]}},
+        },
+        "services": {"http-0-abc123-app": {"loadBalancer": {"servers": [{"url": backend.url()}]}}},
+    }});
+    let running = start(&pebble, &config.to_string(), dir.path()).await;
+    assert!(
+        running.proxy.table.load().warnings.is_empty(),
+        "{:?}",
+        running.proxy.table.load().warnings
+    );
+    let https = running.https_addr.unwrap();
+    wait_for_cert(&running, "app.coolify.test", &pebble).await;
+
+    let (status, headers, _) = get(running.http_addr, "app.coolify.test", "/page?x=1").await;
+    assert_eq!(status, 302, "redirectScheme, not permanent: 302 for a GET");
+    // No `port` in the redirectScheme: the standard port, as Traefik.
+    assert_eq!(headers["location"], "https://app.coolify.test/page?x=1");
+
+    let fetch = |auth: Option<&'static str>| {
+        let root = root.clone();
+        async move {
+            let tls = tls_connect(https, "app.coolify.test", tls_client(&root, &[b"http/1.1"]))
+                .await
+                .unwrap();
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let mut req = hyper::Request::get("/download?bytes=50000")
+                .header("host", "app.coolify.test")
+                .header("accept-encoding", "gzip");
+            if let Some(creds) = auth {
+                req = req.header(
+                    "authorization",
+                    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds)),
+                );
+            }
+            let resp = send
+                .send_request(req.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap())
+                .await
+                .unwrap();
+            let (parts, body) = resp.into_parts();
+            (parts.status.as_u16(), parts.headers, body.collect().await.unwrap().to_bytes())
+        }
+    };
+    let (status, headers, _) = fetch(None).await;
+    assert_eq!(
+        (status, headers["www-authenticate"].to_str().unwrap()),
+        (401, "Basic realm=\"traefik\"")
+    );
+    let (status, headers, body) = fetch(Some("admin:U*U")).await;
+    assert_eq!((status, headers["content-encoding"].to_str().unwrap()), (200, "gzip"));
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain).unwrap();
+    assert_eq!(plain, vec![b'x'; 50_000]);
+    running.shutdown().await;
+}

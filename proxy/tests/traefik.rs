@@ -137,6 +137,9 @@ fn run_case(case: &Value, out: &mut Outcome) {
                 query,
                 headers: Some(&headers),
                 client_ip,
+                tls: false,
+                redirect_to_tls: false,
+                only_listener: false,
             };
             t.lookup_request(&req).is_some()
         });

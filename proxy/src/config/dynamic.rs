@@ -16,6 +16,27 @@ pub struct Document {
     /// The syntax of routers without `ruleSyntax` (a setting of the proxy, not of the document).
     #[serde(skip)]
     pub default_syntax: super::rule::Syntax,
+    /// Which entry point names the proxy's listeners stand for (a setting of the proxy).
+    #[serde(skip)]
+    pub entry_points: EntryPointNames,
+}
+
+/// The entry point names routers may give, for each of the proxy's two listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryPointNames {
+    /// The plain-HTTP listener (Traefik's `web`; Coolify's `http`).
+    pub plain: Vec<String>,
+    /// The TLS listener (`websecure`; `https`).
+    pub tls: Vec<String>,
+}
+
+impl Default for EntryPointNames {
+    fn default() -> Self {
+        EntryPointNames {
+            plain: vec!["web".into(), "http".into()],
+            tls: vec!["websecure".into(), "https".into()],
+        }
+    }
 }
 
 /// `http:` section.
@@ -37,10 +58,12 @@ pub struct Router {
     pub rule: String,
     /// `v3` or `v2`; absent: the proxy's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "rulesyntax")]
     pub rule_syntax: Option<String>,
     #[serde(default)]
     pub service: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(alias = "entrypoints")]
     pub entry_points: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
@@ -55,6 +78,7 @@ pub struct Router {
 #[serde(rename_all = "camelCase")]
 pub struct Tls {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "certresolver")]
     pub cert_resolver: Option<String>,
 }
 
@@ -63,6 +87,7 @@ pub struct Tls {
 #[serde(rename_all = "camelCase")]
 pub struct Service {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "loadbalancer")]
     pub load_balancer: Option<LoadBalancer>,
 }
 
@@ -73,11 +98,14 @@ pub struct LoadBalancer {
     #[serde(default)]
     pub servers: Vec<Server>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "passhostheader")]
     pub pass_host_header: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "healthcheck")]
     pub health_check: Option<HealthCheck>,
     /// wh-proxy extension: how long to wait for the upstream's response headers (default 60s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "responseheadertimeout")]
     pub response_header_timeout: Option<String>,
 }
 
@@ -105,27 +133,39 @@ pub struct HealthCheck {
 #[serde(rename_all = "camelCase")]
 pub struct Middleware {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "redirectscheme")]
     pub redirect_scheme: Option<RedirectScheme>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Headers>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "stripprefix")]
     pub strip_prefix: Option<StripPrefix>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "stripprefixregex")]
     pub strip_prefix_regex: Option<StripPrefixRegex>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "addprefix")]
     pub add_prefix: Option<AddPrefix>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "replacepath")]
     pub replace_path: Option<ReplacePath>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "replacepathregex")]
     pub replace_path_regex: Option<ReplacePathRegex>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "redirectregex")]
     pub redirect_regex: Option<RedirectRegex>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<Chain>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "basicauth")]
     pub basic_auth: Option<BasicAuth>,
+    /// `compress: {}` (or `true`, as labels write it) with its options.
+    #[serde(default, deserialize_with = "compress_spec", skip_serializing_if = "Option::is_none")]
+    pub compress: Option<Compress>,
     /// `ipWhiteList` is its Traefik v2 name.
     #[serde(default, alias = "ipWhiteList", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "ipallowlist", alias = "ipwhitelist")]
     pub ip_allow_list: Option<IpAllowList>,
     /// Middlewares wh-proxy does not implement, kept to name them when a router is skipped.
     #[serde(flatten, default, skip_serializing)]
@@ -134,16 +174,50 @@ pub struct Middleware {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct Compress {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(alias = "excludedcontenttypes")]
+    pub excluded_content_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(alias = "includedcontenttypes")]
+    pub included_content_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "minresponsebodybytes")]
+    pub min_response_body_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encodings: Vec<String>,
+}
+
+/// `compress: true` is `compress: {}`; `false` is none.
+fn compress_spec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Compress>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Spec {
+        Flag(bool),
+        Options(Compress),
+    }
+    Ok(match Option::<Spec>::deserialize(d)? {
+        None | Some(Spec::Flag(false)) => None,
+        Some(Spec::Flag(true)) => Some(Compress::default()),
+        Some(Spec::Options(c)) => Some(c),
+    })
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BasicAuth {
     #[serde(default)]
     pub users: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "usersfile")]
     pub users_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realm: Option<String>,
     #[serde(default)]
+    #[serde(alias = "removeheader")]
     pub remove_header: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "headerfield")]
     pub header_field: Option<String>,
 }
 
@@ -193,10 +267,13 @@ pub struct Chain {
 #[serde(rename_all = "camelCase")]
 pub struct IpAllowList {
     #[serde(default)]
+    #[serde(alias = "sourcerange")]
     pub source_range: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "ipstrategy")]
     pub ip_strategy: Option<IpStrategy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "rejectstatuscode")]
     pub reject_status_code: Option<u16>,
 }
 
@@ -205,6 +282,7 @@ pub struct IpStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<usize>,
     #[serde(default, rename = "excludedIPs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(alias = "excludedips")]
     pub excluded_ips: Vec<String>,
 }
 
@@ -222,25 +300,34 @@ pub struct RedirectScheme {
 #[serde(rename_all = "camelCase")]
 pub struct Headers {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(alias = "customrequestheaders")]
     pub custom_request_headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(alias = "customresponseheaders")]
     pub custom_response_headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "stsseconds")]
     pub sts_seconds: Option<i64>,
     #[serde(default)]
+    #[serde(alias = "stsincludesubdomains")]
     pub sts_include_subdomains: bool,
     #[serde(default)]
+    #[serde(alias = "stspreload")]
     pub sts_preload: bool,
     /// STS on plain-HTTP responses too.
     #[serde(default, rename = "forceSTSHeader", alias = "forceStsHeader")]
+    #[serde(alias = "forcestsheader")]
     pub force_sts_header: bool,
     #[serde(default)]
     pub frame_deny: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(alias = "customframeoptionsvalue")]
     pub custom_frame_options_value: String,
     #[serde(default)]
+    #[serde(alias = "contenttypenosniff")]
     pub content_type_nosniff: bool,
     #[serde(default)]
+    #[serde(alias = "browserxssfilter")]
     pub browser_xss_filter: bool,
     #[serde(
         default,
@@ -248,28 +335,40 @@ pub struct Headers {
         alias = "customBrowserXssValue",
         skip_serializing_if = "String::is_empty"
     )]
+    #[serde(alias = "custombrowserxssvalue")]
     pub custom_browser_xss_value: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(alias = "referrerpolicy")]
     pub referrer_policy: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(alias = "permissionspolicy")]
     pub permissions_policy: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(alias = "contentsecuritypolicy")]
     pub content_security_policy: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(alias = "accesscontrolalloworiginlist")]
     pub access_control_allow_origin_list: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(alias = "accesscontrolalloworiginlistregex")]
     pub access_control_allow_origin_list_regex: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(alias = "accesscontrolallowmethods")]
     pub access_control_allow_methods: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(alias = "accesscontrolallowheaders")]
     pub access_control_allow_headers: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(alias = "accesscontrolexposeheaders")]
     pub access_control_expose_headers: Vec<String>,
     #[serde(default)]
+    #[serde(alias = "accesscontrolallowcredentials")]
     pub access_control_allow_credentials: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "accesscontrolmaxage")]
     pub access_control_max_age: Option<i64>,
     #[serde(default)]
+    #[serde(alias = "addvaryheader")]
     pub add_vary_header: bool,
 }
 

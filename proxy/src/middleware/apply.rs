@@ -59,6 +59,8 @@ pub(crate) fn on_request(
                 }
             }
             Middleware::StripPrefix { prefixes } => strip_prefix(req, prefixes)?,
+            // Response-side only (see `compression`).
+            Middleware::Compress(_) => {}
             Middleware::StripPrefixRegex { regexes } => {
                 let path = req.uri().path().to_owned();
                 let found = regexes.iter().find_map(|re| {
@@ -352,4 +354,27 @@ fn strip_prefix(req: &mut Request<()>, prefixes: &[Box<str>]) -> Result<(), Prox
         .map_err(|e| ProxyError::Internal(e.to_string()))?;
     req.headers_mut().insert(headers::X_FORWARDED_PREFIX.clone(), prefix_value);
     Ok(())
+}
+
+/// The coding the first `compress` of `middlewares` (chains included) chooses for a response,
+/// if any.
+pub(crate) fn compression(
+    middlewares: &[Arc<Middleware>],
+    accept: Option<&HeaderValue>,
+    method: &Method,
+    status: StatusCode,
+    headers: &http::HeaderMap,
+) -> Option<super::compress::Encoding> {
+    for mw in middlewares {
+        match &**mw {
+            Middleware::Compress(c) => return c.choose(accept, method, status, headers),
+            Middleware::Chain { middlewares } => {
+                if let Some(e) = compression(middlewares, accept, method, status, headers) {
+                    return Some(e);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }

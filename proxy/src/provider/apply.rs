@@ -60,6 +60,8 @@ pub struct Applier {
     pub allow_mass_removal: bool,
     /// The rule syntax of routers that do not name one.
     pub default_syntax: crate::config::rule::Syntax,
+    /// The entry point names of the listeners.
+    pub entry_points: crate::config::dynamic::EntryPointNames,
     last_hash: Mutex<Option<u64>>,
     hasher: foldhash::quality::FixedState,
     /// Fires with each newly applied table (health checks, TLS follow it).
@@ -75,6 +77,7 @@ impl Applier {
             max_removal_fraction: 0.5,
             allow_mass_removal: false,
             default_syntax: crate::config::rule::Syntax::V3,
+            entry_points: Default::default(),
             last_hash: Mutex::new(None),
             hasher: foldhash::quality::FixedState::with_seed(0x5748_5052_4f58_5921),
             updates,
@@ -122,6 +125,7 @@ impl Applier {
         guard: bool,
     ) -> Result<Outcome, ApplyError> {
         doc.default_syntax = self.default_syntax;
+        doc.entry_points = self.entry_points.clone();
         let started = std::time::Instant::now();
         let current = self.proxy.table.load_full();
         if guard && !self.allow_mass_removal && !current.is_empty() {

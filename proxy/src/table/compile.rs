@@ -250,6 +250,8 @@ pub const MAX_USER_PRIORITY: i64 = i64::MAX - 1000;
 pub enum RouteError {
     #[error("rule `{rule}`: {source}")]
     Rule { rule: String, source: rule::RuleError },
+    #[error("entryPoints {names}: none is one of this proxy's (see --entry-points-web, --entry-points-websecure)")]
+    EntryPoints { names: String },
     #[error("ruleSyntax `{value}`: v3 or v2")]
     Syntax { value: String },
     #[error("priority {value} exceeds the largest a router may have ({MAX_USER_PRIORITY})")]
@@ -298,6 +300,14 @@ impl<'d> Compiler<'d, '_> {
     ) -> Result<Route, RouteError> {
         if router.priority.is_some_and(|p| p > MAX_USER_PRIORITY) {
             return Err(RouteError::Priority { value: router.priority.unwrap_or_default() });
+        }
+        let names = &self.doc.entry_points;
+        let named = |list: &[String]| {
+            router.entry_points.is_empty() || router.entry_points.iter().any(|e| list.contains(e))
+        };
+        let (on_plain, on_tls) = (named(&names.plain), named(&names.tls));
+        if !on_plain && !on_tls {
+            return Err(RouteError::EntryPoints { names: router.entry_points.join(", ") });
         }
         let syntax = match &router.rule_syntax {
             None => self.doc.default_syntax,
@@ -351,6 +361,8 @@ impl<'d> Compiler<'d, '_> {
             middlewares: mws.into_boxed_slice(),
             tls: router.tls.is_some(),
             entry_points: router.entry_points.iter().map(|e| e.as_str().into()).collect(),
+            on_plain,
+            on_tls,
             hosts: host_set(&parsed),
         })
     }

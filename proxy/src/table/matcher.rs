@@ -19,12 +19,30 @@ pub struct Request<'a> {
     pub headers: Option<&'a http::HeaderMap>,
     /// The address the connection came from.
     pub client_ip: Option<IpAddr>,
+    /// It came in on the TLS listener.
+    pub tls: bool,
+    /// It came in on the plain listener of a proxy that also has a TLS one: routers served
+    /// only over TLS still match, to be redirected there.
+    pub redirect_to_tls: bool,
+    /// The proxy has no TLS listener: the plain one serves every entry point.
+    pub only_listener: bool,
 }
 
 impl<'a> Request<'a> {
-    /// A request of only a host and a path (what most lookups and tests need).
+    /// A request of only a host and a path, on a proxy's only listener (what most lookups
+    /// and tests need).
     pub fn simple(host: &'a str, path: &'a str) -> Request<'a> {
-        Request { host, path, method: "GET", query: "", headers: None, client_ip: None }
+        Request {
+            host,
+            path,
+            method: "GET",
+            query: "",
+            headers: None,
+            client_ip: None,
+            tls: false,
+            redirect_to_tls: false,
+            only_listener: true,
+        }
     }
 }
 
@@ -287,6 +305,9 @@ mod tests {
             query: "q=traefik&mobile&x=a%20b",
             headers: Some(&headers),
             client_ip: Some("192.168.1.7".parse().unwrap()),
+            tls: false,
+            redirect_to_tls: false,
+            only_listener: false,
         };
         for (rule, want) in [
             ("Header(`X-Forwarded-Proto`, `https`)", true),

@@ -363,3 +363,35 @@ mod incremental {
         }
     }
 }
+
+#[test]
+fn entry_points_pick_the_listener() {
+    let json = r#"{"http":{"routers":{
+        "plain":{"rule":"Host(`a.test`)","entryPoints":["web"],"service":"svc"},
+        "secure":{"rule":"Host(`b.test`)","entryPoints":["https"],"service":"svc","tls":{}},
+        "both":{"rule":"Host(`c.test`)","service":"svc"},
+        "nowhere":{"rule":"Host(`d.test`)","entryPoints":["metrics"],"service":"svc"}},
+      "services":{"svc":{"loadBalancer":{"servers":[{"url":"http://127.0.0.1:9"}]}}}}}"#;
+    let t = table(json);
+    let on = |host: &str, tls: bool, redirect_to_tls: bool| {
+        let mut req = matcher::Request::simple(host, "/");
+        req.tls = tls;
+        req.redirect_to_tls = redirect_to_tls;
+        req.only_listener = false;
+        t.lookup_request(&req).map(|r| &*r.name)
+    };
+    assert_eq!(on("a.test", false, false), Some("plain"));
+    assert_eq!(on("a.test", true, false), None, "web only");
+    assert_eq!(on("b.test", true, false), Some("secure"));
+    assert_eq!(on("b.test", false, false), None, "https only, and no TLS listener to go to");
+    assert_eq!(on("b.test", false, true), Some("secure"), "matched, to be redirected to HTTPS");
+    assert_eq!(
+        (on("c.test", false, false), on("c.test", true, false)),
+        (Some("both"), Some("both"))
+    );
+    assert!(
+        t.warnings.iter().any(|w| w.contains("nowhere") && w.contains("entryPoints metrics")),
+        "{:?}",
+        t.warnings
+    );
+}
