@@ -241,9 +241,11 @@ impl ProxyState {
         }
         let mut req = Request::from_parts(parts, ());
         // The Origin of a CORS request and the codings the client accepts, for the response
-        // side (cloned only when there).
-        let origin = req.headers().get(header::ORIGIN).cloned();
-        let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
+        // side's middlewares (kept only when the route has some).
+        let keep = |name| {
+            (!route.middlewares.is_empty()).then(|| req.headers().get(name).cloned()).flatten()
+        };
+        let (origin, accept_encoding) = (keep(header::ORIGIN), keep(header::ACCEPT_ENCODING));
         let method = req.method().clone();
         if let Some(resp) = middleware::on_request(
             &route.middlewares,
