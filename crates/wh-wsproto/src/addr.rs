@@ -16,16 +16,29 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    /// `a.b.c.d/n` or `x::y/n`.
+    /// `a.b.c.d[/n]` or `x::y[/n]` (a bare address is a /32 or /128).
     pub fn parse(text: &str) -> Option<Cidr> {
-        let (addr, prefix) = text.trim().split_once('/')?;
+        let text = text.trim();
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
         let network: IpAddr = addr.parse().ok()?;
-        let prefix: u8 = prefix.parse().ok()?;
         let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+            Some(_) => return None,
+            None => max,
+        };
         (prefix <= max).then_some(Cidr { network, prefix })
     }
 
+    /// Whether `ip` is in the range; an IPv4-mapped IPv6 address is judged as its IPv4 one.
     pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.network, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            _ => ip,
+        };
         match (self.network, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
                 let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
@@ -164,6 +177,10 @@ mod tests {
         assert!(forbidden(ip("10.50.0.1"), &allow).is_some(), "the mesh stays refused");
         assert_eq!(Cidr::parse("10.0.0.0/33"), None);
         assert_eq!(Cidr::parse("nonsense"), None);
+        assert_eq!(Cidr::parse("10.0.0.1/"), None);
+        let one = Cidr::parse("127.0.0.1").unwrap();
+        assert_eq!(one.prefix, 32);
+        assert!(one.contains(ip("::ffff:127.0.0.1")), "mapped IPv6 is its IPv4");
     }
 
     proptest! {

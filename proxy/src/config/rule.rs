@@ -23,7 +23,6 @@
 //! position and the problem, never a panic.
 
 use std::fmt;
-use std::net::IpAddr;
 
 /// Which of Traefik's rule syntaxes a router's rule is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,48 +62,9 @@ pub enum PathPattern {
     Regex(String),
 }
 
-/// An IPv4 or IPv6 range of a `ClientIP` argument.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub network: IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    /// `a.b.c.d[/n]` or `x::y[/n]` (a bare address is a /32 or /128).
-    pub fn parse(text: &str) -> Option<Cidr> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text, None),
-        };
-        let network: IpAddr = addr.parse().ok()?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
-            Some(_) => return None,
-            None => max,
-        };
-        (prefix <= max).then_some(Cidr { network, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match (self.network, ip) {
-            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            _ => ip,
-        };
-        match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
+/// An IPv4 or IPv6 range of a `ClientIP` argument (a bare address is a /32 or /128): the
+/// workspace's one address-range type.
+pub use wh_wsproto::addr::Cidr;
 
 /// How a regexp of a rule is matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

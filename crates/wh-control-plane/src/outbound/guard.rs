@@ -60,7 +60,7 @@ impl std::fmt::Debug for Guard {
 
 /// An entry of `WH_OUTBOUND_ALLOW_CIDRS` that is not a CIDR.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a CIDR (a.b.c.d/n or x::y/n)")]
+#[error("`{0}` is not an address or a CIDR (a.b.c.d[/n] or x::y[/n])")]
 pub struct BadCidr(pub String);
 
 /// A comma-separated list of CIDRs; the one that does not parse is the error.
@@ -144,7 +144,8 @@ mod tests {
         assert!(Guard::check_port(587, Use::Smtp).is_ok());
         assert!(Guard::check_port(6379, Use::Http).is_ok(), "any unprivileged port");
         assert_eq!(parse_cidrs(" 127.0.0.0/8, ::1/128 ").unwrap().len(), 2);
-        assert_eq!(parse_cidrs("127.0.0.1"), Err(BadCidr("127.0.0.1".into())));
+        assert_eq!(parse_cidrs("127.0.0.1/x"), Err(BadCidr("127.0.0.1/x".into())));
+        assert_eq!(parse_cidrs("127.0.0.2").unwrap()[0].prefix, 32, "a bare address is a /32");
         assert!(parse_cidrs("").unwrap().is_empty());
     }
 }
