@@ -202,11 +202,15 @@ impl Smtp {
             self.to.join(", "),
             encode_word(&subject),
         );
-        for line in msg.detail().lines() {
+        // Text from tenants (a build's error) must not end the message early or smuggle SMTP:
+        // lines split on any CR or LF, other control characters dropped, dots stuffed.
+        let detail = msg.detail();
+        for line in detail.split(['\r', '\n']).filter(|l| !l.is_empty()) {
+            let line: String = line.chars().filter(|c| !c.is_control() || *c == '\t').collect();
             if line.starts_with('.') {
                 out.push('.');
             }
-            out.push_str(line);
+            out.push_str(&line);
             out.push_str("\r\n");
         }
         out.push_str(".\r\n");
@@ -214,8 +218,10 @@ impl Smtp {
     }
 }
 
-/// An RFC 2047 encoded word when `text` is not plain ASCII.
+/// An RFC 2047 encoded word when `text` is not plain ASCII (control characters dropped).
 fn encode_word(text: &str) -> String {
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    let text = text.as_str();
     if text.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
         text.to_owned()
     } else {
@@ -298,5 +304,25 @@ mod tests {
             "smtp://m.example.com/?from=a@example.com&to=b@example.com&subject=a%0d%0aBcc:x"
         )
         .is_err());
+    }
+
+    #[test]
+    fn tenant_text_cannot_end_the_message_or_smuggle_commands() {
+        let url = Url::parse("smtp://m.example.com/?from=a@example.com&to=b@example.com").unwrap();
+        let s = Smtp::parse(&url).unwrap();
+        let msg = Message {
+            id: "1".into(),
+            title: "Deploy failed: x\r\nBcc: evil@example.com".into(),
+            body: "line\r\n.\r\nMAIL FROM:<evil@example.com>\rbare\n.hidden\u{7}".into(),
+            app: None,
+            link: None,
+            severity: crate::notify::message::Severity::Error,
+        };
+        let mail = s.mail(&msg);
+        let (head, body) = mail.split_once("\r\n\r\n").unwrap();
+        assert!(!head.contains("\r\nBcc"), "{head}");
+        assert!(head.contains("Subject: Deploy failed: xBcc: evil@example.com"), "{head}");
+        // The lone dot is stuffed, the bare CR is a line end, the bell is gone.
+        assert_eq!(body, "line\r\n..\r\nMAIL FROM:<evil@example.com>\r\nbare\r\n..hidden\r\n.\r\n");
     }
 }
