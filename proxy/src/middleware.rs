@@ -17,6 +17,7 @@ use crate::config::rule::{go_regex, Cidr};
 mod apply;
 pub mod basic_auth;
 pub mod compress;
+pub mod rate_limit;
 pub(crate) use apply::{compression, on_request, on_response, redirect};
 
 /// Chains nest at most this deep (and never loop).
@@ -54,6 +55,8 @@ pub enum MiddlewareError {
     BasicAuth(#[from] basic_auth::BasicAuthError),
     #[error("{0}")]
     Compress(String),
+    #[error("rateLimit.{field}: {why}")]
+    RateLimit { field: &'static str, why: String },
     #[error("chain: `{name}`: {source}")]
     Chained { name: String, source: Box<MiddlewareError> },
 }
@@ -125,6 +128,14 @@ pub enum Middleware {
     },
     BasicAuth(Box<basic_auth::BasicAuth>),
     Compress(compress::Compress),
+    /// With the ipStrategy of its source criterion (depth, excluded), when by client address.
+    RateLimit {
+        limit: Box<rate_limit::RateLimit>,
+        depth: usize,
+        excluded: Box<[Cidr]>,
+    },
+    /// `rateLimit` with `average: 0`: no limit.
+    Nothing,
 }
 
 fn regex(field: &'static str, pattern: &str) -> Result<Regex, MiddlewareError> {
@@ -180,6 +191,7 @@ impl Middleware {
             def.chain.is_some(),
             def.basic_auth.is_some(),
             def.compress.is_some(),
+            def.rate_limit.is_some(),
         ]
         .iter()
         .filter(|k| **k)
@@ -209,6 +221,9 @@ impl Middleware {
         }
         if let Some(h) = &def.headers {
             return headers(h);
+        }
+        if let Some(r) = &def.rate_limit {
+            return rate_limit(r);
         }
         if let Some(c) = &def.compress {
             return compress::Compress::new(c)
@@ -296,6 +311,42 @@ impl Middleware {
         }
         Ok(Middleware::Chain { middlewares: members.into_boxed_slice() })
     }
+}
+
+fn rate_limit(r: &dynamic::RateLimit) -> Result<Middleware, MiddlewareError> {
+    let bad =
+        |field: &'static str, why: &str| MiddlewareError::RateLimit { field, why: why.into() };
+    let period = match &r.period {
+        None => std::time::Duration::from_secs(1),
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .filter(|s| *s > 0)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| bad("period", "a positive number of seconds"))?,
+        Some(serde_json::Value::String(s)) => crate::config::duration::parse(s)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| bad("period", "a duration such as 1s or 1m"))?,
+        Some(_) => return Err(bad("period", "a duration such as 1s or 1m")),
+    };
+    let criterion = r.source_criterion.clone().unwrap_or_default();
+    let source = match (&criterion.request_header_name, criterion.request_host) {
+        (Some(h), _) if !h.is_empty() => rate_limit::Source::Header(
+            HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+                .map_err(|_| bad("sourceCriterion.requestHeaderName", "not a header name"))?,
+        ),
+        (_, true) => rate_limit::Source::Host,
+        _ => rate_limit::Source::ClientIp,
+    };
+    let strategy = criterion.ip_strategy.unwrap_or_default();
+    let burst = r.burst.unwrap_or(1);
+    Ok(match rate_limit::RateLimit::new(r.average.unwrap_or(0), period, burst, source) {
+        None => Middleware::Nothing,
+        Some(limit) => Middleware::RateLimit {
+            limit: Box::new(limit),
+            depth: strategy.depth.unwrap_or(0),
+            excluded: ranges(&strategy.excluded_ips)?,
+        },
+    })
 }
 
 fn headers(h: &dynamic::Headers) -> Result<Middleware, MiddlewareError> {

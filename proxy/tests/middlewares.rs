@@ -358,3 +358,36 @@ async fn compress_negotiates_zstd_brotli_gzip_and_leaves_what_it_must() {
     let resp = client().request(req).await.unwrap();
     assert!(resp.headers().get("content-encoding").is_none(), "HEAD");
 }
+
+#[tokio::test]
+async fn rate_limits_by_client_address_or_header_with_retry_after() {
+    let b = Backend::start("b").await;
+    let routers = json!({
+        "ip": {"rule": "Host(`ip.test`)", "middlewares": ["per-ip"]},
+        "key": {"rule": "Host(`key.test`)", "middlewares": ["per-key"]},
+        "off": {"rule": "Host(`off.test`)", "middlewares": ["unlimited"]},
+    });
+    let mws = json!({
+        "per-ip": {"rateLimit": {"average": 2, "period": "1m", "burst": 3}},
+        "per-key": {"rateLimit": {"average": 1, "period": 60, "sourceCriterion": {"requestHeaderName": "X-Api-Key"}}},
+        "unlimited": {"rateLimit": {"average": 0}},
+    });
+    let p = TestProxy::start(&doc(&b, routers, mws), &[]).await;
+    for _ in 0..3 {
+        assert_eq!(send(&p, "GET", "ip.test", "/", &[]).await.0, 200, "the burst");
+    }
+    let (s, h, body) = send(&p, "GET", "ip.test", "/", &[]).await;
+    assert_eq!((s, body.as_str()), (429, "Too Many Requests"));
+    let retry: u64 = seen(&h, "retry-after").parse().unwrap();
+    assert!((1..=30).contains(&retry), "2 a minute: the next in at most 30 s, said {retry}");
+    assert_eq!(send(&p, "GET", "key.test", "/", &[("x-api-key", "a")]).await.0, 200);
+    assert_eq!(send(&p, "GET", "key.test", "/", &[("x-api-key", "a")]).await.0, 429);
+    assert_eq!(
+        send(&p, "GET", "key.test", "/", &[("x-api-key", "b")]).await.0,
+        200,
+        "its own budget"
+    );
+    for _ in 0..20 {
+        assert_eq!(send(&p, "GET", "off.test", "/", &[]).await.0, 200);
+    }
+}

@@ -160,6 +160,8 @@ pub struct Middleware {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(alias = "basicauth")]
     pub basic_auth: Option<BasicAuth>,
+    #[serde(default, alias = "ratelimit", skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// `compress: {}` (or `true`, as labels write it) with its options.
     #[serde(default, deserialize_with = "compress_spec", skip_serializing_if = "Option::is_none")]
     pub compress: Option<Compress>,
@@ -170,6 +172,31 @@ pub struct Middleware {
     /// Middlewares wh-proxy does not implement, kept to name them when a router is skipped.
     #[serde(flatten, default, skip_serializing)]
     pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average: Option<u64>,
+    /// A duration (`1s`, `1m`) or a number of seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
+    #[serde(default, alias = "sourcecriterion", skip_serializing_if = "Option::is_none")]
+    pub source_criterion: Option<SourceCriterion>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceCriterion {
+    #[serde(default, alias = "ipstrategy", skip_serializing_if = "Option::is_none")]
+    pub ip_strategy: Option<IpStrategy>,
+    #[serde(default, alias = "requestheadername", skip_serializing_if = "Option::is_none")]
+    pub request_header_name: Option<String>,
+    #[serde(default, alias = "requesthost")]
+    pub request_host: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

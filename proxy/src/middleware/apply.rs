@@ -60,7 +60,30 @@ pub(crate) fn on_request(
             }
             Middleware::StripPrefix { prefixes } => strip_prefix(req, prefixes)?,
             // Response-side only (see `compression`).
-            Middleware::Compress(_) => {}
+            Middleware::Compress(_) | Middleware::Nothing => {}
+            Middleware::RateLimit { limit, depth, excluded } => {
+                use super::rate_limit::Source;
+                let ip;
+                let key: &[u8] = match &limit.source {
+                    Source::ClientIp => {
+                        ip = client_ip(req, peer, *depth, excluded).map(|ip| ip.to_string());
+                        ip.as_deref().unwrap_or("").as_bytes()
+                    }
+                    Source::Header(name) => {
+                        req.headers().get(name).map_or(&b""[..], |v| v.as_bytes())
+                    }
+                    Source::Host => host.map_or(&b""[..], |h| h.as_bytes()),
+                };
+                if let Err(wait) = limit.take(key, std::time::Instant::now()) {
+                    let mut resp = Response::new(RespBody::full(&b"Too Many Requests"[..]));
+                    *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                        resp.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                    return Ok(Some(resp));
+                }
+            }
             Middleware::StripPrefixRegex { regexes } => {
                 let path = req.uri().path().to_owned();
                 let found = regexes.iter().find_map(|re| {
