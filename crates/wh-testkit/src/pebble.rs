@@ -57,7 +57,21 @@ impl Pebble {
             .map_err(|e| Error::Other(format!("pebble start panicked: {e}")))?
     }
 
+    /// Ports are picked free and then handed to pebble, so another process can take one in
+    /// between ("address already in use"): such a start is tried again with new ports.
     fn start_blocking(options: PebbleOptions) -> Result<Pebble> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once(options.clone()) {
+                Ok(p) => return Ok(p),
+                Err(e) if e.to_string().contains("address already in use") => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("three attempts were made"))
+    }
+
+    fn start_once(options: PebbleOptions) -> Result<Pebble> {
         for program in ["pebble", "pebble-challtestsrv"] {
             which(program).ok_or_else(|| Error::Missing {
                 program: program.into(),
