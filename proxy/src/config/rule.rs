@@ -418,6 +418,21 @@ fn first_line(s: &str) -> String {
     s.lines().last().unwrap_or(s).trim().to_owned()
 }
 
+/// `Header`/`HeaderRegexp` (v3) and `Headers`/`HeadersRegexp` (v2): a header name and a
+/// value (a Go regexp when `regexp`).
+fn header(mut args: Vec<String>, regexp: bool) -> Result<Rule, String> {
+    count(&args, &[2])?;
+    if args[0].is_empty() || args[1].is_empty() {
+        return Err("a header name and a value".into());
+    }
+    let name = args[0].to_ascii_lowercase();
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!("`{}` is not a header name", args[0]));
+    }
+    let value = args.remove(1);
+    Ok(if regexp { Rule::HeaderRegexp(name, go_regex(&value)?) } else { Rule::Header(name, value) })
+}
+
 fn v3(name: &str, mut args: Vec<String>) -> Result<Rule, String> {
     let lower = name.to_ascii_lowercase();
     let one = |args: &[String]| count(args, &[1]);
@@ -468,21 +483,8 @@ fn v3(name: &str, mut args: Vec<String>) -> Result<Rule, String> {
             }
             Rule::Method(vec![args[0].to_ascii_uppercase()])
         }
-        "header" | "headerregexp" => {
-            count(&args, &[2])?;
-            if args[0].is_empty() || args[1].is_empty() {
-                return Err("a header name and a value".into());
-            }
-            let name = args[0].to_ascii_lowercase();
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(format!("`{}` is not a header name", args[0]));
-            }
-            if lower == "header" {
-                Rule::Header(name, args.remove(1))
-            } else {
-                Rule::HeaderRegexp(name, go_regex(&args[1])?)
-            }
-        }
+        "header" => header(args, false)?,
+        "headerregexp" => header(args, true)?,
         "query" | "queryregexp" => {
             count(&args, &[1, 2])?;
             if args[0].is_empty() {
@@ -625,21 +627,8 @@ fn v2(name: &str, args: Vec<String>) -> Result<Rule, String> {
             some(&args)?;
             Rule::Method(args.iter().map(|m| m.to_ascii_uppercase()).collect())
         }
-        "headers" | "headersregexp" => {
-            count(&args, &[2])?;
-            if args[0].is_empty() || args[1].is_empty() {
-                return Err("a header name and a value".into());
-            }
-            let name = args[0].to_ascii_lowercase();
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(format!("`{}` is not a header name", args[0]));
-            }
-            if lower == "headers" {
-                Rule::Header(name, args[1].clone())
-            } else {
-                Rule::HeaderRegexp(name, go_regex(&args[1])?)
-            }
-        }
+        "headers" => header(args, false)?,
+        "headersregexp" => header(args, true)?,
         "query" => {
             some(&args)?;
             let mut all: Option<Rule> = None;

@@ -73,6 +73,17 @@ impl std::fmt::Debug for BasicAuth {
     }
 }
 
+impl Hash {
+    /// The stored form's bytes (what a fingerprint binds to, so a changed hash forgets it).
+    fn stored(&self) -> &[u8] {
+        match self {
+            Hash::Bcrypt(h) => h.as_bytes(),
+            Hash::Apr1 { whole, .. } => whole.as_bytes(),
+            Hash::Sha1(d) => d,
+        }
+    }
+}
+
 fn parse_hash(user: &str, hash: &str) -> Result<Hash, BasicAuthError> {
     if hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$") {
         return Ok(Hash::Bcrypt(hash.to_owned()));
@@ -190,7 +201,7 @@ impl BasicAuth {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
         }
-        h.update(format!("{hash:?}").as_bytes());
+        h.update(hash.stored());
         let out = h.finalize();
         u64::from_le_bytes(out[..8].try_into().expect("8 bytes"))
     }
